@@ -1,0 +1,1 @@
+"""lci: a local code interpreter for any LLM."""

@@ -1,0 +1,346 @@
+"""The kernel: one persistent namespace, cells run with notebook semantics, results sent as frames.
+
+Run inside a sandbox as `python -I -B -u -c "<bootstrap>"`, which puts this package on sys.path as
+`lci_agent` and calls `main()`. Two channel layouts:
+
+- fds mode (subprocess backend): the host reads the cell's stdout and stderr directly from fds 1 and 2,
+  reads frames from `--frames-fd` and writes requests to `--requests-fd`.
+- mux mode (container backend, where only stdin and stdout reach the host): requests arrive on stdin,
+  frames leave on stdout, and the agent points fds 1 and 2 at pipes it pumps into `stream` frames, so
+  nothing user code prints can be mistaken for a frame.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import os
+import signal
+import sys
+import threading
+import traceback
+import types
+from typing import Any
+
+from . import display
+from .protocol import PROTOCOL_VERSION, encode_frame, read_frame, write_all
+
+_AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
+_MPL_BACKEND = f"module://{__package__}.mpl_backend"
+_PUMP_CHUNK = 65536
+
+
+class CPUTimeExceeded(BaseException):  # noqa: N818 - named like KeyboardInterrupt, which it mirrors
+    """Raised in the cell when it used up its CPU-time allowance."""
+
+
+class Channel:
+    """Writes frames to the host; in mux mode also pumps the cell's stdout/stderr pipes into frames."""
+
+    def __init__(self, out_fd: int, pipes: dict[str, int] | None = None) -> None:
+        self.out_fd = out_fd
+        self.pipes = pipes or {}
+        self._lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        frame = encode_frame(message)
+        with self._lock:
+            write_all(self.out_fd, frame)
+
+    def start_pump(self) -> None:
+        if self.pipes:
+            threading.Thread(target=self._pump_forever, name="lci-pump", daemon=True).start()
+
+    def drain(self) -> None:
+        """Forward everything already written to the stdout/stderr pipes (called before `done`, so
+        output lands before the frame that ends the cell)."""
+        with self._lock:
+            for name, fd in self.pipes.items():
+                self._forward_available(name, fd)
+
+    def _forward_available(self, name: str, fd: int) -> None:
+        while True:
+            try:
+                data = os.read(fd, _PUMP_CHUNK)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            write_all(self.out_fd, encode_frame({"type": "stream", "name": name,
+                                                 "data": data.decode("latin-1")}))
+
+    def _pump_forever(self) -> None:
+        import selectors
+
+        selector = selectors.DefaultSelector()
+        for name, fd in self.pipes.items():
+            os.set_blocking(fd, False)
+            selector.register(fd, selectors.EVENT_READ, name)
+        while True:
+            for key, _ in selector.select():
+                with self._lock:
+                    self._forward_available(key.data, key.fd)
+
+
+class Kernel:
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.pid = os.getpid()
+        self.namespace: dict[str, Any] = {
+            "__name__": "__main__",
+            "__builtins__": builtins,
+            "display": self.display,
+        }
+        self.cell_count = 0
+        self.exec_id: str | None = None
+        self.max_display = 16 << 20
+        self.in_user_code = False
+        self._loop: Any = None
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+        _install_matplotlib_hook(self.publish_figures)
+
+    # -- signals -------------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        # The host interrupts a cell with SIGINT. Raise only while user code runs, so an interrupt that
+        # races with the end of a cell cannot tear a frame the agent is writing.
+        signal.signal(signal.SIGINT, self._on_sigint)
+        if hasattr(signal, "SIGXCPU"):
+            signal.signal(signal.SIGXCPU, self._on_sigxcpu)
+
+    def _on_sigint(self, signum: int, frame: types.FrameType | None) -> None:
+        if self.in_user_code:
+            raise KeyboardInterrupt
+
+    def _on_sigxcpu(self, signum: int, frame: types.FrameType | None) -> None:
+        if self.in_user_code:
+            raise CPUTimeExceeded("CPU time limit of this execution exceeded")
+
+    def _after_fork_in_child(self) -> None:
+        # A child forked by user code (os.fork, multiprocessing) shares the frame channel; it must
+        # never speak on it, or the host would see duplicate results.
+        self.channel = _SilentChannel()
+
+    # -- display -------------------------------------------------------------------------------
+    def display(self, *objects: Any) -> None:
+        """Show objects as rich output (the `display()` builtin of notebooks)."""
+        for obj in objects:
+            self._send_display(display.mime_bundle(obj, self.max_display))
+
+    def publish_figures(self) -> None:
+        for bundle in display.figure_bundles(self.max_display):
+            self._send_display(bundle)
+
+    def _send_display(self, bundle: dict[str, str]) -> None:
+        _flush_std_streams()
+        self.channel.drain()
+        self.channel.send({"type": "display", "id": self.exec_id, "data": bundle, "metadata": {}})
+
+    # -- cells ---------------------------------------------------------------------------------
+    def run_cell(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.exec_id = str(request.get("id"))
+        self.max_display = int(request.get("max_display_bytes") or self.max_display)
+        self.cell_count += 1
+        filename = f"<cell-{self.cell_count}>"
+        status, result, error = "ok", None, None
+        self.install_signal_handlers()
+        _set_cpu_allowance(request.get("cpu_s"))
+        try:
+            value = self._execute(str(request.get("code", "")), filename)
+            if value is not None:
+                self.namespace["_"] = value
+                result = display.mime_bundle(value, self.max_display)
+        except BaseException as exc:  # noqa: BLE001 - user code may raise anything, even SystemExit
+            status, error = "error", _error_info(exc)
+        finally:
+            self.in_user_code = False
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            _set_cpu_allowance(None)
+        if os.getpid() != self.pid:
+            os._exit(0)  # a forked child finished the cell: it must not report or continue
+        try:
+            self.publish_figures()
+        except BaseException as exc:  # noqa: BLE001
+            status, error = "error", _error_info(exc)
+        _flush_std_streams()
+        self.channel.drain()
+        return {"type": "done", "id": self.exec_id, "status": status, "result": result,
+                "error": error}
+
+    def _execute(self, code: str, filename: str) -> Any:
+        import linecache
+
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        tree = compile(code, filename, "exec", flags | ast.PyCF_ONLY_AST, dont_inherit=True)
+        assert isinstance(tree, ast.Module)
+        last_expr = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last_expr = ast.Expression(tree.body.pop().value)  # type: ignore[attr-defined]
+        body = compile(tree, filename, "exec", flags, dont_inherit=True)
+        tail = compile(last_expr, filename, "eval", flags, dont_inherit=True) if last_expr else None
+        self.in_user_code = True
+        self._run(body)
+        return self._run(tail) if tail is not None else None
+
+    def _run(self, code: types.CodeType) -> Any:
+        import inspect
+
+        value = eval(code, self.namespace)
+        if code.co_flags & inspect.CO_COROUTINE:
+            value = self._event_loop().run_until_complete(value)
+        return value
+
+    def _event_loop(self) -> Any:
+        # One loop for the session, so tasks created by one cell survive into the next.
+        if self._loop is None:
+            import asyncio
+
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+        return self._loop
+
+
+class _SilentChannel(Channel):
+    def __init__(self) -> None:
+        super().__init__(-1)
+
+    def send(self, message: dict[str, Any]) -> None:
+        pass
+
+    def drain(self) -> None:
+        pass
+
+
+def _flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+
+
+def _set_cpu_allowance(cpu_s: Any) -> None:
+    """RLIMIT_CPU counts a process's whole life; re-arm the soft limit relative to what the agent
+    has used so far, so each cell gets its own allowance. The wall-clock timeout enforced by the host
+    is the real guarantee; this turns a CPU-bound cell into a catchable error sooner."""
+    try:
+        import resource
+    except ImportError:
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if cpu_s is None:
+        soft = hard
+    else:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        soft = int(usage.ru_utime + usage.ru_stime + float(cpu_s)) + 1
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+    except (ValueError, OSError):
+        pass
+
+
+def _error_info(exc: BaseException) -> dict[str, str]:
+    tb = exc.__traceback__
+    # Drop the agent's own frames so the traceback starts in the user's cell.
+    while tb is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == _AGENT_DIR:
+        tb = tb.tb_next
+    try:
+        lines = traceback.format_exception(type(exc), exc, tb)
+        text = "".join(lines)
+    except Exception as fmt_exc:
+        text = f"<traceback could not be formatted: {fmt_exc!r}>"
+    return {"name": type(exc).__name__, "value": display.plain_text_of_exception(exc),
+            "traceback": text}
+
+
+def _install_matplotlib_hook(publisher: Any) -> None:
+    """Select the sandbox backend when matplotlib is (or gets) imported, without importing it now:
+    importing matplotlib costs a third of a second that most cells never need."""
+
+    def configure(mpl: Any) -> None:
+        try:
+            from . import mpl_backend
+
+            mpl_backend.publisher = publisher
+            mpl.use(_MPL_BACKEND)
+        except Exception:
+            pass
+
+    if "matplotlib" in sys.modules:
+        configure(sys.modules["matplotlib"])
+        return
+
+    import importlib.abc
+    import importlib.util
+
+    class Hook(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+            if name != "matplotlib":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            if spec is None or spec.loader is None:
+                return spec
+            original = spec.loader.exec_module
+
+            def exec_module(module: types.ModuleType) -> None:
+                original(module)
+                configure(module)
+
+            spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+            return spec
+
+    sys.meta_path.insert(0, Hook())
+
+
+def _parse_args(argv: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {"mode": "fds", "requests_fd": 0, "frames_fd": 1}
+    for arg in argv:
+        key, _, value = arg.lstrip("-").partition("=")
+        options[key.replace("-", "_")] = value if key == "mode" else int(value)
+    return options
+
+
+def _setup_channel(options: dict[str, Any]) -> tuple[int, Channel]:
+    if options["mode"] == "mux":
+        # Keep the real stdin/stdout for the protocol on private fds; user code gets /dev/null as
+        # stdin and pipes as stdout/stderr.
+        requests_fd = os.dup(0)
+        frames_fd = os.dup(1)
+        pipes = {}
+        for name, target in (("stdout", 1), ("stderr", 2)):
+            read_end, write_end = os.pipe()
+            os.dup2(write_end, target)
+            os.close(write_end)
+            pipes[name] = read_end
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        channel = Channel(frames_fd, pipes)
+    else:
+        requests_fd, frames_fd = options["requests_fd"], options["frames_fd"]
+        channel = Channel(frames_fd)
+    for fd in (requests_fd, frames_fd, *channel.pipes.values()):
+        os.set_inheritable(fd, False)  # user subprocesses must not hold the protocol channel
+    return requests_fd, channel
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = _parse_args(sys.argv[1:] if argv is None else argv)
+    requests_fd, channel = _setup_channel(options)
+    kernel = Kernel(channel)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    channel.start_pump()
+    channel.send({"type": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(),
+                  "python": sys.version.split()[0]})
+    while True:
+        request = read_frame(requests_fd)
+        if request is None or request.get("type") == "shutdown":
+            break
+        if request.get("type") == "execute":
+            kernel.channel.send(kernel.run_cell(request))
+    _flush_std_streams()
+    os._exit(0)

@@ -1,0 +1,104 @@
+"""Agent protocol, version 1: length-prefixed JSON frames.
+
+A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON holding one object with
+a "type" key. Length prefixes (rather than newline-delimited text) let the decoder reject an oversized
+frame before buffering it and make a frame boundary impossible to forge with clever JSON.
+
+Host -> agent:  execute {id, code, cpu_s, max_display_bytes}   shutdown {}
+Agent -> host:  hello {protocol, pid, python}
+                stream {name, data}          (only when the agent multiplexes stdout/stderr itself;
+                                              data is latin-1 text so bytes round-trip exactly)
+                display {id, data, metadata}
+                done {id, status, result, error}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from typing import Any
+
+PROTOCOL_VERSION = 1
+_HEADER = struct.Struct(">I")
+DEFAULT_MAX_FRAME = 64 << 20
+
+
+class FrameError(ValueError):
+    """The byte stream is not a valid sequence of frames."""
+
+
+def encode_frame(message: dict[str, Any]) -> bytes:
+    # ensure_ascii keeps lone surrogates and control characters representable in any decoder.
+    body = json.dumps(message, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    return _HEADER.pack(len(body)) + body
+
+
+class FrameDecoder:
+    """Incremental decoder: feed it chunks split anywhere, get whole frames back."""
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self._buffer = bytearray()
+        self._max_frame = max_frame
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        self._buffer += data
+        frames: list[dict[str, Any]] = []
+        while len(self._buffer) >= _HEADER.size:
+            (length,) = _HEADER.unpack_from(self._buffer)
+            if length > self._max_frame:
+                raise FrameError(f"frame of {length} bytes exceeds the {self._max_frame} byte limit")
+            end = _HEADER.size + length
+            if len(self._buffer) < end:
+                break
+            body = bytes(self._buffer[_HEADER.size : end])
+            del self._buffer[:end]
+            frames.append(_parse(body))
+        return frames
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FrameError(f"frame is not valid JSON: {exc}") from exc
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise FrameError("frame is not an object with a string 'type'")
+    return message
+
+
+def read_exact(fd: int, size: int) -> bytes | None:
+    """Blocking read of exactly `size` bytes; None on a clean EOF before the first byte."""
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = os.read(fd, size - len(chunks))
+        if not chunk:
+            if chunks:
+                raise FrameError("stream ended inside a frame")
+            return None
+        chunks += chunk
+    return bytes(chunks)
+
+
+def read_frame(fd: int, max_frame: int = DEFAULT_MAX_FRAME) -> dict[str, Any] | None:
+    header = read_exact(fd, _HEADER.size)
+    if header is None:
+        return None
+    (length,) = _HEADER.unpack(header)
+    if length > max_frame:
+        raise FrameError(f"frame of {length} bytes exceeds the {max_frame} byte limit")
+    body = read_exact(fd, length)
+    if body is None:
+        raise FrameError("stream ended inside a frame")
+    return _parse(body)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]

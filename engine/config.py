@@ -1,0 +1,61 @@
+"""Typed settings, read from `LCI_*` environment variables (and overridable in code)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine.models import BackendName, Limits
+
+
+def _default_state_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "lci"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LCI_", extra="ignore")
+
+    # Sessions
+    backend: BackendName = BackendName.SUBPROCESS
+    limits: Limits = Field(default_factory=Limits)
+    max_sessions: int = Field(64, ge=1)
+    idle_timeout_s: float = Field(1800.0, gt=0, description="Close sessions unused this long.")
+    interrupt_grace_s: float = Field(
+        1.0, gt=0, description="How long an interrupted cell gets to stop before it is killed."
+    )
+    state_dir: Path = Field(default_factory=_default_state_dir)
+
+    # Subprocess backend
+    sandbox_python: str = Field(default_factory=lambda: sys.executable)
+    sandbox_uid_base: int = Field(
+        1_500_000_000, ge=1000, description="Per-session uids are allocated from here (when root)."
+    )
+    extra_readonly_paths: list[str] = Field(
+        default_factory=list, description="Host paths made visible read-only inside sandboxes."
+    )
+    require_isolation: bool = Field(
+        False, description="Refuse to start a session whose sandbox lacks namespaces or cgroups."
+    )
+
+    # Docker backend
+    docker_image: str = "lci-sandbox:latest"
+    docker_warm_pool: int = Field(2, ge=0)
+
+    # Upstream model (orchestrator)
+    llm_base_url: str = "http://127.0.0.1:8080/v1"
+    llm_model: str = "default"
+    llm_api_key: str = "none"
+
+    # HTTP server
+    api_key: str | None = None
+
+
+def owner_tag() -> str:
+    """Identifies this engine process in labels and directory names, so a reaper can tell whether
+    the owner of a leftover sandbox is still alive."""
+    return f"{os.getpid()}"

@@ -1,0 +1,96 @@
+"""The one exception hierarchy of lci. Every class has a stable `code` that the server maps to an
+HTTP status in one table; foreign exceptions are translated at the module that imports their library
+and chained with `from`.
+
+    LCIError                       code
+    ├── InvalidRequest             invalid_request
+    │   └── FileAccessError        file_access
+    ├── NotFound                   not_found
+    │   ├── SessionNotFound        session_not_found
+    │   └── FileNotFound           file_not_found
+    ├── SessionBusy                session_busy
+    ├── SessionClosed              session_closed
+    ├── CapacityExceeded           capacity_exceeded
+    ├── SandboxError               sandbox_error
+    │   ├── SandboxStartError      sandbox_start_failed
+    │   ├── ProtocolError          protocol_error
+    │   └── BackendUnavailable     backend_unavailable
+    │       └── ImageNotFound      image_not_found
+    └── UpstreamError              upstream_error        (the model server failed)
+
+Errors raised by user code are never exceptions here: they are data in `Execution.error`.
+"""
+
+from __future__ import annotations
+
+
+class LCIError(Exception):
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(LCIError):
+    code = "invalid_request"
+
+
+class FileAccessError(InvalidRequest):
+    """A path that leaves the workdir, a non-regular file, or a file over the size cap."""
+
+    code = "file_access"
+
+
+class NotFound(LCIError):
+    code = "not_found"
+
+
+class SessionNotFound(NotFound):
+    code = "session_not_found"
+
+
+class FileNotFound(NotFound):
+    code = "file_not_found"
+
+
+class SessionBusy(LCIError):
+    code = "session_busy"
+
+
+class SessionClosed(LCIError):
+    code = "session_closed"
+
+
+class CapacityExceeded(LCIError):
+    code = "capacity_exceeded"
+
+
+class SandboxError(LCIError):
+    code = "sandbox_error"
+
+
+class SandboxStartError(SandboxError):
+    code = "sandbox_start_failed"
+
+
+class ProtocolError(SandboxError):
+    """The sandbox sent something that is not a valid frame: it is treated as a crash."""
+
+    code = "protocol_error"
+
+
+class BackendUnavailable(SandboxError):
+    code = "backend_unavailable"
+
+
+class ImageNotFound(BackendUnavailable):
+    code = "image_not_found"
+
+
+class UpstreamError(LCIError):
+    code = "upstream_error"
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
