@@ -1,0 +1,163 @@
+"""What isolation this host can give subprocess sandboxes, found out once per backend: root or
+unprivileged user namespaces, cgroups, which host paths the sandbox interpreter needs to see. Also
+owns the engine's directory of session state and the reaping of what dead engines left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from engine.config import Settings
+from engine.core import workdir as wd
+from engine.core.cgroups import CgroupTree
+from engine.models import Isolation, Limits
+
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_ETC_FILES = (
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "ssl", "ca-certificates",
+    "fonts", "alternatives", "mime.types", "nsswitch.conf", "matplotlibrc",
+    "python3", "python3.11", "python3.12", "python3.13",
+)
+_USERNS_PROBE = (
+    "import ctypes, sys; "
+    "sys.exit(ctypes.CDLL(None, use_errno=True).unshare(0x10000000 | 0x20000 | 0x40000000) != 0)"
+)
+
+
+def _owner_tag() -> str:
+    return f"{os.getpid()}.{int(psutil.Process().create_time())}"
+
+
+def _owner_alive(tag: str) -> bool:
+    pid_text, _, started = tag.partition(".")
+    try:
+        return int(psutil.Process(int(pid_text)).create_time()) == int(started)
+    except (ValueError, psutil.Error):
+        return False
+
+
+def _interpreter_paths(python: str) -> list[str]:
+    """Directories the sandbox interpreter needs: its prefixes (stdlib and site-packages)."""
+    code = ("import sys, json; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, "
+            "sys.base_exec_prefix]))")
+    out = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, check=True,
+                         timeout=60).stdout
+    paths = {os.path.realpath(p) for p in json.loads(out)}
+    paths.add(os.path.dirname(os.path.dirname(os.path.realpath(python))))
+    return sorted(paths)
+
+
+def _without_nested(paths: list[str]) -> list[str]:
+    kept: list[str] = []
+    for path in sorted(set(paths)):
+        if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(path)
+    return kept
+
+
+@dataclass
+class HostProbe:
+    is_root: bool
+    namespaces: bool
+    cgroups: CgroupTree | None
+    agent_root: Path
+    owner_dir: Path
+    readonly_paths: list[str]
+    symlinks: list[str]
+    owner_tag: str = field(default_factory=_owner_tag)
+
+    @classmethod
+    def detect(cls, settings: Settings, agent_root: Path) -> HostProbe:
+        is_root = os.geteuid() == 0
+        namespaces = is_root or cls._user_namespaces_work(settings.sandbox_python)
+        readonly, symlinks = [], []
+        for path in _SYSTEM_DIRS:
+            if os.path.islink(path):
+                symlinks.append(path)
+            elif os.path.isdir(path):
+                readonly.append(path)
+        readonly += [f"/etc/{name}" for name in _ETC_FILES if os.path.lexists(f"/etc/{name}")]
+        readonly += _interpreter_paths(settings.sandbox_python) + settings.extra_readonly_paths
+        tag = _owner_tag()
+        owner_dir = settings.state_dir / f"owner-{tag}"
+        settings.state_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
+        owner_dir.mkdir(mode=0o711, exist_ok=True)
+        probe = cls(
+            is_root=is_root,
+            namespaces=namespaces,
+            cgroups=CgroupTree.detect() if is_root else None,
+            agent_root=agent_root,
+            owner_dir=owner_dir,
+            readonly_paths=_without_nested(readonly),
+            symlinks=symlinks,
+            owner_tag=tag,
+        )
+        probe.reap_orphans()
+        return probe
+
+    @staticmethod
+    def _user_namespaces_work(python: str) -> bool:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            probe = subprocess.run([python, "-I", "-S", "-c", _USERNS_PROBE], timeout=30,
+                                   capture_output=True)
+            return probe.returncode == 0
+        return False
+
+    def isolation(self, limits: Limits) -> Isolation:
+        notes = []
+        if not self.namespaces:
+            notes.append("no namespaces (not root and no unprivileged user namespaces): the sandbox "
+                         "shares the host's filesystem view, network and process table")
+        if not self.is_root:
+            notes.append("not root: the sandbox runs as the engine's own user")
+        if self.cgroups is None:
+            notes.append("no usable cgroups: memory is limited per process (RLIMIT_AS) and "
+                         "processes per user (RLIMIT_NPROC)")
+        cpu = self.cgroups is not None and "cpu" in self.cgroups.bases and limits.cpus is not None
+        return Isolation(
+            separate_user=self.is_root,
+            pid_namespace=self.namespaces,
+            mount_namespace=self.namespaces,
+            network_namespace=self.namespaces and not limits.network,
+            private_filesystem=self.namespaces,
+            memory_limit="exact" if self.cgroups else "per_process",
+            process_limit="exact" if self.cgroups else "per_user",
+            disk_limit="exact" if self.is_root else "per_file",
+            cpu_quota=cpu,
+            notes=notes,
+        )
+
+    def reap_orphans(self) -> int:
+        """Remove the workdirs, mounts and cgroups of engines that are no longer running."""
+        reaped = 0
+        state_dir = self.owner_dir.parent
+        for entry in state_dir.glob("owner-*"):
+            tag = entry.name.removeprefix("owner-")
+            if tag != self.owner_tag and not _owner_alive(tag):
+                self._remove_dir(entry)
+                reaped += 1
+        if self.cgroups is not None:
+            for name, group in self.cgroups.groups().items():
+                tag = name.split("-", 1)[0]
+                if tag != self.owner_tag and not _owner_alive(tag):
+                    group.kill_all()
+                    group.remove()
+                    reaped += 1
+        return reaped
+
+    def remove_owner_dir(self) -> None:
+        self._remove_dir(self.owner_dir)
+
+    @staticmethod
+    def _remove_dir(path: Path) -> None:
+        for point in wd.mounts_under(str(path)):
+            with contextlib.suppress(OSError):
+                wd.unmount(point)
+        with contextlib.suppress(OSError):
+            wd.remove_tree(str(path))

@@ -1,0 +1,145 @@
+"""SessionManager: the registry of live sessions, their capacity, idle expiry and shutdown.
+
+    async with SessionManager() as manager:
+        session = await manager.create()
+        execution = await session.execute("6 * 7")
+
+Backends are built on first use by a factory with lazy imports, so `import engine` never imports the
+docker SDK and a host without Docker still serves subprocess sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from types import TracebackType
+from typing import Protocol
+
+from engine.config import Settings
+from engine.core.sandbox import SessionHost
+from engine.core.session import Session
+from engine.errors import CapacityExceeded, SessionNotFound
+from engine.models import BackendName, SessionSpec
+
+log = logging.getLogger(__name__)
+
+
+class Backend(Protocol):
+    async def open(self, session_id: str, spec: SessionSpec) -> SessionHost: ...
+    async def close(self) -> None: ...
+
+
+def create_backend(name: BackendName, settings: Settings) -> Backend:
+    if name is BackendName.SUBPROCESS:
+        from engine.core.subprocess_backend import SubprocessBackend
+
+        return SubprocessBackend(settings)
+    if name is BackendName.DOCKER:
+        from engine.core.docker_backend import DockerBackend  # type: ignore[import-not-found]
+
+        backend: Backend = DockerBackend(settings)
+        return backend
+    raise ValueError(f"unknown backend {name!r}")
+
+
+class SessionManager:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self._sessions: dict[str, Session] = {}
+        self._backends: dict[BackendName, Backend] = {}
+        self._backend_lock = asyncio.Lock()
+        self._pending = 0
+        self._expiry_task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> SessionManager:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close_all()
+
+    async def backend(self, name: BackendName) -> Backend:
+        async with self._backend_lock:
+            if name not in self._backends:
+                self._backends[name] = await asyncio.to_thread(create_backend, name, self.settings)
+            return self._backends[name]
+
+    async def create(self, spec: SessionSpec | None = None) -> Session:
+        """Start a session and return it once its interpreter is ready."""
+        spec = spec or SessionSpec(backend=self.settings.backend, limits=self.settings.limits)
+        if len(self._sessions) + self._pending >= self.settings.max_sessions:
+            raise CapacityExceeded(
+                f"{self.settings.max_sessions} sessions are live; close one or raise max_sessions")
+        self._pending += 1
+        try:
+            backend = await self.backend(spec.backend)
+            session_id = uuid.uuid4().hex[:16]
+            host = await backend.open(session_id, spec)
+            session = Session(session_id, spec.backend, host, spec.limits,
+                              self.settings.interrupt_grace_s)
+            try:
+                await session.start()
+            except BaseException:
+                await session.close()
+                raise
+            self._sessions[session_id] = session
+        finally:
+            self._pending -= 1
+        self._ensure_expiry()
+        return session
+
+    def get(self, session_id: str) -> Session:
+        try:
+            return self._sessions[session_id]
+        except KeyError:
+            raise SessionNotFound(f"no session {session_id!r}") from None
+
+    def list(self) -> list[Session]:
+        return list(self._sessions.values())
+
+    async def close(self, session_id: str) -> None:
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            raise SessionNotFound(f"no session {session_id!r}")
+        await session.close()
+
+    async def close_all(self) -> None:
+        """Close every session and backend; nothing the manager started is left running."""
+        if self._expiry_task is not None:
+            self._expiry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry_task
+            self._expiry_task = None
+        sessions, self._sessions = list(self._sessions.values()), {}
+        results = await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.warning("closing a session failed: %r", result)
+        backends, self._backends = list(self._backends.values()), {}
+        for backend in backends:
+            await backend.close()
+
+    async def expire_idle(self) -> int:
+        """Close sessions idle longer than `idle_timeout_s`; returns how many were closed."""
+        cutoff = time.time() - self.settings.idle_timeout_s
+        stale = [s.id for s in self._sessions.values() if not s.busy and s.last_used_at < cutoff]
+        for session_id in stale:
+            with contextlib.suppress(SessionNotFound):
+                await self.close(session_id)
+        return len(stale)
+
+    def _ensure_expiry(self) -> None:
+        if self._expiry_task is None or self._expiry_task.done():
+            self._expiry_task = asyncio.get_running_loop().create_task(self._expire_forever())
+
+    async def _expire_forever(self) -> None:
+        interval = min(60.0, max(0.05, self.settings.idle_timeout_s / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.expire_idle()
+            except Exception:  # keep expiring whatever one close did
+                log.exception("idle expiry failed")

@@ -1,0 +1,211 @@
+"""The one Popen-shaped seam between a session and the thing that isolates it.
+
+A `Sandbox` is one live agent process: start it, send it requests, interrupt it, kill it, learn when it
+exits. Backends implement it (subprocess, docker; a scripted fake in the tests); a `SessionHost` holds
+what outlives a restart (working directory, cgroup, uid) and spawns sandboxes. The session above never
+knows which backend it talks to.
+
+Every sandbox reports to one `SandboxListener`, on the event loop thread, in the order things happened:
+stream bytes, frames, and finally the exit.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from engine.agent.protocol import PROTOCOL_VERSION, FrameDecoder, FrameError, encode_frame
+from engine.errors import SandboxStartError
+from engine.models import FileInfo, Isolation
+
+StreamName = Literal["stdout", "stderr"]
+_STARTUP_LOG_LIMIT = 16 << 10
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """Why a sandbox stopped: its exit code (negative: killed by that signal), whether the engine
+    killed it, how many OOM kills its memory limit caused, and any protocol violation."""
+
+    code: int | None
+    killed_by_engine: bool = False
+    oom_kills: int = 0
+    protocol_error: str | None = None
+
+    def describe(self) -> str:
+        if self.protocol_error:
+            return f"the sandbox broke the agent protocol ({self.protocol_error})"
+        if self.oom_kills:
+            return "the sandbox ran out of memory (its memory limit was reached)"
+        if self.code is None:
+            return "the sandbox stopped"
+        if self.code < 0 or self.code > 128:
+            import signal
+
+            number = -self.code if self.code < 0 else self.code - 128
+            with contextlib.suppress(ValueError):
+                return f"the interpreter was killed by {signal.Signals(number).name}"
+            return f"the interpreter was killed by signal {number}"
+        return f"the interpreter exited with status {self.code}"
+
+
+class SandboxListener(Protocol):
+    def on_stream(self, name: StreamName, data: bytes) -> None: ...
+    def on_frame(self, frame: dict[str, Any]) -> None: ...
+    def on_exit(self, info: ExitInfo) -> None: ...
+
+
+class Sandbox(abc.ABC):
+    """One agent process behind some isolation. Subclasses feed `_stream_received`,
+    `_frames_received` and `_exited` from their transport; this base class turns that into the
+    hello handshake and listener calls."""
+
+    def __init__(self) -> None:
+        self.listener: SandboxListener | None = None
+        self._decoder = FrameDecoder()
+        self._hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._exit: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
+        self._startup_log = bytearray()
+        self._killing = False
+
+    # -- the seam ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def send_bytes(self, data: bytes) -> None:
+        """Queue bytes for the agent's request channel; never blocks."""
+
+    @abc.abstractmethod
+    def interrupt(self) -> None:
+        """Deliver SIGINT to the agent (KeyboardInterrupt in the running cell)."""
+
+    @abc.abstractmethod
+    async def _terminate(self) -> None:
+        """Destroy every process of the sandbox; return once that is certain."""
+
+    def drain(self) -> None:  # noqa: B027 - optional for transports that deliver in order
+        """Deliver any stream bytes the transport already holds (called before a `done` frame is
+        acted on, so output written before the cell ended is not attributed to the next one)."""
+
+    # -- shared behaviour ----------------------------------------------------------------------
+    def send(self, message: dict[str, Any]) -> None:
+        self.send_bytes(encode_frame(message))
+
+    async def wait_ready(self, timeout: float) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(timeout):
+                waiter = asyncio.ensure_future(asyncio.shield(self._hello))
+                done, _ = await asyncio.wait({waiter, self._exit}, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            await self.kill()
+            raise SandboxStartError(f"the sandbox did not start within {timeout:.0f} s") from None
+        if waiter not in done:
+            waiter.cancel()
+            raise SandboxStartError(self._startup_failure())
+        hello = waiter.result()
+        if hello.get("protocol") != PROTOCOL_VERSION:
+            await self.kill()
+            raise SandboxStartError(
+                f"the sandbox speaks agent protocol {hello.get('protocol')!r}, "
+                f"this engine speaks {PROTOCOL_VERSION}"
+            )
+        return hello
+
+    async def kill(self) -> ExitInfo:
+        self._killing = True
+        if not self._exit.done():
+            await self._terminate()
+        return await asyncio.shield(self._exit)
+
+    async def wait(self) -> ExitInfo:
+        return await asyncio.shield(self._exit)
+
+    @property
+    def exited(self) -> asyncio.Future[ExitInfo]:
+        """Resolves with the ExitInfo when the sandbox stops (do not cancel it)."""
+        return self._exit
+
+    @property
+    def alive(self) -> bool:
+        return not self._exit.done()
+
+    def _startup_failure(self) -> str:
+        log = self._startup_log.decode("utf-8", "replace").strip()
+        info = self._exit.result() if self._exit.done() else None
+        import json
+
+        for line in log.splitlines():
+            with contextlib.suppress(ValueError, AttributeError):
+                message = json.loads(line).get("lci_setup_error")
+                if message:
+                    return f"the sandbox could not be set up: {message}"
+        reason = info.describe() if info else "the sandbox stopped"
+        return f"{reason} before the agent started" + (f": {log[-2000:]}" if log else "")
+
+    def _stream_received(self, name: StreamName, data: bytes) -> None:
+        if not self._hello.done():
+            room = _STARTUP_LOG_LIMIT - len(self._startup_log)
+            self._startup_log += data[: max(room, 0)]
+            return
+        if self.listener is not None:
+            self.listener.on_stream(name, data)
+
+    def _frames_received(self, data: bytes) -> None:
+        """Decode frames; a malformed one means the sandbox cannot be trusted to continue."""
+        try:
+            frames = self._decoder.feed(data)
+        except FrameError as exc:
+            self._protocol_violation(str(exc))
+            return
+        for frame in frames:
+            if frame["type"] == "hello" and not self._hello.done():
+                self._hello.set_result(frame)
+            elif frame["type"] == "stream":
+                name = frame.get("name")
+                if name in ("stdout", "stderr") and isinstance(frame.get("data"), str):
+                    self._stream_received(name, frame["data"].encode("latin-1", "replace"))
+            elif self.listener is not None:
+                self.listener.on_frame(frame)
+
+    def _protocol_violation(self, detail: str) -> None:
+        self._protocol_error = detail
+        asyncio.get_running_loop().create_task(self._terminate())
+
+    def _exited(self, info: ExitInfo) -> None:
+        if self._exit.done():
+            return
+        detail = getattr(self, "_protocol_error", None)
+        if detail:
+            info = ExitInfo(info.code, killed_by_engine=False, oom_kills=info.oom_kills,
+                            protocol_error=detail)
+        elif self._killing:
+            info = ExitInfo(info.code, killed_by_engine=True, oom_kills=info.oom_kills)
+        self._exit.set_result(info)
+        if self.listener is not None:
+            self.listener.on_exit(info)
+
+
+class SessionHost(abc.ABC):
+    """A session's resources that survive sandbox restarts, and the factory of its sandboxes."""
+
+    isolation: Isolation
+    sandbox_workdir: str
+
+    @abc.abstractmethod
+    async def spawn(self) -> Sandbox:
+        """Start a sandbox and return it once its agent said hello."""
+
+    @abc.abstractmethod
+    async def write_file(self, path: str, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def read_file(self, path: str, max_bytes: int) -> bytes: ...
+
+    @abc.abstractmethod
+    async def list_files(self) -> list[FileInfo]: ...
+
+    @abc.abstractmethod
+    async def release(self) -> None:
+        """Free everything; called once, after the last sandbox was killed."""
+

@@ -1,0 +1,292 @@
+"""The subprocess backend: each sandbox is a process tree built by `launcher.py`.
+
+As root it gets pid, mount, network, ipc and uts namespaces, a private read-only root filesystem, a
+dedicated uid, cgroup memory/pids/CPU limits, a tmpfs workdir with an exact size, and rlimits. Without
+root it uses unprivileged user namespaces where the kernel allows them, and otherwise falls back to
+rlimits in its own process group; what a session lacks is listed in `SessionInfo.isolation`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+from itertools import count
+from pathlib import Path
+
+from engine.config import Settings
+from engine.core import workdir as wd
+from engine.core.agent_files import bootstrap_argv, stage_agent
+from engine.core.cgroups import Cgroup
+from engine.core.host_probe import HostProbe
+from engine.core.sandbox import ExitInfo, Sandbox, SessionHost
+from engine.errors import SandboxStartError
+from engine.models import FileInfo, Isolation, SessionSpec
+
+MIB = 1 << 20
+_LAUNCHER = str(Path(__file__).with_name("launcher.py"))
+_READ_CHUNK = 1 << 16
+_SANDBOX_WORKDIR = "/workspace"
+_SANDBOX_AGENT = "/opt/lci-agent"
+_PASSTHROUGH_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TZ")
+
+
+class SubprocessSandbox(Sandbox):
+    """A launcher process and its agent, watched through a pidfd and non-blocking pipes."""
+
+    def __init__(self, cfg: dict[str, object], cgroup: Cgroup | None) -> None:
+        super().__init__()
+        self._loop = asyncio.get_running_loop()
+        self._cgroup = cgroup
+        self._oom_before = cgroup.oom_kills() if cgroup else 0
+        req_r, req_w = os.pipe2(os.O_CLOEXEC)
+        frames_r, frames_w = os.pipe2(os.O_CLOEXEC)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        argv = bootstrap_argv(
+            str(cfg["python"]), str(cfg["sandbox_agent_root"]),
+            f"--requests-fd={req_r}", f"--frames-fd={frames_w}",
+        )
+        cfg = {**cfg, "argv": argv, "host_pid": os.getpid()}
+        try:
+            self._proc = subprocess.Popen(
+                [str(cfg["python"]), "-I", "-B", "-S", _LAUNCHER, json.dumps(cfg)],
+                stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+                pass_fds=(req_r, frames_w), start_new_session=True, cwd="/",
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            )
+        finally:
+            for fd in (req_r, frames_w, out_w, err_w):
+                os.close(fd)
+        self._pidfd = os.pidfd_open(self._proc.pid)
+        self._requests = req_w
+        self._pending = bytearray()
+        self._readers = {out_r: "stdout", err_r: "stderr", frames_r: "frames"}
+        for fd in self._readers:
+            os.set_blocking(fd, False)
+            self._loop.add_reader(fd, self._readable, fd)
+        os.set_blocking(req_w, False)
+        self._loop.add_reader(self._pidfd, self._process_exited)
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def send_bytes(self, data: bytes) -> None:
+        if self._requests < 0:
+            return
+        was_empty = not self._pending
+        self._pending += data
+        if was_empty:
+            self._flush_requests()
+
+    def _flush_requests(self) -> None:
+        try:
+            while self._pending:
+                written = os.write(self._requests, self._pending)
+                del self._pending[:written]
+        except BlockingIOError:
+            self._loop.add_writer(self._requests, self._flush_requests)
+            return
+        except OSError:  # the agent is gone; its exit will be reported through the pidfd
+            self._pending.clear()
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.remove_writer(self._requests)
+
+    def interrupt(self) -> None:
+        with contextlib.suppress(ProcessLookupError, OSError):
+            signal.pidfd_send_signal(self._pidfd, signal.SIGINT)
+
+    async def _terminate(self) -> None:
+        # Killing the launcher takes the pid namespace down with it; the process group and the
+        # cgroup sweeps cover the fallback modes, where there is no namespace to collapse.
+        with contextlib.suppress(ProcessLookupError, OSError):
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        if self._cgroup is not None:
+            await asyncio.to_thread(self._cgroup.kill_all)
+
+    def drain(self) -> None:
+        for fd, name in list(self._readers.items()):
+            if name != "frames":
+                self._read_available(fd)
+
+    def _readable(self, fd: int) -> None:
+        self._read_available(fd, limit=4)
+
+    def _read_available(self, fd: int, limit: int = 1 << 30) -> None:
+        name = self._readers.get(fd)
+        for _ in range(limit):
+            try:
+                data = os.read(fd, _READ_CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._close_reader(fd)
+                return
+            if name == "frames":
+                self._frames_received(data)
+            elif name is not None:
+                self._stream_received(name, data)  # type: ignore[arg-type]
+
+    def _close_reader(self, fd: int) -> None:
+        if self._readers.pop(fd, None) is not None:
+            self._loop.remove_reader(fd)
+            os.close(fd)
+
+    def _process_exited(self) -> None:
+        self._loop.remove_reader(self._pidfd)
+        code = self._proc.wait()
+        for fd in list(self._readers):
+            self._read_available(fd)
+            self._close_reader(fd)
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.remove_writer(self._requests)
+        os.close(self._requests)
+        os.close(self._pidfd)
+        self._requests = -1
+        oom = (self._cgroup.oom_kills() - self._oom_before) if self._cgroup else 0
+        if code == 137 and self._killing:  # 128 + SIGKILL, relayed by the supervising launcher
+            code = -signal.SIGKILL
+        self._exited(ExitInfo(code, oom_kills=oom))
+
+
+class SubprocessHost(SessionHost):
+    """A session's uid, cgroup and workdir; each spawn starts a fresh interpreter on them."""
+
+    def __init__(self, probe: HostProbe, settings: Settings, session_id: str, spec: SessionSpec,
+                 uid: int | None) -> None:
+        self._probe = probe
+        self._settings = settings
+        self._spec = spec
+        self._uid = uid
+        self._dir = probe.owner_dir / session_id
+        self.workdir = str(self._dir / "work")
+        self._root = str(self._dir / "root")
+        self._cgroup: Cgroup | None = None
+        self._mounted = False
+        self.isolation = Isolation()
+        self.sandbox_workdir = self.workdir
+        self._name = f"{probe.owner_tag}-{session_id}"
+
+    def prepare(self) -> None:
+        limits = self._spec.limits
+        os.makedirs(self._dir, mode=0o711)
+        os.mkdir(self.workdir, 0o700)
+        os.mkdir(self._root, 0o755)
+        owner = self._owner()
+        self.isolation = self._probe.isolation(limits)
+        if self._probe.is_root:
+            wd.mount_tmpfs(self.workdir, limits.disk_mb, *owner)
+            self._mounted = True
+        elif owner != (os.getuid(), os.getgid()):
+            os.chown(self.workdir, *owner)
+        if self._probe.cgroups is not None:
+            self._cgroup = self._probe.cgroups.create(self._name, limits)
+        if self._probe.namespaces:
+            self.sandbox_workdir = _SANDBOX_WORKDIR
+
+    def _owner(self) -> tuple[int, int]:
+        if self._uid is None:
+            return os.getuid(), os.getgid()
+        return self._uid, self._uid
+
+    def _config(self) -> dict[str, object]:
+        limits = self._spec.limits
+        probe = self._probe
+        env = {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
+        tmp = "/tmp" if probe.namespaces else self.sandbox_workdir
+        env |= {
+            "PATH": f"{os.path.dirname(self._settings.sandbox_python)}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": self.sandbox_workdir, "TMPDIR": tmp, "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg",
+            "MPLCONFIGDIR": f"{tmp}/.matplotlib", **self._spec.env,
+        }
+        memory = limits.memory_mb * MIB
+        return {
+            "python": self._settings.sandbox_python,
+            "agent_root": str(probe.agent_root),
+            "sandbox_agent_root": _SANDBOX_AGENT if probe.namespaces else str(probe.agent_root),
+            "workdir": self.workdir,
+            "sandbox_workdir": self.sandbox_workdir,
+            "root_dir": self._root,
+            "uid": self._uid, "gid": self._uid,
+            "namespaces": probe.namespaces,
+            "user_namespace": probe.namespaces and not probe.is_root,
+            "network": limits.network,
+            "cgroups": self._cgroup.procs_files if self._cgroup else [],
+            "readonly": probe.readonly_paths, "symlinks": probe.symlinks,
+            "tmp_mb": 64,
+            "env": env,
+            "rlimits": {
+                # Address space is per process and counts reservations; with an exact memory cgroup
+                # it only turns one huge allocation into a MemoryError, so it gets headroom.
+                "as": memory + (1024 * MIB if self._cgroup else 0),
+                "fsize": limits.disk_mb * MIB,
+                "nofile": limits.open_files,
+                "nproc": limits.max_procs,
+                "core": 0, "memlock": 0, "msgqueue": 0,
+            },
+        }
+
+    async def spawn(self) -> Sandbox:
+        sandbox = SubprocessSandbox(self._config(), self._cgroup)
+        await sandbox.wait_ready(timeout=30)
+        return sandbox
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        parts = wd.split_path(path, self.sandbox_workdir)
+        await asyncio.to_thread(wd.write_file, self.workdir, parts, data, self._owner())
+
+    async def read_file(self, path: str, max_bytes: int) -> bytes:
+        parts = wd.split_path(path, self.sandbox_workdir)
+        return await asyncio.to_thread(wd.read_file, self.workdir, parts, max_bytes)
+
+    async def list_files(self) -> list[FileInfo]:
+        return await asyncio.to_thread(wd.list_files, self.workdir)
+
+    async def release(self) -> None:
+        await asyncio.to_thread(self._release)
+
+    def _release(self) -> None:
+        if self._cgroup is not None:
+            self._cgroup.kill_all()
+            self._cgroup.remove()
+        if self._mounted:
+            with contextlib.suppress(OSError):
+                wd.unmount(self.workdir)
+        wd.remove_tree(str(self._dir))
+
+
+class SubprocessBackend:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.probe = HostProbe.detect(settings, stage_agent(settings.state_dir))
+        self._uids = count()
+
+    async def open(self, session_id: str, spec: SessionSpec) -> SubprocessHost:
+        uid = None
+        if self.probe.is_root:
+            uid = self.settings.sandbox_uid_base + next(self._uids) % 1_000_000
+        host = SubprocessHost(self.probe, self.settings, session_id, spec, uid)
+        try:
+            await asyncio.to_thread(host.prepare)
+        except OSError as exc:
+            await host.release()
+            raise SandboxStartError(f"could not prepare the session's sandbox: {exc}") from exc
+        if self.settings.require_isolation and host.isolation.notes:
+            await host.release()
+            raise SandboxStartError("required isolation is missing: " + "; ".join(host.isolation.notes))
+        return host
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.probe.remove_owner_dir)
+
+    def reap_orphans(self) -> int:
+        return self.probe.reap_orphans()

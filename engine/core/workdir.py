@@ -1,0 +1,203 @@
+"""Host-side access to a session's working directory, safe against what user code leaves there.
+
+The sandbox controls the directory's contents, so every host operation walks it with fd-relative calls
+and O_NOFOLLOW (a symlink to /etc/shadow or a FIFO is refused, never followed), touches regular files
+only, caps what it reads, and removes trees iteratively (no recursion limit on deep trees).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import stat
+from pathlib import PurePosixPath
+
+from engine.errors import FileAccessError, FileNotFound
+from engine.models import FileInfo
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_LISTED = 10_000
+
+
+def split_path(path: str, sandbox_root: str | None = None) -> list[str]:
+    """Components of a path relative to the workdir; absolute paths must lie under `sandbox_root`
+    (the workdir as the sandbox sees it)."""
+    if "\x00" in path:
+        raise FileAccessError("path contains a NUL byte")
+    pure = PurePosixPath(path)
+    if pure.is_absolute():
+        if sandbox_root is None or not pure.is_relative_to(sandbox_root):
+            raise FileAccessError(f"path {path!r} is outside the session's working directory")
+        pure = pure.relative_to(sandbox_root)
+    parts = [p for p in pure.parts if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise FileAccessError(f"path {path!r} does not name a file inside the working directory")
+    return parts
+
+
+def _open_parent(root: str, parts: list[str], create: bool, owner: tuple[int, int] | None) -> int:
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        for part in parts[:-1]:
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o700, dir_fd=fd)
+                    if owner:
+                        os.chown(part, *owner, dir_fd=fd, follow_symlinks=False)
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError as exc:
+                raise FileNotFound(f"no directory {part!r} in the working directory") from exc
+            except (NotADirectoryError, OSError) as exc:
+                raise FileAccessError(f"{part!r} is not a plain directory") from exc
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_file(root: str, parts: list[str], data: bytes, owner: tuple[int, int] | None) -> None:
+    parent = _open_parent(root, parts, create=True, owner=owner)
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(parts[-1], flags | os.O_NONBLOCK, 0o600, dir_fd=parent)
+        except OSError as exc:
+            raise FileAccessError(f"cannot write {'/'.join(parts)!r}: {exc.strerror}") from exc
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise FileAccessError(f"{'/'.join(parts)!r} is not a regular file")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if owner:
+                os.fchown(fd, *owner)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(parent)
+
+
+def read_file(root: str, parts: list[str], max_bytes: int) -> bytes:
+    parent = _open_parent(root, parts, create=False, owner=None)
+    try:
+        try:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         dir_fd=parent)
+        except FileNotFoundError as exc:
+            raise FileNotFound(f"no file {'/'.join(parts)!r} in the working directory") from exc
+        except OSError as exc:
+            raise FileAccessError(f"cannot read {'/'.join(parts)!r}: {exc.strerror}") from exc
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise FileAccessError(f"{'/'.join(parts)!r} is not a regular file")
+            if info.st_size > max_bytes:
+                raise FileAccessError(f"{'/'.join(parts)!r} is larger than {max_bytes} bytes")
+            chunks = []
+            remaining = max_bytes + 1
+            while remaining > 0 and (chunk := os.read(fd, min(remaining, 1 << 20))):
+                chunks.append(chunk)
+                remaining -= len(chunk)
+            data = b"".join(chunks)
+            if len(data) > max_bytes:
+                raise FileAccessError(f"{'/'.join(parts)!r} is larger than {max_bytes} bytes")
+            return data
+        finally:
+            os.close(fd)
+    finally:
+        os.close(parent)
+
+
+def list_files(root: str, limit: int = MAX_LISTED) -> list[FileInfo]:
+    """Regular files under the workdir (symlinks and special files skipped), at most `limit`."""
+    found: list[FileInfo] = []
+    for _, rel, entry_stat in _walk(root):
+        if stat.S_ISREG(entry_stat.st_mode):
+            found.append(FileInfo(path=rel, size=entry_stat.st_size, modified_at=entry_stat.st_mtime))
+            if len(found) >= limit:
+                break
+    return sorted(found, key=lambda f: f.path)
+
+
+def _walk(root: str):  # type: ignore[no-untyped-def]
+    """Yield (dir_fd, relative path, lstat) for every entry, iteratively, without following links."""
+    stack: list[tuple[int, str]] = [(os.open(root, _DIR_FLAGS), "")]
+    try:
+        while stack:
+            fd, prefix = stack.pop()
+            try:
+                for entry in os.scandir(fd):
+                    rel = f"{prefix}{entry.name}"
+                    info = entry.stat(follow_symlinks=False)
+                    yield fd, rel, info
+                    if stat.S_ISDIR(info.st_mode):
+                        with contextlib.suppress(OSError):
+                            stack.append((os.open(entry.name, _DIR_FLAGS, dir_fd=fd), rel + "/"))
+            finally:
+                os.close(fd)
+    finally:
+        for fd, _ in stack:
+            os.close(fd)
+
+
+def remove_tree(root: str) -> None:
+    """Delete `root` and everything under it, however deep or oddly named, without recursion."""
+    if not os.path.lexists(root):
+        return
+    if os.path.islink(root) or not os.path.isdir(root):
+        os.unlink(root)
+        return
+    while True:
+        removed_any = False
+        directories: list[str] = []
+        for fd, rel, info in _walk(root):
+            name = rel.rsplit("/", 1)[-1]
+            if stat.S_ISDIR(info.st_mode):
+                directories.append(rel)
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=fd)
+                removed_any = True
+        # Deepest first: each directory is empty once its children are gone.
+        for rel in sorted(directories, key=lambda r: r.count("/"), reverse=True):
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(root, rel), 0o700, follow_symlinks=False)
+                os.rmdir(os.path.join(root, rel))
+                removed_any = True
+        if not directories or not removed_any:
+            break
+    os.rmdir(root)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+MNT_DETACH = 2
+
+
+def mount_tmpfs(path: str, size_mb: int, uid: int, gid: int) -> None:
+    """A size-limited tmpfs as the workdir: an exact disk quota, counted against nothing else."""
+    options = f"size={size_mb}m,mode=0700,uid={uid},gid={gid}".encode()
+    flags = 2 | 4  # MS_NOSUID | MS_NODEV
+    if _libc.mount(b"tmpfs", path.encode(), b"tmpfs", ctypes.c_ulong(flags), options) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"mount tmpfs on {path}: {os.strerror(errno)}")
+
+
+def unmount(path: str) -> None:
+    if _libc.umount2(path.encode(), MNT_DETACH) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"unmount {path}: {os.strerror(errno)}")
+
+
+def mounts_under(prefix: str) -> list[str]:
+    """Mount points at or below `prefix`, deepest first."""
+    points = []
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point == prefix or point.startswith(prefix.rstrip("/") + "/"):
+                points.append(point)
+    return sorted(points, key=len, reverse=True)
