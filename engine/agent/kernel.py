@@ -28,6 +28,7 @@ from .protocol import PROTOCOL_VERSION, encode_frame, read_frame, write_all
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
 _MPL_BACKEND = f"module://{__package__}.mpl_backend"
 _PUMP_CHUNK = 65536
+_CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei", "Droid Sans Fallback")
 
 
 class CPUTimeExceeded(BaseException):  # noqa: N818 - named like KeyboardInterrupt, which it mirrors
@@ -96,6 +97,10 @@ class Kernel:
         self.max_display = 16 << 20
         self.in_user_code = False
         self._loop: Any = None
+        # Private copies of the cell's stdout/stderr, to repair them if user code closes or replaces
+        # them: the next cell must still print.
+        self._std_fds = {fd: os.dup(fd) for fd in (1, 2)}
+        self._std_ids = {fd: _fd_identity(fd) for fd in (1, 2)}
         os.register_at_fork(after_in_child=self._after_fork_in_child)
         _install_matplotlib_hook(self.publish_figures)
 
@@ -162,9 +167,24 @@ class Kernel:
         except BaseException as exc:  # noqa: BLE001
             status, error = "error", _error_info(exc)
         _flush_std_streams()
+        self._repair_std_streams()
         self.channel.drain()
         return {"type": "done", "id": self.exec_id, "status": status, "result": result,
                 "error": error}
+
+    def _repair_std_streams(self) -> None:
+        for fd, saved in self._std_fds.items():
+            if _fd_identity(fd) != self._std_ids[fd]:
+                os.dup2(saved, fd)
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if stream is None or getattr(stream, "closed", False):
+                original = getattr(sys, f"__{name}__")
+                if original is None or original.closed:
+                    original = open(1 if name == "stdout" else 2, "w", closefd=False,  # noqa: SIM115
+                                    buffering=1, encoding="utf-8", errors="backslashreplace")
+                    setattr(sys, f"__{name}__", original)
+                setattr(sys, name, original)
 
     def _execute(self, code: str, filename: str) -> Any:
         import linecache
@@ -209,6 +229,14 @@ class _SilentChannel(Channel):
 
     def drain(self) -> None:
         pass
+
+
+def _fd_identity(fd: int) -> tuple[int, int] | None:
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _flush_std_streams() -> None:
@@ -266,6 +294,9 @@ def _install_matplotlib_hook(publisher: Any) -> None:
 
             mpl_backend.publisher = publisher
             mpl.use(_MPL_BACKEND)
+            # Fall back to CJK fonts where installed, so plots can be labelled in any language.
+            fonts = mpl.rcParams["font.sans-serif"]
+            mpl.rcParams["font.sans-serif"] = [*fonts, *_CJK_FONTS]
         except Exception:
             pass
 

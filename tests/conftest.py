@@ -1,0 +1,92 @@
+"""Shared fixtures: a real SessionManager per test, and the behavioural suite parametrized over both
+backends. The docker backend runs where a daemon and the sandbox image are available; outside CI a
+missing daemon skips with the reason, in CI (CI=true) it fails."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.config import Settings
+from engine.core.manager import SessionManager
+from engine.core.session import Session
+from engine.models import BackendName, Limits, SessionSpec
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+BACKENDS = [BackendName.SUBPROCESS, BackendName.DOCKER]
+
+# Small limits keep the attack tests fast.
+TEST_LIMITS = Limits(timeout_s=5, memory_mb=256, max_procs=32, disk_mb=32, output_bytes=64 * 1024)
+
+
+def docker_unavailable_reason(settings: Settings) -> str | None:
+    try:
+        import docker
+
+        import engine.core.docker_backend  # noqa: F401
+    except ImportError as exc:
+        return f"docker backend not importable: {exc}"
+    try:
+        client = docker.from_env(timeout=10)
+    except docker.errors.DockerException as exc:
+        return f"no Docker daemon reachable: {exc}"
+    try:
+        client.ping()
+        client.images.get(settings.docker_image)
+    except docker.errors.ImageNotFound:
+        return f"image {settings.docker_image} missing (build it with `lci image build`)"
+    except docker.errors.DockerException as exc:
+        return f"Docker daemon not usable: {exc}"
+    finally:
+        client.close()
+    return None
+
+
+def require_docker(settings: Settings) -> None:
+    reason = docker_unavailable_reason(settings)
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"Docker is required in CI: {reason}")
+    pytest.skip(f"Docker unavailable: {reason}")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(state_dir=tmp_path / "state", limits=TEST_LIMITS, interrupt_grace_s=0.5,
+                    docker_warm_pool=0)
+
+
+@pytest.fixture(params=BACKENDS, ids=[b.value for b in BACKENDS])
+def backend(request: pytest.FixtureRequest, settings: Settings) -> BackendName:
+    name: BackendName = request.param
+    if name is BackendName.DOCKER:
+        require_docker(settings)
+    return name
+
+
+@pytest.fixture
+async def manager(settings: Settings) -> AsyncIterator[SessionManager]:
+    async with SessionManager(settings) as manager:
+        yield manager
+
+
+SessionFactory = Callable[..., Awaitable[Session]]
+
+
+@pytest.fixture
+def make_session(manager: SessionManager, backend: BackendName) -> SessionFactory:
+    async def make(**limit_overrides: Any) -> Session:
+        limits = TEST_LIMITS.model_copy(update=limit_overrides)
+        return await manager.create(SessionSpec(backend=backend, limits=limits))
+
+    return make
+
+
+@pytest.fixture
+async def session(make_session: SessionFactory) -> Session:
+    return await make_session()

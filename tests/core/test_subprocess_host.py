@@ -1,0 +1,69 @@
+"""Subprocess-backend specifics: the isolation it reports, and that closing leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import psutil
+
+from engine.config import Settings
+from engine.core.manager import SessionManager
+from engine.models import SessionSpec
+
+
+def sandbox_processes(settings: Settings) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if str(settings.state_dir) in cmdline or "lci_agent" in cmdline:
+            found.append(proc)
+    return found
+
+
+async def test_isolation_is_reported(settings: Settings) -> None:
+    async with SessionManager(settings) as manager:
+        info = (await manager.create(SessionSpec())).info()
+    isolation = info.isolation
+    if os.geteuid() == 0:
+        assert isolation.separate_user and isolation.pid_namespace and isolation.network_namespace
+        assert isolation.private_filesystem and isolation.disk_limit == "exact"
+    else:
+        assert not isolation.separate_user and isolation.notes
+
+
+async def test_close_all_leaves_no_processes_mounts_or_dirs(settings: Settings) -> None:
+    async with SessionManager(settings) as manager:
+        sessions = [await manager.create(SessionSpec()) for _ in range(2)]
+        await sessions[0].execute("import subprocess\nsubprocess.Popen(['sleep', '300'])")
+        assert sandbox_processes(settings)
+    assert sandbox_processes(settings) == []
+    with open("/proc/self/mountinfo") as handle:
+        assert str(settings.state_dir) not in handle.read()
+    assert [p.name for p in settings.state_dir.iterdir() if p.name.startswith("owner-")] == []
+
+
+async def test_orphans_of_a_dead_engine_are_reaped(settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio, os, signal, sys\n"
+        "from engine.config import Settings\n"
+        "from engine.core.manager import SessionManager\n"
+        "async def main():\n"
+        f"    manager = SessionManager(Settings(state_dir={str(settings.state_dir)!r}))\n"
+        "    session = await manager.create()\n"
+        "    await session.execute('open(\"left\", \"w\").write(\"behind\")')\n"
+        "    print('ready', flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "asyncio.run(main())\n"
+    )
+    engine = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert engine.returncode == -signal.SIGKILL and "ready" in engine.stdout
+    assert [p for p in settings.state_dir.iterdir() if p.name.startswith("owner-")]
+    async with SessionManager(settings) as manager:
+        await manager.create(SessionSpec())  # starting a backend reaps what the dead engine left
+        owners = [p for p in settings.state_dir.iterdir() if p.name.startswith("owner-")]
+        assert len(owners) == 1
+    assert sandbox_processes(settings) == []
