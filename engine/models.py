@@ -27,15 +27,21 @@ class Limits(_Model):
     cpu_s: float | None = Field(
         None, gt=0, description="CPU seconds per execution (default: the wall timeout)."
     )
-    memory_mb: int = Field(512, ge=16, description="Memory of the whole sandbox (all its processes).")
-    max_procs: int = Field(64, ge=4, description="Processes and threads the sandbox may run at once.")
+    memory_mb: int = Field(
+        512, ge=16, description="Memory of the whole sandbox (all its processes)."
+    )
+    max_procs: int = Field(
+        64, ge=4, description="Processes and threads the sandbox may run at once."
+    )
     disk_mb: int = Field(256, ge=1, description="Size of the writable working directory.")
     open_files: int = Field(256, ge=32, description="Open file descriptors per process.")
     output_bytes: int = Field(
         1 * MIB, ge=1024, description="stdout+stderr kept per execution (head and tail)."
     )
     network: bool = Field(False, description="Allow network access from the sandbox.")
-    cpus: float | None = Field(None, gt=0, description="CPU cores' worth of time the sandbox may use.")
+    cpus: float | None = Field(
+        None, gt=0, description="CPU cores' worth of time the sandbox may use."
+    )
 
     @property
     def effective_cpu_s(self) -> float:

@@ -57,8 +57,9 @@ def require_docker(settings: Settings) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(state_dir=tmp_path / "state", limits=TEST_LIMITS, interrupt_grace_s=0.5,
-                    docker_warm_pool=0)
+    return Settings(
+        state_dir=tmp_path / "state", limits=TEST_LIMITS, interrupt_grace_s=0.5, docker_warm_pool=0
+    )
 
 
 @pytest.fixture(params=BACKENDS, ids=[b.value for b in BACKENDS])

@@ -7,6 +7,7 @@ odd produces a note, never a broken agent.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import sys
 from typing import Any
@@ -62,8 +63,15 @@ def _encode_rich(raw: Any, binary: bool, limit: int) -> str | None:
     return None
 
 
+_PLAIN_TYPES = frozenset(
+    {int, float, complex, str, bytes, bool, list, tuple, dict, set, frozenset, range, type(None)}
+)
+
+
 def mime_bundle(value: Any, limit: int) -> dict[str, str]:
     """text/plain always, plus whatever rich forms the object offers (IPython's `_repr_*_` protocol)."""
+    if type(value) in _PLAIN_TYPES:  # the common case: no rich forms to look for
+        return {"text/plain": plain_text(value, limit)}
     bundle: dict[str, str] = {}
     mimebundle = getattr(value, "_repr_mimebundle_", None) if not isinstance(value, type) else None
     if callable(mimebundle):
@@ -120,10 +128,8 @@ def figure_bundles(limit: int) -> list[dict[str, str]]:
             bundles.append({"image/png": png, "text/plain": text})
         else:
             bundles.append({"text/plain": f"{text} [PNG of {len(png)} bytes over the limit]"})
-    try:
+    with contextlib.suppress(Exception):
         pyplot.close("all")
-    except Exception:
-        pass
     return bundles
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import os
 import signal
 import sys
@@ -23,7 +24,7 @@ import types
 from typing import Any
 
 from . import display
-from .protocol import PROTOCOL_VERSION, encode_frame, read_frame, write_all
+from .protocol import PROTOCOL_VERSION, FrameDecoder, encode_frame, write_all
 
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
 _MPL_BACKEND = f"module://{__package__}.mpl_backend"
@@ -31,7 +32,7 @@ _PUMP_CHUNK = 65536
 _CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei", "Droid Sans Fallback")
 
 
-class CPUTimeExceeded(BaseException):  # noqa: N818 - named like KeyboardInterrupt, which it mirrors
+class CPUTimeExceeded(BaseException):
     """Raised in the cell when it used up its CPU-time allowance."""
 
 
@@ -67,8 +68,10 @@ class Channel:
                 return
             if not data:
                 return
-            write_all(self.out_fd, encode_frame({"type": "stream", "name": name,
-                                                 "data": data.decode("latin-1")}))
+            write_all(
+                self.out_fd,
+                encode_frame({"type": "stream", "name": name, "data": data.decode("latin-1")}),
+            )
 
     def _pump_forever(self) -> None:
         import selectors
@@ -97,6 +100,10 @@ class Kernel:
         self.max_display = 16 << 20
         self.in_user_code = False
         self._loop: Any = None
+        self._compiled: dict[str, tuple[types.CodeType, types.CodeType | None]] = {}
+        self._handlers: dict[int, Any] = {signal.SIGINT: self._on_sigint}
+        if hasattr(signal, "SIGXCPU"):
+            self._handlers[signal.SIGXCPU] = self._on_sigxcpu
         # Private copies of the cell's stdout/stderr, to repair them if user code closes or replaces
         # them: the next cell must still print.
         self._std_fds = {fd: os.dup(fd) for fd in (1, 2)}
@@ -106,11 +113,12 @@ class Kernel:
 
     # -- signals -------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
-        # The host interrupts a cell with SIGINT. Raise only while user code runs, so an interrupt that
-        # races with the end of a cell cannot tear a frame the agent is writing.
-        signal.signal(signal.SIGINT, self._on_sigint)
-        if hasattr(signal, "SIGXCPU"):
-            signal.signal(signal.SIGXCPU, self._on_sigxcpu)
+        """(Re)install the agent's handlers where user code replaced them. The host interrupts a cell
+        with SIGINT; the handler raises only while user code runs, so an interrupt that races with the
+        end of a cell cannot tear a frame the agent is writing."""
+        for signum, handler in self._handlers.items():
+            if signal.getsignal(signum) is not handler:
+                signal.signal(signum, handler)
 
     def _on_sigint(self, signum: int, frame: types.FrameType | None) -> None:
         if self.in_user_code:
@@ -154,23 +162,27 @@ class Kernel:
             if value is not None:
                 self.namespace["_"] = value
                 result = display.mime_bundle(value, self.max_display)
-        except BaseException as exc:  # noqa: BLE001 - user code may raise anything, even SystemExit
+        except BaseException as exc:
             status, error = "error", _error_info(exc)
         finally:
             self.in_user_code = False
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            _set_cpu_allowance(None)
+            self.install_signal_handlers()
         if os.getpid() != self.pid:
             os._exit(0)  # a forked child finished the cell: it must not report or continue
         try:
             self.publish_figures()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             status, error = "error", _error_info(exc)
         _flush_std_streams()
         self._repair_std_streams()
         self.channel.drain()
-        return {"type": "done", "id": self.exec_id, "status": status, "result": result,
-                "error": error}
+        return {
+            "type": "done",
+            "id": self.exec_id,
+            "status": status,
+            "result": result,
+            "error": error,
+        }
 
     def _repair_std_streams(self) -> None:
         for fd, saved in self._std_fds.items():
@@ -181,26 +193,43 @@ class Kernel:
             if stream is None or getattr(stream, "closed", False):
                 original = getattr(sys, f"__{name}__")
                 if original is None or original.closed:
-                    original = open(1 if name == "stdout" else 2, "w", closefd=False,  # noqa: SIM115
-                                    buffering=1, encoding="utf-8", errors="backslashreplace")
+                    original = open(  # noqa: SIM115 - lives as long as the process
+                        1 if name == "stdout" else 2,
+                        "w",
+                        closefd=False,
+                        buffering=1,
+                        encoding="utf-8",
+                        errors="backslashreplace",
+                    )
                     setattr(sys, f"__{name}__", original)
                 setattr(sys, name, original)
 
     def _execute(self, code: str, filename: str) -> Any:
+        body, tail = self._compile(code, filename)
+        self.in_user_code = True
+        self._run(body)
+        return self._run(tail) if tail is not None else None
+
+    def _compile(self, code: str, filename: str) -> tuple[types.CodeType, types.CodeType | None]:
+        """Statements as one code object, plus the final bare expression (if any) as another, so
+        its value can be displayed. Repeated cells reuse their compiled code."""
+        cached = self._compiled.get(code)
+        if cached is not None:
+            return cached
         import linecache
 
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
         tree = compile(code, filename, "exec", flags | ast.PyCF_ONLY_AST, dont_inherit=True)
-        assert isinstance(tree, ast.Module)
         last_expr = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last_expr = ast.Expression(tree.body.pop().value)  # type: ignore[attr-defined]
+            last_expr = ast.Expression(tree.body.pop().value)
         body = compile(tree, filename, "exec", flags, dont_inherit=True)
         tail = compile(last_expr, filename, "eval", flags, dont_inherit=True) if last_expr else None
-        self.in_user_code = True
-        self._run(body)
-        return self._run(tail) if tail is not None else None
+        if len(self._compiled) >= 256:
+            self._compiled.clear()
+        self._compiled[code] = (body, tail)
+        return body, tail
 
     def _run(self, code: types.CodeType) -> Any:
         import inspect
@@ -240,7 +269,9 @@ def _fd_identity(fd: int) -> tuple[int, int] | None:
 
 
 def _flush_std_streams() -> None:
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+    for stream in {
+        id(s): s for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    }.values():
         try:
             if stream is not None:
                 stream.flush()
@@ -251,7 +282,8 @@ def _flush_std_streams() -> None:
 def _set_cpu_allowance(cpu_s: Any) -> None:
     """RLIMIT_CPU counts a process's whole life; re-arm the soft limit relative to what the agent
     has used so far, so each cell gets its own allowance. The wall-clock timeout enforced by the host
-    is the real guarantee; this turns a CPU-bound cell into a catchable error sooner."""
+    is the real guarantee; this turns a CPU-bound cell into a catchable error sooner. (Between cells
+    the agent only waits, so the allowance needs no reset after one.)"""
     try:
         import resource
     except ImportError:
@@ -264,10 +296,8 @@ def _set_cpu_allowance(cpu_s: Any) -> None:
         soft = int(usage.ru_utime + usage.ru_stime + float(cpu_s)) + 1
         if hard != resource.RLIM_INFINITY:
             soft = min(soft, hard)
-    try:
+    with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
-    except (ValueError, OSError):
-        pass
 
 
 def _error_info(exc: BaseException) -> dict[str, str]:
@@ -280,8 +310,11 @@ def _error_info(exc: BaseException) -> dict[str, str]:
         text = "".join(lines)
     except Exception as fmt_exc:
         text = f"<traceback could not be formatted: {fmt_exc!r}>"
-    return {"name": type(exc).__name__, "value": display.plain_text_of_exception(exc),
-            "traceback": text}
+    return {
+        "name": type(exc).__name__,
+        "value": display.plain_text_of_exception(exc),
+        "traceback": text,
+    }
 
 
 def _install_matplotlib_hook(publisher: Any) -> None:
@@ -363,13 +396,26 @@ def main(argv: list[str] | None = None) -> None:
     options = _parse_args(sys.argv[1:] if argv is None else argv)
     requests_fd, channel = _setup_channel(options)
     kernel = Kernel(channel)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    kernel.install_signal_handlers()
     channel.start_pump()
-    channel.send({"type": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(),
-                  "python": sys.version.split()[0]})
+    channel.send(
+        {
+            "type": "hello",
+            "protocol": PROTOCOL_VERSION,
+            "pid": os.getpid(),
+            "python": sys.version.split()[0],
+        }
+    )
+    decoder = FrameDecoder()
+    pending: list[dict[str, Any]] = []
     while True:
-        request = read_frame(requests_fd)
-        if request is None or request.get("type") == "shutdown":
+        while not pending:
+            data = os.read(requests_fd, 1 << 16)
+            if not data:
+                pending.append({"type": "shutdown"})
+            pending += decoder.feed(data)
+        request = pending.pop(0)
+        if request.get("type") == "shutdown":
             break
         if request.get("type") == "execute":
             kernel.channel.send(kernel.run_cell(request))

@@ -47,7 +47,9 @@ class FrameDecoder:
         while len(self._buffer) >= _HEADER.size:
             (length,) = _HEADER.unpack_from(self._buffer)
             if length > self._max_frame:
-                raise FrameError(f"frame of {length} bytes exceeds the {self._max_frame} byte limit")
+                raise FrameError(
+                    f"frame of {length} bytes exceeds the {self._max_frame} byte limit"
+                )
             end = _HEADER.size + length
             if len(self._buffer) < end:
                 break
@@ -69,32 +71,6 @@ def _parse(body: bytes) -> dict[str, Any]:
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise FrameError("frame is not an object with a string 'type'")
     return message
-
-
-def read_exact(fd: int, size: int) -> bytes | None:
-    """Blocking read of exactly `size` bytes; None on a clean EOF before the first byte."""
-    chunks = bytearray()
-    while len(chunks) < size:
-        chunk = os.read(fd, size - len(chunks))
-        if not chunk:
-            if chunks:
-                raise FrameError("stream ended inside a frame")
-            return None
-        chunks += chunk
-    return bytes(chunks)
-
-
-def read_frame(fd: int, max_frame: int = DEFAULT_MAX_FRAME) -> dict[str, Any] | None:
-    header = read_exact(fd, _HEADER.size)
-    if header is None:
-        return None
-    (length,) = _HEADER.unpack(header)
-    if length > max_frame:
-        raise FrameError(f"frame of {length} bytes exceeds the {max_frame} byte limit")
-    body = read_exact(fd, length)
-    if body is None:
-        raise FrameError("stream ended inside a frame")
-    return _parse(body)
 
 
 def write_all(fd: int, data: bytes) -> None:

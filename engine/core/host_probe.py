@@ -20,9 +20,22 @@ from engine.models import Isolation, Limits
 
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _ETC_FILES = (
-    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "ssl", "ca-certificates",
-    "fonts", "alternatives", "mime.types", "nsswitch.conf", "matplotlibrc",
-    "python3", "python3.11", "python3.12", "python3.13",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "timezone",
+    "ssl",
+    "ca-certificates",
+    "fonts",
+    "alternatives",
+    "mime.types",
+    "nsswitch.conf",
+    "matplotlibrc",
+    "python3",
+    "python3.11",
+    "python3.12",
+    "python3.13",
 )
 _USERNS_PROBE = (
     "import ctypes, sys; "
@@ -44,10 +57,13 @@ def _owner_alive(tag: str) -> bool:
 
 def _interpreter_paths(python: str) -> list[str]:
     """Directories the sandbox interpreter needs: its prefixes (stdlib and site-packages)."""
-    code = ("import sys, json; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, "
-            "sys.base_exec_prefix]))")
-    out = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, check=True,
-                         timeout=60).stdout
+    code = (
+        "import sys, json; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, "
+        "sys.base_exec_prefix]))"
+    )
+    out = subprocess.run(
+        [python, "-I", "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
     paths = {os.path.realpath(p) for p in json.loads(out)}
     paths.add(os.path.dirname(os.path.dirname(os.path.realpath(python))))
     return sorted(paths)
@@ -104,21 +120,27 @@ class HostProbe:
     @staticmethod
     def _user_namespaces_work(python: str) -> bool:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            probe = subprocess.run([python, "-I", "-S", "-c", _USERNS_PROBE], timeout=30,
-                                   capture_output=True)
+            probe = subprocess.run(
+                [python, "-I", "-S", "-c", _USERNS_PROBE], timeout=30, capture_output=True,
+                check=False,
+            )
             return probe.returncode == 0
         return False
 
     def isolation(self, limits: Limits) -> Isolation:
         notes = []
         if not self.namespaces:
-            notes.append("no namespaces (not root and no unprivileged user namespaces): the sandbox "
-                         "shares the host's filesystem view, network and process table")
+            notes.append(
+                "no namespaces (not root and no unprivileged user namespaces): the sandbox "
+                "shares the host's filesystem view, network and process table"
+            )
         if not self.is_root:
             notes.append("not root: the sandbox runs as the engine's own user")
         if self.cgroups is None:
-            notes.append("no usable cgroups: memory is limited per process (RLIMIT_AS) and "
-                         "processes per user (RLIMIT_NPROC)")
+            notes.append(
+                "no usable cgroups: memory is limited per process (RLIMIT_AS) and "
+                "processes per user (RLIMIT_NPROC)"
+            )
         cpu = self.cgroups is not None and "cpu" in self.cgroups.bases and limits.cpus is not None
         return Isolation(
             separate_user=self.is_root,

@@ -19,6 +19,7 @@ Failures before the agent starts are reported as one JSON line on stderr and exi
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -27,6 +28,7 @@ import signal
 import socket
 import struct
 import sys
+from typing import Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -78,7 +80,9 @@ def _prctl(option: int, value: int, what: str) -> None:
     _check(_libc.prctl(option, value, 0, 0, 0), what)
 
 
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+def _mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None
+) -> None:
     result = _libc.mount(
         source.encode() if source else None,
         target.encode(),
@@ -125,7 +129,7 @@ def _write_file(path: str, text: str) -> None:
         handle.write(text)
 
 
-def _build_root(cfg: dict) -> None:
+def _build_root(cfg: dict[str, Any]) -> None:
     """Assemble the sandbox's filesystem under cfg['root_dir'] and pivot into it."""
     root = cfg["root_dir"]
     _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
@@ -162,18 +166,24 @@ def _build_dev(root: str) -> None:
         _bind(f"/dev/{name}", os.path.join(dev, name), writable=True, device=True)
     os.makedirs(os.path.join(dev, "shm"))
     _mount("tmpfs", os.path.join(dev, "shm"), "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
         os.symlink(target, os.path.join(dev, name))
 
 
-def _write_etc(root: str, cfg: dict) -> None:
+def _write_etc(root: str, cfg: dict[str, Any]) -> None:
     etc = _inside(root, "/etc")
     os.makedirs(etc, exist_ok=True)
     uid, gid = cfg.get("uid") or os.getuid(), cfg.get("gid") or os.getgid()
     home = cfg["sandbox_workdir"]
-    _write_file(os.path.join(etc, "passwd"),
-                f"root:x:0:0:root:/root:/bin/sh\nsandbox:x:{uid}:{gid}:sandbox:{home}:/bin/sh\n")
+    _write_file(
+        os.path.join(etc, "passwd"),
+        f"root:x:0:0:root:/root:/bin/sh\nsandbox:x:{uid}:{gid}:sandbox:{home}:/bin/sh\n",
+    )
     _write_file(os.path.join(etc, "group"), f"root:x:0:\nsandbox:x:{gid}:\n")
     _write_file(os.path.join(etc, "hostname"), "sandbox\n")
     _write_file(os.path.join(etc, "hosts"), "127.0.0.1 localhost sandbox\n::1 localhost\n")
@@ -191,12 +201,12 @@ def _loopback_up() -> None:
         fcntl.ioctl(sock, siocsifflags, struct.pack("16sH14s", b"lo", flags | iff_up, b""))
 
 
-def _apply_rlimits(limits: dict) -> None:
+def _apply_rlimits(limits: dict[str, int]) -> None:
     for name, value in limits.items():
         resource.setrlimit(RLIMITS[name], (value, value) if name != "cpu" else (value, value + 1))
 
 
-def _exec_worker(cfg: dict) -> None:
+def _exec_worker(cfg: dict[str, Any]) -> None:
     """Final steps in the process that becomes the agent; never returns."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
     try:
@@ -205,7 +215,7 @@ def _exec_worker(cfg: dict) -> None:
     except OSError:
         pass
     uid, gid = cfg.get("uid"), cfg.get("gid")
-    if uid is not None:
+    if uid is not None and gid is not None:
         os.setgroups([])
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
@@ -231,10 +241,8 @@ def _supervise(child: int) -> None:
     """Forward interrupts to `child`, reap every orphan, exit with the child's status."""
 
     def forward(signum: int, _frame: object) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(child, signum)
-        except ProcessLookupError:
-            pass
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
@@ -257,7 +265,7 @@ def _enter_user_namespace(flags: int) -> None:
     _write_file("/proc/self/gid_map", f"{gid} {gid} 1\n")
 
 
-def _run(cfg: dict) -> None:
+def _run(cfg: dict[str, Any]) -> None:
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
     if os.getppid() != cfg["host_pid"]:
         os._exit(SETUP_FAILED)  # the host died before the death signal was armed

@@ -38,7 +38,7 @@ def create_backend(name: BackendName, settings: Settings) -> Backend:
 
         return SubprocessBackend(settings)
     if name is BackendName.DOCKER:
-        from engine.core.docker_backend import DockerBackend  # type: ignore[import-not-found]
+        from engine.core.docker_backend import DockerBackend
 
         backend: Backend = DockerBackend(settings)
         return backend
@@ -57,8 +57,12 @@ class SessionManager:
     async def __aenter__(self) -> SessionManager:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close_all()
 
     async def backend(self, name: BackendName) -> Backend:
@@ -72,14 +76,16 @@ class SessionManager:
         spec = spec or SessionSpec(backend=self.settings.backend, limits=self.settings.limits)
         if len(self._sessions) + self._pending >= self.settings.max_sessions:
             raise CapacityExceeded(
-                f"{self.settings.max_sessions} sessions are live; close one or raise max_sessions")
+                f"{self.settings.max_sessions} sessions are live; close one or raise max_sessions"
+            )
         self._pending += 1
         try:
             backend = await self.backend(spec.backend)
             session_id = uuid.uuid4().hex[:16]
             host = await backend.open(session_id, spec)
-            session = Session(session_id, spec.backend, host, spec.limits,
-                              self.settings.interrupt_grace_s)
+            session = Session(
+                session_id, spec.backend, host, spec.limits, self.settings.interrupt_grace_s
+            )
             try:
                 await session.start()
             except BaseException:

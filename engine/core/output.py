@@ -9,8 +9,8 @@ character boundaries, so a kept text is always valid and never over budget.
 from __future__ import annotations
 
 import codecs
-from itertools import groupby
 from collections.abc import Callable
+from itertools import groupby
 from typing import Literal
 
 from engine.models import DisplayOutput, OutputItem, ResultOutput, StreamOutput, TruncationMarker
@@ -99,7 +99,7 @@ class OutputBuffer:
 
     def flush_decoders(self) -> None:
         for name in ("stdout", "stderr"):
-            self.feed(name, b"", final=True)  # type: ignore[arg-type]
+            self.feed(name, b"", final=True)
 
     # -- output --------------------------------------------------------------------------------
     @property

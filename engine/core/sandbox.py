@@ -103,7 +103,7 @@ class Sandbox(abc.ABC):
         if waiter not in done:
             waiter.cancel()
             raise SandboxStartError(self._startup_failure())
-        hello = waiter.result()
+        hello: dict[str, Any] = waiter.result()
         if hello.get("protocol") != PROTOCOL_VERSION:
             await self.kill()
             raise SandboxStartError(
@@ -177,8 +177,9 @@ class Sandbox(abc.ABC):
             return
         detail = getattr(self, "_protocol_error", None)
         if detail:
-            info = ExitInfo(info.code, killed_by_engine=False, oom_kills=info.oom_kills,
-                            protocol_error=detail)
+            info = ExitInfo(
+                info.code, killed_by_engine=False, oom_kills=info.oom_kills, protocol_error=detail
+            )
         elif self._killing:
             info = ExitInfo(info.code, killed_by_engine=True, oom_kills=info.oom_kills)
         self._exit.set_result(info)
@@ -208,4 +209,3 @@ class SessionHost(abc.ABC):
     @abc.abstractmethod
     async def release(self) -> None:
         """Free everything; called once, after the last sandbox was killed."""
-

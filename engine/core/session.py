@@ -13,8 +13,8 @@ started. A cancelled `execute` (the client went away) runs the same ladder at on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-import uuid
 from typing import Any
 
 from engine.core.output import ItemCallback, OutputBuffer
@@ -37,17 +37,52 @@ MAX_FILE_BYTES = 256 << 20
 
 
 class _Run:
-    """The execution in flight: where the sandbox's events for it go."""
+    """The execution in flight: where the sandbox's events for it go. `frame` is the agent's done
+    frame once it arrived; `ended` is set when that happens or the sandbox stops."""
 
     def __init__(self, exec_id: str, limits: Limits, on_output: ItemCallback | None) -> None:
         self.id = exec_id
         self.output = OutputBuffer(limits.output_bytes, on_output)
-        self.done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.frame: dict[str, Any] | None = None
+        self.ended = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def end(self, frame: dict[str, Any] | None) -> None:
+        if self.ended:
+            return
+        self.ended, self.frame = True, frame
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` for the end; True when the done frame arrived."""
+        if not self.ended:
+            loop = asyncio.get_running_loop()
+            # A plain future and a timer: cheaper than asyncio.timeout plus shield on the hot path.
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _resolve, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        return self.frame is not None
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Session:
-    def __init__(self, session_id: str, backend: BackendName, host: SessionHost, limits: Limits,
-                 interrupt_grace_s: float) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        backend: BackendName,
+        host: SessionHost,
+        limits: Limits,
+        interrupt_grace_s: float,
+    ) -> None:
         self.id = session_id
         self.backend = backend
         self.limits = limits
@@ -88,10 +123,16 @@ class Session:
 
     def info(self) -> SessionInfo:
         return SessionInfo(
-            id=self.id, backend=self.backend, state=self.state, limits=self.limits,
-            isolation=self._host.isolation, workdir=self._host.sandbox_workdir,
-            created_at=self.created_at, last_used_at=self.last_used_at,
-            executions=self.executions, restarts=self.restarts,
+            id=self.id,
+            backend=self.backend,
+            state=self.state,
+            limits=self.limits,
+            isolation=self._host.isolation,
+            workdir=self._host.sandbox_workdir,
+            created_at=self.created_at,
+            last_used_at=self.last_used_at,
+            executions=self.executions,
+            restarts=self.restarts,
         )
 
     @property
@@ -99,17 +140,21 @@ class Session:
         return self._lock.locked()
 
     # -- execution -----------------------------------------------------------------------------
-    async def execute(self, code: str, *, timeout_s: float | None = None, wait: bool = False,
-                      on_output: ItemCallback | None = None) -> Execution:
+    async def execute(
+        self,
+        code: str,
+        *,
+        timeout_s: float | None = None,
+        wait: bool = False,
+        on_output: ItemCallback | None = None,
+    ) -> Execution:
         """Run one cell. User errors, timeouts and crashes are reported in the returned Execution;
         this raises only for session-level problems (closed, busy, sandbox cannot start)."""
-        if self.state is SessionState.CLOSED:
-            raise SessionClosed(f"session {self.id} is closed")
+        self._check_open()
         if self._lock.locked() and not wait:
             raise SessionBusy(f"session {self.id} is already running an execution")
         async with self._lock:
-            if self.state is SessionState.CLOSED:
-                raise SessionClosed(f"session {self.id} is closed")
+            self._check_open()  # it may have been closed while this call waited
             if self._sandbox is None or not self._sandbox.alive:
                 await self._recover()
             self.state = SessionState.BUSY
@@ -126,14 +171,25 @@ class Session:
         await self._replace_sandbox()
         self.state = SessionState.IDLE
 
-    async def _execute(self, code: str, timeout: float, on_output: ItemCallback | None) -> Execution:
+    async def _execute(
+        self, code: str, timeout: float, on_output: ItemCallback | None
+    ) -> Execution:
         sandbox = self._sandbox
         assert sandbox is not None
-        limits = self.limits.model_copy(update={"timeout_s": timeout})
-        run = self._run = _Run(uuid.uuid4().hex[:12], limits, on_output)
+        limits = self.limits
+        if timeout != limits.timeout_s:
+            limits = limits.model_copy(update={"timeout_s": timeout})
+        run = self._run = _Run(f"{self.id[:8]}-{self.executions}", limits, on_output)
         started = time.monotonic()
-        sandbox.send({"type": "execute", "id": run.id, "code": code,
-                      "cpu_s": limits.effective_cpu_s, "max_display_bytes": limits.output_bytes * 8})
+        sandbox.send(
+            {
+                "type": "execute",
+                "id": run.id,
+                "code": code,
+                "cpu_s": limits.effective_cpu_s,
+                "max_display_bytes": limits.output_bytes * 8,
+            }
+        )
         try:
             outcome, exit_info = await self._ladder(sandbox, run, timeout)
         except asyncio.CancelledError:
@@ -143,69 +199,85 @@ class Session:
             self._run = None
         return self._finish(run, outcome, exit_info, limits, started)
 
-    async def _ladder(self, sandbox: Sandbox, run: _Run, timeout: float
-                      ) -> tuple[Outcome | None, ExitInfo | None]:
+    async def _ladder(
+        self, sandbox: Sandbox, run: _Run, timeout: float
+    ) -> tuple[Outcome | None, ExitInfo | None]:
         """Wait for the cell; interrupt it at the deadline, kill it after the grace period.
         Returns (None, None) when the cell finished by itself."""
-        if await self._wait_done(sandbox, run, timeout):
+        if await run.wait(timeout):
             return None, None
         if sandbox.alive:
             sandbox.interrupt()
-            if await self._wait_done(sandbox, run, self._grace):
+            if await run.wait(self._grace):
                 return Outcome.INTERRUPTED, None
         outcome = Outcome.KILLED if sandbox.alive else Outcome.CRASHED
         return outcome, await self._kill_and_restart(sandbox)
 
-    async def _wait_done(self, sandbox: Sandbox, run: _Run, timeout: float) -> bool:
-        """True when the done frame arrived; False at the deadline or when the sandbox died."""
-        done, _ = await asyncio.wait({run.done, sandbox.exited}, timeout=timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        return run.done in done
-
     async def _abort(self, sandbox: Sandbox, run: _Run) -> None:
-        if not sandbox.alive or run.done.done():
+        if not sandbox.alive or run.frame is not None:
             return
         sandbox.interrupt()
-        if not await self._wait_done(sandbox, run, self._grace) and sandbox.alive:
+        if not await run.wait(self._grace) and sandbox.alive:
             await self._kill_and_restart(sandbox)
 
     async def _kill_and_restart(self, sandbox: Sandbox) -> ExitInfo:
         info = await sandbox.kill()
-        try:
+        with contextlib.suppress(SandboxError):  # the state is BROKEN; the next execute retries
             await self._recover()
-        except SandboxError:
-            pass  # state is BROKEN; the next execute retries
         return info
 
-    def _finish(self, run: _Run, outcome: Outcome | None, exit_info: ExitInfo | None,
-                limits: Limits, started: float) -> Execution:
+    def _finish(
+        self,
+        run: _Run,
+        outcome: Outcome | None,
+        exit_info: ExitInfo | None,
+        limits: Limits,
+        started: float,
+    ) -> Execution:
         error: ErrorInfo | None = None
-        result: dict[str, Any] = run.done.result() if run.done.done() else {}
+        result: dict[str, Any] = run.frame or {}
         if isinstance(result.get("result"), dict):
             run.output.add_display(ResultOutput(data=_str_dict(result["result"])))
         if result.get("status") == "error" and isinstance(result.get("error"), dict):
             raw = result["error"]
-            error = ErrorInfo(name=str(raw.get("name", "Error")), value=str(raw.get("value", "")),
-                              traceback=str(raw.get("traceback", "")))
+            error = ErrorInfo(
+                name=str(raw.get("name", "Error")),
+                value=str(raw.get("value", "")),
+                traceback=str(raw.get("traceback", "")),
+            )
         if outcome is None:
             outcome = Outcome.ERROR if error else Outcome.COMPLETED
         elif outcome is Outcome.KILLED:
-            error = ErrorInfo(name="TimeoutError", value=(
-                f"execution exceeded {limits.timeout_s:g} s and did not stop when interrupted; "
-                "the interpreter was restarted and its state lost"))
+            error = ErrorInfo(
+                name="TimeoutError",
+                value=(
+                    f"execution exceeded {limits.timeout_s:g} s and did not stop when interrupted; "
+                    "the interpreter was restarted and its state lost"
+                ),
+            )
         elif outcome is Outcome.CRASHED and exit_info is not None:
-            error = ErrorInfo(name="SandboxCrashed", value=(
-                f"{exit_info.describe()}; the interpreter was restarted and its state lost"))
+            error = ErrorInfo(
+                name="SandboxCrashed",
+                value=(f"{exit_info.describe()}; the interpreter was restarted and its state lost"),
+            )
         elif outcome is Outcome.INTERRUPTED and error is None:
-            error = ErrorInfo(name="TimeoutError",
-                              value=f"execution exceeded {limits.timeout_s:g} s and was interrupted")
+            error = ErrorInfo(
+                name="TimeoutError",
+                value=f"execution exceeded {limits.timeout_s:g} s and was interrupted",
+            )
         run.output.flush_decoders()
-        return Execution(
-            id=run.id, session_id=self.id, outcome=outcome,
-            stdout=run.output.text("stdout"), stderr=run.output.text("stderr"),
-            outputs=run.output.items(), error=error,
+        # Built from values the engine made itself, so validation is skipped on this hot path.
+        return Execution.model_construct(
+            id=run.id,
+            session_id=self.id,
+            outcome=outcome,
+            stdout=run.output.text("stdout"),
+            stderr=run.output.text("stderr"),
+            outputs=run.output.items(),
+            error=error,
             state_preserved=outcome not in (Outcome.KILLED, Outcome.CRASHED),
-            duration_ms=(time.monotonic() - started) * 1000, truncated=run.output.truncated,
+            duration_ms=(time.monotonic() - started) * 1000,
+            truncated=run.output.truncated,
             limits=limits,
         )
 
@@ -222,13 +294,14 @@ class Session:
             if self._sandbox is not None:
                 self._sandbox.drain()
             run.output.add_display(DisplayOutput(data=_str_dict(frame["data"])))
-        elif frame["type"] == "done" and not run.done.done():
+        elif frame["type"] == "done":
             if self._sandbox is not None:
                 self._sandbox.drain()
-            run.done.set_result(frame)
+            run.end(frame)
 
     def on_exit(self, info: ExitInfo) -> None:
-        pass  # the ladder notices through Sandbox.wait()
+        if self._run is not None:
+            self._run.end(None)
 
     # -- files ---------------------------------------------------------------------------------
     async def write_file(self, path: str, data: bytes) -> None:

@@ -47,15 +47,21 @@ class SubprocessSandbox(Sandbox):
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         argv = bootstrap_argv(
-            str(cfg["python"]), str(cfg["sandbox_agent_root"]),
-            f"--requests-fd={req_r}", f"--frames-fd={frames_w}",
+            str(cfg["python"]),
+            str(cfg["sandbox_agent_root"]),
+            f"--requests-fd={req_r}",
+            f"--frames-fd={frames_w}",
         )
         cfg = {**cfg, "argv": argv, "host_pid": os.getpid()}
         try:
             self._proc = subprocess.Popen(
                 [str(cfg["python"]), "-I", "-B", "-S", _LAUNCHER, json.dumps(cfg)],
-                stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
-                pass_fds=(req_r, frames_w), start_new_session=True, cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
+                pass_fds=(req_r, frames_w),
+                start_new_session=True,
+                cwd="/",
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
             )
         finally:
@@ -134,6 +140,8 @@ class SubprocessSandbox(Sandbox):
                 self._frames_received(data)
             elif name is not None:
                 self._stream_received(name, data)  # type: ignore[arg-type]
+            if len(data) < _READ_CHUNK:
+                return  # the pipe is very likely empty now: spare the EAGAIN round
 
     def _close_reader(self, fd: int) -> None:
         if self._readers.pop(fd, None) is not None:
@@ -160,8 +168,14 @@ class SubprocessSandbox(Sandbox):
 class SubprocessHost(SessionHost):
     """A session's uid, cgroup and workdir; each spawn starts a fresh interpreter on them."""
 
-    def __init__(self, probe: HostProbe, settings: Settings, session_id: str, spec: SessionSpec,
-                 uid: int | None) -> None:
+    def __init__(
+        self,
+        probe: HostProbe,
+        settings: Settings,
+        session_id: str,
+        spec: SessionSpec,
+        uid: int | None,
+    ) -> None:
         self._probe = probe
         self._settings = settings
         self._spec = spec
@@ -204,9 +218,14 @@ class SubprocessHost(SessionHost):
         tmp = "/tmp" if probe.namespaces else self.sandbox_workdir
         env |= {
             "PATH": f"{os.path.dirname(self._settings.sandbox_python)}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": self.sandbox_workdir, "TMPDIR": tmp, "LANG": "C.UTF-8",
-            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg",
-            "MPLCONFIGDIR": f"{tmp}/.matplotlib", **self._spec.env,
+            "HOME": self.sandbox_workdir,
+            "TMPDIR": tmp,
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "MPLBACKEND": "Agg",
+            "MPLCONFIGDIR": f"{tmp}/.matplotlib",
+            **self._spec.env,
         }
         memory = limits.memory_mb * MIB
         return {
@@ -216,12 +235,14 @@ class SubprocessHost(SessionHost):
             "workdir": self.workdir,
             "sandbox_workdir": self.sandbox_workdir,
             "root_dir": self._root,
-            "uid": self._uid, "gid": self._uid,
+            "uid": self._uid,
+            "gid": self._uid,
             "namespaces": probe.namespaces,
             "user_namespace": probe.namespaces and not probe.is_root,
             "network": limits.network,
             "cgroups": self._cgroup.procs_files if self._cgroup else [],
-            "readonly": probe.readonly_paths, "symlinks": probe.symlinks,
+            "readonly": probe.readonly_paths,
+            "symlinks": probe.symlinks,
             "tmp_mb": 64,
             "env": env,
             "rlimits": {
@@ -231,7 +252,9 @@ class SubprocessHost(SessionHost):
                 "fsize": limits.disk_mb * MIB,
                 "nofile": limits.open_files,
                 "nproc": limits.max_procs,
-                "core": 0, "memlock": 0, "msgqueue": 0,
+                "core": 0,
+                "memlock": 0,
+                "msgqueue": 0,
             },
         }
 
@@ -282,7 +305,9 @@ class SubprocessBackend:
             raise SandboxStartError(f"could not prepare the session's sandbox: {exc}") from exc
         if self.settings.require_isolation and host.isolation.notes:
             await host.release()
-            raise SandboxStartError("required isolation is missing: " + "; ".join(host.isolation.notes))
+            raise SandboxStartError(
+                "required isolation is missing: " + "; ".join(host.isolation.notes)
+            )
         return host
 
     async def close(self) -> None:

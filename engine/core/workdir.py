@@ -85,8 +85,9 @@ def read_file(root: str, parts: list[str], max_bytes: int) -> bytes:
     parent = _open_parent(root, parts, create=False, owner=None)
     try:
         try:
-            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                         dir_fd=parent)
+            fd = os.open(
+                parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=parent
+            )
         except FileNotFoundError as exc:
             raise FileNotFound(f"no file {'/'.join(parts)!r} in the working directory") from exc
         except OSError as exc:
@@ -117,7 +118,9 @@ def list_files(root: str, limit: int = MAX_LISTED) -> list[FileInfo]:
     found: list[FileInfo] = []
     for _, rel, entry_stat in _walk(root):
         if stat.S_ISREG(entry_stat.st_mode):
-            found.append(FileInfo(path=rel, size=entry_stat.st_size, modified_at=entry_stat.st_mtime))
+            found.append(
+                FileInfo(path=rel, size=entry_stat.st_size, modified_at=entry_stat.st_mtime)
+            )
             if len(found) >= limit:
                 break
     return sorted(found, key=lambda f: f.path)

@@ -24,7 +24,8 @@ async def test_upload_read_in_cell_and_download(session: Session) -> None:
     await session.write_file("data/input.csv", b"a,b\n1,2\n")
     result = await session.execute(
         "import csv\nrows = list(csv.reader(open('data/input.csv')))\n"
-        "open('out.txt', 'w').write(str(len(rows)))\nrows[1]")
+        "open('out.txt', 'w').write(str(len(rows)))\nrows[1]"
+    )
     assert result.result_text == "['1', '2']"
     assert await session.read_file("out.txt") == b"2"
     assert await session.read_file(f"{session.info().workdir}/out.txt") == b"2"
@@ -40,9 +41,12 @@ async def test_paths_outside_the_workdir_are_refused(session: Session, path: str
         await session.write_file(path, b"x")
 
 
-async def test_symlinks_and_special_files_made_by_user_code_are_not_followed(session: Session) -> None:
+async def test_symlinks_and_special_files_made_by_user_code_are_not_followed(
+    session: Session,
+) -> None:
     await session.execute(
-        "import os\nos.symlink('/etc/passwd', 'link')\nos.mkfifo('pipe')\nos.symlink('/', 'rootlink')")
+        "import os\nos.symlink('/etc/passwd', 'link')\nos.mkfifo('pipe')\nos.symlink('/', 'rootlink')"
+    )
     for path in ("link", "pipe", "rootlink/etc/passwd"):
         with pytest.raises(FileAccessError):
             await session.read_file(path)
@@ -74,7 +78,8 @@ async def test_sessions_run_concurrently_and_are_isolated(make_session) -> None:
     await asyncio.gather(*(s.execute(f"mine = {i}") for i, s in enumerate(sessions)))
     started = time.monotonic()
     results = await asyncio.gather(
-        *(s.execute("import time\ntime.sleep(1)\nmine") for s in sessions))
+        *(s.execute("import time\ntime.sleep(1)\nmine") for s in sessions)
+    )
     assert time.monotonic() - started < 2.5  # in parallel, not one after another
     assert [r.result_text for r in results] == ["0", "1", "2"]
     peek = await sessions[0].execute("'mine' in globals(), len(__import__('os').listdir('.'))")

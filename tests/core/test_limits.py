@@ -13,7 +13,6 @@ import pytest
 
 from engine.core.session import Session
 from engine.models import Outcome
-
 from tests.conftest import TEST_LIMITS
 
 AGENT_KERNEL = Path(__file__).parents[2] / "engine" / "agent" / "kernel.py"
@@ -121,7 +120,9 @@ async def test_disk_fill_with_one_file(session: Session) -> None:
 
 
 async def test_disk_fill_with_many_small_files(session: Session) -> None:
-    code = "for i in range(100_000):\n    with open(f'f{i}', 'w') as f:\n        f.write('x' * 4096)"
+    code = (
+        "for i in range(100_000):\n    with open(f'f{i}', 'w') as f:\n        f.write('x' * 4096)"
+    )
     result = await session.execute(code, timeout_s=30)
     assert result.outcome is Outcome.ERROR
     assert result.error is not None and result.error.name == "OSError"
@@ -138,14 +139,24 @@ async def test_fd_exhaustion_leaves_the_session_working(session: Session) -> Non
 
 
 @pytest.mark.parametrize(
-    "path", ["/etc/passwd", "/usr/lib/lci-test", "/opt/lci-agent/lci_agent/kernel.py", "/root/x",
-             str(AGENT_KERNEL)])
+    "path",
+    [
+        "/etc/passwd",
+        "/usr/lib/lci-test",
+        "/opt/lci-agent/lci_agent/kernel.py",
+        "/root/x",
+        str(AGENT_KERNEL),
+    ],
+)
 async def test_writing_outside_the_workdir_fails(session: Session, path: str) -> None:
     before = hashlib.sha256(AGENT_KERNEL.read_bytes()).hexdigest()
     result = await session.execute(f"open({path!r}, 'a').write('owned')")
     assert result.outcome is Outcome.ERROR
     assert result.error is not None and result.error.name in (
-        "PermissionError", "OSError", "FileNotFoundError")
+        "PermissionError",
+        "OSError",
+        "FileNotFoundError",
+    )
     assert hashlib.sha256(AGENT_KERNEL.read_bytes()).hexdigest() == before
 
 
@@ -196,7 +207,9 @@ def host_server() -> tuple[int, list[bytes]]:
     thread.join(6)
 
 
-async def test_network_is_cut_when_disabled(session: Session, host_server: tuple[int, list[bytes]]) -> None:
+async def test_network_is_cut_when_disabled(
+    session: Session, host_server: tuple[int, list[bytes]]
+) -> None:
     port, received = host_server
     code = (
         "import socket\n"

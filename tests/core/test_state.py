@@ -83,11 +83,16 @@ async def test_rich_reprs_become_mime_bundles(session: Session) -> None:
     result = await session.execute(code)
     assert result.result is not None
     assert result.result.data == {
-        "text/html": "<b>bold</b>", "text/markdown": "**bold**", "text/plain": "Rich()"}
+        "text/html": "<b>bold</b>",
+        "text/markdown": "**bold**",
+        "text/plain": "Rich()",
+    }
 
 
 async def test_broken_repr_is_reported_not_fatal(session: Session) -> None:
-    result = await session.execute("class Bad:\n    def __repr__(self): raise RuntimeError('no')\nBad()")
+    result = await session.execute(
+        "class Bad:\n    def __repr__(self): raise RuntimeError('no')\nBad()"
+    )
     assert result.outcome is Outcome.COMPLETED
     assert "repr of Bad object failed" in (result.result_text or "")
 

@@ -54,12 +54,14 @@ async def test_orphans_of_a_dead_engine_are_reaped(settings: Settings, tmp_path)
         "async def main():\n"
         f"    manager = SessionManager(Settings(state_dir={str(settings.state_dir)!r}))\n"
         "    session = await manager.create()\n"
-        "    await session.execute('open(\"left\", \"w\").write(\"behind\")')\n"
+        '    await session.execute(\'open("left", "w").write("behind")\')\n'
         "    print('ready', flush=True)\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "asyncio.run(main())\n"
     )
-    engine = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    engine = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
     assert engine.returncode == -signal.SIGKILL and "ready" in engine.stdout
     assert [p for p in settings.state_dir.iterdir() if p.name.startswith("owner-")]
     async with SessionManager(settings) as manager:
@@ -67,3 +69,22 @@ async def test_orphans_of_a_dead_engine_are_reaped(settings: Settings, tmp_path)
         owners = [p for p in settings.state_dir.iterdir() if p.name.startswith("owner-")]
         assert len(owners) == 1
     assert sandbox_processes(settings) == []
+
+
+async def test_sandbox_process_credentials_and_view(settings: Settings) -> None:
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("the private root filesystem and uid drop need root")
+    code = (
+        "import os\n"
+        "status = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read().splitlines())\n"
+        "(status['CapEff'].strip(), status['NoNewPrivs'].strip(), os.getuid() != 0,\n"
+        " os.path.exists('/var/run/docker.sock'), os.path.exists('/root/.bashrc'),\n"
+        " sorted(int(p) for p in os.listdir('/proc') if p.isdigit())[:1],\n"
+        " open('/proc/self/oom_score_adj').read().strip())"
+    )
+    async with SessionManager(settings) as manager:
+        session = await manager.create(SessionSpec())
+        result = await session.execute(code)
+    assert result.result_text == "('0000000000000000', '1', True, False, False, [1], '1000')"

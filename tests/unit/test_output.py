@@ -22,8 +22,9 @@ def test_prefix_and_suffix_fit_and_are_maximal(text: str, budget: int) -> None:
         assert utf8_len(text[len(text) - len(tail) - 1 :]) > budget
 
 
-chunks = st.lists(st.tuples(st.sampled_from(["stdout", "stderr"]), st.binary(max_size=300)),
-                  max_size=30)
+chunks = st.lists(
+    st.tuples(st.sampled_from(["stdout", "stderr"]), st.binary(max_size=300)), max_size=30
+)
 
 
 @settings(max_examples=300)
@@ -47,7 +48,7 @@ def test_buffer_never_exceeds_budget_and_keeps_head_and_tail(
     assert buffer.truncated == (total > budget)
     for name in ("stdout", "stderr"):
         text = buffer.text(name)  # type: ignore[arg-type]
-        head, _, tail = text.partition(marker_text(0)[:6])  # "\n[... "
+        head, _, _tail = text.partition(marker_text(0)[:6])  # "\n[... "
         assert full[name].startswith(head)
         if buffer.truncated and marker_text(0)[:6] in text:
             assert full[name].endswith(text.rsplit(" omitted ...]\n", 1)[1])

@@ -12,7 +12,9 @@ from engine.agent.protocol import FrameDecoder, FrameError, encode_frame
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
     max_leaves=10,
 )
 messages = st.dictionaries(st.text(), json_values, max_size=5).map(lambda d: {**d, "type": "x"})

@@ -1,0 +1,1 @@
+"""Benchmarks: figures printed, saved as JSON with a PNG plot under benchmarks/results/."""

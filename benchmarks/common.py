@@ -1,0 +1,96 @@
+"""Shared benchmark plumbing: timing statistics, progress lines, machine info, JSON and PNG output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def summarize(samples_s: list[float]) -> dict[str, float]:
+    """p50/p90/p99/mean/min in milliseconds."""
+    ordered = sorted(samples_s)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+
+    return {
+        "n": len(ordered),
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "mean_ms": statistics.fmean(ordered) * 1000,
+        "min_ms": ordered[0] * 1000,
+    }
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def timed_loop(step: Callable[[], Any], count: int, label: str) -> list[float]:
+    samples = []
+    for i in range(count):
+        started = time.perf_counter()
+        step()
+        samples.append(time.perf_counter() - started)
+        if (i + 1) % max(1, count // 4) == 0:
+            progress(f"{label}: {i + 1}/{count}")
+    return samples
+
+
+def machine() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "commit": commit,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def save(name: str, results: dict[str, Any], bars: dict[str, float], ylabel: str) -> Path:
+    """Write results/<name>.json and a bar chart results/<name>.png; returns the JSON path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), **results}, indent=2) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        progress("matplotlib not installed: no plot written")
+        return path
+    figure, axes = plt.subplots(figsize=(8, 0.6 * len(bars) + 1.5))
+    labels = list(bars)
+    axes.barh(labels, [bars[k] for k in labels], color="#4c72b0")
+    axes.set_xscale("log")
+    axes.set_xlabel(ylabel)
+    axes.invert_yaxis()
+    for index, value in enumerate(bars.values()):
+        axes.text(value, index, f" {value:.3g}", va="center")
+    axes.set_title(name)
+    figure.tight_layout()
+    figure.savefig(path.with_suffix(".png"), dpi=100)
+    plt.close(figure)
+    return path
