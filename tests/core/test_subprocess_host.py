@@ -12,12 +12,24 @@ from engine.core.manager import SessionManager
 from engine.models import SessionSpec
 
 
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def sandbox_processes(settings: Settings) -> list[psutil.Process]:
+    """This test process's sandbox processes (launchers, inits, agents and whatever they started)."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if str(settings.state_dir) in cmdline or "lci_agent" in cmdline:
-            found.append(proc)
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.uids().real >= settings.sandbox_uid_base or "launcher.py" in " ".join(
+                proc.cmdline()
+            ):
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            continue
     return found
 
 
@@ -55,7 +67,9 @@ async def test_orphans_of_a_dead_engine_are_reaped(settings: Settings, tmp_path)
         f"    manager = SessionManager(Settings(state_dir={str(settings.state_dir)!r}))\n"
         "    session = await manager.create()\n"
         '    await session.execute(\'open("left", "w").write("behind")\')\n'
-        "    print('ready', flush=True)\n"
+        "    import psutil\n"
+        "    tree = [str(p.pid) for p in psutil.Process().children(recursive=True)]\n"
+        "    print('ready', *tree, flush=True)\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "asyncio.run(main())\n"
     )
@@ -68,7 +82,11 @@ async def test_orphans_of_a_dead_engine_are_reaped(settings: Settings, tmp_path)
         await manager.create(SessionSpec())  # starting a backend reaps what the dead engine left
         owners = [p for p in settings.state_dir.iterdir() if p.name.startswith("owner-")]
         assert len(owners) == 1
-    assert sandbox_processes(settings) == []
+    sandbox_pids = [int(pid) for pid in engine.stdout.split()[1:]]
+    assert len(sandbox_pids) >= 1
+    assert not [pid for pid in sandbox_pids if _running(pid)]
+    with open("/proc/self/mountinfo") as mounts:
+        assert str(settings.state_dir) not in mounts.read()
 
 
 async def test_sandbox_process_credentials_and_view(settings: Settings) -> None:
