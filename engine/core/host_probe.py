@@ -5,6 +5,7 @@ owns the engine's directory of session state and the reaping of what dead engine
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -69,6 +70,36 @@ def _interpreter_paths(python: str) -> list[str]:
     return sorted(paths)
 
 
+def _prepare_seed(settings: Settings) -> Path | None:
+    """Build matplotlib's font cache once per interpreter (when it has matplotlib), to be copied into
+    each new sandbox. Returns the directory holding `matplotlib/`, or None."""
+    python = os.path.realpath(settings.sandbox_python)
+    key = hashlib.sha256(python.encode()).hexdigest()[:12]
+    seed = settings.state_dir / f"seed-{key}"
+    if (seed / "matplotlib").is_dir():
+        return seed
+    staging = settings.state_dir / f".seed-{os.getpid()}"
+    code = "try:\n import matplotlib.font_manager\nexcept ImportError:\n raise SystemExit(3)"
+    env = {"PATH": "/usr/bin:/bin", "MPLCONFIGDIR": str(staging / "matplotlib"), "LANG": "C.UTF-8"}
+    try:
+        result = subprocess.run(
+            [settings.sandbox_python, "-I", "-c", code],
+            env=env,
+            timeout=300,
+            capture_output=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            return None
+        staging.rename(seed)
+    except (OSError, subprocess.SubprocessError):
+        return seed if (seed / "matplotlib").is_dir() else None
+    finally:
+        if staging.exists():
+            wd.remove_tree(str(staging))
+    return seed
+
+
 def _without_nested(paths: list[str]) -> list[str]:
     kept: list[str] = []
     for path in sorted(set(paths)):
@@ -87,6 +118,7 @@ class HostProbe:
     readonly_paths: list[str]
     symlinks: list[str]
     owner_tag: str = field(default_factory=_owner_tag)
+    seed_dir: Path | None = None
 
     @classmethod
     def detect(cls, settings: Settings, agent_root: Path) -> HostProbe:
@@ -114,6 +146,7 @@ class HostProbe:
             symlinks=symlinks,
             owner_tag=tag,
         )
+        probe.seed_dir = _prepare_seed(settings)
         probe.reap_orphans()
         return probe
 
@@ -121,7 +154,9 @@ class HostProbe:
     def _user_namespaces_work(python: str) -> bool:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             probe = subprocess.run(
-                [python, "-I", "-S", "-c", _USERNS_PROBE], timeout=30, capture_output=True,
+                [python, "-I", "-S", "-c", _USERNS_PROBE],
+                timeout=30,
+                capture_output=True,
                 check=False,
             )
             return probe.returncode == 0

@@ -149,6 +149,7 @@ def _build_root(cfg: dict[str, Any]) -> None:
     tmp = _inside(root, "/tmp")
     os.makedirs(tmp, exist_ok=True)
     _mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, f"size={cfg['tmp_mb']}m,mode=1777")
+    _seed(cfg.get("seed_dir"), os.path.join(tmp, "lci-seed"), cfg)
     _write_etc(root, cfg)
     os.chdir(root)
     # pivot_root(".", ".") stacks the old root under the new one; detaching "." then drops it.
@@ -173,6 +174,22 @@ def _build_dev(root: str) -> None:
         ("stderr", "/proc/self/fd/2"),
     ):
         os.symlink(target, os.path.join(dev, name))
+
+
+def _seed(source: str | None, target: str, cfg: dict[str, Any]) -> None:
+    """Copy prepared caches (matplotlib's font list) into the sandbox's /tmp, owned by its user, so a
+    new session does not spend seconds rebuilding them."""
+    if not source or not os.path.isdir(source):
+        return
+    import shutil
+
+    shutil.copytree(source, target)
+    uid, gid = cfg.get("uid"), cfg.get("gid")
+    if uid is not None and gid is not None:
+        for directory, _, files in os.walk(target):
+            os.chown(directory, uid, gid)
+            for name in files:
+                os.chown(os.path.join(directory, name), uid, gid)
 
 
 def _write_etc(root: str, cfg: dict[str, Any]) -> None:

@@ -224,7 +224,9 @@ class SubprocessHost(SessionHost):
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
             "MPLBACKEND": "Agg",
-            "MPLCONFIGDIR": f"{tmp}/.matplotlib",
+            "MPLCONFIGDIR": f"{tmp}/lci-seed/matplotlib"
+            if probe.namespaces
+            else f"{tmp}/.matplotlib",
             **self._spec.env,
         }
         memory = limits.memory_mb * MIB
@@ -244,6 +246,7 @@ class SubprocessHost(SessionHost):
             "readonly": probe.readonly_paths,
             "symlinks": probe.symlinks,
             "tmp_mb": 64,
+            "seed_dir": str(probe.seed_dir) if probe.seed_dir else None,
             "env": env,
             "rlimits": {
                 # Address space is per process and counts reservations; with an exact memory cgroup

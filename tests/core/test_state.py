@@ -108,7 +108,11 @@ async def test_matplotlib_figures_become_png_in_order(session: Session) -> None:
     )
     result = await session.execute(code)
     assert result.outcome is Outcome.COMPLETED, result.error
-    kinds = [(type(i).__name__, getattr(i, "text", "")) for i in result.outputs]
+    kinds = [
+        (type(i).__name__, getattr(i, "text", ""))
+        for i in result.outputs
+        if getattr(i, "name", "stdout") == "stdout"
+    ]
     assert kinds[0] == ("StreamOutput", "before\n")
     assert kinds[1][0] == "DisplayOutput"
     assert kinds[2] == ("StreamOutput", "after\n")
