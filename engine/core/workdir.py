@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import PurePosixPath
 
 from engine.errors import FileAccessError, FileNotFound
@@ -116,7 +117,7 @@ def read_file(root: str, parts: list[str], max_bytes: int) -> bytes:
 def list_files(root: str, limit: int = MAX_LISTED) -> list[FileInfo]:
     """Regular files under the workdir (symlinks and special files skipped), at most `limit`."""
     found: list[FileInfo] = []
-    for _, rel, entry_stat in _walk(root):
+    for rel, entry_stat in _walk(root):
         if stat.S_ISREG(entry_stat.st_mode):
             found.append(
                 FileInfo(path=rel, size=entry_stat.st_size, modified_at=entry_stat.st_mtime)
@@ -126,54 +127,83 @@ def list_files(root: str, limit: int = MAX_LISTED) -> list[FileInfo]:
     return sorted(found, key=lambda f: f.path)
 
 
-def _walk(root: str):  # type: ignore[no-untyped-def]
-    """Yield (dir_fd, relative path, lstat) for every entry, iteratively, without following links."""
-    stack: list[tuple[int, str]] = [(os.open(root, _DIR_FLAGS), "")]
-    try:
-        while stack:
-            fd, prefix = stack.pop()
-            try:
-                for entry in os.scandir(fd):
-                    rel = f"{prefix}{entry.name}"
+def _walk(root: str, max_depth: int = 32) -> Iterator[tuple[str, os.stat_result]]:
+    """Yield (relative path, lstat) for entries down to `max_depth`, iteratively, never following
+    links, with at most two directories open at a time."""
+    pending: list[list[str]] = [[]]
+    while pending:
+        parts = pending.pop()
+        try:
+            fd = _open_dir(root, parts)
+        except OSError:
+            continue
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
                     info = entry.stat(follow_symlinks=False)
-                    yield fd, rel, info
-                    if stat.S_ISDIR(info.st_mode):
-                        with contextlib.suppress(OSError):
-                            stack.append((os.open(entry.name, _DIR_FLAGS, dir_fd=fd), rel + "/"))
-            finally:
-                os.close(fd)
-    finally:
-        for fd, _ in stack:
+                    yield "/".join([*parts, entry.name]), info
+                    if stat.S_ISDIR(info.st_mode) and len(parts) < max_depth:
+                        pending.append([*parts, entry.name])
+        finally:
             os.close(fd)
 
 
+def _open_dir(root: str, parts: list[str]) -> int:
+    fd = os.open(root, _DIR_FLAGS)
+    for part in parts:
+        try:
+            inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = inner
+    return fd
+
+
 def remove_tree(root: str) -> None:
-    """Delete `root` and everything under it, however deep or oddly named, without recursion."""
+    """Delete `root` and everything under it, however deep, oddly named or chmod'ed, without
+    recursion and with one directory open at a time. Only for trees no process is changing any more
+    (the sandbox is dead by then): it climbs back up through "..".
+    """
     if not os.path.lexists(root):
         return
     if os.path.islink(root) or not os.path.isdir(root):
         os.unlink(root)
         return
-    while True:
-        removed_any = False
-        directories: list[str] = []
-        for fd, rel, info in _walk(root):
-            name = rel.rsplit("/", 1)[-1]
-            if stat.S_ISDIR(info.st_mode):
-                directories.append(rel)
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name, dir_fd=fd)
-                removed_any = True
-        # Deepest first: each directory is empty once its children are gone.
-        for rel in sorted(directories, key=lambda r: r.count("/"), reverse=True):
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(root, rel), 0o700, follow_symlinks=False)
-                os.rmdir(os.path.join(root, rel))
-                removed_any = True
-        if not directories or not removed_any:
-            break
+    fd = os.open(root, _DIR_FLAGS)
+    depth: list[str] = []
+    try:
+        while True:
+            child = _clear_files(fd)
+            if child is not None:
+                with contextlib.suppress(OSError):
+                    os.chmod(child, 0o700, dir_fd=fd)  # a real directory: lstat said so
+                inner = os.open(child, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+                depth.append(child)
+            elif depth:
+                parent = os.open("..", _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = parent
+                os.rmdir(depth.pop(), dir_fd=fd)
+            else:
+                break
+    finally:
+        os.close(fd)
     os.rmdir(root)
+
+
+def _clear_files(fd: int) -> str | None:
+    """Unlink every non-directory in the directory `fd`; return one subdirectory's name, if any."""
+    subdirectory = None
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                subdirectory = subdirectory or entry.name
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.name, dir_fd=fd)
+    return subdirectory
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
