@@ -266,8 +266,7 @@ class Session:
                 value=f"execution exceeded {limits.timeout_s:g} s and was interrupted",
             )
         run.output.flush_decoders()
-        # Built from values the engine made itself, so validation is skipped on this hot path.
-        return Execution.model_construct(
+        return Execution(
             id=run.id,
             session_id=self.id,
             outcome=outcome,
