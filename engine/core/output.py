@@ -54,7 +54,11 @@ class OutputBuffer:
     """Collects one execution's stream chunks and display items in order, within `budget` bytes of
     stream text. `on_item` sees head items live (while they fit) and every display item."""
 
-    def __init__(self, budget: int, on_item: ItemCallback | None = None) -> None:
+    def __init__(
+        self, budget: int, on_item: ItemCallback | None = None, display_budget: int | None = None
+    ) -> None:
+        # Rich output (images) gets its own, larger budget: a plot is worth more than log lines.
+        self._display_left = 8 * budget if display_budget is None else display_budget
         self._head_budget = budget // 2
         self._tail_budget = budget - self._head_budget
         self._head: list[OutputItem] = []
@@ -94,6 +98,11 @@ class OutputBuffer:
         self._trim_tail()
 
     def add_display(self, item: DisplayOutput | ResultOutput) -> None:
+        size = sum(len(value) for value in item.data.values())
+        if isinstance(item, DisplayOutput) and size > self._display_left:
+            self.omitted += size  # dropped whole: half an image is no image
+            return
+        self._display_left -= size
         (self._tail if self._in_tail else self._head).append(item)
         self._notify(item)
 

@@ -80,3 +80,11 @@ def test_live_callback_sees_head_and_displays_only() -> None:
     buffer = OutputBuffer(1024, seen.append)
     buffer.add_text("stdout", "x" * 10_000)
     assert sum(len(i.text) for i in seen if isinstance(i, StreamOutput)) == 512
+
+
+def test_display_items_beyond_their_budget_are_dropped_and_counted() -> None:
+    buffer = OutputBuffer(1024, display_budget=2500)
+    for _ in range(5):
+        buffer.add_display(DisplayOutput(data={"image/png": "x" * 1000}))
+    assert len([i for i in buffer.items() if isinstance(i, DisplayOutput)]) == 2
+    assert buffer.truncated and buffer.omitted == 3000
