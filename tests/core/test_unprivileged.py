@@ -40,10 +40,7 @@ asyncio.run(main())
 
 
 def world_traversable(path: Path) -> bool:
-    for part in [path, *path.parents]:
-        if not part.stat().st_mode & stat.S_IXOTH:
-            return False
-    return True
+    return all(part.stat().st_mode & stat.S_IXOTH for part in [path, *path.parents])
 
 
 @pytest.fixture
