@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     extra_readonly_paths: list[str] = Field(
         default_factory=list, description="Host paths made visible read-only inside sandboxes."
     )
+    forkserver: bool = Field(
+        True, description="Start subprocess sessions from a fork server with modules preloaded."
+    )
+    preload: list[str] = Field(
+        default_factory=lambda: ["numpy", "pandas", "matplotlib.pyplot"],
+        description="Modules the fork server imports once for every session (missing ones are skipped).",
+    )
     require_isolation: bool = Field(
         False, description="Refuse to start a session whose sandbox lacks namespaces or cgroups."
     )

@@ -80,7 +80,11 @@ SessionFactory = Callable[..., Awaitable[Session]]
 
 
 @pytest.fixture
-def make_session(manager: SessionManager, backend: BackendName) -> SessionFactory:
+async def make_session(manager: SessionManager, backend: BackendName) -> SessionFactory:
+    if backend is BackendName.SUBPROCESS and manager.settings.forkserver:
+        subprocess_backend = await manager.backend(backend)
+        assert await subprocess_backend.wait_forkserver(60), "the fork server did not start"  # type: ignore[attr-defined]
+
     async def make(**limit_overrides: Any) -> Session:
         limits = TEST_LIMITS.model_copy(update=limit_overrides)
         return await manager.create(SessionSpec(backend=backend, limits=limits))

@@ -5,6 +5,7 @@ owns the engine's directory of session state and the reaping of what dead engine
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -56,6 +57,7 @@ def _owner_alive(tag: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=8)
 def _interpreter_paths(python: str) -> list[str]:
     """Directories the sandbox interpreter needs: its prefixes (stdlib and site-packages)."""
     code = (
@@ -131,7 +133,7 @@ class HostProbe:
             elif os.path.isdir(path):
                 readonly.append(path)
         readonly += [f"/etc/{name}" for name in _ETC_FILES if os.path.lexists(f"/etc/{name}")]
-        readonly += _interpreter_paths(settings.sandbox_python) + settings.extra_readonly_paths
+        readonly += [*_interpreter_paths(settings.sandbox_python), *settings.extra_readonly_paths]
         tag = _owner_tag()
         owner_dir = settings.state_dir / f"owner-{tag}"
         settings.state_dir.mkdir(mode=0o711, parents=True, exist_ok=True)

@@ -218,13 +218,26 @@ def _loopback_up() -> None:
         fcntl.ioctl(sock, siocsifflags, struct.pack("16sH14s", b"lo", flags | iff_up, b""))
 
 
-def _apply_rlimits(limits: dict[str, int]) -> None:
+def _mapped_bytes() -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _apply_rlimits(limits: dict[str, int], in_process: bool) -> None:
+    limits = dict(limits)
+    if in_process and "as" in limits:
+        # A fork-server child already maps the preloaded modules; the limit is on what it adds.
+        limits["as"] += _mapped_bytes()
     for name, value in limits.items():
         resource.setrlimit(RLIMITS[name], (value, value) if name != "cpu" else (value, value + 1))
 
 
 def _exec_worker(cfg: dict[str, Any]) -> None:
-    """Final steps in the process that becomes the agent; never returns."""
+    """Final steps in the process that becomes the agent; never returns. A fork-server child runs
+    the (already imported) agent in place; otherwise the agent's interpreter is exec'd."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
     try:
         with open("/proc/self/oom_score_adj", "w") as handle:
@@ -236,14 +249,32 @@ def _exec_worker(cfg: dict[str, Any]) -> None:
         os.setgroups([])
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
-    _apply_rlimits(cfg["rlimits"])
+    _apply_rlimits(cfg["rlimits"], bool(cfg.get("in_process")))
     _prctl(PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
     os.chdir(cfg["sandbox_workdir"])
     os.umask(0o077)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
+    if cfg.get("in_process"):
+        _run_agent_in_process(cfg)
     os.execve(cfg["python"], cfg["argv"], cfg["env"])
+
+
+def _run_agent_in_process(cfg: dict[str, Any]) -> None:
+    """The fork-server path: this process already imported the agent and the preloaded modules."""
+    import random
+
+    os.environ.clear()
+    os.environ.update(cfg["env"])
+    random.seed()  # a fork copies the parent's generator state: every session would draw the same
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
+    from lci_agent.kernel import main as agent_main  # type: ignore[import-not-found]
+
+    agent_main(cfg["agent_args"])
+    os._exit(0)
 
 
 def _close_everything() -> None:
@@ -282,10 +313,11 @@ def _enter_user_namespace(flags: int) -> None:
     _write_file("/proc/self/gid_map", f"{gid} {gid} 1\n")
 
 
-def _run(cfg: dict[str, Any]) -> None:
+def run(cfg: dict[str, Any], parent_pid: int) -> None:
+    """Build the sandbox described by `cfg` and become its agent (or its supervisor)."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
-    if os.getppid() != cfg["host_pid"]:
-        os._exit(SETUP_FAILED)  # the host died before the death signal was armed
+    if os.getppid() != parent_pid:
+        os._exit(SETUP_FAILED)  # the parent died before the death signal was armed
     for procs in cfg["cgroups"]:
         _write_file(procs, str(os.getpid()))
     if not cfg["namespaces"]:
@@ -311,14 +343,18 @@ def _run(cfg: dict[str, Any]) -> None:
     _exec_worker(cfg)
 
 
-def main() -> None:
-    cfg = json.loads(sys.argv[1])
+def run_reporting_errors(cfg: dict[str, Any], parent_pid: int) -> None:
     try:
-        _run(cfg)
+        run(cfg, parent_pid)
     except (SetupError, OSError) as exc:
         sys.stderr.write(json.dumps({"lci_setup_error": f"{type(exc).__name__}: {exc}"}) + "\n")
         sys.stderr.flush()
         os._exit(SETUP_FAILED)
+
+
+def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    run_reporting_errors(cfg, cfg["host_pid"])
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 
 class Backend(Protocol):
+    """What the manager needs of a backend. A backend may also have `async start()`, for background
+    warm-up (pools, fork servers); the manager calls it once, right after construction."""
+
     async def open(self, session_id: str, spec: SessionSpec) -> SessionHost: ...
     async def close(self) -> None: ...
 
@@ -68,7 +71,11 @@ class SessionManager:
     async def backend(self, name: BackendName) -> Backend:
         async with self._backend_lock:
             if name not in self._backends:
-                self._backends[name] = await asyncio.to_thread(create_backend, name, self.settings)
+                backend = await asyncio.to_thread(create_backend, name, self.settings)
+                start = getattr(backend, "start", None)
+                if start is not None:
+                    await start()
+                self._backends[name] = backend
             return self._backends[name]
 
     async def create(self, spec: SessionSpec | None = None) -> Session:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
+from collections.abc import Awaitable, Callable
 from itertools import count
 from pathlib import Path
 
@@ -21,12 +23,14 @@ from engine.config import Settings
 from engine.core import workdir as wd
 from engine.core.agent_files import bootstrap_argv, stage_agent
 from engine.core.cgroups import Cgroup
+from engine.core.forkserver import ForkServer, ForkServerError
 from engine.core.host_probe import HostProbe
 from engine.core.sandbox import ExitInfo, Sandbox, SessionHost
 from engine.errors import SandboxStartError
 from engine.models import FileInfo, Isolation, SessionSpec
 
 MIB = 1 << 20
+log = logging.getLogger(__name__)
 _LAUNCHER = str(Path(__file__).with_name("launcher.py"))
 _READ_CHUNK = 1 << 16
 _SANDBOX_WORKDIR = "/workspace"
@@ -34,52 +38,75 @@ _SANDBOX_AGENT = "/opt/lci-agent"
 _PASSTHROUGH_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TZ")
 
 
+ExitCode = Callable[[], Awaitable[int | None]]
+
+
 class SubprocessSandbox(Sandbox):
     """A launcher process and its agent, watched through a pidfd and non-blocking pipes."""
 
-    def __init__(self, cfg: dict[str, object], cgroup: Cgroup | None) -> None:
+    def __init__(
+        self,
+        pid: int,
+        exit_code: ExitCode,
+        fds: dict[str, int],
+        cgroup: Cgroup | None,
+        oom_before: int,
+    ) -> None:
         super().__init__()
         self._loop = asyncio.get_running_loop()
         self._cgroup = cgroup
-        self._oom_before = cgroup.oom_kills() if cgroup else 0
+        self._oom_before = oom_before
+        self._pid = pid
+        self._exit_code = exit_code
+        self._requests = fds["requests"]
+        self._pending = bytearray()
+        self._readers = {fds["stdout"]: "stdout", fds["stderr"]: "stderr", fds["frames"]: "frames"}
+        for fd in self._readers:
+            os.set_blocking(fd, False)
+            self._loop.add_reader(fd, self._readable, fd)
+        os.set_blocking(self._requests, False)
+        try:
+            self._pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:  # it is already gone (a fork-server child reaped at once)
+            self._pidfd = -1
+            self._loop.call_soon(self._process_exited)
+        else:
+            self._loop.add_reader(self._pidfd, self._process_exited)
+
+    @classmethod
+    async def launch(
+        cls, cfg: dict[str, object], cgroup: Cgroup | None, forkserver: ForkServer | None
+    ) -> SubprocessSandbox:
+        """Start a sandbox from the fork server when it runs, else with a fresh interpreter."""
+        oom_before = cgroup.oom_kills() if cgroup else 0
         req_r, req_w = os.pipe2(os.O_CLOEXEC)
         frames_r, frames_w = os.pipe2(os.O_CLOEXEC)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        argv = bootstrap_argv(
-            str(cfg["python"]),
-            str(cfg["sandbox_agent_root"]),
-            f"--requests-fd={req_r}",
-            f"--frames-fd={frames_w}",
-        )
-        cfg = {**cfg, "argv": argv, "host_pid": os.getpid()}
         try:
-            self._proc = subprocess.Popen(
-                [str(cfg["python"]), "-I", "-B", "-S", _LAUNCHER, json.dumps(cfg)],
-                stdin=subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=err_w,
-                pass_fds=(req_r, frames_w),
-                start_new_session=True,
-                cwd="/",
-                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-            )
+            pid, exit_code = None, None
+            if forkserver is not None and forkserver.ready:
+                with contextlib.suppress(ForkServerError, TimeoutError):
+                    pid, future = await forkserver.spawn(
+                        {**cfg, "sandbox_agent_root": cfg["agent_root"]},
+                        [req_r, frames_w, out_w, err_w],
+                    )
+                    exit_code = _forked_exit_code(forkserver, pid, future)
+            if pid is None or exit_code is None:
+                pid, exit_code = _popen(cfg, req_r, frames_w, out_w, err_w)
+        except BaseException:
+            for fd in (req_w, frames_r, out_r, err_r):
+                os.close(fd)
+            raise
         finally:
             for fd in (req_r, frames_w, out_w, err_w):
                 os.close(fd)
-        self._pidfd = os.pidfd_open(self._proc.pid)
-        self._requests = req_w
-        self._pending = bytearray()
-        self._readers = {out_r: "stdout", err_r: "stderr", frames_r: "frames"}
-        for fd in self._readers:
-            os.set_blocking(fd, False)
-            self._loop.add_reader(fd, self._readable, fd)
-        os.set_blocking(req_w, False)
-        self._loop.add_reader(self._pidfd, self._process_exited)
+        fds = {"requests": req_w, "frames": frames_r, "stdout": out_r, "stderr": err_r}
+        return cls(pid, exit_code, fds, cgroup, oom_before)
 
     @property
     def pid(self) -> int:
-        return self._proc.pid
+        return self._pid
 
     def send_bytes(self, data: bytes) -> None:
         if self._requests < 0:
@@ -112,7 +139,7 @@ class SubprocessSandbox(Sandbox):
         with contextlib.suppress(ProcessLookupError, OSError):
             signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._proc.pid, signal.SIGKILL)
+            os.killpg(self._pid, signal.SIGKILL)
         if self._cgroup is not None:
             await asyncio.to_thread(self._cgroup.kill_all)
 
@@ -149,20 +176,73 @@ class SubprocessSandbox(Sandbox):
             os.close(fd)
 
     def _process_exited(self) -> None:
-        self._loop.remove_reader(self._pidfd)
-        code = self._proc.wait()
+        if self._pidfd >= 0:
+            self._loop.remove_reader(self._pidfd)
+        self._loop.create_task(self._finish_exit())
+
+    async def _finish_exit(self) -> None:
+        code = await self._exit_code()
         for fd in list(self._readers):
             self._read_available(fd)
             self._close_reader(fd)
         with contextlib.suppress(ValueError, OSError):
             self._loop.remove_writer(self._requests)
         os.close(self._requests)
-        os.close(self._pidfd)
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
         self._requests = -1
         oom = (self._cgroup.oom_kills() - self._oom_before) if self._cgroup else 0
         if code == 137 and self._killing:  # 128 + SIGKILL, relayed by the supervising launcher
             code = -signal.SIGKILL
         self._exited(ExitInfo(code, oom_kills=oom))
+
+
+def _popen(
+    cfg: dict[str, object], req_r: int, frames_w: int, out_w: int, err_w: int
+) -> tuple[int, ExitCode]:
+    argv = bootstrap_argv(
+        str(cfg["python"]),
+        str(cfg["sandbox_agent_root"]),
+        f"--requests-fd={req_r}",
+        f"--frames-fd={frames_w}",
+    )
+    process = subprocess.Popen(
+        [
+            str(cfg["python"]),
+            "-I",
+            "-B",
+            "-S",
+            _LAUNCHER,
+            json.dumps({**cfg, "argv": argv, "host_pid": os.getpid()}),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=out_w,
+        stderr=err_w,
+        pass_fds=(req_r, frames_w),
+        start_new_session=True,
+        cwd="/",
+        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+    )
+
+    async def exit_code() -> int | None:
+        return process.wait()  # it has exited: the pidfd said so
+
+    return process.pid, exit_code
+
+
+def _forked_exit_code(
+    forkserver: ForkServer, pid: int, future: asyncio.Future[int | None]
+) -> ExitCode:
+    async def exit_code() -> int | None:
+        try:  # the zygote reaps its children and reports their status a moment later
+            return await asyncio.wait_for(asyncio.shield(future), 5)
+        except TimeoutError:
+            return None
+        finally:
+            forkserver.forget(pid)
+
+    return exit_code
 
 
 class SubprocessHost(SessionHost):
@@ -175,7 +255,9 @@ class SubprocessHost(SessionHost):
         session_id: str,
         spec: SessionSpec,
         uid: int | None,
+        forkserver: ForkServer | None = None,
     ) -> None:
+        self._forkserver = forkserver
         self._probe = probe
         self._settings = settings
         self._spec = spec
@@ -262,7 +344,7 @@ class SubprocessHost(SessionHost):
         }
 
     async def spawn(self) -> Sandbox:
-        sandbox = SubprocessSandbox(self._config(), self._cgroup)
+        sandbox = await SubprocessSandbox.launch(self._config(), self._cgroup, self._forkserver)
         await sandbox.wait_ready(timeout=30)
         return sandbox
 
@@ -295,12 +377,48 @@ class SubprocessBackend:
         self.settings = settings
         self.probe = HostProbe.detect(settings, stage_agent(settings.state_dir))
         self._uids = count()
+        self.forkserver: ForkServer | None = None
+        self._forkserver_start: asyncio.Task[None] | None = None
+        if settings.forkserver:
+            env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent"}
+            if self.probe.seed_dir is not None:
+                env["MPLCONFIGDIR"] = str(self.probe.seed_dir / "matplotlib")
+            env |= {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
+            self.forkserver = ForkServer(
+                settings.sandbox_python,
+                self.probe.agent_root,
+                settings.preload,
+                self.probe.owner_dir / "zygote.log",
+                env,
+            )
+
+    async def start(self) -> None:
+        """Warm the fork server in the background: until it is ready, sessions start cold."""
+        if self.forkserver is not None and self._forkserver_start is None:
+            self._forkserver_start = asyncio.get_running_loop().create_task(
+                self._start_forkserver()
+            )
+
+    async def _start_forkserver(self) -> None:
+        assert self.forkserver is not None
+        try:
+            info = await self.forkserver.start()
+            log.info("fork server ready: %s", info)
+        except (ForkServerError, OSError, TimeoutError) as exc:
+            log.warning("fork server unavailable, sessions start cold: %s", exc)
+
+    async def wait_forkserver(self, timeout: float = 120) -> bool:
+        """Wait for the fork server; True when sessions now come from it."""
+        if self._forkserver_start is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._forkserver_start), timeout)
+        return self.forkserver is not None and self.forkserver.ready
 
     async def open(self, session_id: str, spec: SessionSpec) -> SubprocessHost:
         uid = None
         if self.probe.is_root:
             uid = self.settings.sandbox_uid_base + next(self._uids) % 1_000_000
-        host = SubprocessHost(self.probe, self.settings, session_id, spec, uid)
+        host = SubprocessHost(self.probe, self.settings, session_id, spec, uid, self.forkserver)
         try:
             await asyncio.to_thread(host.prepare)
         except OSError as exc:
@@ -314,6 +432,12 @@ class SubprocessBackend:
         return host
 
     async def close(self) -> None:
+        if self._forkserver_start is not None:
+            self._forkserver_start.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._forkserver_start
+        if self.forkserver is not None:
+            await self.forkserver.close()
         await asyncio.to_thread(self.probe.remove_owner_dir)
 
     def reap_orphans(self) -> int:
