@@ -1,13 +1,11 @@
 """The kernel: one persistent namespace, cells run with notebook semantics, results sent as frames.
 
 Run inside a sandbox as `python -I -B -u -c "<bootstrap>"`, which puts this package on sys.path as
-`lci_agent` and calls `main()`. Two channel layouts:
-
-- fds mode (subprocess backend): the host reads the cell's stdout and stderr directly from fds 1 and 2,
-  reads frames from `--frames-fd` and writes requests to `--requests-fd`.
-- mux mode (container backend, where only stdin and stdout reach the host): requests arrive on stdin,
-  frames leave on stdout, and the agent points fds 1 and 2 at pipes it pumps into `stream` frames, so
-  nothing user code prints can be mistaken for a frame.
+`lci_agent` and calls `main()`. Requests arrive as frames on `--requests-fd` (default stdin) and
+frames leave on `--frames-fd` (default stdout; a container's attach stream, for instance). User code
+gets /dev/null as stdin and pipes as stdout and stderr, which the agent pumps into `stream` frames on
+the same channel as everything else: output and displays reach the host in the order they happened,
+and nothing user code prints can be mistaken for a frame.
 """
 
 from __future__ import annotations
@@ -361,35 +359,34 @@ def _install_matplotlib_hook(publisher: Any) -> None:
 
 
 def _parse_args(argv: list[str]) -> dict[str, Any]:
-    options: dict[str, Any] = {"mode": "fds", "requests_fd": 0, "frames_fd": 1}
+    """`--requests-fd=N --frames-fd=M` (default: stdin and stdout)."""
+    options: dict[str, Any] = {"requests_fd": 0, "frames_fd": 1}
     for arg in argv:
         key, _, value = arg.lstrip("-").partition("=")
-        options[key.replace("-", "_")] = value if key == "mode" else int(value)
+        if key in ("requests-fd", "frames-fd"):
+            options[key.replace("-", "_")] = int(value)
     return options
 
 
 def _setup_channel(options: dict[str, Any]) -> tuple[int, Channel]:
-    if options["mode"] == "mux":
-        # Keep the real stdin/stdout for the protocol on private fds; user code gets /dev/null as
-        # stdin and pipes as stdout/stderr.
-        requests_fd = os.dup(0)
-        frames_fd = os.dup(1)
-        pipes = {}
-        for name, target in (("stdout", 1), ("stderr", 2)):
-            read_end, write_end = os.pipe()
-            os.dup2(write_end, target)
-            os.close(write_end)
-            pipes[name] = read_end
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.close(devnull)
-        channel = Channel(frames_fd, pipes)
-    else:
-        requests_fd, frames_fd = options["requests_fd"], options["frames_fd"]
-        channel = Channel(frames_fd)
-    for fd in (requests_fd, frames_fd, *channel.pipes.values()):
+    """Move the protocol to private descriptors; give user code /dev/null as stdin and pipes as
+    stdout and stderr, which the channel pumps into `stream` frames."""
+    requests_fd = os.dup(options["requests_fd"])
+    frames_fd = os.dup(options["frames_fd"])
+    for fd in {options["requests_fd"], options["frames_fd"]} - {0, 1, 2}:
+        os.close(fd)
+    pipes = {}
+    for name, target in (("stdout", 1), ("stderr", 2)):
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, target)
+        os.close(write_end)
+        pipes[name] = read_end
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    for fd in (requests_fd, frames_fd, *pipes.values()):
         os.set_inheritable(fd, False)  # user subprocesses must not hold the protocol channel
-    return requests_fd, channel
+    return requests_fd, Channel(frames_fd, pipes)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -158,3 +158,12 @@ async def test_forked_child_does_not_report_twice(session: Session) -> None:
     assert result.result_text == "'parent'"
     assert "child" in result.stdout
     assert (await session.execute("'still fine'")).result_text == "'still fine'"
+
+
+async def test_prints_and_displays_keep_their_order(session: Session) -> None:
+    result = await session.execute("for i in range(30):\n    print(f'p{i}')\n    display(f'd{i}')")
+    seen = [
+        item.text.strip() if isinstance(item, StreamOutput) else item.data["text/plain"].strip("'")
+        for item in result.outputs
+    ]
+    assert seen == [x for i in range(30) for x in (f"p{i}", f"d{i}")]
