@@ -1,0 +1,214 @@
+"""`lci chat QUESTION`: run the code-interpreter loop against a model server and print it live.
+
+Configuration comes from the options, else from `LCI_*` environment variables (`LCI_LLM_BASE_URL`,
+`LCI_LLM_MODEL`, `LCI_LLM_API_KEY`, `LCI_BACKEND`, ...). Images the code displays are saved as PNG
+files (in --out-dir, default the current directory) and their paths printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, TextIO
+
+from engine.config import Settings
+from engine.core.manager import SessionManager
+from engine.models import BackendName, Execution, SessionSpec
+from engine.orchestrator import LoopOptions, Orchestrator, UpstreamClient
+from engine.orchestrator.events import (
+    CodeComplete,
+    ErrorEvent,
+    Event,
+    ExecutionResult,
+    Final,
+    ReasoningDelta,
+    RoundStart,
+    TextDelta,
+)
+from engine.runner import SessionRunner
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the `chat` command to an argparse subparsers object."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "chat",
+        help="ask a model a question it may answer by running Python",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("question", nargs="+", help="the question (words are joined)")
+    p.add_argument("--backend", choices=[b.value for b in BackendName], help="sandbox backend")
+    p.add_argument("--base-url", help="model server, e.g. http://127.0.0.1:8080/v1")
+    p.add_argument("--model", help="model name sent to the server")
+    p.add_argument("--api-key", help="API key of the model server")
+    p.add_argument("--system", help="your own system prompt (replaces the default one)")
+    p.add_argument("--max-rounds", type=int, default=20, help="model calls at most (20)")
+    p.add_argument("--timeout", type=float, help="seconds per code execution")
+    p.add_argument("--deadline", type=float, default=600.0, help="seconds for everything (600)")
+    p.add_argument("--temperature", type=float, help="sampling temperature")
+    p.add_argument("--max-tokens", type=int, help="tokens per model reply")
+    p.add_argument(
+        "--python-blocks",
+        action="store_true",
+        help="also run ```python blocks the model writes in its text",
+    )
+    p.add_argument("--out-dir", type=Path, default=Path("."), help="where images are saved")
+    p.add_argument("--no-reasoning", action="store_true", help="do not print the reasoning")
+    p.add_argument("--json", action="store_true", help="print the events as JSON lines")
+    return p
+
+
+def _options(args: argparse.Namespace) -> LoopOptions:
+    params: dict[str, Any] = {}
+    if args.temperature is not None:
+        params["temperature"] = args.temperature
+    if args.max_tokens is not None:
+        params["max_tokens"] = args.max_tokens
+    return LoopOptions(
+        max_rounds=args.max_rounds,
+        exec_timeout_s=args.timeout,
+        deadline_s=args.deadline,
+        python_blocks=args.python_blocks,
+        params=params,
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Run one question; 0 when the model answered, 1 when the loop ended with an error."""
+    settings = Settings()
+    base_url = args.base_url or settings.llm_base_url
+    backend = BackendName(args.backend) if args.backend else settings.backend
+    messages = [{"role": "user", "content": " ".join(args.question)}]
+    if args.system:
+        messages.insert(0, {"role": "system", "content": args.system})
+    printer = _Printer(sys.stdout, args.out_dir, reasoning=not args.no_reasoning, as_json=args.json)
+    async with (
+        SessionManager(settings) as manager,
+        UpstreamClient(base_url, args.api_key or settings.llm_api_key) as upstream,
+    ):
+        runner = SessionRunner(manager, SessionSpec(backend=backend, limits=settings.limits))
+        orchestrator = Orchestrator(upstream, runner, args.model or settings.llm_model)
+        async for event in orchestrator.run(
+            messages, conversation_id=uuid.uuid4().hex, options=_options(args)
+        ):
+            printer.show(event)
+    return printer.exit_code
+
+
+class _Printer:
+    """Prints events as they come; dims reasoning on a terminal."""
+
+    def __init__(self, out: TextIO, out_dir: Path, *, reasoning: bool, as_json: bool) -> None:
+        self.out = out
+        self.out_dir = out_dir
+        self.reasoning = reasoning
+        self.as_json = as_json
+        self.tty = out.isatty()
+        self.exit_code = 0
+        self.started = time.monotonic()
+        self._mode = ""
+        self._images = 0
+        self._prefix = uuid.uuid4().hex[:6]
+
+    def show(self, event: Event) -> None:
+        if self.as_json:
+            self._write(event.model_dump_json() + "\n")
+        elif isinstance(event, RoundStart):
+            self._section(f"round {event.round}" + (" (answer now)" if event.final_call else ""))
+        elif isinstance(event, ReasoningDelta) and self.reasoning:
+            self._stream("reasoning", self._dim(event.text))
+        elif isinstance(event, TextDelta):
+            self._stream("text", event.text)
+        elif isinstance(event, CodeComplete):
+            self._section(f"code {event.call_id}")
+            self._write(event.code.rstrip("\n") + "\n")
+        elif isinstance(event, ExecutionResult):
+            self._result(event)
+        if isinstance(event, (Final, ErrorEvent)):
+            self._end(event)
+
+    def _result(self, event: ExecutionResult) -> None:
+        ex = event.execution
+        how = event.status if ex is None else f"{ex.outcome.value}, {ex.duration_ms:.0f} ms"
+        self._section(f"result ({how})")
+        self._write(event.output.rstrip("\n") + "\n")
+        if ex is not None:
+            for path in self._save_images(ex):
+                self._write(f"image saved: {path}\n")
+
+    def _save_images(self, execution: Execution) -> list[Path]:
+        paths = []
+        for item in execution.outputs:
+            data = getattr(item, "data", None)
+            if isinstance(data, dict) and "image/png" in data:
+                self._images += 1
+                path = self.out_dir / f"lci-{self._prefix}-fig-{self._images:03d}.png"
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(base64.b64decode(data["image/png"]))
+                paths.append(path)
+        return paths
+
+    def _end(self, event: Final | ErrorEvent) -> None:
+        if isinstance(event, ErrorEvent):
+            self.exit_code = 1
+            if not self.as_json:
+                print(f"\nerror ({event.code}): {event.message}", file=sys.stderr)
+        elif not self.as_json:
+            # The answer was printed as it streamed; only say when it was cut short.
+            self._write(
+                "\n"
+                + (
+                    "(cut short: the model still wanted to run code)\n"
+                    if event.finish_reason == "length"
+                    else ""
+                )
+            )
+        if self.as_json:
+            return
+        u = event.usage
+        self._write(
+            self._dim(
+                f"\n{_count(event.rounds, 'round')}, "
+                f"{_count(event.executions, 'code execution')}, "
+                f"{u.input_tokens} input + {u.output_tokens} output tokens "
+                f"({u.reasoning_tokens} reasoning), {time.monotonic() - self.started:.1f} s\n"
+            )
+        )
+
+    def _section(self, title: str) -> None:
+        self._mode = ""
+        self._write(f"\n{self._dim('── ' + title + ' ──')}\n")
+
+    def _stream(self, mode: str, text: str) -> None:
+        if self._mode and self._mode != mode:
+            self._write("\n")
+        self._mode = mode
+        self._write(text)
+
+    def _dim(self, text: str) -> str:
+        return f"\x1b[2m{text}\x1b[0m" if self.tty else text
+
+    def _write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `chat` on its own (`python -m engine.cli_chat QUESTION`)."""
+    import asyncio
+
+    parser = argparse.ArgumentParser(prog="lci")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return asyncio.run(run(parser.parse_args(["chat", *(sys.argv[1:] if argv is None else argv)])))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""Typed events yielded by the tool loop, so the server can render any wire format and the CLI can
+print live.
+
+Ordering contract of one `Orchestrator.run`:
+
+    (round_start (reasoning_delta | text_delta | code_start)* usage?
+       (code_complete execution_result)*)+   final | error
+
+* Every round opens with `round_start`; deltas of a round come before its `usage`.
+* Each `code_start` is followed, after the round's stream ended, by exactly one `code_complete` and
+  then one `execution_result` with the same `call_id`, in the order the model made the calls.
+* The run ends with exactly one terminal event: `final` or `error`. Both carry the aggregated usage
+  and the number of code executions.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.models import Execution
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Usage(_Event):
+    """Token usage of one round, or the sum over rounds (api_reference 1.3)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+        )
+
+
+class RoundStart(_Event):
+    type: Literal["round_start"] = "round_start"
+    round: int
+    final_call: bool = Field(False, description="This round is sent with tool_choice none.")
+
+
+class ReasoningDelta(_Event):
+    type: Literal["reasoning_delta"] = "reasoning_delta"
+    round: int
+    text: str
+
+
+class TextDelta(_Event):
+    """Visible assistant text. Tool-call markup recognised in text is never sent as a delta."""
+
+    type: Literal["text_delta"] = "text_delta"
+    round: int
+    text: str
+
+
+class CodeStart(_Event):
+    """The model began a code_interpreter call (its code may still be streaming)."""
+
+    type: Literal["code_start"] = "code_start"
+    round: int
+    call_id: str
+
+
+class CodeComplete(_Event):
+    """The call's code is known. `code` is empty when the call's arguments could not be read."""
+
+    type: Literal["code_complete"] = "code_complete"
+    round: int
+    call_id: str
+    code: str
+
+
+class ExecutionResult(_Event):
+    """What became of one call.
+
+    status: `executed` (the code ran; `execution` says how it ended, including errors and
+    timeouts), `repeated` (identical to the previous call, not run again), `invalid` (unreadable
+    arguments or an unknown tool name; nothing ran). `output` is exactly the text fed back to the
+    model.
+    """
+
+    type: Literal["execution_result"] = "execution_result"
+    round: int
+    call_id: str
+    code: str
+    status: Literal["executed", "repeated", "invalid"]
+    execution: Execution | None = None
+    output: str
+
+
+class UsageEvent(_Event):
+    type: Literal["usage"] = "usage"
+    round: int
+    usage: Usage
+    total: Usage = Field(description="Aggregated over all rounds so far.")
+
+
+class Final(_Event):
+    """The answer. finish_reason `length` means the round cap ended the loop (on_max_rounds=stop)
+    or the model still wanted to run code in the last permitted round."""
+
+    type: Literal["final"] = "final"
+    text: str
+    finish_reason: Literal["stop", "length"] = "stop"
+    rounds: int
+    executions: int
+    usage: Usage
+
+
+class ErrorEvent(_Event):
+    """The loop could not finish. code: `upstream_error` (the model server failed; `status` is its
+    HTTP status when it sent one), `deadline_exceeded`, or an `LCIError.code` of the runner."""
+
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    status: int | None = None
+    rounds: int
+    executions: int
+    usage: Usage
+
+
+Event = Annotated[
+    RoundStart
+    | ReasoningDelta
+    | TextDelta
+    | CodeStart
+    | CodeComplete
+    | ExecutionResult
+    | UsageEvent
+    | Final
+    | ErrorEvent,
+    Field(discriminator="type"),
+]

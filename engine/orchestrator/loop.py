@@ -1,0 +1,310 @@
+"""The code-interpreter loop (api_reference 1.1).
+
+Round k sends the conversation and the `code_interpreter` tool to the model and streams its
+reasoning, text and tool calls. If it called the tool, each call's code runs in the conversation's
+session, the assistant message and one tool message per call are appended, and round k+1 follows;
+otherwise its text is the answer. See `events` for the order of what `Orchestrator.run` yields.
+
+Failures of the user's code are results for the model, never the end of the loop. What ends it early
+is an `ErrorEvent`: the model server failing (after bounded retries), the deadline, or the runner
+unable to provide a session. Cancelling the consuming task (or closing the generator) stops the
+round's stream and the running execution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from engine.errors import LCIError, UpstreamError
+from engine.models import Execution
+from engine.orchestrator.calls import CallAccumulator, ToolCall
+from engine.orchestrator.events import (
+    CodeComplete,
+    CodeStart,
+    ErrorEvent,
+    Event,
+    ExecutionResult,
+    Final,
+    ReasoningDelta,
+    RoundStart,
+    TextDelta,
+    Usage,
+    UsageEvent,
+)
+from engine.orchestrator.options import LoopOptions
+from engine.orchestrator.runner import CodeRunner
+from engine.orchestrator.textcalls import TextScanner
+from engine.orchestrator.tool import (
+    TOOL_DEFINITION,
+    ToolOutput,
+    invalid_call_text,
+    render_execution,
+    repeated_call_text,
+)
+from engine.orchestrator.upstream import Chunk, RoundRequest, StreamInterrupted, Upstream
+
+# An execution is given the time left before the deadline; this much more lets the session's own
+# timeout ladder (interrupt, grace, kill) finish and report before the loop gives up on it.
+_EXEC_GRACE_S = 5.0
+
+
+class _DeadlineExceeded(Exception):
+    pass
+
+
+@dataclass
+class _State:
+    conversation_id: str
+    options: LoopOptions
+    messages: list[dict[str, Any]]
+    deadline: float | None
+    rounds: int = 0
+    executions: int = 0
+    usage: Usage = field(default_factory=Usage)
+    figure: int = 0
+    last_code: str | None = None
+    last_output: str = ""
+    last_failed: bool = False
+    repeats: int = 0
+    force_final: bool = False
+
+    def error(self, code: str, message: str, status: int | None = None) -> ErrorEvent:
+        return ErrorEvent(
+            code=code,
+            message=message,
+            status=status,
+            rounds=self.rounds,
+            executions=self.executions,
+            usage=self.usage,
+        )
+
+
+@dataclass
+class _Round:
+    """What one round's stream produced."""
+
+    number: int
+    scanner: TextScanner
+    announce: bool  # emit code_start live for native calls (not in a round that cannot run code)
+    native: CallAccumulator = field(default_factory=CallAccumulator)
+    announced: set[str] = field(default_factory=set)
+    reasoning: str = ""
+    reasoning_field: str = "reasoning_content"
+    usage: Usage | None = None
+    shown: bool = False
+
+    def reset(self) -> None:
+        self.scanner = self.scanner.fresh()
+        self.native, self.announced = CallAccumulator(), set()
+        self.reasoning, self.usage, self.shown = "", None, False
+
+    def calls(self) -> list[ToolCall]:
+        return self.native.finish() + self.scanner.calls
+
+    def assistant_message(self, calls: list[ToolCall]) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": self.scanner.visible}
+        if self.reasoning:
+            # Qwen templates render the reasoning of tool rounds in <think>, so it must go back.
+            # Most servers read `reasoning_content` (vLLM again since it stopped sending it);
+            # Ollama reads `reasoning`: a server that sent `reasoning` gets both.
+            message["reasoning_content"] = self.reasoning
+            message[self.reasoning_field] = self.reasoning
+        message["tool_calls"] = [call.as_message_entry() for call in calls]
+        return message
+
+
+class Orchestrator:
+    def __init__(self, upstream: Upstream, runner: CodeRunner, model: str = "default") -> None:
+        self.upstream = upstream
+        self.runner = runner
+        self.model = model
+
+    async def run(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        conversation_id: str,
+        options: LoopOptions | None = None,
+    ) -> AsyncGenerator[Event, None]:
+        """Run the loop on a copy of `messages` (OpenAI chat messages), yielding events until the
+        one terminal `Final` or `ErrorEvent`. Code runs in `conversation_id`'s session."""
+        options = options or LoopOptions()
+        loop = asyncio.get_running_loop()
+        state = _State(
+            conversation_id,
+            options,
+            _prepare(messages, options),
+            None if options.deadline_s is None else loop.time() + options.deadline_s,
+        )
+        try:
+            async with aclosing(self._rounds(state)) as events:
+                async for event in events:
+                    yield event
+        except UpstreamError as exc:
+            yield state.error(exc.code, exc.message, exc.status)
+        except _DeadlineExceeded:
+            yield state.error(
+                "deadline_exceeded", f"the request did not finish within {options.deadline_s:g} s"
+            )
+        except LCIError as exc:
+            yield state.error(exc.code, exc.message)
+
+    async def _rounds(self, state: _State) -> AsyncGenerator[Event, None]:
+        options = state.options
+        while True:
+            state.rounds += 1
+            last = state.rounds >= options.max_rounds
+            final_call = state.force_final or (last and options.on_max_rounds == "final_call")
+            yield RoundStart(round=state.rounds, final_call=final_call)
+            scanner = TextScanner(enabled=options.text_calls, python=options.python_blocks)
+            rnd = _Round(state.rounds, scanner, announce=not (final_call or last))
+            async with aclosing(self._stream_round(state, rnd, final_call)) as events:
+                async for event in events:
+                    yield event
+            if rnd.usage is not None:
+                state.usage += rnd.usage
+                yield UsageEvent(round=rnd.number, usage=rnd.usage, total=state.usage)
+            calls = rnd.calls()
+            if not calls or last or final_call:
+                # A call the model still makes when it may not (tools off, or the last round) is
+                # not run, and its markup is not shown: the answer is cut short.
+                length = bool(calls)
+                yield Final(
+                    text=rnd.scanner.visible,
+                    finish_reason="length" if length else "stop",
+                    rounds=state.rounds,
+                    executions=state.executions,
+                    usage=state.usage,
+                )
+                return
+            state.messages.append(rnd.assistant_message(calls))
+            for call in calls:
+                async with aclosing(self._run_call(state, rnd, call)) as events:
+                    async for event in events:
+                        yield event
+
+    async def _stream_round(
+        self, state: _State, rnd: _Round, final_call: bool
+    ) -> AsyncGenerator[Event, None]:
+        request = RoundRequest(
+            model=state.options.model or self.model,
+            messages=state.messages,
+            tools=[TOOL_DEFINITION],
+            tool_choice="none" if final_call else "auto",
+            params=state.options.params,
+        )
+        for attempt in range(state.options.stream_retries + 1):
+            try:
+                async with aclosing(self._stream_once(state, rnd, request)) as events:
+                    async for event in events:
+                        yield event
+                return
+            except StreamInterrupted as exc:
+                if rnd.shown or attempt == state.options.stream_retries:
+                    raise UpstreamError(
+                        f"the model server's stream broke off: {exc}", exc.status or 502
+                    ) from exc
+                rnd.reset()  # nothing of this round was shown, so it can be asked for anew
+
+    async def _stream_once(
+        self, state: _State, rnd: _Round, request: RoundRequest
+    ) -> AsyncGenerator[Event, None]:
+        chunks = self.upstream.stream(request)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout_at(state.deadline):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise _DeadlineExceeded from None
+                for event in self._absorb(rnd, chunk):
+                    rnd.shown = True
+                    yield event
+            if text := rnd.scanner.finish():
+                yield TextDelta(round=rnd.number, text=text)
+        finally:
+            await chunks.aclose()
+
+    def _absorb(self, rnd: _Round, chunk: Chunk) -> list[Event]:
+        events: list[Event] = []
+        if chunk.usage is not None:
+            rnd.usage = chunk.usage  # a round's usage is cumulative: the last report wins
+        if chunk.reasoning:
+            rnd.reasoning += chunk.reasoning
+            rnd.reasoning_field = chunk.reasoning_field or rnd.reasoning_field
+            events.append(ReasoningDelta(round=rnd.number, text=chunk.reasoning))
+        if chunk.text and (text := rnd.scanner.feed(chunk.text)):
+            events.append(TextDelta(round=rnd.number, text=text))
+        for frag in chunk.tool_calls:
+            started = rnd.native.add(frag.index, frag.id, frag.name, frag.arguments)
+            if started and rnd.announce:
+                rnd.announced.add(started)
+                events.append(CodeStart(round=rnd.number, call_id=started))
+        return events
+
+    async def _run_call(
+        self, state: _State, rnd: _Round, call: ToolCall
+    ) -> AsyncGenerator[Event, None]:
+        if call.id not in rnd.announced:
+            yield CodeStart(round=rnd.number, call_id=call.id)
+        yield CodeComplete(round=rnd.number, call_id=call.id, code=call.code or "")
+        execution = None
+        status: Literal["executed", "repeated", "invalid"]
+        if call.code is None:
+            status, output = "invalid", ToolOutput(invalid_call_text(call.name, call.problem))
+        elif state.last_code is not None and call.code.strip() == state.last_code.strip():
+            text = repeated_call_text(state.last_output, failed=state.last_failed)
+            status, output = "repeated", ToolOutput(text)
+            state.repeats += 1
+            state.force_final = state.repeats >= state.options.max_repeats
+        else:
+            status = "executed"
+            execution = await self._execute(state, call.code)
+            output, state.figure = render_execution(
+                execution,
+                budget_bytes=state.options.result_budget_bytes,
+                images=state.options.images,
+                figure=state.figure,
+            )
+            state.last_code, state.last_output, state.repeats = call.code, output.text, 0
+            state.last_failed = not execution.ok
+        state.messages.append(output.message(call.id))
+        yield ExecutionResult(
+            round=rnd.number,
+            call_id=call.id,
+            code=call.code or "",
+            status=status,
+            execution=execution,
+            output=output.text,
+        )
+
+    async def _execute(self, state: _State, code: str) -> Execution:
+        timeout = state.options.exec_timeout_s
+        guard = None
+        if state.deadline is not None:
+            left = state.deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise _DeadlineExceeded
+            timeout = left if timeout is None else min(timeout, left)
+            guard = state.deadline + _EXEC_GRACE_S
+        state.executions += 1
+        try:
+            async with asyncio.timeout_at(guard):
+                return await self.runner.execute(state.conversation_id, code, timeout_s=timeout)
+        except TimeoutError:
+            raise _DeadlineExceeded from None
+
+
+def _prepare(messages: list[dict[str, Any]], options: LoopOptions) -> list[dict[str, Any]]:
+    """A copy of the conversation, with the default system prompt in front unless it has its own."""
+    prepared = [dict(message) for message in messages]
+    has_own = bool(prepared) and prepared[0].get("role") in ("system", "developer")
+    if options.system_prompt and not has_own:
+        prepared.insert(0, {"role": "system", "content": options.system_prompt})
+    return prepared

@@ -1,0 +1,62 @@
+"""Per-request settings of the tool loop."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.orchestrator.tool import DEFAULT_SYSTEM_PROMPT, ImageMode
+
+
+class LoopOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(
+        default=None, description="Upstream model name (default: the orchestrator's)."
+    )
+    max_rounds: int = Field(
+        default=20, ge=1, description="Backend calls per request (Qwen-Agent: 20)."
+    )
+    on_max_rounds: Literal["final_call", "stop"] = Field(
+        default="final_call",
+        description="final_call: the last permitted round is sent with tool_choice none, so the "
+        "model must answer; stop: end with finish_reason length if it still wants to run code.",
+    )
+    deadline_s: float | None = Field(
+        default=600.0, gt=0, description="Wall time for the whole request."
+    )
+    exec_timeout_s: float | None = Field(
+        default=None, gt=0, description="Wall time per execution (default: the session's limit)."
+    )
+    system_prompt: str | None = Field(
+        default=DEFAULT_SYSTEM_PROMPT,
+        description="Prepended when the conversation has no system message of its own; None: none.",
+    )
+    text_calls: bool = Field(
+        default=True, description="Recognise calls written in the model's text."
+    )
+    python_blocks: bool = Field(
+        default=False, description="Also run fenced ```python blocks of the model's text as calls."
+    )
+    images: ImageMode = Field(
+        default="placeholder",
+        description="parts: images go to the model as image_url content parts.",
+    )
+    result_budget_bytes: int = Field(
+        default=16_000, ge=256, description="Size cap of one tool result sent to the model."
+    )
+    stream_retries: int = Field(
+        default=1,
+        ge=0,
+        description="Retries of a round whose stream broke off before anything was shown.",
+    )
+    max_repeats: int = Field(
+        default=2,
+        ge=1,
+        description="Identical repeated calls tolerated before a forced final answer.",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra upstream request fields: temperature, max_tokens, chat_template_kwargs.",
+    )

@@ -1,0 +1,207 @@
+"""The `code_interpreter` tool as the model sees it: its definition, the default system prompt, and
+the text an execution is turned into before it goes back to the model.
+
+Definition and result format follow what Qwen models are trained on (Qwen-Agent's CodeInterpreter,
+api_reference 5 and 6.1): each output is a labelled fenced block (`stdout:`, `stderr:`,
+`execute_result:`, `display_data:`, `error:`), an execution without output is `Finished execution.`
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from engine.models import (
+    DisplayOutput,
+    Execution,
+    Outcome,
+    ResultOutput,
+    StreamOutput,
+    TruncationMarker,
+)
+
+TOOL_NAME = "code_interpreter"
+
+TOOL_DEFINITION: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": TOOL_NAME,
+        "description": "Python code sandbox, which can be used to execute Python code.",
+        "parameters": {
+            "type": "object",
+            "properties": {"code": {"description": "The python code.", "type": "string"}},
+            "required": ["code"],
+        },
+    },
+}
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful assistant with a Python code interpreter. When a question needs "
+    "calculation, data processing or checking something by running code, call the "
+    "`code_interpreter` tool with the Python code to run. The code runs in a persistent session: "
+    "variables, imports and files stay available between calls. The value of the last expression "
+    "is shown, and so is anything printed. If the code fails, fix it and call the tool again. "
+    "Once a tool result answers the question, do not call the tool again: reply to the user with "
+    "the final answer in plain text."
+)
+
+ImageMode = Literal["placeholder", "parts"]
+_IMAGE_TYPES = ("image/png", "image/jpeg")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+NO_OUTPUT = "Finished execution."
+
+
+@dataclass
+class ToolOutput:
+    """One tool result: the text fed back, and images as data URLs (only in `parts` mode)."""
+
+    text: str
+    images: list[str] = field(default_factory=list)
+
+    def message(self, call_id: str) -> dict[str, Any]:
+        """The `role: tool` message answering call `call_id`."""
+        content: str | list[dict[str, Any]] = self.text
+        if self.images:
+            content = [{"type": "text", "text": self.text}] + [
+                {"type": "image_url", "image_url": {"url": url}} for url in self.images
+            ]
+        return {"role": "tool", "tool_call_id": call_id, "content": content}
+
+
+@dataclass
+class _Renderer:
+    mode: ImageMode
+    figure: int
+    sections: list[tuple[str, str]] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+
+    def add(self, label: str, text: str) -> None:
+        if self.sections and self.sections[-1][0] == label != "image":
+            self.sections[-1] = (label, self.sections[-1][1] + text)
+        else:
+            self.sections.append((label, text))
+
+    def add_bundle(self, label: str, data: dict[str, str]) -> None:
+        mime = next((m for m in _IMAGE_TYPES if m in data), None)
+        if mime is None:
+            if "text/plain" in data:
+                self.add(label, data["text/plain"])
+            return
+        self.figure += 1
+        name = f"fig-{self.figure:03d}"
+        size = _png_size(data[mime]) if mime == "image/png" else None
+        desc = f"{size[0]}x{size[1]} " if size else ""
+        kind = mime.split("/")[1].upper()
+        if self.mode == "parts":
+            self.images.append(f"data:{mime};base64,{data[mime]}")
+            self.add("image", f"[image {name}: {desc}{kind}, attached]")
+        else:
+            self.add("image", f"[image {name}: {desc}{kind}, shown to the user, not to you]")
+
+
+def render_execution(
+    execution: Execution, *, budget_bytes: int, images: ImageMode = "placeholder", figure: int = 0
+) -> tuple[ToolOutput, int]:
+    """The tool result for one execution, cut to `budget_bytes` (head and tail kept, the cut
+    marked), and the last figure number used (figures are numbered across a conversation)."""
+    r = _Renderer(images, figure)
+    for item in execution.outputs:
+        if isinstance(item, StreamOutput):
+            r.add(item.name, item.text)
+        elif isinstance(item, TruncationMarker):
+            r.add(r.sections[-1][0] if r.sections else "stdout", _omitted(item.omitted_bytes))
+        elif isinstance(item, ResultOutput):
+            r.add_bundle("execute_result", item.data)
+        elif isinstance(item, DisplayOutput):
+            r.add_bundle("display_data", item.data)
+    lost = execution.outcome in (Outcome.KILLED, Outcome.CRASHED)
+    if execution.error is not None and not lost:
+        err = execution.error
+        r.add("error", _ANSI.sub("", err.traceback).strip() or f"{err.name}: {err.value}")
+    text = "\n\n".join(_block(label, body) for label, body in r.sections)
+    note = _note(execution)
+    text = "\n\n".join(part for part in (text, note) if part) or NO_OUTPUT
+    return ToolOutput(clip(text, budget_bytes), r.images), r.figure
+
+
+def _block(label: str, body: str) -> str:
+    if label == "image":
+        return body
+    return f"{label}:\n\n```\n{body.strip(chr(10))}\n```"
+
+
+def _note(execution: Execution) -> str:
+    limit = f"{execution.limits.timeout_s:g} s"
+    lost = (
+        "The interpreter was restarted: all variables, imports and definitions from earlier "
+        "calls are lost (files in the working directory are kept). Re-create what you need."
+    )
+    if execution.outcome is Outcome.INTERRUPTED:
+        return (
+            f"Timeout: Code execution exceeded the time limit of {limit} and was interrupted. "
+            "Variables defined before the interruption are kept."
+        )
+    if execution.outcome is Outcome.KILLED:
+        return f"Timeout: Code execution exceeded the time limit of {limit} and was stopped. {lost}"
+    if execution.outcome is Outcome.CRASHED:
+        reason = execution.error.value if execution.error else "the sandbox exited"
+        return f"The interpreter crashed ({reason}). {lost}"
+    if not execution.state_preserved:
+        return f"Note: before this code ran, the session had to be started anew. {lost}"
+    return ""
+
+
+def _omitted(n: int) -> str:
+    return f"\n[... {n} bytes of output omitted ...]\n"
+
+
+def clip(text: str, budget_bytes: int) -> str:
+    """`text` if it fits in `budget_bytes` of UTF-8, else its head and tail around a marker saying
+    how much was cut. Never exceeds the budget and never splits a character."""
+    data = text.encode()
+    if len(data) <= budget_bytes:
+        return text
+    room = budget_bytes - len(_omitted(len(data)).encode())
+    if room <= 0:
+        return data[:budget_bytes].decode(errors="ignore")
+    head = data[: room - room // 2].decode(errors="ignore")
+    tail = data[len(data) - room // 2 :].decode(errors="ignore") if room // 2 else ""
+    cut = len(data) - len(head.encode()) - len(tail.encode())
+    return head + _omitted(cut) + tail
+
+
+def repeated_call_text(previous: str, *, failed: bool) -> str:
+    if failed:
+        return (
+            "This code is identical to the previous call, which failed, so it was not run again: "
+            f"it would fail the same way. The result was:\n\n{previous}\n\nFix the code before "
+            "calling the tool again."
+        )
+    return (
+        "This code is identical to the previous call, so it was not run again. Its result was:"
+        f"\n\n{previous}\n\nUse this result to answer the user. Call the tool again only with "
+        "different code."
+    )
+
+
+def invalid_call_text(name: str, problem: str | None) -> str:
+    if name != TOOL_NAME:
+        return f"Error: there is no tool named {name!r}. The only tool is `{TOOL_NAME}`."
+    return (
+        f"Error: the arguments of this call could not be read ({problem}). Call `{TOOL_NAME}` "
+        'again with a JSON object such as {"code": "print(1 + 1)"}.'
+    )
+
+
+def _png_size(b64: str) -> tuple[int, int] | None:
+    try:
+        head = base64.b64decode(b64[:32] + "=" * (-len(b64[:32]) % 4))
+    except ValueError:
+        return None
+    if len(head) < 24 or not head.startswith(b"\x89PNG"):
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return int(width), int(height)

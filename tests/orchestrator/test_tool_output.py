@@ -1,0 +1,139 @@
+"""How executions are turned into the text fed back to the model (api_reference 5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.models import (
+    DisplayOutput,
+    ErrorInfo,
+    Execution,
+    Limits,
+    Outcome,
+    ResultOutput,
+    StreamOutput,
+    TruncationMarker,
+)
+from engine.orchestrator.tool import clip, render_execution
+
+# A 1x1 PNG.
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAX+XDSwAAAABJRU5ErkJggg=="
+
+
+def execution(**kw: Any) -> Execution:
+    return Execution(id="e", session_id="s", limits=Limits(timeout_s=3), **kw)
+
+
+def text_of(ex: Execution, budget: int = 10_000, **kw: Any) -> str:
+    return render_execution(ex, budget_bytes=budget, **kw)[0].text
+
+
+def test_qwen_agent_format() -> None:
+    ex = execution(
+        outcome=Outcome.ERROR,
+        outputs=[StreamOutput(name="stdout", text="hi\n")],
+        error=ErrorInfo(
+            name="ZeroDivisionError",
+            value="division by zero",
+            traceback="\x1b[31mZeroDivisionError\x1b[0m: division by zero",
+        ),
+    )
+    assert text_of(ex) == (
+        "stdout:\n\n```\nhi\n```\n\nerror:\n\n```\nZeroDivisionError: division by zero\n```"
+    )
+
+
+def test_no_output() -> None:
+    assert text_of(execution(outcome=Outcome.COMPLETED)) == "Finished execution."
+
+
+def test_streams_merge_and_keep_their_order() -> None:
+    ex = execution(
+        outcome=Outcome.COMPLETED,
+        outputs=[
+            StreamOutput(name="stdout", text="a\n"),
+            StreamOutput(name="stdout", text="b\n"),
+            StreamOutput(name="stderr", text="warn\n"),
+            TruncationMarker(omitted_bytes=99),
+            StreamOutput(name="stdout", text="c\n"),
+            ResultOutput(data={"text/plain": "3"}),
+        ],
+    )
+    assert text_of(ex) == (
+        "stdout:\n\n```\na\nb\n```\n\nstderr:\n\n```\nwarn\n\n[... 99 bytes of output omitted ...]"
+        "\n```\n\nstdout:\n\n```\nc\n```\n\nexecute_result:\n\n```\n3\n```"
+    )
+
+
+def test_images_placeholder_and_parts() -> None:
+    ex = execution(
+        outcome=Outcome.COMPLETED,
+        outputs=[
+            DisplayOutput(data={"image/png": PNG, "text/plain": "<Figure>"}),
+            ResultOutput(data={"image/png": PNG}),
+        ],
+    )
+    output, figure = render_execution(ex, budget_bytes=1000, figure=4)
+    assert output.text == (
+        "[image fig-005: 1x1 PNG, shown to the user, not to you]\n\n"
+        "[image fig-006: 1x1 PNG, shown to the user, not to you]"
+    )
+    assert figure == 6 and not output.images
+    output, _ = render_execution(ex, budget_bytes=1000, images="parts")
+    message = output.message("call_1")
+    assert message["content"][0] == {"type": "text", "text": output.text}
+    assert message["content"][1]["image_url"]["url"] == f"data:image/png;base64,{PNG}"
+
+
+def test_timeout_notes() -> None:
+    interrupted = execution(
+        outcome=Outcome.INTERRUPTED,
+        error=ErrorInfo(name="KeyboardInterrupt", value="", traceback="KeyboardInterrupt"),
+    )
+    assert text_of(interrupted).endswith(
+        "Timeout: Code execution exceeded the time limit of 3 s and was interrupted. "
+        "Variables defined before the interruption are kept."
+    )
+    killed = execution(
+        outcome=Outcome.KILLED,
+        state_preserved=False,
+        error=ErrorInfo(name="TimeoutError", value="exceeded"),
+    )
+    text = text_of(killed)
+    assert text.startswith(
+        "Timeout: Code execution exceeded the time limit of 3 s and was stopped."
+    )
+    assert "all variables, imports and definitions from earlier calls are lost" in text
+    crashed = execution(
+        outcome=Outcome.CRASHED,
+        state_preserved=False,
+        error=ErrorInfo(name="SandboxCrashed", value="killed by SIGKILL"),
+    )
+    assert text_of(crashed).startswith("The interpreter crashed (killed by SIGKILL).")
+    fresh = execution(outcome=Outcome.COMPLETED, state_preserved=False)
+    assert "session had to be started anew" in text_of(fresh)
+
+
+def test_budget_keeps_head_and_tail() -> None:
+    ex = execution(
+        outcome=Outcome.COMPLETED,
+        outputs=[StreamOutput(name="stdout", text="START" + "x" * 5000 + "END")],
+    )
+    text = text_of(ex, budget=300)
+    assert len(text.encode()) <= 300
+    assert text.startswith("stdout:\n\n```\nSTART") and text.endswith("END\n```")
+    assert "bytes of output omitted" in text
+
+
+@settings(deadline=None)  # timing varies on a busy machine; the property does not
+@given(st.text(max_size=400), st.integers(1, 500))
+def test_clip_never_exceeds_budget(text: str, budget: int) -> None:
+    clipped = clip(text, budget)
+    assert len(clipped.encode()) <= budget
+    if len(text.encode()) <= budget:
+        assert clipped == text
+    elif budget >= 100:
+        assert "omitted" in clipped
