@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -60,9 +59,3 @@ class Settings(BaseSettings):
 
     # HTTP server
     api_key: str | None = None
-
-
-def owner_tag() -> str:
-    """Identifies this engine process in labels and directory names, so a reaper can tell whether
-    the owner of a leftover sandbox is still alive."""
-    return f"{os.getpid()}"

@@ -24,25 +24,21 @@ TEST_LIMITS = Limits(timeout_s=5, memory_mb=256, max_procs=32, disk_mb=32, outpu
 
 
 def docker_unavailable_reason(settings: Settings) -> str | None:
-    try:
-        import docker
+    """Why docker tests cannot run here, or None. Goes through the backend's own client, which
+    fails cleanly when no daemon listens (the bare SDK leaks a socket then)."""
+    from engine.core.docker_api import DockerAPI
+    from engine.errors import LCIError
 
-        import engine.core.docker_backend  # noqa: F401
-    except ImportError as exc:
-        return f"docker backend not importable: {exc}"
     try:
-        client = docker.from_env(timeout=10)
-    except docker.errors.DockerException as exc:
-        return f"no Docker daemon reachable: {exc}"
+        api = DockerAPI(timeout_s=30)
+    except LCIError as exc:
+        return exc.message
     try:
-        client.ping()
-        client.images.get(settings.docker_image)
-    except docker.errors.ImageNotFound:
-        return f"image {settings.docker_image} missing (build it with `lci image build`)"
-    except docker.errors.DockerException as exc:
-        return f"Docker daemon not usable: {exc}"
+        api.image_labels(settings.docker_image)
+    except LCIError as exc:
+        return exc.message
     finally:
-        client.close()
+        api.close()
     return None
 
 

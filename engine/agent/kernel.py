@@ -48,6 +48,10 @@ class Channel:
             write_all(self.out_fd, frame)
 
     def start_pump(self) -> None:
+        for fd in self.pipes.values():
+            os.set_blocking(
+                fd, False
+            )  # before any drain(): a blocking read there would hang a cell
         if self.pipes:
             threading.Thread(target=self._pump_forever, name="lci-pump", daemon=True).start()
 
@@ -76,7 +80,6 @@ class Channel:
 
         selector = selectors.DefaultSelector()
         for name, fd in self.pipes.items():
-            os.set_blocking(fd, False)
             selector.register(fd, selectors.EVENT_READ, name)
         while True:
             for key, _ in selector.select():

@@ -45,11 +45,11 @@ _USERNS_PROBE = (
 )
 
 
-def _owner_tag() -> str:
+def owner_tag() -> str:
     return f"{os.getpid()}.{int(psutil.Process().create_time())}"
 
 
-def _owner_alive(tag: str) -> bool:
+def owner_alive(tag: str) -> bool:
     pid_text, _, started = tag.partition(".")
     try:
         return int(psutil.Process(int(pid_text)).create_time()) == int(started)
@@ -119,7 +119,7 @@ class HostProbe:
     owner_dir: Path
     readonly_paths: list[str]
     symlinks: list[str]
-    owner_tag: str = field(default_factory=_owner_tag)
+    owner_tag: str = field(default_factory=owner_tag)
     seed_dir: Path | None = None
 
     @classmethod
@@ -134,7 +134,7 @@ class HostProbe:
                 readonly.append(path)
         readonly += [f"/etc/{name}" for name in _ETC_FILES if os.path.lexists(f"/etc/{name}")]
         readonly += [*_interpreter_paths(settings.sandbox_python), *settings.extra_readonly_paths]
-        tag = _owner_tag()
+        tag = owner_tag()
         owner_dir = settings.state_dir / f"owner-{tag}"
         settings.state_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
         owner_dir.mkdir(mode=0o711, exist_ok=True)
@@ -198,13 +198,13 @@ class HostProbe:
         state_dir = self.owner_dir.parent
         for entry in state_dir.glob("owner-*"):
             tag = entry.name.removeprefix("owner-")
-            if tag != self.owner_tag and not _owner_alive(tag):
+            if tag != self.owner_tag and not owner_alive(tag):
                 self._remove_dir(entry)
                 reaped += 1
         if self.cgroups is not None:
             for name, group in self.cgroups.groups().items():
                 tag = name.split("-", 1)[0]
-                if tag != self.owner_tag and not _owner_alive(tag):
+                if tag != self.owner_tag and not owner_alive(tag):
                     group.kill_all()
                     group.remove()
                     reaped += 1

@@ -1,0 +1,213 @@
+"""Docker backend: session start cold and from the warm pool, warm `1+1` round trip, idle memory per
+container; next to the subprocess backend's warm round trip and a bare `docker run --rm IMAGE python3
+-c pass`, all measured in the same run.
+
+    python -m benchmarks.docker_bench [--quick]
+
+Targets: warm round trip within 3x the subprocess backend's, pool claim p50 within 10 ms, cold start
+no slower than the bare `docker run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import psutil
+
+from benchmarks.common import progress, save, summarize
+from engine.config import Settings
+from engine.core.docker_backend import DockerBackend
+from engine.core.manager import SessionManager
+from engine.core.session import Session
+from engine.models import BackendName, SessionSpec
+
+DOCKER = BackendName.DOCKER
+MIB = 1 << 20
+
+
+def bare_docker_run(image: str) -> float:
+    started = time.perf_counter()
+    subprocess.run(["docker", "run", "--rm", image, "python3", "-c", "pass"], check=True)
+    return time.perf_counter() - started
+
+
+async def starts(settings: Settings, count: int) -> dict[str, list[float]]:
+    """Cold session starts (no pool) alternating with bare `docker run`s, so both see the same
+    machine."""
+    cold, bare = [], []
+    async with SessionManager(settings.model_copy(update={"docker_warm_pool": 0})) as manager:
+        await manager.close((await manager.create(SessionSpec(backend=DOCKER))).id)  # warm-up
+        for i in range(count):
+            started = time.perf_counter()
+            session = await manager.create(SessionSpec(backend=DOCKER))
+            cold.append(time.perf_counter() - started)
+            await manager.close(session.id)
+            bare.append(await asyncio.to_thread(bare_docker_run, settings.docker_image))
+            progress(f"cold start and bare docker run: {i + 1}/{count}")
+    return {"cold": cold, "bare": bare}
+
+
+async def claims(settings: Settings, count: int) -> list[float]:
+    """Session starts that claim a warm container; the pool is refilled between samples."""
+    samples = []
+    async with SessionManager(settings.model_copy(update={"docker_warm_pool": 2})) as manager:
+        backend = await manager.backend(DOCKER)
+        assert isinstance(backend, DockerBackend)
+        for i in range(count):
+            assert await backend.warm_up(timeout=120)
+            started = time.perf_counter()
+            session = await manager.create(SessionSpec(backend=DOCKER))
+            samples.append(time.perf_counter() - started)
+            await manager.close(session.id)
+            if (i + 1) % max(1, count // 4) == 0:
+                progress(f"pool claims: {i + 1}/{count}")
+    return samples
+
+
+async def round_trips(settings: Settings, count: int) -> dict[str, Any]:
+    """Warm `1+1` on a docker and a subprocess session, in alternating rounds; plus the docker
+    session's idle memory."""
+    async with SessionManager(settings.model_copy(update={"docker_warm_pool": 0})) as manager:
+        sessions = {
+            "docker": await manager.create(SessionSpec(backend=DOCKER)),
+            "subprocess": await manager.create(SessionSpec(backend=BackendName.SUBPROCESS)),
+        }
+        await asyncio.sleep(1.0)
+        memory = container_memory(sessions["docker"])
+        samples: dict[str, list[float]] = {name: [] for name in sessions}
+        rounds = 10
+        for round_number in range(rounds + 1):
+            for name, session in sessions.items():
+                batch = [await timed_execute(session) for _ in range(count // rounds)]
+                if round_number:  # the first round warms both up
+                    samples[name] += batch
+            progress(f"1+1 round trips, docker and subprocess: round {round_number}/{rounds}")
+    return {"samples": samples, "memory": memory}
+
+
+async def timed_execute(session: Session) -> float:
+    started = time.perf_counter()
+    result = await session.execute("1+1")
+    elapsed = time.perf_counter() - started
+    assert result.result_text == "2", result
+    return elapsed
+
+
+def container_memory(session: Session) -> dict[str, float]:
+    """The container's own memory as its cgroup counts it (no page cache), the USS/RSS of its
+    processes, and the USS of the containerd shim that each container costs the host."""
+    client = docker.from_env()
+    try:
+        [container] = client.containers.list(filters={"label": f"lci.session={session.id}"})
+        stats = container.stats(stream=False, one_shot=True)["memory_stats"]
+        init = psutil.Process(container.attrs["State"]["Pid"])
+    finally:
+        client.close()
+    detail = stats.get("stats", {})
+    cache = detail.get("total_inactive_file", detail.get("inactive_file", detail.get("cache", 0)))
+    processes = [init, *init.children(recursive=True)]
+    infos = [p.memory_full_info() for p in processes]
+    shim = init.parent()
+    return {
+        "cgroup_usage_mib": (stats["usage"] - cache) / MIB,
+        "processes_uss_mib": sum(i.uss for i in infos) / MIB,
+        "processes_rss_mib": sum(i.rss for i in infos) / MIB,
+        "processes": len(processes),
+        "containerd_shim_uss_mib": shim.memory_full_info().uss / MIB if shim else 0.0,
+    }
+
+
+def report(measured: dict[str, Any]) -> dict[str, Any]:
+    figures = {name: summarize(samples) for name, samples in measured["samples"].items()}
+    ratios = {
+        "docker_vs_subprocess_round_trip_p50": figures["docker_round_trip_1plus1"]["p50_ms"]
+        / figures["subprocess_round_trip_1plus1"]["p50_ms"],
+        "cold_start_vs_bare_docker_run_p50": figures["docker_cold_start"]["p50_ms"]
+        / figures["bare_docker_run_python3"]["p50_ms"],
+    }
+    return {
+        **figures,
+        "idle_container_memory": measured["memory"],
+        "ratios": ratios,
+        "targets": {
+            "docker_vs_subprocess_round_trip_p50": "<= 3",
+            "pool_claim_p50_ms": "<= 10",
+            "cold_start_vs_bare_docker_run_p50": "<= 1",
+        },
+        "met": {
+            "round_trip": ratios["docker_vs_subprocess_round_trip_p50"] <= 3,
+            "pool_claim": figures["docker_pool_claim"]["p50_ms"] <= 10,
+            "cold_start": ratios["cold_start_vs_bare_docker_run_p50"] <= 1,
+        },
+    }
+
+
+def print_figures(results: dict[str, Any], path: Path) -> None:
+    for name in (
+        "subprocess_round_trip_1plus1",
+        "docker_round_trip_1plus1",
+        "docker_pool_claim",
+        "docker_cold_start",
+        "bare_docker_run_python3",
+    ):
+        figure = results[name]
+        print(f"{name:30} p50 {figure['p50_ms']:9.3f} ms  p99 {figure['p99_ms']:9.3f} ms")
+    memory = results["idle_container_memory"]
+    print(
+        f"{'idle container memory':30} cgroup {memory['cgroup_usage_mib']:.1f} MiB, processes USS "
+        f"{memory['processes_uss_mib']:.1f} MiB / RSS {memory['processes_rss_mib']:.1f} MiB, "
+        f"containerd shim USS {memory['containerd_shim_uss_mib']:.1f} MiB"
+    )
+    ratios, met = results["ratios"], results["met"]
+    print(
+        f"docker/subprocess round trip {ratios['docker_vs_subprocess_round_trip_p50']:.2f}x "
+        f"(target <= 3x: {'met' if met['round_trip'] else 'MISSED'}); pool claim "
+        f"{'met' if met['pool_claim'] else 'MISSED'} (target <= 10 ms); cold start / bare docker "
+        f"run {ratios['cold_start_vs_bare_docker_run_p50']:.2f}x (target <= 1: "
+        f"{'met' if met['cold_start'] else 'MISSED'})"
+    )
+    print(f"results: {path} (+ .png)")
+
+
+async def measure(settings: Settings, quick: bool) -> dict[str, Any]:
+    count, n_starts, n_claims = (300, 5, 20) if quick else (3000, 20, 100)
+    trips = await round_trips(settings, count)
+    started = await starts(settings, n_starts)
+    claimed = await claims(settings, n_claims)
+    samples = {
+        "subprocess_round_trip_1plus1": trips["samples"]["subprocess"],
+        "docker_round_trip_1plus1": trips["samples"]["docker"],
+        "docker_pool_claim": claimed,
+        "docker_cold_start": started["cold"],
+        "bare_docker_run_python3": started["bare"],
+    }
+    return {"samples": samples, "memory": trips["memory"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="small sample counts (CI)")
+    args = parser.parse_args()
+    settings = Settings()
+    progress(f"docker benchmark with image {settings.docker_image}, pid {os.getpid()}")
+    results = report(asyncio.run(measure(settings, args.quick)))
+    bars = {
+        "subprocess 1+1 round trip (p50)": results["subprocess_round_trip_1plus1"]["p50_ms"],
+        "docker 1+1 round trip (p50)": results["docker_round_trip_1plus1"]["p50_ms"],
+        "docker pool claim (p50)": results["docker_pool_claim"]["p50_ms"],
+        "docker cold start (p50)": results["docker_cold_start"]["p50_ms"],
+        "bare docker run python3 (p50)": results["bare_docker_run_python3"]["p50_ms"],
+    }
+    path = save("docker_backend", results, bars, "milliseconds (log scale)")
+    print_figures(results, path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""The one module that talks to the Docker SDK: a narrow client for the calls the docker
+backend needs, with every foreign exception translated here, at the boundary, chained with `from`.
+
+    docker.errors.ImageNotFound            -> ImageNotFound (says how to build the image)
+    connection refused / timeout / no API  -> BackendUnavailable (the daemon is not reachable)
+    any other docker.errors.APIError       -> SandboxError (the daemon refused the request)
+
+Every method blocks; async callers run them through `asyncio.to_thread`, so the event loop never
+waits on the daemon. The attach stream is handed over as a plain socket that the caller drives with
+the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from engine.errors import BackendUnavailable, ImageNotFound, LCIError, SandboxError
+
+T = TypeVar("T")
+_ATTACH = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+_BUILD_HINT = "build it with `lci image build`"
+
+
+def translate(exc: Exception, what: str) -> LCIError:
+    """The engine error for a failure of the Docker SDK while doing `what`."""
+    if isinstance(exc, docker.errors.ImageNotFound):
+        return ImageNotFound(f"{what}: image not found ({exc.explanation}); {_BUILD_HINT}")
+    if isinstance(exc, docker.errors.APIError):
+        return SandboxError(f"{what}: Docker refused: {exc.explanation or exc}")
+    if isinstance(exc, requests.exceptions.RequestException | docker.errors.DockerException):
+        return BackendUnavailable(f"{what}: the Docker daemon is not reachable ({exc})")
+    return SandboxError(f"{what}: {exc}")
+
+
+def _is_missing(exc: Exception) -> bool:
+    return isinstance(exc, docker.errors.NotFound)
+
+
+def _is_conflict(exc: Exception) -> bool:
+    # 409: not running (kill), removal already in progress (remove)
+    return isinstance(exc, docker.errors.APIError) and exc.status_code == 409
+
+
+def _probe_local_socket() -> None:
+    """Fail fast, before the SDK is involved, when nothing listens on the daemon's unix socket:
+    docker-py leaks the socket of a failed connect (docker/docker-py#3356), which would surface as
+    a ResourceWarning on every attempt on a host without Docker."""
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if not host.startswith("unix://"):
+        return
+    path = host.removeprefix("unix://")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5)
+        try:
+            probe.connect(path)
+        except OSError as exc:
+            raise BackendUnavailable(
+                f"no Docker daemon is listening on {path} ({exc.strerror or exc}); start dockerd, "
+                "set DOCKER_HOST, or use the subprocess backend"
+            ) from exc
+
+
+class DockerAPI:
+    """The docker SDK calls the backend makes. Every method blocks (call it through
+    `asyncio.to_thread` from async code) and raises only engine errors."""
+
+    def __init__(self, timeout_s: float = 60) -> None:
+        """Connect to the daemon named by the environment (DOCKER_HOST, or the local socket) and
+        check that it answers; BackendUnavailable otherwise."""
+        _probe_local_socket()
+        try:
+            self._client = docker.from_env(timeout=int(timeout_s), max_pool_size=32)
+        except docker.errors.DockerException as exc:
+            raise BackendUnavailable(
+                f"no Docker daemon is reachable ({exc}); start dockerd, set DOCKER_HOST, "
+                "or use the subprocess backend"
+            ) from exc
+        self._api = self._client.api
+        try:
+            self._guard("pinging the Docker daemon", self._api.ping)
+        except LCIError:
+            self._client.close()
+            raise
+
+    def _guard(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except LCIError:
+            raise
+        except Exception as exc:
+            raise translate(exc, what) from exc
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- images ----------------------------------------------------------------------------------
+    def image_labels(self, image: str) -> dict[str, str]:
+        """The labels of a local image; ImageNotFound (saying how to build it) if there is none."""
+        try:
+            info = self._api.inspect_image(image)
+        except docker.errors.ImageNotFound as exc:
+            raise ImageNotFound(
+                f"the sandbox image {image!r} is not available to the Docker daemon; "
+                f"{_BUILD_HINT} (or pull it, or point LCI_DOCKER_IMAGE at another image)"
+            ) from exc
+        except Exception as exc:
+            raise translate(exc, f"inspecting image {image!r}") from exc
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        return {str(k): str(v) for k, v in labels.items()}
+
+    # -- containers ------------------------------------------------------------------------------
+    def create(self, image: str, spec: dict[str, Any], host: dict[str, Any]) -> str:
+        """Create (not start) a container and return its id; `spec` holds create_container
+        arguments, `host` create_host_config ones."""
+
+        def create() -> str:
+            host_config = self._api.create_host_config(**host)
+            return str(self._api.create_container(image, host_config=host_config, **spec)["Id"])
+
+        return self._guard(f"creating a container from {image!r}", create)
+
+    def attach(self, container_id: str) -> socket.socket:
+        """A connected socket carrying the container's stdin (written) and its multiplexed
+        stdout/stderr (read). Attach before `start`, so nothing written at start-up is missed."""
+        return self._guard("attaching to the container", self._attach, container_id)
+
+    def _attach(self, container_id: str) -> socket.socket:
+        raw = self._api.attach_socket(container_id, params=dict(_ATTACH))
+        inner = getattr(raw, "_sock", raw)
+        try:
+            if type(inner) is not socket.socket:
+                raise BackendUnavailable(
+                    "the docker backend needs a daemon socket it can read directly "
+                    "(unix:// or plain tcp://), not TLS or ssh"
+                )
+            # Our own descriptor for the same connection, so the SDK's objects can be closed
+            # now rather than left for the garbage collector (which would warn about them).
+            return socket.socket(fileno=os.dup(inner.fileno()))
+        finally:
+            response = getattr(raw, "_response", None)
+            for obj in (response, raw, inner):
+                if obj is not None:
+                    with contextlib.suppress(Exception):
+                        obj.close()
+
+    def start(self, container_id: str) -> None:
+        self._guard("starting the container", self._api.start, container_id)
+
+    def signal(self, container_id: str, signal: str) -> None:
+        """Send a signal to the container's init, which forwards it to the agent. A container
+        that is gone or no longer running is not an error."""
+        try:
+            self._api.kill(container_id, signal=signal)
+        except Exception as exc:
+            if not (_is_missing(exc) or _is_conflict(exc)):
+                raise translate(exc, f"sending {signal} to the container") from exc
+
+    def remove(self, container_id: str) -> None:
+        """Kill the container (SIGKILL to its init takes its whole pid namespace down) and delete
+        it. One already gone, or already being removed, is not an error."""
+        try:
+            self._api.remove_container(container_id, force=True, v=True)
+        except Exception as exc:
+            if not (_is_missing(exc) or _is_conflict(exc)):
+                raise translate(exc, "removing the container") from exc
+
+    def exit_status(self, container_id: str) -> tuple[int | None, bool]:
+        """(exit code, whether the OOM killer struck) of a container that has stopped."""
+
+        def status() -> tuple[int | None, bool]:
+            code = self._api.wait(container_id, timeout=30).get("StatusCode")
+            state = self._api.inspect_container(container_id).get("State") or {}
+            return code, bool(state.get("OOMKilled"))
+
+        return self._guard("reading the container's exit status", status)
+
+    def rename(self, container_id: str, name: str) -> None:
+        with contextlib.suppress(SandboxError):  # a name clash or a vanished container: cosmetic
+            self._guard("renaming the container", self._api.rename, container_id, name)
+
+    def labelled(self, label: str) -> list[tuple[str, dict[str, str]]]:
+        """(id, labels) of every container, running or not, that carries `label` (`key` or
+        `key=value`)."""
+
+        def listing() -> list[tuple[str, dict[str, str]]]:
+            found = self._api.containers(all=True, filters={"label": label})
+            return [(str(c["Id"]), dict(c.get("Labels") or {})) for c in found]
+
+        return self._guard("listing containers", listing)
+
+    def inspect(self, container_id: str) -> dict[str, Any]:
+        info: dict[str, Any] = self._guard(
+            "inspecting the container", self._api.inspect_container, container_id
+        )
+        return info

@@ -1,0 +1,264 @@
+"""The docker backend: each sandbox is one hardened container running the same agent as the
+subprocess backend.
+
+The agent is not baked into the image: the staged agent directory is bind-mounted read-only, so any
+image with `python3` works. The session's workdir lives on the engine host and is bind-mounted at
+/workspace (see `docker_host`). Both bind mounts mean the daemon must share the engine's filesystem
+(a local daemon).
+
+    docker_api        the Docker SDK, and the translation of its errors
+    docker_spec       the hardened container configuration, labels, isolation report
+    docker_transport  one container as a Sandbox (attach stream, interrupt, kill, exit)
+    docker_host       a session's workdir and container factory (SessionHost)
+    docker_pool       pre-started containers, claimed by new sessions
+
+Every container is labelled with its owner (engine pid and start time), host, backend instance and
+session. The reaper removes containers, and workdirs, whose owner process is gone: at start-up and
+then periodically. Closing the backend removes everything it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import Coroutine
+from typing import Any
+
+from engine.agent.protocol import PROTOCOL_VERSION
+from engine.config import Settings
+from engine.core.agent_files import stage_agent
+from engine.core.docker_api import DockerAPI
+from engine.core.docker_host import DockerHost, Workdir, remove_dir
+from engine.core.docker_pool import Slot, WarmPool
+from engine.core.docker_spec import (
+    LABEL_BACKEND,
+    LABEL_HOST,
+    LABEL_OWNER,
+    LABEL_PROTOCOL,
+    LABEL_SESSION,
+    SANDBOX_UID,
+    ContainerPlan,
+    container_limits,
+)
+from engine.core.docker_transport import DockerSandbox
+from engine.core.host_probe import owner_alive, owner_tag
+from engine.errors import LCIError, SandboxStartError
+from engine.models import Limits, SessionSpec
+
+log = logging.getLogger(__name__)
+READY_TIMEOUT_S = 30.0
+REAP_INTERVAL_S = 60.0
+POOL = "pool"
+
+
+def _host_tag() -> str:
+    """This boot and pid namespace: owner pids are only meaningful within them."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            boot = handle.read().strip()[:8]
+    except OSError:
+        boot = "noboot"
+    return f"{boot}-{os.stat('/proc/self/ns/pid').st_ino}"
+
+
+class DockerBackend:
+    """Sessions in containers. Construction blocks (it talks to the daemon and reaps what dead
+    engines left behind); it raises BackendUnavailable when no daemon answers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.api = DockerAPI()
+        self.owner = owner_tag()
+        self.host = _host_tag()
+        self.backend_id = uuid.uuid4().hex[:8]
+        self.agent_root = str(stage_agent(settings.state_dir))
+        self.base = settings.state_dir / f"docker-{self.owner}-{self.backend_id}"
+        self.user = (SANDBOX_UID, SANDBOX_UID) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+        self._images: set[str] = set()
+        self._pools: dict[str, WarmPool[Workdir]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+        try:
+            self.base.mkdir(mode=0o700)
+            self.reap_orphans()
+        except BaseException:
+            self.api.close()
+            raise
+
+    async def start(self) -> None:
+        """Start the periodic reaper, and fill the default image's warm pool in the background."""
+        self._start_reaper()
+        with contextlib.suppress(LCIError):  # a missing image is reported when a session needs it
+            await self.check_image(self.settings.docker_image)
+            self._pool(self.settings.docker_image)
+
+    # -- sessions --------------------------------------------------------------------------------
+    async def open(self, session_id: str, spec: SessionSpec) -> DockerHost:
+        """A host for a new session: a claimed warm container when one matches, else a fresh
+        workdir whose container starts on the first spawn. Raises ImageNotFound or
+        SandboxStartError for an unusable image."""
+        self._start_reaper()
+        image = spec.image or self.settings.docker_image
+        await self.check_image(image)
+        pool = self._pool(image)
+        if (
+            pool is not None
+            and not spec.env
+            and (container_limits(spec.limits) == container_limits(self.settings.limits))
+        ):
+            slot = pool.claim()
+            if slot is not None:
+                self._background(
+                    asyncio.to_thread(
+                        self.api.rename, slot.sandbox.container_id, f"lci-{session_id}-0"
+                    )
+                )
+                plan = self._plan(image, spec.limits, slot.workdir, session_id, spec.env)
+                return DockerHost(plan, slot.workdir, self.start_sandbox, warm=slot.sandbox)
+        workdir = await self._new_workdir(session_id, spec.limits.disk_mb)
+        plan = self._plan(image, spec.limits, workdir, session_id, spec.env)
+        return DockerHost(plan, workdir, self.start_sandbox, warm=None)
+
+    async def check_image(self, image: str) -> None:
+        """ImageNotFound if the daemon lacks `image`; SandboxStartError if it was built for
+        another agent protocol. An image without the label is taken as any python3 image."""
+        if image in self._images:
+            return
+        labels = await asyncio.to_thread(self.api.image_labels, image)
+        version = labels.get(LABEL_PROTOCOL, "")
+        if version and version != str(PROTOCOL_VERSION):
+            raise SandboxStartError(
+                f"image {image!r} was built for agent protocol {version}, this engine speaks "
+                f"{PROTOCOL_VERSION}; rebuild it with `lci image build --force`"
+            )
+        self._images.add(image)
+
+    def _plan(
+        self, image: str, limits: Limits, workdir: Workdir, session: str, env: dict[str, str]
+    ) -> ContainerPlan:
+        labels = {
+            LABEL_OWNER: self.owner,
+            LABEL_HOST: self.host,
+            LABEL_BACKEND: self.backend_id,
+            LABEL_SESSION: session,
+        }
+        return ContainerPlan(
+            image=image,
+            limits=limits,
+            workdir=str(workdir.path),
+            labels=labels,
+            name_prefix=f"lci-{session}",
+            env=env,
+        )
+
+    async def start_sandbox(self, plan: ContainerPlan) -> DockerSandbox:
+        """Create a container from `plan` and return its sandbox once the agent said hello."""
+        container_id = await asyncio.to_thread(
+            self.api.create,
+            plan.image,
+            plan.create_args(self.user),
+            plan.host_args(self.agent_root),
+        )
+        return await DockerSandbox.start(self.api, container_id, READY_TIMEOUT_S)
+
+    async def _new_workdir(self, name: str, disk_mb: int) -> Workdir:
+        workdir = Workdir(self.base / name, disk_mb, self.user)
+        try:
+            await asyncio.to_thread(workdir.create)
+        except OSError as exc:
+            raise SandboxStartError(f"could not prepare the session's workdir: {exc}") from exc
+        return workdir
+
+    # -- warm pool -------------------------------------------------------------------------------
+    def _pool(self, image: str) -> WarmPool[Workdir] | None:
+        size = self.settings.docker_warm_pool
+        if size <= 0:
+            return None
+        if image not in self._pools:
+            self._pools[image] = WarmPool(size, lambda: self._warm_slot(image), self._discard)
+            self._pools[image].fill()
+        return self._pools[image]
+
+    async def _warm_slot(self, image: str) -> Slot[Workdir]:
+        limits = self.settings.limits
+        workdir = await self._new_workdir(f"pool-{uuid.uuid4().hex[:10]}", limits.disk_mb)
+        try:
+            sandbox = await self.start_sandbox(self._plan(image, limits, workdir, POOL, {}))
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(workdir.remove))
+            raise
+        return Slot(sandbox, workdir)
+
+    @staticmethod
+    async def _discard(slot: Slot[Workdir]) -> None:
+        await slot.sandbox.kill()
+        await asyncio.to_thread(slot.workdir.remove)
+
+    async def warm_up(self, timeout: float = 120.0) -> bool:
+        """Fill the default image's pool now (e.g. at server start) and wait for it; True when
+        the pool is full (or disabled)."""
+        await self.check_image(self.settings.docker_image)
+        pool = self._pool(self.settings.docker_image)
+        return True if pool is None else await pool.wait_full(timeout)
+
+    # -- reaping and shutdown --------------------------------------------------------------------
+    def reap_orphans(self) -> int:
+        """Remove containers and workdirs whose owning engine process is gone. Blocking."""
+        reaped = 0
+        for container_id, labels in self.api.labelled(LABEL_OWNER):
+            tag = labels.get(LABEL_OWNER, "")
+            if labels.get(LABEL_HOST) == self.host and tag != self.owner and not owner_alive(tag):
+                self.api.remove(container_id)
+                reaped += 1
+        for entry in self.settings.state_dir.glob("docker-*"):
+            tag = entry.name.removeprefix("docker-").rpartition("-")[0]
+            if tag != self.owner and not owner_alive(tag):
+                remove_dir(entry)
+        return reaped
+
+    def _start_reaper(self) -> None:
+        if self._reaper is None:
+            self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL_S)
+            try:
+                reaped = await asyncio.to_thread(self.reap_orphans)
+            except LCIError as exc:
+                log.warning("reaping orphaned containers failed: %s", exc)
+            else:
+                if reaped:
+                    log.info("removed %d containers left by engines that are gone", reaped)
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Remove every container and workdir this backend started (sessions are closed first
+        by the manager; this also catches any a failure left behind). Never raises for an
+        unreachable daemon: it logs, and the reaper of the next engine finishes the job."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        pools, self._pools = list(self._pools.values()), {}
+        await asyncio.gather(
+            *(pool.close() for pool in pools), *self._tasks, return_exceptions=True
+        )
+        try:
+            await asyncio.to_thread(self._sweep)
+        except LCIError as exc:  # the daemon is gone: the next engine's reaper removes the rest
+            log.warning("could not remove this backend's containers: %s", exc)
+        finally:
+            await asyncio.to_thread(remove_dir, self.base)
+            self.api.close()
+
+    def _sweep(self) -> None:
+        for container_id, _ in self.api.labelled(f"{LABEL_BACKEND}={self.backend_id}"):
+            self.api.remove(container_id)

@@ -1,0 +1,157 @@
+"""What a sandbox container looks like: the hardened create/host-config arguments (security.md 2.1),
+its labels, and the isolation it reports. Kept apart from the code that drives containers so the whole
+security posture of the docker backend reads in one place. Plain data only: the Docker SDK is imported
+by `docker_api` alone."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.core.agent_files import bootstrap_argv
+from engine.models import Isolation, Limits
+
+MIB = 1 << 20
+SANDBOX_WORKDIR = "/workspace"
+SANDBOX_AGENT = "/opt/lci-agent"
+# The sandbox image's `sandbox` user; numeric, so any image works without a passwd entry for it.
+SANDBOX_UID = 1000
+TMP_MB = 64
+SHM_MB = 16
+DATA_HEADROOM_MB = 1024
+
+LABEL_OWNER = "lci.owner"  # "<pid>.<start time>" of the engine process that made the container
+LABEL_HOST = "lci.host"  # which boot and pid namespace that pid belongs to
+LABEL_BACKEND = "lci.backend"  # one backend instance (several may live in one process)
+# The session id, or "pool" for a warm container. Labels cannot change, so a claimed warm container
+# keeps "pool" and is renamed lci-<session id>-0 instead.
+LABEL_SESSION = "lci.session"
+LABEL_PROTOCOL = "lci.agent_protocol"  # on images: the agent protocol they were built for
+
+_AGENT_ARGV = bootstrap_argv("python3", SANDBOX_AGENT, "--mode=mux")
+_BASE_ENV = {
+    "HOME": SANDBOX_WORKDIR,
+    "TMPDIR": "/tmp",
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONUNBUFFERED": "1",
+    "MPLBACKEND": "Agg",
+    "MPLCONFIGDIR": "/tmp/.matplotlib",
+}
+
+
+def container_limits(limits: Limits) -> tuple[object, ...]:
+    """The limits baked into a container at creation. Two sessions whose limits agree here can
+    share a warm container; the rest (timeouts, CPU seconds, output) are applied per execution."""
+    return (
+        limits.memory_mb,
+        limits.max_procs,
+        limits.disk_mb,
+        limits.open_files,
+        limits.network,
+        limits.cpus,
+    )
+
+
+def _thread_env(limits: Limits) -> dict[str, str]:
+    # Math libraries start one thread per host CPU; inside an exact pids limit that can make
+    # `import numpy` fail on a big machine, so size their pools to the sandbox instead.
+    cpus = limits.cpus if limits.cpus is not None else (os.cpu_count() or 1)
+    threads = str(max(1, min(int(cpus), 8, limits.max_procs // 4)))
+    return {
+        name: threads for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    }
+
+
+@dataclass(frozen=True)
+class ContainerPlan:
+    """One container to create: which image, with which limits, bound to which host workdir."""
+
+    image: str
+    limits: Limits
+    workdir: str
+    labels: dict[str, str]
+    name_prefix: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    def create_args(self, user: tuple[int, int]) -> dict[str, Any]:
+        """Arguments of `APIClient.create_container` (besides image and host config)."""
+        return {
+            # The image's own ENTRYPOINT, if any, is replaced: the agent is the only process.
+            "entrypoint": _AGENT_ARGV[:1],
+            "command": _AGENT_ARGV[1:],
+            # Unique per container: a replacement may be created while its predecessor's
+            # removal is still finishing.
+            "name": f"{self.name_prefix}-{uuid.uuid4().hex[:8]}",
+            "hostname": "sandbox",
+            "user": f"{user[0]}:{user[1]}",
+            "working_dir": SANDBOX_WORKDIR,
+            "environment": {**_BASE_ENV, **_thread_env(self.limits), **self.env},
+            "labels": self.labels,
+            # stdin stays open for requests; StdinOnce closes it when the engine's attach
+            # connection goes away, so an orphaned agent reads EOF and exits on its own.
+            "stdin_open": True,
+            "detach": False,
+            "tty": False,
+        }
+
+    def host_args(self, agent_root: str) -> dict[str, Any]:
+        """Arguments of `APIClient.create_host_config`: the hardening of security.md 2.1."""
+        limits = self.limits
+        memory = limits.memory_mb * MIB
+        data = memory + DATA_HEADROOM_MB * MIB
+        return {
+            "init": True,  # docker-init as PID 1: reaps zombies, forwards SIGINT to the agent
+            "network_mode": "bridge" if limits.network else "none",
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges:true"],  # the default seccomp profile still applies
+            "privileged": False,
+            "read_only": True,
+            "binds": {
+                self.workdir: {"bind": SANDBOX_WORKDIR, "mode": "rw"},
+                agent_root: {"bind": SANDBOX_AGENT, "mode": "ro"},
+            },
+            "tmpfs": {"/tmp": f"rw,nosuid,nodev,noexec,size={TMP_MB}m,mode=1777"},
+            "shm_size": SHM_MB * MIB,
+            "mem_limit": memory,
+            "memswap_limit": memory,  # equal to the memory limit: no swap
+            "pids_limit": limits.max_procs,  # exact, and counts threads too
+            "nano_cpus": int(limits.cpus * 1e9) if limits.cpus is not None else None,
+            "ulimits": [
+                {"name": "nofile", "soft": limits.open_files, "hard": limits.open_files},
+                {"name": "core", "soft": 0, "hard": 0},
+                {"name": "fsize", "soft": limits.disk_mb * MIB, "hard": limits.disk_mb * MIB},
+                # Private writable memory per process, with headroom over the exact cgroup
+                # limit: it turns one huge allocation into a MemoryError instead of an OOM kill.
+                {"name": "data", "soft": data, "hard": data},
+            ],
+            "oom_score_adj": 1000,  # the sandbox, never the host, is the OOM killer's victim
+            "ipc_mode": "private",
+            "log_config": {"type": "json-file", "config": {"max-size": "1m", "max-file": "1"}},
+        }
+
+
+def isolation(limits: Limits, exact_disk: bool) -> Isolation:
+    notes = []
+    if not exact_disk:
+        notes.append(
+            "the engine is not root: the workdir is a plain host directory, limited per "
+            "file (RLIMIT_FSIZE) rather than by size"
+        )
+    if limits.network:
+        notes.append("network access is enabled for this session")
+    return Isolation(
+        separate_user=True,
+        pid_namespace=True,
+        mount_namespace=True,
+        network_namespace=not limits.network,
+        private_filesystem=True,
+        memory_limit="exact",
+        process_limit="exact",
+        disk_limit="exact" if exact_disk else "per_file",
+        cpu_quota=limits.cpus is not None,
+        notes=notes,
+    )

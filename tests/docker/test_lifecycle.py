@@ -1,0 +1,148 @@
+"""Container lifecycle: the warm pool, the timeout ladder's container replacement, images, clean
+shutdown, and the errors when Docker is not there."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from engine.config import Settings
+from engine.core.docker_backend import DockerBackend
+from engine.core.manager import SessionManager
+from engine.errors import BackendUnavailable, ImageNotFound, SandboxStartError
+from engine.models import BackendName, Outcome, SessionSpec
+from tests.conftest import TEST_LIMITS
+from tests.docker.conftest import containers_of, labelled
+
+pytestmark = pytest.mark.docker
+DOCKER = BackendName.DOCKER
+
+
+async def test_interrupt_keeps_the_container_and_a_kill_replaces_it(
+    make_docker_session: Any, docker_client: docker.DockerClient
+) -> None:
+    session = await make_docker_session(cpu_s=100)
+    await session.execute("x = 1")
+    [before] = containers_of(docker_client, session)
+    interrupted = await session.execute("import time\ntime.sleep(60)", timeout_s=0.5)
+    assert interrupted.outcome is Outcome.INTERRUPTED and interrupted.state_preserved
+    assert [c.id for c in containers_of(docker_client, session)] == [before.id]
+    unstoppable = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass"
+    killed = await session.execute(unstoppable, timeout_s=0.5)
+    assert killed.outcome is Outcome.KILLED and not killed.state_preserved
+    [after] = containers_of(docker_client, session)  # the old one is removed, not just stopped
+    assert after.id != before.id and after.status == "running"
+    assert (await session.execute("'x' in globals()")).result_text == "False"
+    assert session.info().restarts == 1
+
+
+async def test_closing_a_session_removes_its_container_and_workdir(
+    docker_manager: SessionManager, docker_client: docker.DockerClient
+) -> None:
+    session = await docker_manager.create(SessionSpec(backend=DOCKER, limits=TEST_LIMITS))
+    await session.write_file("data.txt", b"payload")
+    [container] = containers_of(docker_client, session)
+    workdir = Path(container.attrs["HostConfig"]["Binds"][0].split(":")[0])
+    assert (workdir / "data.txt").read_bytes() == b"payload"
+    await docker_manager.close(session.id)
+    assert containers_of(docker_client, session) == []
+    assert not workdir.exists()
+
+
+async def test_warm_pool_claim_is_fast_and_refills(
+    docker_settings: Settings, docker_client: docker.DockerClient
+) -> None:
+    settings = docker_settings.model_copy(update={"docker_warm_pool": 2})
+    async with SessionManager(settings) as manager:
+        backend = await manager.backend(DOCKER)
+        assert isinstance(backend, DockerBackend)
+        assert await backend.warm_up(timeout=60)
+        started = time.perf_counter()
+        session = await manager.create(SessionSpec(backend=DOCKER, limits=TEST_LIMITS))
+        claim_s = time.perf_counter() - started
+        assert (await session.execute("1 + 1")).result_text == "2"
+        assert claim_s < 0.1, f"claiming a warm container took {claim_s * 1000:.1f} ms"
+        # Different limits or environment cannot use a pool container: a fresh one is started.
+        other = await manager.create(
+            SessionSpec(backend=DOCKER, limits=TEST_LIMITS.model_copy(update={"memory_mb": 300}))
+        )
+        [container] = containers_of(docker_client, other)
+        assert container.attrs["HostConfig"]["Memory"] == 300 << 20
+        env = await manager.create(SessionSpec(backend=DOCKER, limits=TEST_LIMITS, env={"A": "b"}))
+        assert (await env.execute("import os; os.environ['A']")).result_text == "'b'"
+        assert await backend.warm_up(timeout=60)
+        mine = labelled(docker_client, f"lci.backend={backend.backend_id}")
+        # Labels cannot change, so a claimed container keeps lci.session=pool; its name says
+        # which session claimed it.
+        assert sorted(c.name.startswith("lci-pool-") for c in mine) == [False] * 3 + [True] * 2
+        assert any(c.name == f"lci-{session.id}-0" for c in mine)
+    assert labelled(docker_client, f"lci.backend={backend.backend_id}") == []
+    assert not backend.base.exists()
+
+
+async def test_missing_image_says_how_to_build_it(docker_settings: Settings) -> None:
+    settings = docker_settings.model_copy(update={"docker_image": "lci-no-such-image:missing"})
+    async with SessionManager(settings) as manager:
+        with pytest.raises(ImageNotFound, match="lci image build"):
+            await manager.create(SessionSpec(backend=DOCKER, limits=TEST_LIMITS))
+        # The engine keeps serving the other backend.
+        session = await manager.create(SessionSpec(limits=TEST_LIMITS))
+        assert (await session.execute("1 + 1")).result_text == "2"
+
+
+@pytest.fixture
+def derived_image(docker_client: docker.DockerClient, docker_settings: Settings) -> Iterator[Any]:
+    """make(changes) -> the name of a throwaway image derived from the sandbox image."""
+    made: list[str] = []
+
+    def make(*changes: str) -> str:
+        container = docker_client.containers.create(docker_settings.docker_image, "true")
+        try:
+            name = f"lci-test-derived:{len(made)}-{container.id[:8]}"
+            container.commit(*name.split(":"), changes=list(changes))
+        finally:
+            container.remove()
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        docker_client.images.remove(name)
+
+
+async def test_image_for_another_protocol_is_refused(
+    docker_manager: SessionManager, derived_image: Any
+) -> None:
+    image = derived_image("LABEL lci.agent_protocol=999")
+    with pytest.raises(SandboxStartError, match="agent protocol 999"):
+        await docker_manager.create(SessionSpec(backend=DOCKER, limits=TEST_LIMITS, image=image))
+
+
+async def test_any_python3_image_works_whatever_its_user_entrypoint_and_workdir(
+    docker_manager: SessionManager, derived_image: Any
+) -> None:
+    image = derived_image(
+        "LABEL lci.agent_protocol=", "USER root", "WORKDIR /", 'ENTRYPOINT ["/bin/false"]'
+    )
+    session = await docker_manager.create(
+        SessionSpec(backend=DOCKER, limits=TEST_LIMITS, image=image)
+    )
+    result = await session.execute("import os; (os.getuid(), os.getcwd())")
+    assert result.result_text == "(1000, '/workspace')"
+    await docker_manager.close(session.id)  # its container must go before the image can
+
+
+async def test_no_daemon_is_backend_unavailable(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-daemon.sock")
+    async with SessionManager(settings) as manager:
+        with pytest.raises(BackendUnavailable, match="Docker daemon"):
+            await manager.create(SessionSpec(backend=DOCKER, limits=TEST_LIMITS))
+        session = await manager.create(SessionSpec(limits=TEST_LIMITS))
+        assert (await session.execute("1 + 1")).result_text == "2"
