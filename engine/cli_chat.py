@@ -79,7 +79,8 @@ def _options(args: argparse.Namespace) -> LoopOptions:
 
 async def run(args: argparse.Namespace) -> int:
     """Run one question; 0 when the model answered, 1 when the loop ended with an error."""
-    settings = Settings()
+    # One session, used once: pre-started sandboxes and a fork server would only cost start-up.
+    settings = Settings(forkserver=False, subprocess_warm_pool=0, docker_warm_pool=0)
     base_url = args.base_url or settings.llm_base_url
     backend = BackendName(args.backend) if args.backend else settings.backend
     messages = [{"role": "user", "content": " ".join(args.question)}]

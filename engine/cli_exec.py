@@ -50,7 +50,8 @@ def _cells(codes: list[str]) -> list[str]:
 
 
 async def run(args: argparse.Namespace) -> int:
-    settings = Settings()
+    # One session, used once: pre-started sandboxes and a fork server would only cost start-up.
+    settings = Settings(forkserver=False, subprocess_warm_pool=0, docker_warm_pool=0)
     updates: dict[str, object] = {"network": args.network}
     if args.timeout is not None:
         updates["timeout_s"] = args.timeout

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         default_factory=lambda: ["numpy", "pandas", "matplotlib.pyplot"],
         description="Modules the fork server imports once for every session (missing ones are skipped).",
     )
+    subprocess_warm_pool: int = Field(
+        2, ge=0, description="Subprocess sandboxes kept started ahead of time (0: none)."
+    )
     require_isolation: bool = Field(
         False, description="Refuse to start a session whose sandbox lacks namespaces or cgroups."
     )

@@ -10,7 +10,7 @@ image with `python3` works. The session's workdir lives on the engine host and i
     docker_spec       the hardened container configuration, labels, isolation report
     docker_transport  one container as a Sandbox (attach stream, interrupt, kill, exit)
     docker_host       a session's workdir and container factory (SessionHost)
-    docker_pool       pre-started containers, claimed by new sessions
+    warm_pool         pre-started containers, claimed by new sessions
 
 Every container is labelled with its owner (engine pid and start time), host, backend instance and
 session. The reaper removes containers, and workdirs, whose owner process is gone: at start-up and
@@ -32,7 +32,6 @@ from engine.config import Settings
 from engine.core.agent_files import stage_agent
 from engine.core.docker_api import DockerAPI
 from engine.core.docker_host import DockerHost, Workdir, remove_dir
-from engine.core.docker_pool import Slot, WarmPool
 from engine.core.docker_spec import (
     LABEL_BACKEND,
     LABEL_HOST,
@@ -45,6 +44,7 @@ from engine.core.docker_spec import (
 )
 from engine.core.docker_transport import DockerSandbox
 from engine.core.host_probe import owner_alive, owner_tag
+from engine.core.warm_pool import Slot, WarmPool
 from engine.errors import LCIError, SandboxStartError
 from engine.models import Limits, SessionSpec
 
@@ -78,7 +78,7 @@ class DockerBackend:
         self.base = settings.state_dir / f"docker-{self.owner}-{self.backend_id}"
         self.user = (SANDBOX_UID, SANDBOX_UID) if os.geteuid() == 0 else (os.getuid(), os.getgid())
         self._images: set[str] = set()
-        self._pools: dict[str, WarmPool[Workdir]] = {}
+        self._pools: dict[str, WarmPool[DockerSandbox, Workdir]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
         try:
@@ -173,7 +173,7 @@ class DockerBackend:
         return workdir
 
     # -- warm pool -------------------------------------------------------------------------------
-    def _pool(self, image: str) -> WarmPool[Workdir] | None:
+    def _pool(self, image: str) -> WarmPool[DockerSandbox, Workdir] | None:
         size = self.settings.docker_warm_pool
         if size <= 0:
             return None
@@ -182,7 +182,7 @@ class DockerBackend:
             self._pools[image].fill()
         return self._pools[image]
 
-    async def _warm_slot(self, image: str) -> Slot[Workdir]:
+    async def _warm_slot(self, image: str) -> Slot[DockerSandbox, Workdir]:
         limits = self.settings.limits
         workdir = await self._new_workdir(f"pool-{uuid.uuid4().hex[:10]}", limits.disk_mb)
         try:
@@ -193,7 +193,7 @@ class DockerBackend:
         return Slot(sandbox, workdir)
 
     @staticmethod
-    async def _discard(slot: Slot[Workdir]) -> None:
+    async def _discard(slot: Slot[DockerSandbox, Workdir]) -> None:
         await slot.sandbox.kill()
         await asyncio.to_thread(slot.workdir.remove)
 

@@ -134,6 +134,15 @@ def _build_root(cfg: dict[str, Any]) -> None:
     root = cfg["root_dir"]
     _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
     _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=8m,mode=0755")
+    # /proc, /dev and /tmp first: binds below /tmp (an interpreter in a virtualenv under /tmp, say)
+    # must land on the new /tmp, not be hidden by it.
+    _build_dev(root)
+    os.makedirs(_inside(root, "/proc"), exist_ok=True)
+    _mount("proc", _inside(root, "/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    tmp = _inside(root, "/tmp")
+    os.makedirs(tmp, exist_ok=True)
+    _mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, f"size={cfg['tmp_mb']}m,mode=1777")
+    _seed(cfg.get("seed_dir"), os.path.join(tmp, "lci-seed"), cfg)
     for link in cfg["symlinks"]:
         target = _inside(root, link)
         os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -143,13 +152,6 @@ def _build_root(cfg: dict[str, Any]) -> None:
             _bind(path, _inside(root, path), writable=False)
     _bind(cfg["workdir"], _inside(root, cfg["sandbox_workdir"]), writable=True)
     _bind(cfg["agent_root"], _inside(root, cfg["sandbox_agent_root"]), writable=False)
-    _build_dev(root)
-    os.makedirs(_inside(root, "/proc"), exist_ok=True)
-    _mount("proc", _inside(root, "/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
-    tmp = _inside(root, "/tmp")
-    os.makedirs(tmp, exist_ok=True)
-    _mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, f"size={cfg['tmp_mb']}m,mode=1777")
-    _seed(cfg.get("seed_dir"), os.path.join(tmp, "lci-seed"), cfg)
     _write_etc(root, cfg)
     os.chdir(root)
     # pivot_root(".", ".") stacks the old root under the new one; detaching "." then drops it.
@@ -268,9 +270,9 @@ def _run_agent_in_process(cfg: dict[str, Any]) -> None:
     os.environ.clear()
     os.environ.update(cfg["env"])
     random.seed()  # a fork copies the parent's generator state: every session would draw the same
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        numpy.random.seed()
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:  # not imported yet: it seeds itself from the OS when it is
+        numpy_random.seed()
     from lci_agent.kernel import main as agent_main  # type: ignore[import-not-found]
 
     agent_main(cfg["agent_args"])

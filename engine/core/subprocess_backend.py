@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import subprocess
+import uuid
 from collections.abc import Awaitable, Callable
 from itertools import count
 from pathlib import Path
@@ -26,6 +27,7 @@ from engine.core.cgroups import Cgroup
 from engine.core.forkserver import ForkServer, ForkServerError
 from engine.core.host_probe import HostProbe
 from engine.core.sandbox import ExitInfo, Sandbox, SessionHost
+from engine.core.warm_pool import Slot, WarmPool
 from engine.errors import SandboxStartError
 from engine.models import FileInfo, Isolation, SessionSpec
 
@@ -258,6 +260,7 @@ class SubprocessHost(SessionHost):
         forkserver: ForkServer | None = None,
     ) -> None:
         self._forkserver = forkserver
+        self.warm: Sandbox | None = None  # started ahead of time by the warm pool
         self._probe = probe
         self._settings = settings
         self._spec = spec
@@ -344,6 +347,9 @@ class SubprocessHost(SessionHost):
         }
 
     async def spawn(self) -> Sandbox:
+        warm, self.warm = self.warm, None
+        if warm is not None and warm.alive:
+            return warm
         sandbox = await SubprocessSandbox.launch(self._config(), self._cgroup, self._forkserver)
         await sandbox.wait_ready(timeout=30)
         return sandbox
@@ -379,6 +385,10 @@ class SubprocessBackend:
         self._uids = count()
         self.forkserver: ForkServer | None = None
         self._forkserver_start: asyncio.Task[None] | None = None
+        self._pool_spec = SessionSpec(limits=settings.limits)
+        self.pool: WarmPool[Sandbox, SubprocessHost] | None = None
+        if settings.subprocess_warm_pool > 0:
+            self.pool = WarmPool(settings.subprocess_warm_pool, self._warm_slot, self._discard)
         if settings.forkserver:
             env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent"}
             if self.probe.seed_dir is not None:
@@ -393,19 +403,41 @@ class SubprocessBackend:
             )
 
     async def start(self) -> None:
-        """Warm the fork server in the background: until it is ready, sessions start cold."""
-        if self.forkserver is not None and self._forkserver_start is None:
-            self._forkserver_start = asyncio.get_running_loop().create_task(
-                self._start_forkserver()
-            )
+        """Warm the fork server, then the pool, in the background: until they are ready, sessions
+        start cold."""
+        if self._forkserver_start is None:
+            self._forkserver_start = asyncio.get_running_loop().create_task(self._warm())
 
-    async def _start_forkserver(self) -> None:
-        assert self.forkserver is not None
+    async def _warm(self) -> None:
+        if self.forkserver is not None:
+            try:
+                info = await self.forkserver.start()
+                log.info("fork server ready: %s", info)
+            except (ForkServerError, OSError, TimeoutError) as exc:
+                log.warning("fork server unavailable, sessions start cold: %s", exc)
+        if self.pool is not None:
+            self.pool.fill()
+
+    async def warm_up(self, timeout: float = 120) -> bool:
+        """Wait until the fork server runs (if enabled) and the pool is full; True when both are."""
+        ready = await self.wait_forkserver(timeout) if self.forkserver is not None else True
+        if self.pool is not None:
+            ready = await self.pool.wait_full(timeout) and ready
+        return ready
+
+    async def _warm_slot(self) -> Slot[Sandbox, SubprocessHost]:
+        host = await self._new_host(f"pool-{uuid.uuid4().hex[:10]}", self._pool_spec)
         try:
-            info = await self.forkserver.start()
-            log.info("fork server ready: %s", info)
-        except (ForkServerError, OSError, TimeoutError) as exc:
-            log.warning("fork server unavailable, sessions start cold: %s", exc)
+            host.warm = await host.spawn()
+        except BaseException:
+            await asyncio.shield(host.release())
+            raise
+        return Slot(host.warm, host)
+
+    @staticmethod
+    async def _discard(slot: Slot[Sandbox, SubprocessHost]) -> None:
+        await slot.sandbox.kill()
+        await slot.workdir.release()
 
     async def wait_forkserver(self, timeout: float = 120) -> bool:
         """Wait for the fork server; True when sessions now come from it."""
@@ -415,6 +447,14 @@ class SubprocessBackend:
         return self.forkserver is not None and self.forkserver.ready
 
     async def open(self, session_id: str, spec: SessionSpec) -> SubprocessHost:
+        """A host for a new session: a claimed warm one when the spec is the default, else new."""
+        if self.pool is not None and spec.limits == self._pool_spec.limits and not spec.env:
+            slot = self.pool.claim()
+            if slot is not None:
+                return slot.workdir
+        return await self._new_host(session_id, spec)
+
+    async def _new_host(self, session_id: str, spec: SessionSpec) -> SubprocessHost:
         uid = None
         if self.probe.is_root:
             uid = self.settings.sandbox_uid_base + next(self._uids) % 1_000_000
@@ -432,6 +472,8 @@ class SubprocessBackend:
         return host
 
     async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
         if self._forkserver_start is not None:
             self._forkserver_start.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -74,3 +74,24 @@ async def test_a_dead_fork_server_only_costs_speed(fork_settings: Settings) -> N
         fresh = await manager.create(SessionSpec())
         assert (await fresh.execute("2 + 2")).result_text == "4"
         assert not backend.forkserver.ready
+
+
+async def test_warm_pool_hands_out_started_sandboxes(settings: Settings) -> None:
+    settings.subprocess_warm_pool = 2
+    async with SessionManager(settings) as manager:
+        backend = await manager.backend(BackendName.SUBPROCESS)
+        assert isinstance(backend, SubprocessBackend) and backend.pool is not None
+        assert await backend.warm_up(60)
+        pooled = {id(slot.sandbox) for slot in backend.pool._ready}
+        first = await manager.create()  # the engine's default limits, as the pool has
+        assert id(first._sandbox) in pooled
+        second = await manager.create(
+            SessionSpec(limits=settings.limits.model_copy(update={"memory_mb": 300}))
+        )  # other limits than the pool's: started fresh
+        assert id(second._sandbox) not in pooled
+        await first.execute("x = 1")
+        assert (await second.execute("x = 2\nx")).result_text == "2"
+        assert (await first.execute("x")).result_text == "1"
+        assert first.info().limits == settings.limits
+        assert second.info().limits.memory_mb == 300
+        assert await backend.pool.wait_full(60)

@@ -1,8 +1,9 @@
-"""A warm pool: containers started ahead of time, so creating a session is a claim, not a cold start.
+"""A warm pool: sandboxes started ahead of time, so creating a session is a claim, not a start.
 
-One pool per image. Its containers carry the engine's default limits and no extra environment; a
-session that asks for anything else starts a fresh container instead. Claiming is synchronous and
-touches no daemon; the pool refills itself in the background.
+Backends keep one per kind of sandbox they can pre-start (the docker backend one per image, the
+subprocess backend one); pooled sandboxes carry the engine's default limits and no extra
+environment, and a session that asks for anything else starts a fresh one instead. Claiming is
+synchronous; the pool refills itself in the background.
 """
 
 from __future__ import annotations
@@ -15,33 +16,34 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from engine.core.docker_transport import DockerSandbox
+from engine.core.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
+S = TypeVar("S", bound=Sandbox)
 W = TypeVar("W")
 _MAX_BACKOFF_S = 30.0
 
 
 @dataclass
-class Slot(Generic[W]):
-    """A started, handshaken sandbox and the workdir bound into it."""
+class Slot(Generic[S, W]):
+    """A started, handshaken sandbox and the resources it runs on (its workdir, its host)."""
 
-    sandbox: DockerSandbox
+    sandbox: S
     workdir: W
 
 
-class WarmPool(Generic[W]):
+class WarmPool(Generic[S, W]):
     def __init__(
         self,
         size: int,
-        start: Callable[[], Awaitable[Slot[W]]],
-        discard: Callable[[Slot[W]], Coroutine[Any, Any, None]],
+        start: Callable[[], Awaitable[Slot[S, W]]],
+        discard: Callable[[Slot[S, W]], Coroutine[Any, Any, None]],
     ) -> None:
         """`start` makes one slot; `discard` frees one the pool no longer wants."""
         self.size = size
         self._start = start
         self._discard = discard
-        self._ready: deque[Slot[W]] = deque()
+        self._ready: deque[Slot[S, W]] = deque()
         self._filler: asyncio.Task[None] | None = None
         self._discards: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -50,7 +52,7 @@ class WarmPool(Generic[W]):
     def ready(self) -> int:
         return len(self._ready)
 
-    def claim(self) -> Slot[W] | None:
+    def claim(self) -> Slot[S, W] | None:
         """A live warm slot, now owned by the caller, or None when the pool is empty."""
         while self._ready:
             slot = self._ready.popleft()
@@ -86,7 +88,7 @@ class WarmPool(Generic[W]):
                 failures += 1
                 delay = min(_MAX_BACKOFF_S, 0.5 * 2**failures)
                 log.warning(
-                    "warm pool: starting a container failed (%s); retrying in %.0f s", exc, delay
+                    "warm pool: starting a sandbox failed (%s); retrying in %.0f s", exc, delay
                 )
                 await asyncio.sleep(delay)
                 continue
@@ -96,7 +98,7 @@ class WarmPool(Generic[W]):
                 return
             self._ready.append(slot)
 
-    def _discard_later(self, slot: Slot[W]) -> None:
+    def _discard_later(self, slot: Slot[S, W]) -> None:
         task = asyncio.get_running_loop().create_task(self._discard(slot))
         self._discards.add(task)
         task.add_done_callback(self._discards.discard)
