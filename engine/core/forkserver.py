@@ -84,8 +84,8 @@ class ForkServer:
         loop.add_reader(ours.fileno(), self._readable)
         try:
             self.info = await asyncio.wait_for(asyncio.shield(self._hello), timeout)
-        except (TimeoutError, ForkServerError):
-            await self.close()
+        except BaseException:  # timed out, failed, or cancelled: leave no zygote behind
+            await asyncio.shield(self.close())
             raise
         if self.info.get("threads") != 1:
             await self.close()

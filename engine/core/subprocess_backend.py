@@ -351,7 +351,11 @@ class SubprocessHost(SessionHost):
         if warm is not None and warm.alive:
             return warm
         sandbox = await SubprocessSandbox.launch(self._config(), self._cgroup, self._forkserver)
-        await sandbox.wait_ready(timeout=30)
+        try:
+            await sandbox.wait_ready(timeout=30)
+        except BaseException:  # cancelled too (a pool closing mid-start): leave nothing running
+            await asyncio.shield(sandbox.kill())
+            raise
         return sandbox
 
     async def write_file(self, path: str, data: bytes) -> None:
