@@ -94,3 +94,36 @@ def save(name: str, results: dict[str, Any], bars: dict[str, float], ylabel: str
     figure.savefig(path.with_suffix(".png"), dpi=100)
     plt.close(figure)
     return path
+
+
+def plot_groups(path: Path, title: str, groups: dict[str, dict[str, float]]) -> None:
+    """Horizontal bars, log scale, one block of bars per group (e.g. per snippet)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        progress("matplotlib not installed: no plot written")
+        return
+    labels, values, colors = [], [], []
+    palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3"]
+    for index, (group, bars) in enumerate(groups.items()):
+        for name, value in bars.items():
+            labels.append(f"{group}: {name}" if group else name)
+            values.append(value)
+            colors.append(
+                palette[index % len(palette)]
+                if len(groups) > 1
+                else ("#4c72b0" if name.startswith("lci") else "#999999")
+            )
+    figure, axes = plt.subplots(figsize=(9, 0.4 * len(labels) + 1.5))
+    axes.barh(labels, values, color=colors)
+    axes.set_xscale("log")
+    axes.invert_yaxis()
+    for index, value in enumerate(values):
+        axes.text(value, index, f" {value:.3g}", va="center", fontsize=8)
+    axes.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

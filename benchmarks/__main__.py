@@ -1,0 +1,159 @@
+"""`python -m benchmarks [--quick]`: the whole suite, with progress on stderr, a summary table with
+the ratios to the baselines on stdout, and JSON plus one PNG per scenario under benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+from typing import Any
+
+from benchmarks import suite
+from benchmarks.common import RESULTS, machine, plot_groups, progress
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else float("nan")
+
+
+def targets(results: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
+    """(what, measured, target, met) for each target of the performance issue."""
+    ready, trips, conc, memory = (
+        results[k] for k in ("ready", "round_trips", "concurrency", "memory")
+    )
+    rows = []
+    fork = ready["lci fork server (imports preloaded)"]["p50_ms"]
+    pool = ready["lci warm pool (imports preloaded)"]["p50_ms"]
+    fresh = ready["fresh python -c (imports)"]["p50_ms"]
+    rows.append(
+        (
+            "fresh python with imports / lci fork server, p50",
+            ratio(fresh, fork),
+            ">= 100",
+            ratio(fresh, fork) >= 100,
+        )
+    )
+    rows.append(
+        (
+            "fresh python with imports / lci warm pool, p50",
+            ratio(fresh, pool),
+            ">= 100",
+            ratio(fresh, pool) >= 100,
+        )
+    )
+    if "jupyter kernel" in ready:
+        jupyter = ready["jupyter kernel"]["p50_ms"]
+        rows.append(
+            (
+                "jupyter kernel start / lci fork server, p50",
+                ratio(jupyter, fork),
+                ">= 50",
+                ratio(jupyter, fork) >= 50,
+            )
+        )
+        rows.append(
+            (
+                "jupyter kernel start / lci warm pool, p50",
+                ratio(jupyter, pool),
+                ">= 50",
+                ratio(jupyter, pool) >= 50,
+            )
+        )
+    uss = memory["lci fork server"]["uss_mib"]
+    rows.append(("idle session USS, fork server (MiB)", uss, "< 10", uss < 10))
+    one = trips["1+1"]
+    value = ratio(one["lci"]["p50_ms"], one["bare pipe worker"]["p50_ms"])
+    rows.append(("1+1 round trip / bare pipe worker, p50", value, "<= 4", value <= 4))
+    if "jupyter kernel" in one:
+        value = ratio(one["jupyter kernel"]["p50_ms"], one["lci"]["p50_ms"])
+        rows.append(("jupyter 1+1 / lci 1+1, p50", value, ">= 20", value >= 20))
+    big = trips["print 1 MiB"]
+    value = ratio(big["lci"]["p50_ms"], big["bare pipe worker"]["p50_ms"])
+    rows.append(("print 1 MiB / bare pipe worker, p50", value, "<= 3", value <= 3))
+    if "16" in conc:
+        value = conc["16"]["executions_per_s"]
+        rows.append(("16 concurrent sessions, executions/s", value, ">= 5000", value >= 5000))
+    return rows
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    print("\nReady session (ms)                         p50       p99")
+    for name, stats in results["ready"].items():
+        print(f"  {name:<40} {stats['p50_ms']:>8.1f}  {stats['p99_ms']:>8.1f}")
+    print("\nWarm round trip (ms, p50)")
+    for snippet, by_tool in results["round_trips"].items():
+        cells = "  ".join(f"{tool}: {stats['p50_ms']:.3f}" for tool, stats in by_tool.items())
+        print(f"  {snippet:<16} {cells}")
+    print("\nConcurrent sessions running 1+1")
+    for level, stats in results["concurrency"].items():
+        print(
+            f"  {level:>3} sessions: {stats['executions_per_s']:>8.0f} executions/s, "
+            f"p50 {stats['latency']['p50_ms']:.2f} ms, p99 {stats['latency']['p99_ms']:.2f} ms"
+        )
+    print("\nIdle memory per session (MiB)")
+    for name, stats in results["memory"].items():
+        print(f"  {name:<20} USS {stats['uss_mib']:>6.1f}   RSS {stats['rss_mib']:>6.1f}")
+    print("\nTargets")
+    for what, value, target, met in results["targets"]:
+        print(f"  {'ok  ' if met else 'MISS'} {what:<52} {value:>9.2f}  (target {target})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sample counts, for CI")
+    args = parser.parse_args()
+    starts, trips, per_session = (3, 40, 20) if args.quick else (15, 400, 200)
+    levels = [1, 4, 16] if args.quick else [1, 4, 16, 64]
+    state_dir = suite.new_state_dir()
+    progress(
+        f"benchmark suite ({'quick' if args.quick else 'full'}); modules: {suite.DATA_SCIENCE}"
+    )
+    try:
+        results: dict[str, Any] = {
+            "ready": asyncio.run(suite.ready_sessions(state_dir, starts)),
+            "round_trips": asyncio.run(suite.round_trips(state_dir, trips)),
+            "concurrency": asyncio.run(suite.concurrency(state_dir, levels, per_session)),
+            "memory": asyncio.run(suite.idle_memory(state_dir, 4)),
+        }
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    results["targets"] = targets(results)
+    results["mode"] = "quick" if args.quick else "full"
+    results["modules"] = suite.DATA_SCIENCE
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "suite.json"
+    path.write_text(json.dumps({"machine": machine(), **results}, indent=2) + "\n")
+    plot_groups(
+        RESULTS / "suite_ready.png",
+        "Time to a ready session (p50, ms)",
+        {"": {k: v["p50_ms"] for k, v in results["ready"].items()}},
+    )
+    plot_groups(
+        RESULTS / "suite_round_trips.png",
+        "Warm round trip (p50, ms)",
+        {
+            snippet: {k: v["p50_ms"] for k, v in tools.items()}
+            for snippet, tools in results["round_trips"].items()
+        },
+    )
+    plot_groups(
+        RESULTS / "suite_memory.png",
+        "Idle memory per session (MiB)",
+        {
+            "USS": {k: v["uss_mib"] for k, v in results["memory"].items()},
+            "RSS": {k: v["rss_mib"] for k, v in results["memory"].items()},
+        },
+    )
+    plot_groups(
+        RESULTS / "suite_concurrency.png",
+        "Executions per second (1+1)",
+        {"": {f"{k} sessions": v["executions_per_s"] for k, v in results["concurrency"].items()}},
+    )
+    print_summary(results)
+    print(f"\nresults: {path} and suite_*.png")
+
+
+if __name__ == "__main__":
+    main()
