@@ -18,6 +18,7 @@ import psutil
 
 from benchmarks.common import progress, save, summarize
 from engine import SessionManager, blocking
+from engine.config import Settings
 from engine.models import SessionSpec
 
 # The floor: the least a persistent code-execution worker does. It takes a JSON request with the code
@@ -39,6 +40,12 @@ while line := read():
     write(json.dumps({"stdout": out.getvalue(), "value": value}).encode() + b"\\n")
     sys.stdout.flush()
 """
+
+
+def cold_settings() -> Settings:
+    """Sessions started from scratch, one at a time: the fork server and the warm pool are
+    measured by the suite (`python -m benchmarks`)."""
+    return Settings(forkserver=False, subprocess_warm_pool=0, docker_warm_pool=0)
 
 
 class PipeWorker:
@@ -85,7 +92,7 @@ def sandbox_memory() -> dict[str, float]:
 async def async_api(count: int, starts: int, floor: PipeWorker) -> dict[str, object]:
     """Round trips are measured in rounds that alternate with the floor's, so both see the same
     machine: on a shared 2-core host the absolute figures drift by 2x within a minute."""
-    async with SessionManager() as manager:
+    async with SessionManager(cold_settings()) as manager:
         start_samples = []
         for i in range(starts):
             started = time.perf_counter()
@@ -121,7 +128,7 @@ async def async_api(count: int, starts: int, floor: PipeWorker) -> dict[str, obj
 
 def sync_api(count: int, floor: PipeWorker) -> tuple[list[float], list[float]]:
     lci, pipe = [], []
-    with blocking(SessionManager()) as manager:
+    with blocking(SessionManager(cold_settings())) as manager:
         session = manager.create()
         for index in range(count + 100):
             started = time.perf_counter()
