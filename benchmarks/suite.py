@@ -189,15 +189,20 @@ async def drive(session: Session, count: int) -> list[float]:
     return [await timed(lambda: session.execute("1+1")) for _ in range(count)]
 
 
-def sandbox_processes(root: psutil.Process) -> list[psutil.Process]:
-    found = []
+def sandbox_processes(root: psutil.Process) -> tuple[list[psutil.Process], list[psutil.Process]]:
+    """(every process of the sandboxes, the zygotes): sandboxes are all descendants of the
+    benchmark process but the zygote itself, whose memory is shared by all of them."""
+    sandboxes, zygotes = [], []
     for child in root.children(recursive=True):
         try:
-            if child.uids().real >= 1_000_000_000 or "launcher.py" in " ".join(child.cmdline()):
-                found.append(child)
+            cmdline = " ".join(child.cmdline())
+            if "zygote.py" in cmdline and child.ppid() == root.pid:
+                zygotes.append(child)
+            elif "zygote.py" in cmdline or "launcher.py" in cmdline or child.uids().real >= 10**9:
+                sandboxes.append(child)
         except psutil.Error:
             continue
-    return found
+    return sandboxes, zygotes
 
 
 async def idle_memory(state_dir: Path, sessions: int) -> dict[str, dict[str, float]]:
@@ -213,8 +218,11 @@ async def idle_memory(state_dir: Path, sessions: int) -> dict[str, dict[str, flo
             for session in created:
                 await session.execute(IMPORTS)
             await asyncio.sleep(1)
-            memory = process_memory(sandbox_processes(psutil.Process()))
+            sandboxes, zygotes = sandbox_processes(psutil.Process())
+            memory = process_memory(sandboxes)
             results[label] = {key: value / sessions for key, value in memory.items()}
+            if zygotes:
+                results[f"{label}: the zygote, shared once"] = process_memory(zygotes)
         finally:
             await manager.close_all()
         progress(f"idle memory: {label}")
