@@ -35,16 +35,14 @@ while line := read():
 class PipeWorker:
     def __init__(self, python: str = sys.executable) -> None:
         self.process = subprocess.Popen(
-            [python, "-I", "-c", _PIPE_WORKER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=0,
+            [python, "-I", "-c", _PIPE_WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
         assert self.process.stdin is not None and self.process.stdout is not None
         self._stdin, self._stdout = self.process.stdin, self.process.stdout
 
     def run(self, code: str) -> dict[str, Any]:
         self._stdin.write(json.dumps({"code": code}).encode() + b"\n")
+        self._stdin.flush()
         answer: dict[str, Any] = json.loads(self._stdout.readline())
         return answer
 

@@ -8,69 +8,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import subprocess
-import sys
 import time
 
 import psutil
 
+from benchmarks.baselines import PipeWorker
 from benchmarks.common import progress, save, summarize
 from engine import SessionManager, blocking
 from engine.config import Settings
 from engine.models import SessionSpec
-
-# The floor: the least a persistent code-execution worker does. It takes a JSON request with the code
-# over a pipe, runs it in a kept namespace with stdout captured, and answers with a JSON line holding
-# the output and the value of a final expression.
-_PIPE_WORKER = """
-import io, json, sys, contextlib
-namespace = {}
-read, write = sys.stdin.buffer.readline, sys.stdout.buffer.write
-while line := read():
-    code = json.loads(line)["code"]
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        try:
-            value = repr(eval(compile(code, "<cell>", "eval"), namespace))
-        except SyntaxError:
-            exec(compile(code, "<cell>", "exec"), namespace)
-            value = None
-    write(json.dumps({"stdout": out.getvalue(), "value": value}).encode() + b"\\n")
-    sys.stdout.flush()
-"""
 
 
 def cold_settings() -> Settings:
     """Sessions started from scratch, one at a time: the fork server and the warm pool are
     measured by the suite (`python -m benchmarks`)."""
     return Settings(forkserver=False, subprocess_warm_pool=0, docker_warm_pool=0)
-
-
-class PipeWorker:
-    """The floor: a persistent interpreter answering JSON requests over a pipe, timed blocking."""
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-I", "-c", _PIPE_WORKER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=0,
-        )
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self._stdin, self._stdout = self.process.stdin, self.process.stdout
-        self._request = json.dumps({"code": "1+1"}).encode() + b"\n"
-
-    def round_trip(self) -> float:
-        started = time.perf_counter()
-        self._stdin.write(self._request)
-        assert json.loads(self._stdout.readline())["value"] == "2"
-        return time.perf_counter() - started
-
-    def close(self) -> None:
-        self._stdin.close()
-        self.process.wait()
 
 
 def sandbox_memory() -> dict[str, float]:

@@ -24,7 +24,7 @@ from benchmarks.common import progress, summarize
 from engine.config import Settings
 from engine.core.manager import SessionManager
 from engine.core.session import Session
-from engine.models import BackendName, Limits, SessionSpec
+from engine.models import BackendName, Limits
 
 SUBPROCESS = BackendName.SUBPROCESS
 DATA_SCIENCE = [
@@ -81,7 +81,7 @@ async def session_starts(settings: Settings, count: int, label: str, imports: bo
     try:
         for i in range(count):
             started = time.perf_counter()
-            session = await manager.create(SessionSpec())
+            session = await manager.create()
             if imports:
                 result = await session.execute(IMPORTS)
                 assert result.ok, result.error
@@ -128,27 +128,30 @@ async def ready_sessions(state_dir: Path, count: int) -> dict[str, dict[str, flo
 
 
 async def round_trips(state_dir: Path, count: int) -> dict[str, dict[str, dict[str, float]]]:
-    """Warm round trips, alternating between lci, the pipe worker and a jupyter kernel."""
+    """Warm round trips of lci, the pipe worker and a jupyter kernel, in alternating blocks (so all
+    see the same machine, without one's wake-ups landing inside another's sample)."""
     manager = await ready_manager(lci_settings(state_dir, subprocess_warm_pool=0))
-    session = await manager.create(SessionSpec())
+    session = await manager.create()
     worker = PipeWorker()
     kernel = JupyterKernel() if jupyter_available() else None
     results: dict[str, dict[str, dict[str, float]]] = {}
+    rounds = 5
     try:
         for name, code in SNIPPETS.items():
-            lci, pipe, jupyter = [], [], []
-            for i in range(count + 5):
-                lci_time = await timed(lambda code=code: session.execute(code))  # type: ignore[misc]
-                pipe_time = worker.round_trip(PIPE_SNIPPETS[name])
-                jupyter_time = kernel.round_trip(code) if kernel else None
-                if i >= 5:  # the first ones warm caches and imports
-                    lci.append(lci_time)
-                    pipe.append(pipe_time)
-                    if jupyter_time is not None:
-                        jupyter.append(jupyter_time)
-            results[name] = {"lci": summarize(lci), "bare pipe worker": summarize(pipe)}
-            if jupyter:
-                results[name]["jupyter kernel"] = summarize(jupyter)
+            samples: dict[str, list[float]] = {"lci": [], "bare pipe worker": []}
+            if kernel:
+                samples["jupyter kernel"] = []
+            block = max(1, count // rounds)
+            for round_number in range(rounds + 1):  # round 0 warms caches and imports
+                lci = [await timed(lambda code=code: session.execute(code)) for _ in range(block)]  # type: ignore[misc]
+                pipe = [worker.round_trip(PIPE_SNIPPETS[name]) for _ in range(block)]
+                jupyter = [kernel.round_trip(code) for _ in range(block)] if kernel else []
+                if round_number:
+                    samples["lci"] += lci
+                    samples["bare pipe worker"] += pipe
+                    if kernel:
+                        samples["jupyter kernel"] += jupyter
+            results[name] = {tool: summarize(values) for tool, values in samples.items()}
             progress(f"round trips: {name}")
         fresh = [fresh_python("print(1+1)") for _ in range(max(3, count // 50))]
         results["1+1"]["fresh python -c per snippet"] = summarize(fresh)
@@ -166,7 +169,7 @@ async def concurrency(state_dir: Path, levels: list[int], per_session: int) -> d
     manager = await ready_manager(lci_settings(state_dir, subprocess_warm_pool=0))
     try:
         for level in levels:
-            sessions = [await manager.create(SessionSpec()) for _ in range(level)]
+            sessions = [await manager.create() for _ in range(level)]
             await asyncio.gather(*(s.execute("1+1") for s in sessions))
             started = time.perf_counter()
             runs = await asyncio.gather(*(drive(s, per_session) for s in sessions))
@@ -214,7 +217,7 @@ async def idle_memory(state_dir: Path, sessions: int) -> dict[str, dict[str, flo
     ):
         manager = await ready_manager(settings)
         try:
-            created = [await manager.create(SessionSpec()) for _ in range(sessions)]
+            created = [await manager.create() for _ in range(sessions)]
             for session in created:
                 await session.execute(IMPORTS)
             await asyncio.sleep(1)
