@@ -4,10 +4,15 @@ and chained with `from`.
 
     LCIError                       code
     ├── InvalidRequest             invalid_request
-    │   └── FileAccessError        file_access
+    │   ├── FileAccessError        file_access
+    │   ├── BadParameter           invalid_request       (names the offending `param`)
+    │   └── PayloadTooLarge        payload_too_large
     ├── NotFound                   not_found
     │   ├── SessionNotFound        session_not_found
-    │   └── FileNotFound           file_not_found
+    │   ├── FileNotFound           file_not_found
+    │   ├── ResponseNotFound       response_not_found    (a previous_response_id)
+    │   └── ContainerNotFound      container_not_found   (a code_interpreter container)
+    ├── Unauthorized               unauthorized
     ├── SessionBusy                session_busy
     ├── SessionClosed              session_closed
     ├── CapacityExceeded           capacity_exceeded
@@ -52,6 +57,34 @@ class SessionNotFound(NotFound):
 
 class FileNotFound(NotFound):
     code = "file_not_found"
+
+
+class BadParameter(InvalidRequest):
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class PayloadTooLarge(InvalidRequest):
+    code = "payload_too_large"
+
+
+class _NamedNotFound(NotFound):
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class ResponseNotFound(_NamedNotFound):
+    code = "response_not_found"
+
+
+class ContainerNotFound(_NamedNotFound):
+    code = "container_not_found"
+
+
+class Unauthorized(LCIError):
+    code = "unauthorized"
 
 
 class SessionBusy(LCIError):

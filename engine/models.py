@@ -25,22 +25,32 @@ class Limits(_Model):
 
     timeout_s: float = Field(30.0, gt=0, le=24 * 3600, description="Wall-clock time per execution.")
     cpu_s: float | None = Field(
-        None, gt=0, description="CPU seconds per execution (default: the wall timeout)."
+        None,
+        gt=0,
+        le=24 * 3600,
+        description="CPU seconds per execution (default: the wall timeout).",
     )
     memory_mb: int = Field(
-        512, ge=16, description="Memory of the whole sandbox (all its processes)."
+        512, ge=16, le=1 << 20, description="Memory of the whole sandbox (all its processes)."
     )
     max_procs: int = Field(
-        64, ge=4, description="Processes and threads the sandbox may run at once."
+        64, ge=4, le=1 << 16, description="Processes and threads the sandbox may run at once."
     )
-    disk_mb: int = Field(256, ge=1, description="Size of the writable working directory.")
-    open_files: int = Field(256, ge=32, description="Open file descriptors per process.")
+    disk_mb: int = Field(
+        256, ge=1, le=1 << 20, description="Size of the writable working directory."
+    )
+    open_files: int = Field(
+        256, ge=32, le=1 << 20, description="Open file descriptors per process."
+    )
     output_bytes: int = Field(
-        1 * MIB, ge=1024, description="stdout+stderr kept per execution (head and tail)."
+        1 * MIB,
+        ge=1024,
+        le=1 << 30,
+        description="stdout+stderr kept per execution (head and tail).",
     )
     network: bool = Field(False, description="Allow network access from the sandbox.")
     cpus: float | None = Field(
-        None, gt=0, description="CPU cores' worth of time the sandbox may use."
+        None, gt=0, le=1024, description="CPU cores' worth of time the sandbox may use."
     )
 
     @property

@@ -72,8 +72,14 @@ def write_file(root: str, parts: list[str], data: bytes, owner: tuple[int, int] 
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise FileAccessError(f"{'/'.join(parts)!r} is not a regular file")
             view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            try:
+                while view:
+                    view = view[os.write(fd, view) :]
+            except OSError as exc:  # the disk limit, usually (ENOSPC, EFBIG)
+                # A half-written upload would only hold on to the space that ran out.
+                with contextlib.suppress(OSError):
+                    os.unlink(parts[-1], dir_fd=parent)
+                raise FileAccessError(f"cannot write {'/'.join(parts)!r}: {exc.strerror}") from exc
             if owner:
                 os.fchown(fd, *owner)
         finally:

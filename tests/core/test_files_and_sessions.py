@@ -124,3 +124,11 @@ async def test_idle_sessions_expire(manager: SessionManager, make_session) -> No
     assert session.info().state is SessionState.CLOSED
     with pytest.raises(SessionNotFound):
         manager.get(session.id)
+
+
+async def test_upload_beyond_the_disk_limit_is_a_clear_error(session: Session) -> None:
+    size = (session.limits.disk_mb + 1) << 20
+    with pytest.raises(FileAccessError, match=r"too-big\.bin"):
+        await session.write_file("too-big.bin", b"x" * size)
+    await session.write_file("small.txt", b"still works")
+    assert (await session.execute("open('small.txt').read()")).result_text == "'still works'"

@@ -1,0 +1,117 @@
+"""The ASGI application: routes of the three compatible surfaces and the session API, the gate
+(auth, body size), error rendering, and the lifespan that starts the engine and, at shutdown, closes
+every session."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from engine.config import Settings
+from engine.server import chat, dashscope, errors, responses, sessions_api
+from engine.server.middleware import OPEN_PATHS, Gate
+from engine.server.options import ServerOptions
+from engine.server.state import ServerState, State
+from engine.server.wire import OpenAIError
+from engine.server.wire import errors as error_statuses
+
+DESCRIPTION = """\
+A local code interpreter for any LLM, behind three compatible surfaces:
+
+* **OpenAI Responses** `POST /v1/responses` with `tools: [{"type": "code_interpreter"}]`
+* **OpenAI Chat Completions** `POST /v1/chat/completions` with `enable_code_interpreter: true`
+  (without it the request goes to the model server unchanged)
+* **DashScope** `POST /api/v1/services/aigc/text-generation/generation` with
+  `parameters.enable_code_interpreter: true`
+
+and a plain session API (`/v1/sessions`) to run code directly. Send `Authorization: Bearer <key>`
+when the server was started with an API key.
+"""
+
+
+class Health(BaseModel):
+    status: str
+    sessions: int
+
+
+misc = APIRouter(tags=["Server"])
+
+
+@misc.get("/health", response_model=Health)
+async def health(state: State) -> Health:
+    return Health(status="ok", sessions=len(state.manager.list()))
+
+
+@misc.get("/v1/models", responses=error_statuses(OpenAIError, 401, 502), response_model=None)
+async def models(state: State) -> Response:
+    """The model server's model list, passed through."""
+    return await state.proxy.models()
+
+
+def _declare_bearer_auth(app: FastAPI) -> None:
+    """Say in the OpenAPI document what the gate enforces: a bearer token, except on open paths."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            document.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"}
+            }
+            document["security"] = [{"bearer": []}]
+            for path in OPEN_PATHS & set(document["paths"]):
+                for operation in document["paths"][path].values():
+                    operation["security"] = []
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("lci")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def create_app(settings: Settings | None = None, options: ServerOptions | None = None) -> FastAPI:
+    settings = settings or Settings()
+    options = options or ServerOptions()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = ServerState.build(settings, options)
+        app.state.lci = state
+        try:
+            yield
+        finally:
+            await state.aclose()
+
+    app = FastAPI(title="lci", description=DESCRIPTION, version=_version(), lifespan=lifespan)
+    upload_prefix = "/v1/sessions/"
+
+    def body_limit(path: str) -> int:
+        if path.startswith(upload_prefix) and path.rstrip("/").endswith("/files"):
+            return options.max_upload_bytes
+        return options.max_body_bytes
+
+    app.add_middleware(Gate, api_key=settings.api_key, body_limit=body_limit)
+    if settings.api_key:
+        _declare_bearer_auth(app)
+    errors.install(app)
+    for router in (
+        sessions_api.router,
+        responses.router,
+        chat.router,
+        dashscope.router,
+        misc,
+    ):
+        app.include_router(router)
+    return app

@@ -1,0 +1,198 @@
+"""Errors on the wire: the one table from error code to HTTP status, and the body each surface uses.
+
+Every failure the server reports starts as an `LCIError` code (or an orchestrator `ErrorEvent` code)
+and goes through `status_for`; only the body's shape depends on the surface the request came in on:
+
+    plain      /v1/sessions/...         {"error": {"code", "message", "param"}}
+    responses  /v1/responses            {"error": {"message", "type", "param", "code"}}   (api_reference 2.9)
+    chat       /v1/chat/completions     the same plus top-level "id" and "request_id"      (3.6)
+    dashscope  /api/v1/services/...     {"code", "message", "request_id"}                   (4.7)
+
+The classes themselves live in `engine.errors`, the one hierarchy.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+
+from engine.errors import (
+    LCIError,
+    UpstreamError,
+)
+from engine.server.sse import ClientGone
+
+log = logging.getLogger(__name__)
+
+Surface = Literal["plain", "responses", "chat", "dashscope"]
+
+
+STATUS: dict[str, int] = {
+    "invalid_request": 400,
+    "file_access": 400,
+    "unauthorized": 401,
+    "not_found": 404,
+    "session_not_found": 404,
+    "file_not_found": 404,
+    "response_not_found": 404,
+    "container_not_found": 404,
+    "method_not_allowed": 405,
+    "session_busy": 409,
+    "session_closed": 409,
+    "payload_too_large": 413,
+    "capacity_exceeded": 429,
+    "internal_error": 500,
+    "sandbox_error": 500,
+    "protocol_error": 500,
+    "upstream_error": 502,
+    "sandbox_start_failed": 503,
+    "backend_unavailable": 503,
+    "image_not_found": 503,
+    "deadline_exceeded": 504,
+}
+
+_OPENAI_CODES = {
+    "invalid_request": "invalid_parameter_error",
+    "unauthorized": "invalid_api_key",
+    "capacity_exceeded": "rate_limit_exceeded",
+    "response_not_found": "previous_response_not_found",
+}
+
+_DASHSCOPE_CODES = {
+    400: "InvalidParameter",
+    401: "InvalidApiKey",
+    403: "AccessDenied",
+    404: "ModelNotFound",
+    405: "InvalidParameter",
+    409: "Conflict",
+    413: "RequestTooLarge",
+    429: "Throttling",
+}
+
+
+def status_for(code: str, upstream_status: int | None = None) -> int:
+    """The HTTP status of an error code. A model server's own 4xx is passed on (its client made the
+    mistake); any other model server failure is a 502."""
+    if code == "upstream_error" and upstream_status is not None and 400 <= upstream_status < 500:
+        return upstream_status
+    return STATUS.get(code, 500)
+
+
+def surface_of(path: str) -> Surface:
+    if path.startswith("/api/v1/"):
+        return "dashscope"
+    if path.endswith("/chat/completions"):
+        return "chat"
+    if path.endswith("/responses") or path.startswith(("/v1/responses", "/v1/models")):
+        return "responses"  # the OpenAI shape
+    return "plain"
+
+
+def openai_code(code: str) -> str:
+    return _OPENAI_CODES.get(code, code)
+
+
+def error_body(
+    surface: Surface,
+    code: str,
+    message: str,
+    status: int,
+    *,
+    param: str | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """The JSON body of an error on `surface` (also the payload of in-stream error events)."""
+    request_id = request_id or str(uuid.uuid4())
+    if surface == "dashscope":
+        wire = _DASHSCOPE_CODES.get(
+            status, "InternalError" if status >= 500 else "InvalidParameter"
+        )
+        return {"code": wire, "message": message, "request_id": request_id}
+    if surface == "plain":
+        return {"error": {"code": code, "message": message, "param": param}}
+    error = {
+        "message": message,
+        "type": "invalid_request_error" if status < 500 else "server_error",
+        "param": param,
+        "code": openai_code(code),
+    }
+    if surface == "chat":
+        return {"error": error, "id": f"chatcmpl-{request_id}", "request_id": request_id}
+    return {"error": error}
+
+
+def error_response(
+    surface: Surface, code: str, message: str, status: int, param: str | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(surface, code, message, status, param=param), status)
+
+
+def exception_response(path: str, exc: LCIError) -> JSONResponse:
+    status = status_for(exc.code, exc.status if isinstance(exc, UpstreamError) else None)
+    param = getattr(exc, "param", None)
+    return error_response(surface_of(path), exc.code, exc.message, status, param)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
+def install(app: FastAPI) -> None:
+    """Render every failure, including FastAPI's own (validation, unknown route), in the shape of
+    the surface the request came in on."""
+
+    async def lci_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, LCIError)
+        return exception_response(request.url.path, exc)
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+        param = ".".join(loc) or None
+        message = str(first.get("msg", "invalid request"))
+        if param:
+            message = f"{param}: {message}"
+        return error_response(surface_of(request.url.path), "invalid_request", message, 400, param)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status_code, "invalid_request" if exc.status_code < 500 else "internal_error"
+        )
+        response = error_response(
+            surface_of(request.url.path), code, str(exc.detail), exc.status_code
+        )
+        if exc.headers:
+            response.headers.update(exc.headers)
+        if exc.status_code == 405:
+            response.headers["Allow"] = ", ".join(_allowed_methods(request))
+        return response
+
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        return Response(status_code=499)  # nobody is left to read it
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error serving %s %s", request.method, request.url.path)
+        return error_response(
+            surface_of(request.url.path), "internal_error", "internal server error", 500
+        )
+
+    app.add_exception_handler(ClientGone, client_gone)
+    app.add_exception_handler(LCIError, lci_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

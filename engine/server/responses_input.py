@@ -1,0 +1,195 @@
+"""Reading a Responses request: its `tools` (code interpreter and container, ignored built-ins,
+refused functions) and its `input` items as the chat messages the loop sends (api_reference 6.2)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from engine.errors import BadParameter
+from engine.orchestrator.tool import NO_OUTPUT, TOOL_NAME
+from engine.server.conversation import MUTUALLY_EXCLUSIVE
+
+log = logging.getLogger(__name__)
+
+CODE_INTERPRETER_ECHO: dict[str, Any] = {"type": "code_interpreter", "container": {"type": "auto"}}
+_SESSION_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+@dataclass
+class ToolSet:
+    code_interpreter: bool = False
+    container: str | None = None  # an existing session to continue in
+    functions: bool = False
+    echo: list[dict[str, Any]] = field(default_factory=list)  # tools in effect, as echoed back
+
+
+def read_tools(tools: list[Any], unsupported: Literal["ignore", "error"]) -> ToolSet:
+    found = ToolSet()
+    for index, tool in enumerate(tools):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind == "code_interpreter":
+            found.code_interpreter = True
+            found.container = _container(tool.get("container"), f"tools[{index}].container")
+        elif kind == "function":
+            found.functions = True
+        elif unsupported == "error":
+            raise BadParameter(f"tool type {kind!r} is not supported", f"tools[{index}].type")
+        else:
+            log.warning("ignoring a tool of type %r: lci provides only code_interpreter", kind)
+    if found.code_interpreter and found.functions:
+        raise BadParameter(MUTUALLY_EXCLUSIVE, "tools")
+    if found.functions:
+        raise BadParameter(
+            "function tools are not supported on /v1/responses; use /v1/chat/completions",
+            "tools",
+        )
+    if found.code_interpreter:
+        found.echo = [CODE_INTERPRETER_ECHO]
+    return found
+
+
+def _container(value: Any, param: str) -> str | None:
+    """The session a `container` names: a string id; "auto", an object or nothing mean a new one."""
+    if value is None or value == "auto" or isinstance(value, dict):
+        return None
+    if isinstance(value, str) and _SESSION_ID.match(value):
+        return value
+    raise BadParameter(f"container {value!r} is not a session id of this server", param)
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(
+        extra="allow", strict=True
+    )  # ids, statuses, annotations ... are not needed
+
+
+class TextPart(_Loose):
+    type: Literal["input_text", "output_text", "text"]
+    text: str
+
+
+class ImagePart(_Loose):
+    type: Literal["input_image"]
+    image_url: str
+
+
+class MessageItem(_Loose):
+    """A message; `type` may be left out (the easy input form)."""
+
+    type: Literal["message"] = "message"
+    role: Literal["user", "system", "developer", "assistant"]
+    content: str | list[Annotated[TextPart | ImagePart, Field(discriminator="type")]]
+
+
+class SummaryPart(_Loose):
+    text: str
+
+
+class ReasoningItem(_Loose):
+    type: Literal["reasoning"]
+    summary: list[SummaryPart] = Field(default_factory=list)
+    content: list[SummaryPart] | None = None
+
+
+class LogsOutput(_Loose):
+    type: Literal["logs"]
+    logs: str
+
+
+class ImageOutput(_Loose):
+    type: Literal["image"]
+    url: str
+
+
+class CodeCallItem(_Loose):
+    type: Literal["code_interpreter_call"]
+    id: str | None = None
+    code: str | None = None
+    outputs: list[Annotated[LogsOutput | ImageOutput, Field(discriminator="type")]] | None = None
+
+
+InputItem = MessageItem | ReasoningItem | CodeCallItem
+_ITEMS: TypeAdapter[list[InputItem]] = TypeAdapter(list[InputItem])
+
+
+def input_messages(value: str | list[InputItem]) -> list[dict[str, Any]]:
+    """`input` as chat messages: a string is one user message; items follow api_reference 6.2
+    (reasoning goes with the next assistant message, a code call becomes an assistant tool call
+    and a tool message rebuilt from its outputs)."""
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    messages: list[dict[str, Any]] = []
+    reasoning = ""
+    for item in value:
+        if isinstance(item, ReasoningItem):
+            reasoning += "".join(part.text for part in [*item.summary, *(item.content or ())])
+        elif isinstance(item, CodeCallItem):
+            messages.extend(_code_call(item, reasoning))
+            reasoning = ""
+        elif item.role == "assistant":
+            messages.append(_assistant(_text(item.content), reasoning))
+            reasoning = ""
+        else:
+            role = "system" if item.role == "developer" else item.role
+            messages.append({"role": role, "content": _content(item.content)})
+    return messages
+
+
+def output_messages(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A response's own output items as the chat messages that continue from it."""
+    return input_messages(_ITEMS.validate_python(output))
+
+
+def _assistant(content: str, reasoning: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    return message
+
+
+def _content(content: str | list[TextPart | ImagePart]) -> str | list[dict[str, Any]]:
+    if isinstance(content, str) or all(isinstance(part, TextPart) for part in content):
+        return _text(content)
+    return [
+        {"type": "text", "text": part.text}
+        if isinstance(part, TextPart)
+        else {"type": "image_url", "image_url": {"url": part.image_url}}
+        for part in content
+    ]
+
+
+def _text(content: str | list[TextPart | ImagePart]) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(part.text for part in content if isinstance(part, TextPart))
+
+
+def _code_call(item: CodeCallItem, reasoning: str) -> list[dict[str, Any]]:
+    call_id = item.id or "call_" + secrets.token_hex(12)
+    arguments = json.dumps({"code": item.code or ""})
+    assistant = _assistant("", reasoning)
+    assistant["tool_calls"] = [
+        {"id": call_id, "type": "function", "function": {"name": TOOL_NAME, "arguments": arguments}}
+    ]
+    return [assistant, {"role": "tool", "tool_call_id": call_id, "content": outputs_text(item)}]
+
+
+def outputs_text(item: CodeCallItem) -> str:
+    """A code call's outputs as the text of its tool message: logs, and images mentioned."""
+    pieces = []
+    for output in item.outputs or ():
+        if isinstance(output, LogsOutput):
+            if output.logs:
+                pieces.append(output.logs)
+        elif output.url.startswith("data:"):  # an inline image would flood the context
+            pieces.append("[image shown to the user]")
+        else:
+            pieces.append(f"![image]({output.url})")
+    return "\n".join(pieces) or NO_OUTPUT

@@ -1,0 +1,67 @@
+"""Output items of the Responses surface (api_reference 2.2): ids, parts, and a code call's
+`outputs` made from an Execution (api_reference 5)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+from engine.models import DisplayOutput, ResultOutput, StreamOutput, TruncationMarker
+from engine.orchestrator.events import ExecutionResult
+
+_IMAGE_TYPES = ("image/png", "image/jpeg")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(16)}"
+
+
+def summary(text: str) -> dict[str, Any]:
+    return {"type": "summary_text", "text": text}
+
+
+def text_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def message_item(item_id: str, status: str, text: str | None) -> dict[str, Any]:
+    content = [] if text is None else [text_part(text)]
+    return {
+        "id": item_id,
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": content,
+    }
+
+
+def call_outputs(result: ExecutionResult) -> list[dict[str, Any]]:
+    """A call's `outputs`: images first (as data URLs), then one `logs` item with the raw text
+    (stdout, stderr, values, errors) in the order it was produced (api_reference 5)."""
+    execution = result.execution
+    if execution is None:  # a repeated call: the model was given the earlier result
+        return [{"type": "logs", "logs": result.output}]
+    images: list[dict[str, Any]] = []
+    logs = ""
+    for item in execution.outputs:
+        if isinstance(item, StreamOutput):
+            logs += item.text
+        elif isinstance(item, TruncationMarker):
+            logs += f"\n[... {item.omitted_bytes} bytes of output omitted ...]\n"
+        elif isinstance(item, (DisplayOutput, ResultOutput)):
+            mime = next((m for m in _IMAGE_TYPES if m in item.data), None)
+            if mime is not None:
+                images.append({"type": "image", "url": f"data:{mime};base64,{item.data[mime]}"})
+            elif "text/plain" in item.data:
+                logs = _line(logs, item.data["text/plain"])
+    if execution.error is not None:
+        error = execution.error
+        logs = _line(logs, _ANSI.sub("", error.traceback).strip() or f"{error.name}: {error.value}")
+    return [*images, {"type": "logs", "logs": logs}]
+
+
+def _line(text: str, addition: str) -> str:
+    """`addition` on a line of its own after `text`."""
+    return f"{text}\n{addition}" if text and not text.endswith("\n") else text + addition

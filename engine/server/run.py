@@ -1,0 +1,38 @@
+"""Running the application under uvicorn, with a graceful shutdown: on SIGINT or SIGTERM open
+requests get `shutdown_grace_s` to finish, then the lifespan closes every session."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from engine.config import Settings
+from engine.server.app import create_app
+from engine.server.options import ServerOptions
+
+
+async def serve(settings: Settings, options: ServerOptions, log_level: str = "info") -> int:
+    """Serve until stopped; 0 after a clean shutdown, 1 if the server could not start."""
+    logging.getLogger("engine").setLevel(logging.INFO)
+    config = uvicorn.Config(
+        create_app(settings, options),
+        host=options.host,
+        port=options.port,
+        log_level=log_level,
+        timeout_graceful_shutdown=max(1, round(options.shutdown_grace_s)),
+        # The engine is tested on the standard event loop; the HTTP parser may be the fast one.
+        loop="asyncio",
+        timeout_keep_alive=30,
+    )
+    server = uvicorn.Server(config)
+    print(
+        f"lci: serving on http://{options.host}:{options.port} "
+        f"(model server {settings.llm_base_url}, backend {settings.backend.value}, "
+        f"auth {'on' if settings.api_key else 'off'})",
+        file=sys.stderr,
+        flush=True,
+    )
+    await server.serve()
+    return 0 if server.started else 1

@@ -1,0 +1,94 @@
+"""What the server holds while it runs: the session manager, the tool loop wired to it, the client
+of the model server, and the stored Responses conversations. Built at startup, closed at shutdown
+(which closes every session)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from engine.config import Settings
+from engine.core.manager import SessionManager
+from engine.models import SessionSpec
+from engine.orchestrator import Orchestrator, UpstreamClient
+from engine.server.containers import Containers
+from engine.server.options import ServerOptions
+from engine.server.proxy import Proxy
+
+
+@dataclass
+class Stored:
+    """A finished Responses conversation: every message so far, and its container (session)."""
+
+    messages: list[dict[str, Any]]
+    container: str | None
+
+
+class ResponseStore:
+    """The last `capacity` responses, for `previous_response_id`."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, Stored] = OrderedDict()
+
+    def put(self, response_id: str, stored: Stored) -> None:
+        if self.capacity <= 0:
+            return
+        self._items[response_id] = stored
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def get(self, response_id: str) -> Stored | None:
+        return self._items.get(response_id)
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    options: ServerOptions
+    manager: SessionManager
+    upstream: UpstreamClient
+    orchestrator: Orchestrator
+    containers: Containers
+    proxy: Proxy
+    store: ResponseStore
+
+    @classmethod
+    def build(cls, settings: Settings, options: ServerOptions) -> ServerState:
+        manager = SessionManager(settings)
+        upstream = UpstreamClient.from_settings(settings)
+        containers = Containers(
+            manager, SessionSpec(backend=settings.backend, limits=settings.limits)
+        )
+        return cls(
+            settings=settings,
+            options=options,
+            manager=manager,
+            upstream=upstream,
+            orchestrator=Orchestrator(upstream, containers, settings.llm_model),
+            containers=containers,
+            proxy=Proxy(settings),
+            store=ResponseStore(options.stored_responses),
+        )
+
+    async def aclose(self) -> None:
+        """Close every session, then the clients of the model server."""
+        try:
+            await self.manager.close_all()
+        finally:
+            with contextlib.suppress(Exception):
+                await self.upstream.aclose()
+            with contextlib.suppress(Exception):
+                await self.proxy.aclose()
+
+
+def get_state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.lci
+    return state
+
+
+State = Annotated[ServerState, Depends(get_state)]

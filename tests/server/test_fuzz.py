@@ -1,0 +1,75 @@
+"""Schemathesis, a property-based API fuzzer, against the OpenAPI document `lci serve` publishes:
+no request it can generate makes the server fail with a 500, and every response matches the
+document (status codes, content types, bodies, headers, authentication).
+
+One check is off: positive_data_acceptance, because the compatible surfaces have rules JSON Schema
+does not express (api_reference 1.2: the code interpreter refuses function tools and disabled
+thinking). 502-504 are allowed: the model server or a sandbox can legitimately be unavailable for
+what a fuzzer asks (say, limits no host can give).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.server.helpers import LciServer, forgiving_fake
+
+CONFIG = """\
+[checks.not_a_server_error]
+expected-statuses = ["1XX", "2XX", "3XX", "4XX", "502", "503", "504"]
+
+[checks.positive_data_acceptance]
+enabled = false
+
+# Multipart fields are text on the wire: a "number" sent as a form field is a valid string.
+[[operations]]
+include-operation-id = "upload_file"
+checks.negative_data_rejection.enabled = false
+"""
+
+
+@pytest.mark.slow
+def test_the_fuzzer_finds_no_server_errors(tmp_path: Path) -> None:
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG)
+    env = {"LCI_MAX_SESSIONS": "8", "LCI_SERVER_MAX_BODY_BYTES": str(1 << 20)}
+    with forgiving_fake() as fake, LciServer(fake.base_url, api_key="fuzz", env=env) as server:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "schemathesis.cli",
+                "--config-file",
+                str(config),
+                "run",
+                f"{server.url}/openapi.json",
+                "--header",
+                "Authorization: Bearer fuzz",
+                "--phases",
+                "coverage,fuzzing,stateful",
+                "--max-examples",
+                "8",
+                "--seed",
+                "20261124",
+                "--workers",
+                "1",
+                "--suppress-health-check",
+                "all",
+                "--request-timeout",
+                "30",
+            ],
+            cwd=tmp_path,  # its hypothesis database stays out of the repository
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+        server.stop()
+        logs = server.logs()
+    assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
+    assert "No issues found" in result.stdout
+    assert "Traceback" not in logs, logs

@@ -1,0 +1,63 @@
+"""`lci serve` as a process: where it listens, running without auth, and a graceful shutdown that
+closes every session (no sandbox process survives the server)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import threading
+import time
+
+import httpx
+import psutil
+
+from engine.cli_serve import add_parser, configure
+from tests.server.helpers import FakeModel, LciServer
+
+
+def test_defaults_bind_to_loopback() -> None:
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    settings, options = configure(parser.parse_args(["serve"]))
+    assert (options.host, options.port) == ("127.0.0.1", 8000)
+    assert settings.api_key == os.environ.get("LCI_API_KEY")  # auth only when asked for
+
+
+def test_graceful_shutdown_closes_every_session(shared_fake: FakeModel) -> None:
+    env = {"LCI_SERVER_SHUTDOWN_GRACE_S": "1"}
+    with LciServer(shared_fake.base_url, env=env) as server:  # no API key: auth is off
+        listening = [
+            c.laddr
+            for c in psutil.Process(server.process.pid).net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        ]
+        assert [(a.ip, a.port) for a in listening] == [("127.0.0.1", server.port)]
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            ids = [client.post("/v1/sessions").json()["id"] for _ in range(3)]
+            running = threading.Thread(
+                target=_run_quietly,
+                args=(server.url, f"/v1/sessions/{ids[0]}/execute"),
+                daemon=True,
+            )
+            running.start()
+            deadline = time.monotonic() + 10
+            while client.get(f"/v1/sessions/{ids[0]}").json()["state"] != "busy":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        sandboxes = psutil.Process(server.process.pid).children(recursive=True)
+        assert sandboxes, "the sessions run no processes?"
+        started = time.monotonic()
+        status = server.stop()
+        took = time.monotonic() - started
+        running.join(10)
+        assert status in (0, -15), server.logs()  # uvicorn re-raises the SIGTERM it handled
+        assert took < 15
+        _, alive = psutil.wait_procs(sandboxes, timeout=5)
+        assert alive == [], [p.info for p in alive if hasattr(p, "info")]
+        assert "Application shutdown complete" in server.logs() or status == -15
+
+
+def _run_quietly(url: str, path: str) -> None:
+    with contextlib.suppress(httpx.HTTPError):  # the server goes away, as intended
+        httpx.post(url + path, json={"code": "import time\ntime.sleep(60)"}, timeout=60)
