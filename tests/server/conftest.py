@@ -15,12 +15,6 @@ from tests.server.helpers import FakeModel, LciServer
 API_KEY = "test-key"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "covers(*items): the api_reference section 7 checklist items a test covers"
-    )
-
-
 @pytest.fixture(scope="session")
 def shared_fake() -> Iterator[FakeModel]:
     with FakeModel() as fake:
