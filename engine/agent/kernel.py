@@ -10,16 +10,23 @@ and nothing user code prints can be mistaken for a frame.
 
 from __future__ import annotations
 
+import _signal
 import ast
 import builtins
 import contextlib
 import os
+import select
 import signal
 import sys
 import threading
 import traceback
 import types
 from typing import Any
+
+try:
+    import resource
+except ImportError:  # not on every platform the agent may run on
+    resource = None  # type: ignore[assignment]
 
 from . import display
 from .protocol import PROTOCOL_VERSION, FrameDecoder, encode_frame, write_all
@@ -48,16 +55,20 @@ class Channel:
             write_all(self.out_fd, frame)
 
     def start_pump(self) -> None:
+        self._poller = select.poll()
         for fd in self.pipes.values():
-            os.set_blocking(
-                fd, False
-            )  # before any drain(): a blocking read there would hang a cell
+            # Non-blocking before any drain(): a blocking read there would hang a cell.
+            os.set_blocking(fd, False)
+            self._poller.register(fd, select.POLLIN)
         if self.pipes:
             threading.Thread(target=self._pump_forever, name="lci-pump", daemon=True).start()
 
     def drain(self) -> None:
         """Forward everything already written to the stdout/stderr pipes (called before `done`, so
-        output lands before the frame that ends the cell)."""
+        output lands before the frame that ends the cell). One poll finds out whether there is any:
+        this runs after every cell, and most cells print nothing."""
+        if not self.pipes or not self._poller.poll(0):
+            return
         with self._lock:
             for name, fd in self.pipes.items():
                 self._forward_available(name, fd)
@@ -90,7 +101,7 @@ class Channel:
 class Kernel:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
-        self.pid = os.getpid()
+        self.forked = False
         self.namespace: dict[str, Any] = {
             "__name__": "__main__",
             "__builtins__": builtins,
@@ -118,7 +129,8 @@ class Kernel:
         with SIGINT; the handler raises only while user code runs, so an interrupt that races with the
         end of a cell cannot tear a frame the agent is writing."""
         for signum, handler in self._handlers.items():
-            if signal.getsignal(signum) is not handler:
+            # The C-level getsignal: the `signal` module's wrapper builds an enum on every call.
+            if _signal.getsignal(signum) is not handler:
                 signal.signal(signum, handler)
 
     def _on_sigint(self, signum: int, frame: types.FrameType | None) -> None:
@@ -133,6 +145,7 @@ class Kernel:
         # A child forked by user code (os.fork, multiprocessing) shares the frame channel; it must
         # never speak on it, or the host would see duplicate results.
         self.channel = _SilentChannel()
+        self.forked = True
 
     # -- display -------------------------------------------------------------------------------
     def display(self, *objects: Any) -> None:
@@ -168,7 +181,7 @@ class Kernel:
         finally:
             self.in_user_code = False
             self.install_signal_handlers()
-        if os.getpid() != self.pid:
+        if self.forked:
             os._exit(0)  # a forked child finished the cell: it must not report or continue
         try:
             self.publish_figures()
@@ -285,20 +298,16 @@ def _set_cpu_allowance(cpu_s: Any) -> None:
     has used so far, so each cell gets its own allowance. The wall-clock timeout enforced by the host
     is the real guarantee; this turns a CPU-bound cell into a catchable error sooner. (Between cells
     the agent only waits, so the allowance needs no reset after one.)"""
-    try:
-        import resource
-    except ImportError:
+    if resource is None or cpu_s is None:
         return
-    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    if cpu_s is None:
-        soft = hard
-    else:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        soft = int(usage.ru_utime + usage.ru_stime + float(cpu_s)) + 1
-        if hard != resource.RLIM_INFINITY:
-            soft = min(soft, hard)
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    soft = int(usage.ru_utime + usage.ru_stime + float(cpu_s)) + 1
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.RLIM_INFINITY))
+    except (ValueError, OSError):  # the hard limit is finite: stay below it
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_CPU, (min(soft, hard), hard))
 
 
 def _error_info(exc: BaseException) -> dict[str, str]:

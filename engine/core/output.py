@@ -16,6 +16,7 @@ from typing import Literal
 from engine.models import DisplayOutput, OutputItem, ResultOutput, StreamOutput, TruncationMarker
 
 StreamName = Literal["stdout", "stderr"]
+_UTF8 = codecs.getincrementaldecoder("utf-8")
 ItemCallback = Callable[[OutputItem], None]
 
 
@@ -68,15 +69,15 @@ class OutputBuffer:
         self._in_tail = False
         self.omitted = 0
         self._omitted_by: dict[StreamName, int] = {"stdout": 0, "stderr": 0}
-        self._decoders = {
-            name: codecs.getincrementaldecoder("utf-8")(errors="replace")
-            for name in ("stdout", "stderr")
-        }
+        self._decoders: dict[StreamName, codecs.IncrementalDecoder] = {}  # made on first use
         self._on_item = on_item
 
     # -- input ---------------------------------------------------------------------------------
     def feed(self, name: StreamName, data: bytes, final: bool = False) -> None:
-        text = self._decoders[name].decode(data, final)
+        decoder = self._decoders.get(name)
+        if decoder is None:
+            decoder = self._decoders[name] = _UTF8(errors="replace")
+        text = decoder.decode(data, final)
         if text:
             self.add_text(name, text)
 
@@ -107,7 +108,7 @@ class OutputBuffer:
         self._notify(item)
 
     def flush_decoders(self) -> None:
-        for name in ("stdout", "stderr"):
+        for name in list(self._decoders):
             self.feed(name, b"", final=True)
 
     # -- output --------------------------------------------------------------------------------
@@ -123,6 +124,8 @@ class OutputBuffer:
 
     def text(self, name: StreamName) -> str:
         """The kept text of one stream, with a marker where that stream lost bytes."""
+        if name not in self._decoders:
+            return ""  # nothing was ever written to it
         head = "".join(i.text for i in self._head if isinstance(i, StreamOutput) and i.name == name)
         tail = "".join(i.text for i in self._tail if isinstance(i, StreamOutput) and i.name == name)
         cut = self._omitted_by[name]

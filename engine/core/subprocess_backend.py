@@ -62,6 +62,7 @@ class SubprocessSandbox(Sandbox):
         self._exit_code = exit_code
         self._requests = fds["requests"]
         self._pending = bytearray()
+        self._writer_added = False
         self._readers = {fds["stdout"]: "stdout", fds["stderr"]: "stderr", fds["frames"]: "frames"}
         for fd in self._readers:
             os.set_blocking(fd, False)
@@ -125,11 +126,14 @@ class SubprocessSandbox(Sandbox):
                 del self._pending[:written]
         except BlockingIOError:
             self._loop.add_writer(self._requests, self._flush_requests)
+            self._writer_added = True
             return
         except OSError:  # the agent is gone; its exit will be reported through the pidfd
             self._pending.clear()
-        with contextlib.suppress(ValueError, OSError):
-            self._loop.remove_writer(self._requests)
+        if self._writer_added:
+            self._writer_added = False
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_writer(self._requests)
 
     def interrupt(self) -> None:
         with contextlib.suppress(ProcessLookupError, OSError):
