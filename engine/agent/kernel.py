@@ -10,7 +10,7 @@ and nothing user code prints can be mistaken for a frame.
 
 from __future__ import annotations
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # the C module under `signal`
 import ast
 import builtins
 import contextlib
