@@ -106,3 +106,21 @@ async def test_sandbox_process_credentials_and_view(settings: Settings) -> None:
         session = await manager.create(SessionSpec())
         result = await session.execute(code)
     assert result.result_text == "('0000000000000000', '1', True, False, False, [1], '1000')"
+
+
+async def test_cpu_quota_is_enforced(settings: Settings) -> None:
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("CPU quotas need cgroups, which need root")
+    limits = settings.limits.model_copy(update={"cpus": 0.25, "timeout_s": 10})
+    code = (
+        "import time\nstart, cpu = time.monotonic(), time.process_time()\n"
+        "while time.monotonic() - start < 1.0:\n    pass\n"
+        "round(time.process_time() - cpu, 2)"
+    )
+    async with SessionManager(settings) as manager:
+        session = await manager.create(SessionSpec(limits=limits))
+        assert session.info().isolation.cpu_quota
+        used = float((await session.execute(code)).result_text or "nan")
+    assert used < 0.5  # a quarter of a core for one second, with room for accounting slack
