@@ -84,10 +84,6 @@ class Sandbox(abc.ABC):
     async def _terminate(self) -> None:
         """Destroy every process of the sandbox; return once that is certain."""
 
-    def drain(self) -> None:  # noqa: B027 - optional for transports that deliver in order
-        """Deliver any stream bytes the transport already holds (called before a `done` frame is
-        acted on, so output written before the cell ended is not attributed to the next one)."""
-
     # -- shared behaviour ----------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
         self.send_bytes(encode_frame(message))

@@ -289,13 +289,11 @@ class Session:
         run = self._run
         if run is None or frame.get("id") != run.id:
             return  # a stray frame (for an execution that was already abandoned)
+        # Output and displays share the agent's one channel, so they arrive in the order they
+        # happened: nothing to reorder here.
         if frame["type"] == "display" and isinstance(frame.get("data"), dict):
-            if self._sandbox is not None:
-                self._sandbox.drain()
             run.output.add_display(DisplayOutput(data=_str_dict(frame["data"])))
         elif frame["type"] == "done":
-            if self._sandbox is not None:
-                self._sandbox.drain()
             run.end(frame)
 
     def on_exit(self, info: ExitInfo) -> None:

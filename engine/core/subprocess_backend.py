@@ -149,11 +149,6 @@ class SubprocessSandbox(Sandbox):
         if self._cgroup is not None:
             await asyncio.to_thread(self._cgroup.kill_all)
 
-    def drain(self) -> None:
-        for fd, name in list(self._readers.items()):
-            if name != "frames":
-                self._read_available(fd)
-
     def _readable(self, fd: int) -> None:
         self._read_available(fd, limit=4)
 
@@ -252,7 +247,8 @@ def _forked_exit_code(
 
 
 class SubprocessHost(SessionHost):
-    """A session's uid, cgroup and workdir; each spawn starts a fresh interpreter on them."""
+    """A session's uid, cgroup and workdir; each spawn starts a sandbox on them (forked from the
+    fork server when it runs, else a fresh interpreter)."""
 
     def __init__(
         self,
