@@ -152,35 +152,46 @@ class CgroupTree:
             directory.mkdir(exist_ok=True)
         group = Cgroup(self.version, dirs)
         try:
-            self._apply(group, limits)
+            self.set_limits(group, limits)
         except OSError:
             group.remove()
             raise
         return group
 
-    def _apply(self, group: Cgroup, limits: Limits) -> None:
+    def set_limits(self, group: Cgroup, limits: Limits) -> None:
+        """Write `limits` to `group`, on creation or later (a staged sandbox becoming a session)."""
         memory, pids = group.dirs["memory"], group.dirs["pids"]
-        size = str(limits.memory_mb * MIB)
+        size = limits.memory_mb * MIB
         if self.version == 2:
-            _write(memory / "memory.max", size)
+            _write(memory / "memory.max", str(size))
             with contextlib.suppress(FileNotFoundError):
                 _write(memory / "memory.swap.max", "0")
         else:
-            _write(memory / "memory.limit_in_bytes", size)
-            with contextlib.suppress(FileNotFoundError, PermissionError):
-                _write(memory / "memory.memsw.limit_in_bytes", size)  # no swap, where accounted
+            # v1 keeps memory+swap >= memory at every step: raise the outer limit first, lower the
+            # inner one first. memsw exists only where swap is accounted.
+            inner, outer = memory / "memory.limit_in_bytes", memory / "memory.memsw.limit_in_bytes"
+            raising = size > int(inner.read_text())
+            for path in (outer, inner) if raising else (inner, outer):
+                if path is inner:
+                    _write(inner, str(size))
+                else:
+                    with contextlib.suppress(FileNotFoundError, PermissionError):
+                        _write(outer, str(size))  # no swap, where accounted
         _write(pids / "pids.max", str(limits.max_procs))
         group.limits_applied |= {"memory", "pids"}
         cpu = group.dirs.get("cpu")
-        if limits.cpus is not None and cpu is not None:
+        if cpu is not None:
             period = 100_000
-            quota = max(1000, int(limits.cpus * period))
+            quota = max(1000, int(limits.cpus * period)) if limits.cpus is not None else None
             if self.version == 2:
-                _write(cpu / "cpu.max", f"{quota} {period}")
+                _write(cpu / "cpu.max", f"{quota or 'max'} {period}")
             else:
                 _write(cpu / "cpu.cfs_period_us", str(period))
-                _write(cpu / "cpu.cfs_quota_us", str(quota))
-            group.limits_applied.add("cpu")
+                _write(cpu / "cpu.cfs_quota_us", str(quota or -1))
+            if quota is not None:
+                group.limits_applied.add("cpu")
+            else:
+                group.limits_applied.discard("cpu")
 
     def groups(self) -> dict[str, Cgroup]:
         """Existing sandbox groups by name (for the reaper)."""

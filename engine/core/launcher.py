@@ -13,6 +13,11 @@ Process layout with namespaces (root, or unprivileged user namespaces):
         |                  reaps orphans, and exits with the worker's status.
         worker             drops to the session's uid, applies rlimits and no_new_privs, execs python.
 
+A staged sandbox (the warm pool's) is built for no session yet: its worker stops before dropping
+privileges, says `staged` on the frame pipe, and waits for the session's own settings (rlimits,
+environment) as the first frame on the request pipe. The host sets the session's cgroup limits and
+workdir size meanwhile, so one pre-built sandbox can become a session with any limits.
+
 Without namespaces the launcher applies what it can (rlimits, the uid) and execs the worker itself.
 Failures before the agent starts are reported as one JSON line on stderr and exit status 125.
 """
@@ -51,6 +56,8 @@ PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
 
 SETUP_FAILED = 125
+_FRAME_HEADER = struct.Struct(">I")
+_MAX_SPECIALIZATION = 1 << 20
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -246,6 +253,10 @@ def _exec_worker(cfg: dict[str, Any]) -> None:
             handle.write("1000")  # the sandbox, never the host, is the OOM killer's first choice
     except OSError:
         pass
+    if cfg.get("in_process"):
+        _reseed()  # before a staged sandbox waits: off the path of the session that claims it
+    if cfg.get("staged"):
+        cfg.update(_await_specialization(cfg["requests_fd"], cfg["frames_fd"]))
     uid, gid = cfg.get("uid"), cfg.get("gid")
     if uid is not None and gid is not None:
         os.setgroups([])
@@ -263,16 +274,44 @@ def _exec_worker(cfg: dict[str, Any]) -> None:
     os.execve(cfg["python"], cfg["argv"], cfg["env"])
 
 
-def _run_agent_in_process(cfg: dict[str, Any]) -> None:
-    """The fork-server path: this process already imported the agent and the preloaded modules."""
+def _await_specialization(requests_fd: int, frames_fd: int) -> dict[str, Any]:
+    """Report the sandbox built, then block until the host hands it a session: one frame of the
+    agent protocol, read exactly, so that the agent finds the requests after it untouched."""
+    body = json.dumps({"type": "staged"}).encode()
+    os.write(frames_fd, _FRAME_HEADER.pack(len(body)) + body)  # under PIPE_BUF: one atomic write
+    (length,) = _FRAME_HEADER.unpack(_read_exactly(requests_fd, _FRAME_HEADER.size))
+    if length > _MAX_SPECIALIZATION:
+        raise SetupError(f"specialization frame of {length} bytes")
+    frame = json.loads(_read_exactly(requests_fd, length))
+    if not isinstance(frame, dict) or frame.get("type") != "specialize":
+        raise SetupError("the first request to a staged sandbox must be `specialize`")
+    return {"rlimits": frame["rlimits"], "env": frame["env"]}
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            raise SetupError("the host closed the request pipe before specializing the sandbox")
+        data += chunk
+    return bytes(data)
+
+
+def _reseed() -> None:
+    """A fork copies the parent's generator state: every session would draw the same numbers."""
     import random
 
-    os.environ.clear()
-    os.environ.update(cfg["env"])
-    random.seed()  # a fork copies the parent's generator state: every session would draw the same
+    random.seed()
     numpy_random = sys.modules.get("numpy.random")
     if numpy_random is not None:  # not imported yet: it seeds itself from the OS when it is
         numpy_random.seed()
+
+
+def _run_agent_in_process(cfg: dict[str, Any]) -> None:
+    """The fork-server path: this process already imported the agent and the preloaded modules."""
+    os.environ.clear()
+    os.environ.update(cfg["env"])
     from lci_agent.kernel import main as agent_main  # type: ignore[import-not-found]
 
     agent_main(cfg["agent_args"])

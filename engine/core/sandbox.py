@@ -67,6 +67,7 @@ class Sandbox(abc.ABC):
         self.listener: SandboxListener | None = None
         self._decoder = FrameDecoder()
         self._hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._staged: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._exit: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
         self._startup_log = bytearray()
         self._killing = False
@@ -89,17 +90,8 @@ class Sandbox(abc.ABC):
         self.send_bytes(encode_frame(message))
 
     async def wait_ready(self, timeout: float) -> dict[str, Any]:
-        try:
-            async with asyncio.timeout(timeout):
-                waiter = asyncio.ensure_future(asyncio.shield(self._hello))
-                done, _ = await asyncio.wait({waiter, self._exit}, return_when="FIRST_COMPLETED")
-        except TimeoutError:
-            await self.kill()
-            raise SandboxStartError(f"the sandbox did not start within {timeout:.0f} s") from None
-        if waiter not in done:
-            waiter.cancel()
-            raise SandboxStartError(self._startup_failure())
-        hello: dict[str, Any] = waiter.result()
+        """Wait for the agent's hello: the sandbox is ready for requests."""
+        hello = await self._wait_startup(self._hello, timeout)
         if hello.get("protocol") != PROTOCOL_VERSION:
             await self.kill()
             raise SandboxStartError(
@@ -107,6 +99,26 @@ class Sandbox(abc.ABC):
                 f"this engine speaks {PROTOCOL_VERSION}"
             )
         return hello
+
+    async def wait_staged(self, timeout: float) -> None:
+        """Wait until a staged sandbox is built and waits for its `specialize` request."""
+        await self._wait_startup(self._staged, timeout)
+
+    async def _wait_startup(
+        self, milestone: asyncio.Future[dict[str, Any]], timeout: float
+    ) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(timeout):
+                waiter = asyncio.ensure_future(asyncio.shield(milestone))
+                done, _ = await asyncio.wait({waiter, self._exit}, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            await self.kill()
+            raise SandboxStartError(f"the sandbox did not start within {timeout:.0f} s") from None
+        if waiter not in done:
+            waiter.cancel()
+            raise SandboxStartError(self._startup_failure())
+        result: dict[str, Any] = waiter.result()
+        return result
 
     async def kill(self) -> ExitInfo:
         self._killing = True
@@ -157,6 +169,8 @@ class Sandbox(abc.ABC):
         for frame in frames:
             if frame["type"] == "hello" and not self._hello.done():
                 self._hello.set_result(frame)
+            elif frame["type"] == "staged" and not self._hello.done() and not self._staged.done():
+                self._staged.set_result(frame)
             elif frame["type"] == "stream":
                 name = frame.get("name")
                 if name in ("stdout", "stderr") and isinstance(frame.get("data"), str):

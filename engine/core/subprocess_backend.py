@@ -29,7 +29,7 @@ from engine.core.host_probe import HostProbe
 from engine.core.sandbox import ExitInfo, Sandbox, SessionHost
 from engine.core.warm_pool import Slot, WarmPool
 from engine.errors import SandboxStartError
-from engine.models import FileInfo, Isolation, SessionSpec
+from engine.models import FileInfo, Isolation, Limits, SessionSpec
 
 MIB = 1 << 20
 log = logging.getLogger(__name__)
@@ -215,7 +215,15 @@ def _popen(
             "-B",
             "-S",
             _LAUNCHER,
-            json.dumps({**cfg, "argv": argv, "host_pid": os.getpid()}),
+            json.dumps(
+                {
+                    **cfg,
+                    "argv": argv,
+                    "host_pid": os.getpid(),
+                    "requests_fd": req_r,
+                    "frames_fd": frames_w,
+                }
+            ),
         ],
         stdin=subprocess.DEVNULL,
         stdout=out_w,
@@ -248,7 +256,11 @@ def _forked_exit_code(
 
 class SubprocessHost(SessionHost):
     """A session's uid, cgroup and workdir; each spawn starts a sandbox on them (forked from the
-    fork server when it runs, else a fresh interpreter)."""
+    fork server when it runs, else a fresh interpreter).
+
+    A staged host (the warm pool's) builds its first sandbox for no session yet: `stage` starts it
+    up to the point where only the session's own settings are missing, and `specialize` hands it
+    a session's spec (limits, environment), so the pool serves sessions with any limits."""
 
     def __init__(
         self,
@@ -258,8 +270,10 @@ class SubprocessHost(SessionHost):
         spec: SessionSpec,
         uid: int | None,
         forkserver: ForkServer | None = None,
+        staged: bool = False,
     ) -> None:
         self._forkserver = forkserver
+        self.staged = staged
         self.warm: Sandbox | None = None  # started ahead of time by the warm pool
         self._probe = probe
         self._settings = settings
@@ -331,6 +345,7 @@ class SubprocessHost(SessionHost):
             "readonly": probe.readonly_paths,
             "symlinks": probe.symlinks,
             "tmp_mb": 64,
+            "staged": self.staged,
             "seed_dir": str(probe.seed_dir) if probe.seed_dir else None,
             "env": env,
             "rlimits": {
@@ -346,10 +361,49 @@ class SubprocessHost(SessionHost):
             },
         }
 
+    async def stage(self) -> Sandbox:
+        """Start this host's sandbox up to its `specialize` request; see the class docstring."""
+        sandbox = await SubprocessSandbox.launch(self._config(), self._cgroup, self._forkserver)
+        try:
+            await sandbox.wait_staged(timeout=30)
+        except BaseException:
+            await asyncio.shield(sandbox.kill())
+            raise
+        self.warm = sandbox
+        return sandbox
+
+    async def specialize(self, spec: SessionSpec) -> None:
+        """Make the staged sandbox the sandbox of a session with `spec`, and wait for its hello.
+        The cgroup limits and the workdir size change here; the sandbox itself drops to its uid,
+        then applies the rlimits and environment, exactly as a sandbox started for `spec` does."""
+        sandbox = self.warm
+        if sandbox is None or not self.staged:
+            raise SandboxStartError("this host has no staged sandbox")
+        previous, self._spec, self.staged = self._spec.limits, spec, False
+        limits = spec.limits
+        try:
+            if self._mounted and limits.disk_mb != previous.disk_mb:
+                wd.resize_tmpfs(self.workdir, limits.disk_mb)
+            if self._cgroup is not None and self._probe.cgroups is not None:
+                self._probe.cgroups.set_limits(self._cgroup, limits)
+        except OSError as exc:
+            raise SandboxStartError(f"could not apply the session's limits: {exc}") from exc
+        self.isolation = self._probe.isolation(limits)
+        if self._settings.require_isolation and self.isolation.notes:
+            raise SandboxStartError(
+                "required isolation is missing: " + "; ".join(self.isolation.notes)
+            )
+        config = self._config()
+        sandbox.send({"type": "specialize", "rlimits": config["rlimits"], "env": config["env"]})
+        await sandbox.wait_ready(timeout=30)
+
     async def spawn(self) -> Sandbox:
         warm, self.warm = self.warm, None
-        if warm is not None and warm.alive:
-            return warm
+        if warm is not None:
+            if warm.alive and not self.staged:
+                return warm
+            await warm.kill()
+        self.staged = False  # a restart starts a sandbox for this host's own spec
         sandbox = await SubprocessSandbox.launch(self._config(), self._cgroup, self._forkserver)
         try:
             await sandbox.wait_ready(timeout=30)
@@ -430,13 +484,19 @@ class SubprocessBackend:
         return ready
 
     async def _warm_slot(self) -> Slot[Sandbox, SubprocessHost]:
-        host = await self._new_host(f"pool-{uuid.uuid4().hex[:10]}", self._pool_spec)
+        host = await self._new_host(f"pool-{uuid.uuid4().hex[:10]}", self._pool_spec, staged=True)
         try:
-            host.warm = await host.spawn()
+            sandbox = await host.stage()
         except BaseException:
             await asyncio.shield(host.release())
             raise
-        return Slot(host.warm, host)
+        return Slot(sandbox, host)
+
+    def _fits_pool(self, limits: Limits) -> bool:
+        """Whether a staged sandbox can become a session with `limits`: everything can change at
+        claim time but the network namespace and membership of the cpu cgroup."""
+        pooled = self._pool_spec.limits
+        return limits.network == pooled.network and (limits.cpus is None or pooled.cpus is not None)
 
     @staticmethod
     async def _discard(slot: Slot[Sandbox, SubprocessHost]) -> None:
@@ -451,18 +511,35 @@ class SubprocessBackend:
         return self.forkserver is not None and self.forkserver.ready
 
     async def open(self, session_id: str, spec: SessionSpec) -> SubprocessHost:
-        """A host for a new session: a claimed warm one when the spec is the default, else new."""
-        if self.pool is not None and spec.limits == self._pool_spec.limits and not spec.env:
-            slot = self.pool.claim()
+        """A host for a new session: a staged one from the pool, specialized to `spec`, when the
+        pool has one that fits; else a new one."""
+        if self.pool is not None and self._fits_pool(spec.limits):
+            slot = self.pool.claim(refill=False)
             if slot is not None:
-                return slot.workdir
+                try:
+                    await slot.workdir.specialize(spec)
+                except BaseException as exc:
+                    await asyncio.shield(self._discard(slot))
+                    if not isinstance(exc, SandboxStartError):
+                        raise
+                    log.warning(
+                        "a staged sandbox could not be specialized (%s); starting anew", exc
+                    )
+                else:
+                    return slot.workdir
+                finally:
+                    self.pool.fill()
         return await self._new_host(session_id, spec)
 
-    async def _new_host(self, session_id: str, spec: SessionSpec) -> SubprocessHost:
+    async def _new_host(
+        self, session_id: str, spec: SessionSpec, staged: bool = False
+    ) -> SubprocessHost:
         uid = None
         if self.probe.is_root:
             uid = self.settings.sandbox_uid_base + next(self._uids) % 1_000_000
-        host = SubprocessHost(self.probe, self.settings, session_id, spec, uid, self.forkserver)
+        host = SubprocessHost(
+            self.probe, self.settings, session_id, spec, uid, self.forkserver, staged
+        )
         try:
             await asyncio.to_thread(host.prepare)
         except OSError as exc:

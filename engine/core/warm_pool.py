@@ -1,9 +1,10 @@
 """A warm pool: sandboxes started ahead of time, so creating a session is a claim, not a start.
 
 Backends keep one per kind of sandbox they can pre-start (the docker backend one per image, the
-subprocess backend one); pooled sandboxes carry the engine's default limits and no extra
-environment, and a session that asks for anything else starts a fresh one instead. Claiming is
-synchronous; the pool refills itself in the background.
+subprocess backend one). The docker backend's containers carry the engine's default limits, and a
+session that asks for anything else starts a fresh one instead; the subprocess backend's sandboxes
+are staged (built, but waiting for a session's limits) and serve sessions with any limits. Claiming
+is synchronous; the pool refills itself in the background.
 """
 
 from __future__ import annotations
@@ -52,12 +53,15 @@ class WarmPool(Generic[S, W]):
     def ready(self) -> int:
         return len(self._ready)
 
-    def claim(self) -> Slot[S, W] | None:
-        """A live warm slot, now owned by the caller, or None when the pool is empty."""
+    def claim(self, refill: bool = True) -> Slot[S, W] | None:
+        """A live warm slot, now owned by the caller, or None when the pool is empty. With
+        `refill=False` the caller calls `fill()` itself once it is done with the slot: starting the
+        next sandbox competes for the CPU with whatever the caller still does to this one."""
         while self._ready:
             slot = self._ready.popleft()
             if slot.sandbox.alive:
-                self.fill()
+                if refill:
+                    self.fill()
                 return slot
             self._discard_later(slot)  # died while waiting (daemon restart, OOM at start-up)
         self.fill()

@@ -225,6 +225,15 @@ def mount_tmpfs(path: str, size_mb: int, uid: int, gid: int) -> None:
         raise OSError(errno, f"mount tmpfs on {path}: {os.strerror(errno)}")
 
 
+def resize_tmpfs(path: str, size_mb: int) -> None:
+    """Change the size of a workdir tmpfs made by `mount_tmpfs`; its files and owner stay."""
+    flags = 32 | 2 | 4  # MS_REMOUNT | MS_NOSUID | MS_NODEV
+    options = f"size={size_mb}m".encode()
+    if _libc.mount(b"tmpfs", path.encode(), b"tmpfs", ctypes.c_ulong(flags), options) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"resize tmpfs on {path}: {os.strerror(errno)}")
+
+
 def unmount(path: str) -> None:
     if _libc.umount2(path.encode(), MNT_DETACH) != 0:
         errno = ctypes.get_errno()

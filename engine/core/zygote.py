@@ -71,6 +71,11 @@ def _prepare(agent_root: str, preload: list[str]) -> dict[str, Any]:
         agent_modules.append("lci_agent.mpl_backend")
     for name in agent_modules:
         importlib.import_module(name)
+    if "matplotlib" in sys.modules:
+        # The agent selects its own backend in every sandbox; selecting it here once makes that a
+        # no-op in the children instead of a pyplot backend switch per session.
+        with contextlib.suppress(Exception):
+            sys.modules["matplotlib"].use("module://lci_agent.mpl_backend")
     # Objects that exist now are never collected in the children; freezing them keeps the GC from
     # writing to their pages, which would unshare them from the zygote copy-on-write.
     gc.collect()
@@ -155,6 +160,7 @@ class Zygote:
                 cfg = json.loads(handle.read())
             _close_all_but({0, 1, 2, requests_fd, frames_fd})
             cfg["in_process"] = True
+            cfg["requests_fd"], cfg["frames_fd"] = requests_fd, frames_fd
             cfg["agent_args"] = [f"--requests-fd={requests_fd}", f"--frames-fd={frames_fd}"]
         except BaseException as exc:
             os.write(2, f"fork server child failed: {exc!r}\n".encode())

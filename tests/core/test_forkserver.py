@@ -12,6 +12,7 @@ import pytest
 from engine.config import Settings
 from engine.core.manager import SessionManager
 from engine.core.subprocess_backend import SubprocessBackend
+from engine.errors import SandboxStartError
 from engine.models import BackendName, SessionSpec
 
 
@@ -48,7 +49,8 @@ async def test_sessions_start_with_preloaded_modules(fork_settings: Settings) ->
 async def test_each_session_draws_its_own_random_numbers(fork_settings: Settings) -> None:
     pytest.importorskip("numpy")
     async with SessionManager(fork_settings) as manager:
-        await ready_backend(manager)
+        backend = await ready_backend(manager)
+        assert await backend.warm_up(60)  # staged sandboxes are seeded before they wait, too
         code = "import random, numpy\n(random.random(), float(numpy.random.rand()))"
         draws = set()
         for _ in range(3):
@@ -76,22 +78,92 @@ async def test_a_dead_fork_server_only_costs_speed(fork_settings: Settings) -> N
         assert not backend.forkserver.ready
 
 
-async def test_warm_pool_hands_out_started_sandboxes(settings: Settings) -> None:
+async def pooled_backend(manager: SessionManager) -> tuple[SubprocessBackend, set[int]]:
+    """The subprocess backend with its warm pool full, and the ids of the pooled sandboxes."""
+    backend = await manager.backend(BackendName.SUBPROCESS)
+    assert isinstance(backend, SubprocessBackend) and backend.pool is not None
+    assert await backend.warm_up(60)
+    return backend, {id(slot.sandbox) for slot in backend.pool._ready}
+
+
+PROBE = (
+    "import os, resource\n"
+    "st = os.statvfs('.')\n"
+    "(resource.getrlimit(resource.RLIMIT_NOFILE)[0], os.environ.get('LCI_PROBE'), "
+    "st.f_blocks * st.f_frsize >> 20, os.getuid() != 0)"
+)
+
+
+async def test_the_warm_pool_serves_sessions_with_any_limits(settings: Settings) -> None:
     settings.subprocess_warm_pool = 2
     async with SessionManager(settings) as manager:
-        backend = await manager.backend(BackendName.SUBPROCESS)
-        assert isinstance(backend, SubprocessBackend) and backend.pool is not None
-        assert await backend.warm_up(60)
-        pooled = {id(slot.sandbox) for slot in backend.pool._ready}
-        first = await manager.create()  # the engine's default limits, as the pool has
-        assert id(first._sandbox) in pooled
-        second = await manager.create(
-            SessionSpec(limits=settings.limits.model_copy(update={"memory_mb": 300}))
-        )  # other limits than the pool's: started fresh
-        assert id(second._sandbox) not in pooled
-        await first.execute("x = 1")
-        assert (await second.execute("x = 2\nx")).result_text == "2"
-        assert (await first.execute("x")).result_text == "1"
-        assert first.info().limits == settings.limits
-        assert second.info().limits.memory_mb == 300
+        backend, pooled = await pooled_backend(manager)
+        plain = await manager.create()  # the engine's default limits, as the pool was staged with
+        tight = await manager.create(
+            SessionSpec(
+                limits=settings.limits.model_copy(
+                    update={"memory_mb": 64, "open_files": 100, "disk_mb": 8}
+                ),
+                env={"LCI_PROBE": "tight"},
+            )
+        )
+        assert {id(plain._sandbox), id(tight._sandbox)} == pooled
+        defaults = settings.limits
+        assert (
+            await plain.execute(PROBE)
+        ).result_text == f"({defaults.open_files}, None, {defaults.disk_mb}, True)"
+        assert (await tight.execute(PROBE)).result_text == "(100, 'tight', 8, True)"
+        # The tighter memory limit holds for the whole sandbox; the default one still allows it.
+        grab = "x = bytearray(120 << 20); x[::4096] = b'y' * len(x[::4096]); len(x) >> 20"
+        assert (await plain.execute(grab)).result_text == "120"
+        crashed = await tight.execute(grab)
+        assert crashed.error is not None and "memory" in crashed.error.value
+        assert tight.info().limits.memory_mb == 64
+        assert await backend.pool.wait_full(60)
+
+
+async def test_the_pool_raises_limits_as_well_as_lowers_them(settings: Settings) -> None:
+    settings.subprocess_warm_pool = 1
+    async with SessionManager(settings) as manager:
+        _, pooled = await pooled_backend(manager)
+        roomy = await manager.create(
+            SessionSpec(limits=settings.limits.model_copy(update={"memory_mb": 512}))
+        )
+        assert id(roomy._sandbox) in pooled
+        grab = "x = bytearray(300 << 20); x[::4096] = b'y' * len(x[::4096]); len(x) >> 20"
+        assert (await roomy.execute(grab)).result_text == "300"
+
+
+async def test_sessions_the_pool_cannot_serve_start_fresh(settings: Settings) -> None:
+    settings.subprocess_warm_pool = 2
+    async with SessionManager(settings) as manager:
+        _, pooled = await pooled_backend(manager)
+        online = await manager.create(
+            SessionSpec(limits=settings.limits.model_copy(update={"network": True}))
+        )  # the pool's sandboxes have no network namespace to give back
+        throttled = await manager.create(
+            SessionSpec(limits=settings.limits.model_copy(update={"cpus": 0.5}))
+        )  # nor membership of the cpu cgroup
+        assert id(online._sandbox) not in pooled and id(throttled._sandbox) not in pooled
+        assert (await online.execute("1 + 1")).result_text == "2"
+        assert (await throttled.execute("1 + 1")).result_text == "2"
+
+
+async def test_a_pooled_sandbox_that_fails_is_replaced(settings: Settings) -> None:
+    settings.subprocess_warm_pool = 2
+    async with SessionManager(settings) as manager:
+        backend, pooled = await pooled_backend(manager)
+        assert backend.pool is not None
+        dead, failing = list(backend.pool._ready)
+        await dead.sandbox.kill()  # died while waiting: skipped at claim
+
+        async def refuse(spec: SessionSpec) -> None:
+            raise SandboxStartError("injected")
+
+        failing.workdir.specialize = refuse  # type: ignore[method-assign]
+        session = await manager.create()  # the failing slot is discarded, a new sandbox starts
+        assert id(session._sandbox) not in pooled
+        assert (await session.execute("6 * 7")).result_text == "42"
+        assert not os.path.exists(failing.workdir.workdir)  # nothing of either slot is left
+        assert not os.path.exists(dead.workdir.workdir)
         assert await backend.pool.wait_full(60)
