@@ -119,6 +119,9 @@ async def test_the_warm_pool_serves_sessions_with_any_limits(settings: Settings)
         crashed = await tight.execute(grab)
         assert crashed.error is not None and "memory" in crashed.error.value
         assert tight.info().limits.memory_mb == 64
+        # Its restart is a sandbox started for its own spec, not for the pool's.
+        assert (await tight.execute(PROBE)).result_text == "(100, 'tight', 8, True)"
+        assert tight.info().restarts == 1
         assert await backend.pool.wait_full(60)
 
 
@@ -167,3 +170,20 @@ async def test_a_pooled_sandbox_that_fails_is_replaced(settings: Settings) -> No
         assert not os.path.exists(failing.workdir.workdir)  # nothing of either slot is left
         assert not os.path.exists(dead.workdir.workdir)
         assert await backend.pool.wait_full(60)
+
+
+async def test_without_the_fork_server_the_pool_stages_fresh_interpreters(
+    settings: Settings,
+) -> None:
+    settings.forkserver = False
+    settings.subprocess_warm_pool = 1
+    async with SessionManager(settings) as manager:
+        _, pooled = await pooled_backend(manager)
+        session = await manager.create(
+            SessionSpec(
+                limits=settings.limits.model_copy(update={"open_files": 90, "disk_mb": 4}),
+                env={"LCI_PROBE": "cold"},
+            )
+        )
+        assert id(session._sandbox) in pooled
+        assert (await session.execute(PROBE)).result_text == "(90, 'cold', 4, True)"
