@@ -1,6 +1,7 @@
-"""Docker backend: session start cold and from the warm pool, warm `1+1` round trip, idle memory per
-container; next to the subprocess backend's warm round trip and a bare `docker run --rm IMAGE python3
--c pass`, all measured in the same run.
+"""Docker backend: session start cold and from the warm pool (each also with numpy, pandas and
+matplotlib imported, which pooled containers do while they wait), warm `1+1` round trip, idle memory
+per container; next to the subprocess backend's warm round trip and a bare `docker run --rm IMAGE
+python3 -c pass`, all measured in the same run.
 
     python -m benchmarks.docker_bench [--quick]
 
@@ -30,6 +31,7 @@ from engine.models import BackendName, SessionSpec
 
 DOCKER = BackendName.DOCKER
 MIB = 1 << 20
+IMPORTS = "import numpy, pandas, matplotlib.pyplot"  # all in the sandbox image
 
 
 def bare_docker_run(image: str) -> float:
@@ -38,37 +40,51 @@ def bare_docker_run(image: str) -> float:
     return time.perf_counter() - started
 
 
+async def ready_with_imports(manager: SessionManager) -> tuple[Session, float, float]:
+    """A new session, the time to create it, and the time until it has the modules imported."""
+    started = time.perf_counter()
+    session = await manager.create(SessionSpec(backend=DOCKER))
+    created = time.perf_counter() - started
+    result = await session.execute(IMPORTS)
+    assert result.ok, result.error
+    return session, created, time.perf_counter() - started
+
+
 async def starts(settings: Settings, count: int) -> dict[str, list[float]]:
     """Cold session starts (no pool) alternating with bare `docker run`s, so both see the same
     machine."""
-    cold, bare = [], []
+    cold, cold_imports, bare = [], [], []
     async with SessionManager(settings.model_copy(update={"docker_warm_pool": 0})) as manager:
         await manager.close((await manager.create(SessionSpec(backend=DOCKER))).id)  # warm-up
         for i in range(count):
-            started = time.perf_counter()
-            session = await manager.create(SessionSpec(backend=DOCKER))
-            cold.append(time.perf_counter() - started)
+            session, created, imported = await ready_with_imports(manager)
+            cold.append(created)
+            cold_imports.append(imported)
             await manager.close(session.id)
             bare.append(await asyncio.to_thread(bare_docker_run, settings.docker_image))
             progress(f"cold start and bare docker run: {i + 1}/{count}")
-    return {"cold": cold, "bare": bare}
+    return {"cold": cold, "cold_imports": cold_imports, "bare": bare}
 
 
-async def claims(settings: Settings, count: int) -> list[float]:
-    """Session starts that claim a warm container; the pool is refilled between samples."""
-    samples = []
+async def claims(settings: Settings, count: int) -> dict[str, Any]:
+    """Session starts that claim a warm container; the pool is refilled between samples. Also the
+    memory of a claimed container, which holds the preloaded modules."""
+    claimed, claimed_imports = [], []
+    memory: dict[str, float] = {}
     async with SessionManager(settings.model_copy(update={"docker_warm_pool": 2})) as manager:
         backend = await manager.backend(DOCKER)
         assert isinstance(backend, DockerBackend)
         for i in range(count):
             assert await backend.warm_up(timeout=120)
-            started = time.perf_counter()
-            session = await manager.create(SessionSpec(backend=DOCKER))
-            samples.append(time.perf_counter() - started)
+            session, created, imported = await ready_with_imports(manager)
+            claimed.append(created)
+            claimed_imports.append(imported)
+            if not memory:
+                memory = container_memory(session)
             await manager.close(session.id)
             if (i + 1) % max(1, count // 4) == 0:
                 progress(f"pool claims: {i + 1}/{count}")
-    return samples
+    return {"claim": claimed, "claim_imports": claimed_imports, "memory": memory}
 
 
 async def round_trips(settings: Settings, count: int) -> dict[str, Any]:
@@ -105,7 +121,8 @@ def container_memory(session: Session) -> dict[str, float]:
     processes, and the USS of the containerd shim that each container costs the host."""
     client = docker.from_env()
     try:
-        [container] = client.containers.list(filters={"label": f"lci.session={session.id}"})
+        # By id: a container claimed from the pool keeps its lci.session=pool label.
+        container = client.containers.get(session._sandbox.container_id)  # type: ignore[union-attr]
         stats = container.stats(stream=False, one_shot=True)["memory_stats"]
         init = psutil.Process(container.attrs["State"]["Pid"])
     finally:
@@ -135,6 +152,7 @@ def report(measured: dict[str, Any]) -> dict[str, Any]:
     return {
         **figures,
         "idle_container_memory": measured["memory"],
+        "claimed_pool_container_memory": measured["pooled_memory"],
         "ratios": ratios,
         "targets": {
             "docker_vs_subprocess_round_trip_p50": "<= 3",
@@ -154,17 +172,23 @@ def print_figures(results: dict[str, Any], path: Path) -> None:
         "subprocess_round_trip_1plus1",
         "docker_round_trip_1plus1",
         "docker_pool_claim",
+        "docker_pool_claim_with_imports",
         "docker_cold_start",
+        "docker_cold_start_with_imports",
         "bare_docker_run_python3",
     ):
         figure = results[name]
-        print(f"{name:30} p50 {figure['p50_ms']:9.3f} ms  p99 {figure['p99_ms']:9.3f} ms")
-    memory = results["idle_container_memory"]
-    print(
-        f"{'idle container memory':30} cgroup {memory['cgroup_usage_mib']:.1f} MiB, processes USS "
-        f"{memory['processes_uss_mib']:.1f} MiB / RSS {memory['processes_rss_mib']:.1f} MiB, "
-        f"containerd shim USS {memory['containerd_shim_uss_mib']:.1f} MiB"
-    )
+        print(f"{name:32} p50 {figure['p50_ms']:9.3f} ms  p99 {figure['p99_ms']:9.3f} ms")
+    for label, key in (
+        ("idle container memory", "idle_container_memory"),
+        ("claimed pool container", "claimed_pool_container_memory"),
+    ):
+        memory = results[key]
+        print(
+            f"{label:32} cgroup {memory['cgroup_usage_mib']:.1f} MiB, processes USS "
+            f"{memory['processes_uss_mib']:.1f} MiB / RSS {memory['processes_rss_mib']:.1f} MiB, "
+            f"containerd shim USS {memory['containerd_shim_uss_mib']:.1f} MiB"
+        )
     ratios, met = results["ratios"], results["met"]
     print(
         f"docker/subprocess round trip {ratios['docker_vs_subprocess_round_trip_p50']:.2f}x "
@@ -184,11 +208,13 @@ async def measure(settings: Settings, quick: bool) -> dict[str, Any]:
     samples = {
         "subprocess_round_trip_1plus1": trips["samples"]["subprocess"],
         "docker_round_trip_1plus1": trips["samples"]["docker"],
-        "docker_pool_claim": claimed,
+        "docker_pool_claim": claimed["claim"],
+        "docker_pool_claim_with_imports": claimed["claim_imports"],
         "docker_cold_start": started["cold"],
+        "docker_cold_start_with_imports": started["cold_imports"],
         "bare_docker_run_python3": started["bare"],
     }
-    return {"samples": samples, "memory": trips["memory"]}
+    return {"samples": samples, "memory": trips["memory"], "pooled_memory": claimed["memory"]}
 
 
 def main() -> None:
@@ -202,7 +228,9 @@ def main() -> None:
         "subprocess 1+1 round trip (p50)": results["subprocess_round_trip_1plus1"]["p50_ms"],
         "docker 1+1 round trip (p50)": results["docker_round_trip_1plus1"]["p50_ms"],
         "docker pool claim (p50)": results["docker_pool_claim"]["p50_ms"],
+        "docker pool claim + imports (p50)": results["docker_pool_claim_with_imports"]["p50_ms"],
         "docker cold start (p50)": results["docker_cold_start"]["p50_ms"],
+        "docker cold start + imports (p50)": results["docker_cold_start_with_imports"]["p50_ms"],
         "bare docker run python3 (p50)": results["bare_docker_run_python3"]["p50_ms"],
     }
     path = save("docker_backend", results, bars, "milliseconds (log scale)")

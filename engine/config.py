@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     )
     preload: list[str] = Field(
         default_factory=lambda: ["numpy", "pandas", "matplotlib.pyplot"],
-        description="Modules the fork server imports once for every session (missing ones are skipped).",
+        description="Modules imported ahead of time (missing ones are skipped): once by the fork "
+        "server for every subprocess session, and by each pooled docker container while it waits.",
     )
     subprocess_warm_pool: int = Field(
         2, ge=0, description="Subprocess sandboxes kept started ahead of time (0: none)."

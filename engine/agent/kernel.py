@@ -371,13 +371,28 @@ def _install_matplotlib_hook(publisher: Any) -> None:
 
 
 def _parse_args(argv: list[str]) -> dict[str, Any]:
-    """`--requests-fd=N --frames-fd=M` (default: stdin and stdout)."""
-    options: dict[str, Any] = {"requests_fd": 0, "frames_fd": 1}
+    """`--requests-fd=N --frames-fd=M` (default: stdin and stdout), `--preload=MODULE,...`."""
+    options: dict[str, Any] = {"requests_fd": 0, "frames_fd": 1, "preload": []}
     for arg in argv:
         key, _, value = arg.lstrip("-").partition("=")
         if key in ("requests-fd", "frames-fd"):
             options[key.replace("-", "_")] = int(value)
+        elif key == "preload":
+            options["preload"] = [name for name in value.split(",") if name]
     return options
+
+
+def _preload(names: list[str]) -> None:
+    """Import modules before the first cell (a pre-started sandbox's head start). They land in
+    sys.modules, not in the user's namespace; one that is missing or fails is skipped, and its
+    import fails again, visibly, when a cell asks for it."""
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            continue
 
 
 def _setup_channel(options: dict[str, Any]) -> tuple[int, Channel]:
@@ -407,6 +422,7 @@ def main(argv: list[str] | None = None) -> None:
     kernel = Kernel(channel)
     kernel.install_signal_handlers()
     channel.start_pump()
+    _preload(options["preload"])
     channel.send(
         {
             "type": "hello",

@@ -137,7 +137,13 @@ class DockerBackend:
         self._images.add(image)
 
     def _plan(
-        self, image: str, limits: Limits, workdir: Workdir, session: str, env: dict[str, str]
+        self,
+        image: str,
+        limits: Limits,
+        workdir: Workdir,
+        session: str,
+        env: dict[str, str],
+        preload: tuple[str, ...] = (),
     ) -> ContainerPlan:
         labels = {
             LABEL_OWNER: self.owner,
@@ -152,6 +158,7 @@ class DockerBackend:
             labels=labels,
             name_prefix=f"lci-{session}",
             env=env,
+            preload=preload,
         )
 
     async def start_sandbox(self, plan: ContainerPlan) -> DockerSandbox:
@@ -186,7 +193,10 @@ class DockerBackend:
         limits = self.settings.limits
         workdir = await self._new_workdir(f"pool-{uuid.uuid4().hex[:10]}", limits.disk_mb)
         try:
-            sandbox = await self.start_sandbox(self._plan(image, limits, workdir, POOL, {}))
+            # A pooled container imports the preloaded modules while it waits, so the session
+            # that claims it finds them imported; its restarts start plain, like any container.
+            plan = self._plan(image, limits, workdir, POOL, {}, tuple(self.settings.preload))
+            sandbox = await self.start_sandbox(plan)
         except BaseException:
             await asyncio.shield(asyncio.to_thread(workdir.remove))
             raise

@@ -76,13 +76,17 @@ class ContainerPlan:
     labels: dict[str, str]
     name_prefix: str
     env: dict[str, str] = field(default_factory=dict)
+    preload: tuple[str, ...] = ()  # modules the agent imports before it says hello
+
+    def _preload_args(self) -> list[str]:
+        return [f"--preload={','.join(self.preload)}"] if self.preload else []
 
     def create_args(self, user: tuple[int, int]) -> dict[str, Any]:
         """Arguments of `APIClient.create_container` (besides image and host config)."""
         return {
             # The image's own ENTRYPOINT, if any, is replaced: the agent is the only process.
             "entrypoint": _AGENT_ARGV[:1],
-            "command": _AGENT_ARGV[1:],
+            "command": [*_AGENT_ARGV[1:], *self._preload_args()],
             # Unique per container: a replacement may be created while its predecessor's
             # removal is still finishing.
             "name": f"{self.name_prefix}-{uuid.uuid4().hex[:8]}",

@@ -57,7 +57,8 @@ async def test_closing_a_session_removes_its_container_and_workdir(
 async def test_warm_pool_claim_is_fast_and_refills(
     docker_settings: Settings, docker_client: docker.DockerClient
 ) -> None:
-    settings = docker_settings.model_copy(update={"docker_warm_pool": 2})
+    preload = ["numpy", "matplotlib.pyplot", "no_such_module_here"]
+    settings = docker_settings.model_copy(update={"docker_warm_pool": 2, "preload": preload})
     async with SessionManager(settings) as manager:
         backend = await manager.backend(DOCKER)
         assert isinstance(backend, DockerBackend)
@@ -67,12 +68,21 @@ async def test_warm_pool_claim_is_fast_and_refills(
         claim_s = time.perf_counter() - started
         assert (await session.execute("1 + 1")).result_text == "2"
         assert claim_s < 0.1, f"claiming a warm container took {claim_s * 1000:.1f} ms"
+        # The pooled container imported the modules while it waited (a missing one is skipped),
+        # into sys.modules only; matplotlib already draws through the agent's backend.
+        imported = (
+            "import sys\n('numpy' in sys.modules, 'numpy' in globals(), 'pandas' in sys.modules)"
+        )
+        assert (await session.execute(imported)).result_text == "(True, False, False)"
+        backend_name = "import matplotlib\nmatplotlib.get_backend()"
+        assert "lci_agent" in (await session.execute(backend_name)).result_text
         # Different limits or environment cannot use a pool container: a fresh one is started.
         other = await manager.create(
             SessionSpec(backend=DOCKER, limits=TEST_LIMITS.model_copy(update={"memory_mb": 300}))
         )
         [container] = containers_of(docker_client, other)
         assert container.attrs["HostConfig"]["Memory"] == 300 << 20
+        assert (await other.execute(imported)).result_text == "(False, False, False)"
         env = await manager.create(SessionSpec(backend=DOCKER, limits=TEST_LIMITS, env={"A": "b"}))
         assert (await env.execute("import os; os.environ['A']")).result_text == "'b'"
         assert await backend.warm_up(timeout=60)
