@@ -1,5 +1,7 @@
-"""`python -m benchmarks [--quick]`: the whole suite, with progress on stderr, a summary table with
-the ratios to the baselines on stdout, and JSON plus one PNG per scenario under benchmarks/results/.
+"""`python -m benchmarks [--quick] [--docker auto|require|skip]`: the whole suite, with progress on
+stderr, a summary table with the ratios to the baselines on stdout, and JSON plus one PNG per
+scenario under benchmarks/results/. The docker backend's scenarios run where a daemon and the sandbox
+image are available (`--docker require` makes their absence an error, as in CI).
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import json
 import shutil
 from typing import Any
 
-from benchmarks import suite
+from benchmarks import docker_bench, suite
 from benchmarks.common import RESULTS, machine, plot_groups, progress
+from engine.config import Settings
 
 
 def ratio(numerator: float, denominator: float) -> float:
@@ -45,6 +48,9 @@ def targets(results: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
     if "16" in conc:
         value = conc["16"]["executions_per_s"]
         rows.append(("16 concurrent sessions, executions/s", value, ">= 5000", value >= 5000))
+    if "docker" in results:
+        value = results["docker"]["docker_pool_claim"]["p50_ms"]
+        rows.append(("docker session from the warm pool, p50 (ms)", value, "< 10", value < 10))
     return rows
 
 
@@ -79,14 +85,44 @@ def print_summary(results: dict[str, Any]) -> None:
     print("\nIdle memory per session (MiB)")
     for name, stats in results["memory"].items():
         print(f"  {name:<20} USS {stats['uss_mib']:>6.1f}   RSS {stats['rss_mib']:>6.1f}")
+    if "docker" in results:
+        print("\nDocker backend (ms)                                   p50       p99")
+        for name in docker_bench.FIGURES:
+            stats = results["docker"][name]
+            print(f"  {name:<50} {stats['p50_ms']:>8.2f}  {stats['p99_ms']:>8.2f}")
+        for label, key in docker_bench.MEMORY:
+            memory = results["docker"][key]
+            print(
+                f"  {label:<32} cgroup {memory['cgroup_usage_mib']:.1f} MiB, "
+                f"containerd shim {memory['containerd_shim_uss_mib']:.1f} MiB"
+            )
     print("\nTargets")
     for what, value, target, met in results["targets"]:
         print(f"  {'ok  ' if met else 'MISS'} {what:<52} {value:>9.2f}  (target {target})")
 
 
+def docker_results(mode: str, quick: bool) -> dict[str, Any] | None:
+    if mode == "skip":
+        return None
+    settings = Settings()
+    reason = docker_bench.unavailable(settings)
+    if reason is not None:
+        if mode == "require":
+            raise SystemExit(f"docker scenarios required, but docker is unavailable: {reason}")
+        progress(f"docker scenarios skipped: {reason}")
+        return None
+    return docker_bench.report(asyncio.run(docker_bench.measure(settings, quick)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sample counts, for CI")
+    parser.add_argument(
+        "--docker",
+        choices=["auto", "require", "skip"],
+        default="auto",
+        help="the docker backend's scenarios: where available (auto), always, or never",
+    )
     args = parser.parse_args()
     starts, trips, per_session = (3, 40, 20) if args.quick else (15, 400, 200)
     levels = [1, 4, 16] if args.quick else [1, 4, 16, 64]
@@ -103,6 +139,9 @@ def main() -> None:
         }
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
+    docker = docker_results(args.docker, args.quick)
+    if docker is not None:
+        results["docker"] = docker
     results["targets"] = targets(results)
     results["start_ratios"] = start_ratios(results["ready"])
     results["mode"] = "quick" if args.quick else "full"
@@ -110,11 +149,12 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "suite.json"
     path.write_text(json.dumps({"machine": machine(), **results}, indent=2) + "\n")
-    plot_groups(
-        RESULTS / "suite_ready.png",
-        "Time to a ready session (p50, ms)",
-        {"": {k: v["p50_ms"] for k, v in results["ready"].items()}},
-    )
+    ready_bars = {k: v["p50_ms"] for k, v in results["ready"].items()}
+    if docker is not None:
+        ready_bars |= {
+            f"lci docker, {name}": docker[key]["p50_ms"] for name, key in docker_bench.READY.items()
+        }
+    plot_groups(RESULTS / "suite_ready.png", "Time to a ready session (p50, ms)", {"": ready_bars})
     plot_groups(
         RESULTS / "suite_round_trips.png",
         "Warm round trip (p50, ms)",

@@ -32,6 +32,31 @@ from engine.models import BackendName, SessionSpec
 DOCKER = BackendName.DOCKER
 MIB = 1 << 20
 IMPORTS = "import numpy, pandas, matplotlib.pyplot"  # all in the sandbox image
+FIGURES = (
+    "subprocess_round_trip_1plus1",
+    "docker_round_trip_1plus1",
+    "docker_pool_claim",
+    "docker_pool_claim_with_imports",
+    "docker_cold_start",
+    "docker_cold_start_with_imports",
+    "bare_docker_run_python3",
+)
+MEMORY = (
+    ("idle container memory", "idle_container_memory"),
+    ("claimed pool container", "claimed_pool_container_memory"),
+)
+READY = {  # the start scenarios, for the suite's plot of ready sessions
+    "warm pool (imports preloaded)": "docker_pool_claim",
+    "cold": "docker_cold_start",
+    "cold (imports)": "docker_cold_start_with_imports",
+}
+
+
+def unavailable(settings: Settings) -> str | None:
+    """Why the docker scenarios cannot run here (no daemon, no image), or None."""
+    from engine.core.docker_api import unavailable_reason
+
+    return unavailable_reason(settings.docker_image)
 
 
 def bare_docker_run(image: str) -> float:
@@ -168,21 +193,10 @@ def report(measured: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_figures(results: dict[str, Any], path: Path) -> None:
-    for name in (
-        "subprocess_round_trip_1plus1",
-        "docker_round_trip_1plus1",
-        "docker_pool_claim",
-        "docker_pool_claim_with_imports",
-        "docker_cold_start",
-        "docker_cold_start_with_imports",
-        "bare_docker_run_python3",
-    ):
+    for name in FIGURES:
         figure = results[name]
         print(f"{name:32} p50 {figure['p50_ms']:9.3f} ms  p99 {figure['p99_ms']:9.3f} ms")
-    for label, key in (
-        ("idle container memory", "idle_container_memory"),
-        ("claimed pool container", "claimed_pool_container_memory"),
-    ):
+    for label, key in MEMORY:
         memory = results[key]
         print(
             f"{label:32} cgroup {memory['cgroup_usage_mib']:.1f} MiB, processes USS "

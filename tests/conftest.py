@@ -24,22 +24,9 @@ TEST_LIMITS = Limits(timeout_s=5, memory_mb=256, max_procs=32, disk_mb=32, outpu
 
 
 def docker_unavailable_reason(settings: Settings) -> str | None:
-    """Why docker tests cannot run here, or None. Goes through the backend's own client, which
-    fails cleanly when no daemon listens (the bare SDK leaks a socket then)."""
-    from engine.core.docker_api import DockerAPI
-    from engine.errors import LCIError
+    from engine.core.docker_api import unavailable_reason
 
-    try:
-        api = DockerAPI(timeout_s=30)
-    except LCIError as exc:
-        return exc.message
-    try:
-        api.image_labels(settings.docker_image)
-    except LCIError as exc:
-        return exc.message
-    finally:
-        api.close()
-    return None
+    return unavailable_reason(settings.docker_image)
 
 
 def require_docker(settings: Settings) -> None:

@@ -201,3 +201,20 @@ class DockerAPI:
             "inspecting the container", self._api.inspect_container, container_id
         )
         return info
+
+
+def unavailable_reason(image: str) -> str | None:
+    """Why docker sessions with `image` cannot start here (no daemon answers, the image is
+    missing), or None. Goes through DockerAPI, which fails cleanly when no daemon listens (the
+    bare SDK leaks a socket then)."""
+    try:
+        api = DockerAPI(timeout_s=30)
+    except LCIError as exc:
+        return exc.message
+    try:
+        api.image_labels(image)
+    except LCIError as exc:
+        return exc.message
+    finally:
+        api.close()
+    return None
