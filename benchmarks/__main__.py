@@ -114,6 +114,37 @@ def docker_results(mode: str, quick: bool) -> dict[str, Any] | None:
     return docker_bench.report(asyncio.run(docker_bench.measure(settings, quick)))
 
 
+def write_plots(results: dict[str, Any]) -> None:
+    """One PNG per scenario next to suite.json (also: `python -m benchmarks --replot`)."""
+    ready_bars = {k: v["p50_ms"] for k, v in results["ready"].items()}
+    if "docker" in results:
+        ready_bars |= {
+            label: results["docker"][key]["p50_ms"] for label, key in docker_bench.READY.items()
+        }
+    plot_groups(RESULTS / "suite_ready.png", "Time to a ready session (p50, ms)", {"": ready_bars})
+    plot_groups(
+        RESULTS / "suite_round_trips.png",
+        "Warm round trip (p50, ms)",
+        {
+            snippet: {k: v["p50_ms"] for k, v in tools.items()}
+            for snippet, tools in results["round_trips"].items()
+        },
+    )
+    plot_groups(
+        RESULTS / "suite_memory.png",
+        "Idle memory per session (MiB)",
+        {
+            "USS": {k: v["uss_mib"] for k, v in results["memory"].items()},
+            "RSS": {k: v["rss_mib"] for k, v in results["memory"].items()},
+        },
+    )
+    plot_groups(
+        RESULTS / "suite_concurrency.png",
+        "Executions per second (1+1)",
+        {"": {f"{k} sessions": v["executions_per_s"] for k, v in results["concurrency"].items()}},
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sample counts, for CI")
@@ -123,7 +154,13 @@ def main() -> None:
         default="auto",
         help="the docker backend's scenarios: where available (auto), always, or never",
     )
+    parser.add_argument(
+        "--replot", action="store_true", help="redraw the plots of the last run's suite.json"
+    )
     args = parser.parse_args()
+    if args.replot:
+        write_plots(json.loads((RESULTS / "suite.json").read_text()))
+        return
     starts, trips, per_session = (3, 40, 20) if args.quick else (15, 400, 200)
     levels = [1, 4, 16] if args.quick else [1, 4, 16, 64]
     state_dir = suite.new_state_dir()
@@ -149,33 +186,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "suite.json"
     path.write_text(json.dumps({"machine": machine(), **results}, indent=2) + "\n")
-    ready_bars = {k: v["p50_ms"] for k, v in results["ready"].items()}
-    if docker is not None:
-        ready_bars |= {
-            f"lci docker, {name}": docker[key]["p50_ms"] for name, key in docker_bench.READY.items()
-        }
-    plot_groups(RESULTS / "suite_ready.png", "Time to a ready session (p50, ms)", {"": ready_bars})
-    plot_groups(
-        RESULTS / "suite_round_trips.png",
-        "Warm round trip (p50, ms)",
-        {
-            snippet: {k: v["p50_ms"] for k, v in tools.items()}
-            for snippet, tools in results["round_trips"].items()
-        },
-    )
-    plot_groups(
-        RESULTS / "suite_memory.png",
-        "Idle memory per session (MiB)",
-        {
-            "USS": {k: v["uss_mib"] for k, v in results["memory"].items()},
-            "RSS": {k: v["rss_mib"] for k, v in results["memory"].items()},
-        },
-    )
-    plot_groups(
-        RESULTS / "suite_concurrency.png",
-        "Executions per second (1+1)",
-        {"": {f"{k} sessions": v["executions_per_s"] for k, v in results["concurrency"].items()}},
-    )
+    write_plots(results)
     print_summary(results)
     print(f"\nresults: {path} and suite_*.png")
 

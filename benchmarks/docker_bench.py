@@ -45,10 +45,11 @@ MEMORY = (
     ("idle container memory", "idle_container_memory"),
     ("claimed pool container", "claimed_pool_container_memory"),
 )
-READY = {  # the start scenarios, for the suite's plot of ready sessions
-    "warm pool (imports preloaded)": "docker_pool_claim",
-    "cold": "docker_cold_start",
-    "cold (imports)": "docker_cold_start_with_imports",
+READY = {  # the start scenarios and their baseline, for the suite's plot of ready sessions
+    "lci docker, warm pool (imports preloaded)": "docker_pool_claim",
+    "lci docker, cold": "docker_cold_start",
+    "lci docker, cold (imports)": "docker_cold_start_with_imports",
+    "docker run python3 -c pass": "bare_docker_run_python3",
 }
 
 
