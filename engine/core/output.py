@@ -47,6 +47,10 @@ def suffix_within(text: str, budget: int) -> str:
     return encoded[start:].decode("utf-8", "surrogatepass")
 
 
+# Rich output (images) may take this many times the stream budget: a plot is worth more than logs.
+DISPLAY_BUDGET_FACTOR = 8
+
+
 def marker_text(omitted: int) -> str:
     return f"\n[... {omitted} bytes of output omitted ...]\n"
 
@@ -58,8 +62,9 @@ class OutputBuffer:
     def __init__(
         self, budget: int, on_item: ItemCallback | None = None, display_budget: int | None = None
     ) -> None:
-        # Rich output (images) gets its own, larger budget: a plot is worth more than log lines.
-        self._display_left = 8 * budget if display_budget is None else display_budget
+        self._display_left = (
+            DISPLAY_BUDGET_FACTOR * budget if display_budget is None else display_budget
+        )
         self._head_budget = budget // 2
         self._tail_budget = budget - self._head_budget
         self._head: list[OutputItem] = []
@@ -87,8 +92,9 @@ class OutputBuffer:
             kept = prefix_within(text, room)
             if kept:
                 self._head_used += utf8_len(kept)
-                self._append(self._head, StreamOutput(name=name, text=kept))
-                self._notify(StreamOutput(name=name, text=kept))
+                item = StreamOutput(name=name, text=kept)
+                self._head.append(item)  # merged once, in items(): appending stays linear
+                self._notify(item)
             if len(kept) == len(text):
                 return
             self._in_tail = True
@@ -120,7 +126,7 @@ class OutputBuffer:
         tail = _merged(self._tail)
         if not self.omitted:
             return _merged(self._head + tail)
-        return [*self._head, TruncationMarker(omitted_bytes=self.omitted), *tail]
+        return [*_merged(self._head), TruncationMarker(omitted_bytes=self.omitted), *tail]
 
     def text(self, name: StreamName) -> str:
         """The kept text of one stream, with a marker where that stream lost bytes."""
@@ -135,14 +141,6 @@ class OutputBuffer:
     def _notify(self, item: OutputItem) -> None:
         if self._on_item is not None:
             self._on_item(item)
-
-    @staticmethod
-    def _append(items: list[OutputItem], item: StreamOutput) -> None:
-        last = items[-1] if items else None
-        if isinstance(last, StreamOutput) and last.name == item.name:
-            items[-1] = StreamOutput(name=item.name, text=last.text + item.text)
-        else:
-            items.append(item)
 
     def _trim_tail(self) -> None:
         while self._tail_used > self._tail_budget:

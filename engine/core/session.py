@@ -17,7 +17,7 @@ import contextlib
 import time
 from typing import Any
 
-from engine.core.output import ItemCallback, OutputBuffer
+from engine.core.output import DISPLAY_BUDGET_FACTOR, ItemCallback, OutputBuffer
 from engine.core.sandbox import ExitInfo, Sandbox, SessionHost, StreamName
 from engine.errors import SandboxError, SessionBusy, SessionClosed
 from engine.models import (
@@ -108,8 +108,12 @@ class Session:
         try:
             sandbox = await self._host.spawn()
         except BaseException:
-            self.state = SessionState.BROKEN
+            if self.state is not SessionState.CLOSED:
+                self.state = SessionState.BROKEN
             raise
+        if self.state is SessionState.CLOSED:  # closed while it started: it must not outlive us
+            await sandbox.kill()
+            raise SessionClosed(f"session {self.id} is closed")
         sandbox.listener = self
         self._sandbox = sandbox
 
@@ -187,7 +191,7 @@ class Session:
                 "id": run.id,
                 "code": code,
                 "cpu_s": limits.effective_cpu_s,
-                "max_display_bytes": limits.output_bytes * 8,
+                "max_display_bytes": limits.output_bytes * DISPLAY_BUDGET_FACTOR,
             }
         )
         try:
@@ -222,7 +226,10 @@ class Session:
 
     async def _kill_and_restart(self, sandbox: Sandbox) -> ExitInfo:
         info = await sandbox.kill()
-        with contextlib.suppress(SandboxError):  # the state is BROKEN; the next execute retries
+        if self.state is SessionState.CLOSED:  # closing killed it: nothing to restart for
+            return info
+        # On failure the state is BROKEN (the next execute retries) or CLOSED (closed meanwhile).
+        with contextlib.suppress(SandboxError, SessionClosed):
             await self._recover()
         return info
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 
@@ -124,3 +125,18 @@ async def test_cpu_quota_is_enforced(settings: Settings) -> None:
         assert session.info().isolation.cpu_quota
         used = float((await session.execute(code)).result_text or "nan")
     assert used < 0.5  # a quarter of a core for one second, with room for accounting slack
+
+
+async def test_closing_a_busy_session_starts_nothing_new(settings: Settings) -> None:
+    settings.subprocess_warm_pool = 0  # only the session's own sandbox may show up
+    async with SessionManager(settings) as manager:
+        session = await manager.create(SessionSpec())
+        running = asyncio.create_task(session.execute("import time\ntime.sleep(60)"))
+        await asyncio.sleep(0.5)
+        await manager.close(session.id)
+        result = await asyncio.wait_for(running, 10)
+        await asyncio.sleep(0.5)  # a restart, had one been started, would be up by now
+        left = [p for p in sandbox_processes(settings) if "zygote.py" not in " ".join(p.cmdline())]
+        assert left == []
+        assert session.info().state == "closed" and session.info().restarts == 0
+        assert not result.state_preserved
