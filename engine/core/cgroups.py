@@ -10,7 +10,7 @@ import contextlib
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.models import Limits
@@ -41,7 +41,6 @@ class Cgroup:
 
     version: int
     dirs: dict[str, Path]  # controller -> directory (v2: every controller maps to the same one)
-    limits_applied: set[str] = field(default_factory=set)
 
     @property
     def procs_files(self) -> list[str]:
@@ -178,7 +177,6 @@ class CgroupTree:
                     with contextlib.suppress(FileNotFoundError, PermissionError):
                         _write(outer, str(size))  # no swap, where accounted
         _write(pids / "pids.max", str(limits.max_procs))
-        group.limits_applied |= {"memory", "pids"}
         cpu = group.dirs.get("cpu")
         if cpu is not None:
             period = 100_000
@@ -188,10 +186,6 @@ class CgroupTree:
             else:
                 _write(cpu / "cpu.cfs_period_us", str(period))
                 _write(cpu / "cpu.cfs_quota_us", str(quota or -1))
-            if quota is not None:
-                group.limits_applied.add("cpu")
-            else:
-                group.limits_applied.discard("cpu")
 
     def groups(self) -> dict[str, Cgroup]:
         """Existing sandbox groups by name (for the reaper)."""

@@ -14,7 +14,7 @@ import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from engine.core import workdir as wd
 from engine.core.docker_spec import MIB, SANDBOX_WORKDIR, ContainerPlan, isolation
@@ -87,21 +87,14 @@ class DockerHost(SessionHost):
                 f"{path!r} is larger than the workdir ({self._workdir.disk_mb} MB)"
             )
         root = str(self._workdir.path)
-        await self._files(wd.write_file, root, parts, data, self._workdir.owner)
+        await wd.off_loop(wd.write_file, root, parts, data, self._workdir.owner)
 
     async def read_file(self, path: str, max_bytes: int) -> bytes:
         parts = wd.split_path(path, SANDBOX_WORKDIR)
-        return await self._files(wd.read_file, str(self._workdir.path), parts, max_bytes)
+        return await wd.off_loop(wd.read_file, str(self._workdir.path), parts, max_bytes)
 
     async def list_files(self) -> list[FileInfo]:
-        return await self._files(wd.list_files, str(self._workdir.path))
-
-    @staticmethod
-    async def _files(fn: Callable[..., T], *args: Any) -> T:
-        try:
-            return await asyncio.to_thread(fn, *args)
-        except OSError as exc:  # e.g. ENOSPC: the workdir is full
-            raise FileAccessError(f"file operation failed: {exc.strerror or exc}") from exc
+        return await wd.off_loop(wd.list_files, str(self._workdir.path))
 
     async def release(self) -> None:
         if self._warm is not None:

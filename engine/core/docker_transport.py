@@ -1,7 +1,7 @@
-"""A sandbox that is one container. The agent runs in mux mode as the container's command (under
-docker-init), so its frames travel over the container's attach stream: requests written to stdin,
-frames read from stdout, demultiplexed from Docker's stream format on the event loop (no thread
-blocks on it).
+"""A sandbox that is one container. The agent runs as the container's command (under docker-init)
+and, as everywhere, multiplexes user output into `stream` frames on its one frame channel, which
+here is the container's attach stream: requests written to stdin, frames read from stdout,
+demultiplexed from Docker's stream format on the event loop (no thread blocks on it).
 
     interrupt  -> SIGINT to the container's init, which forwards it to the agent (state kept)
     terminate  -> force-remove the container: SIGKILL to its init takes every process down,
@@ -19,9 +19,7 @@ import logging
 import signal
 import socket
 import struct
-from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
 
 from engine.core.docker_api import DockerAPI
 from engine.core.sandbox import ExitInfo, Sandbox
@@ -85,7 +83,6 @@ class DockerSandbox(Sandbox):
         self.container_id = container_id
         self._transport: asyncio.Transport | None = None
         self._connected = False
-        self._tasks: set[asyncio.Task[None]] = set()
         self._signalling = 0
         self._held = bytearray()
 
@@ -119,6 +116,10 @@ class DockerSandbox(Sandbox):
 
     def interrupt(self) -> None:
         self._background(self._signal("SIGINT"))
+        # Counted now, not when the task first runs: a cell sent before then must be held back
+        # too, or the SIGINT could land in it. `_signal` undoes the count once delivered (counted
+        # after scheduling, so a failure to schedule cannot hold requests back forever).
+        self._signalling += 1
 
     async def _terminate(self) -> None:
         try:
@@ -149,7 +150,7 @@ class DockerSandbox(Sandbox):
         self._exited(ExitInfo(code, oom_kills=int(oom)))
 
     async def _signal(self, name: str) -> None:
-        self._signalling += 1
+        """Deliver `name`; the caller has already counted it in `_signalling`."""
         try:
             await asyncio.to_thread(self.api.signal, self.container_id, name)
         except LCIError as exc:
@@ -159,11 +160,6 @@ class DockerSandbox(Sandbox):
             if not self._signalling and self._held:
                 held, self._held = bytes(self._held), bytearray()
                 self.send_bytes(held)
-
-    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
 
 async def _connect(sandbox: DockerSandbox, sock: socket.socket) -> None:

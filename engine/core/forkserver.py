@@ -2,8 +2,9 @@
 relays their exit statuses (the zygote, not the host, is their parent).
 
 A sandbox from the fork server starts in milliseconds with numpy, pandas and matplotlib already
-imported, and shares those pages with the zygote. If the zygote cannot start, or dies, the backend
-falls back to starting sandboxes with a fresh interpreter; nothing is lost but time.
+imported, and shares those pages with the zygote. If the zygote cannot start, stops answering, or
+dies, the backend starts sandboxes with a fresh interpreter from then on; the sandboxes it had
+forked die with it (their sessions see a crash and restart).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from engine.agent.protocol import FrameDecoder, FrameError, encode_frame
 
 log = logging.getLogger(__name__)
 _ZYGOTE = str(Path(__file__).with_name("zygote.py"))
-_LAUNCHER = str(Path(__file__).with_name("launcher.py"))
+LAUNCHER = str(Path(__file__).with_name("launcher.py"))  # the sandbox builder, run or loaded
 
 
 class ForkServerError(Exception):
@@ -44,6 +45,8 @@ class ForkServer:
         self._decoder = FrameDecoder()
         self._hello: asyncio.Future[dict[str, Any]] | None = None
         self._spawned: asyncio.Future[int] | None = None
+        self._spawn_id = 0
+        self.spawn_timeout_s = 10.0
         self._exits: dict[int, asyncio.Future[int | None]] = {}
         self._lock = asyncio.Lock()
         self.info: dict[str, Any] = {}
@@ -67,7 +70,7 @@ class ForkServer:
                     _ZYGOTE,
                     str(theirs.fileno()),
                     str(self._agent_root),
-                    _LAUNCHER,
+                    LAUNCHER,
                     json.dumps(self._preload),
                 ],
                 stdin=subprocess.DEVNULL,
@@ -99,24 +102,36 @@ class ForkServer:
         self, config: dict[str, Any], fds: list[int]
     ) -> tuple[int, asyncio.Future[int | None]]:
         """Fork a sandbox with `config`, handing it `fds` (requests, frames, stdout, stderr).
-        Returns its pid and a future of its exit code (None if the zygote died first)."""
+        Returns its pid and a future of its exit code (None if the zygote died first). Raises
+        ForkServerError when the zygote is not running or fails to answer (it is then stopped:
+        a late fork must not hold `fds` next to whatever the caller starts instead)."""
         async with self._lock:  # one spawn in flight: its fds travel with its own message
             if not self.ready or self._socket is None:
                 raise ForkServerError("the fork server is not running")
-            read_end, write_end = os.pipe()
+            self._spawn_id += 1
+            self._spawned = asyncio.get_running_loop().create_future()
+            message = encode_frame({"type": "spawn", "id": self._spawn_id})
+            # The config travels in a memfd: any size, and nothing blocks on a pipe no one reads
+            # yet. Only the sandbox reads it, so no session's settings linger in the zygote.
+            config_fd = os.memfd_create("lci-sandbox-config", os.MFD_CLOEXEC)
             try:
-                with os.fdopen(write_end, "wb") as handle:
+                with open(config_fd, "wb", closefd=False) as handle:
                     handle.write(json.dumps(config).encode())
-                self._spawned = asyncio.get_running_loop().create_future()
-                message = encode_frame({"type": "spawn", "id": 0})
+                os.lseek(config_fd, 0, os.SEEK_SET)
                 self._socket.setblocking(True)
                 try:
-                    socket.send_fds(self._socket, [message], [read_end, *fds])
+                    socket.send_fds(self._socket, [message], [config_fd, *fds])
                 finally:
                     self._socket.setblocking(False)
+                pid = await asyncio.wait_for(self._spawned, self.spawn_timeout_s)
+            except (OSError, TimeoutError) as exc:
+                reason = f"the fork server failed to spawn a sandbox ({exc!r})"
+                self._spawned = None  # this call reports the failure itself
+                self._lost(reason)
+                await self.close()
+                raise ForkServerError(reason) from exc
             finally:
-                os.close(read_end)
-            pid = await asyncio.wait_for(self._spawned, 10)
+                os.close(config_fd)
         return pid, self._exit_future(pid)
 
     def _exit_future(self, pid: int) -> asyncio.Future[int | None]:
@@ -150,7 +165,12 @@ class ForkServer:
         kind = frame.get("type")
         if kind == "hello" and self._hello is not None and not self._hello.done():
             self._hello.set_result(frame)
-        elif kind == "spawned" and self._spawned is not None and not self._spawned.done():
+        elif (
+            kind == "spawned"
+            and frame.get("id") == self._spawn_id
+            and self._spawned is not None
+            and not self._spawned.done()
+        ):
             self._spawned.set_result(int(frame["pid"]))
         elif kind == "exited":
             future = self._exit_future(int(frame["pid"]))

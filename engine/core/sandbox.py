@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -27,11 +28,10 @@ _STARTUP_LOG_LIMIT = 16 << 10
 
 @dataclass(frozen=True)
 class ExitInfo:
-    """Why a sandbox stopped: its exit code (negative: killed by that signal), whether the engine
-    killed it, how many OOM kills its memory limit caused, and any protocol violation."""
+    """Why a sandbox stopped: its exit code (negative: killed by that signal), how many OOM kills
+    its memory limit caused, and any protocol violation."""
 
     code: int | None
-    killed_by_engine: bool = False
     oom_kills: int = 0
     protocol_error: str | None = None
 
@@ -71,6 +71,8 @@ class Sandbox(abc.ABC):
         self._exit: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
         self._startup_log = bytearray()
         self._killing = False
+        self._protocol_error: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- the seam ------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -107,18 +109,16 @@ class Sandbox(abc.ABC):
     async def _wait_startup(
         self, milestone: asyncio.Future[dict[str, Any]], timeout: float
     ) -> dict[str, Any]:
+        either: list[asyncio.Future[Any]] = [milestone, self._exit]
         try:
-            async with asyncio.timeout(timeout):
-                waiter = asyncio.ensure_future(asyncio.shield(milestone))
-                done, _ = await asyncio.wait({waiter, self._exit}, return_when="FIRST_COMPLETED")
+            async with asyncio.timeout(timeout):  # asyncio.wait never cancels what it waits for
+                await asyncio.wait(either, return_when="FIRST_COMPLETED")
         except TimeoutError:
             await self.kill()
             raise SandboxStartError(f"the sandbox did not start within {timeout:.0f} s") from None
-        if waiter not in done:
-            waiter.cancel()
+        if not milestone.done():
             raise SandboxStartError(self._startup_failure())
-        result: dict[str, Any] = waiter.result()
-        return result
+        return milestone.result()
 
     async def kill(self) -> ExitInfo:
         self._killing = True
@@ -128,11 +128,6 @@ class Sandbox(abc.ABC):
 
     async def wait(self) -> ExitInfo:
         return await asyncio.shield(self._exit)
-
-    @property
-    def exited(self) -> asyncio.Future[ExitInfo]:
-        """Resolves with the ExitInfo when the sandbox stops (do not cancel it)."""
-        return self._exit
 
     @property
     def alive(self) -> bool:
@@ -178,20 +173,23 @@ class Sandbox(abc.ABC):
             elif self.listener is not None:
                 self.listener.on_frame(frame)
 
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run `coro` as a task this sandbox keeps a reference to (the loop keeps only weak ones)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _protocol_violation(self, detail: str) -> None:
         self._protocol_error = detail
-        asyncio.get_running_loop().create_task(self._terminate())
+        self._background(self._terminate())
 
     def _exited(self, info: ExitInfo) -> None:
         if self._exit.done():
             return
-        detail = getattr(self, "_protocol_error", None)
-        if detail:
+        if self._protocol_error:
             info = ExitInfo(
-                info.code, killed_by_engine=False, oom_kills=info.oom_kills, protocol_error=detail
+                info.code, oom_kills=info.oom_kills, protocol_error=self._protocol_error
             )
-        elif self._killing:
-            info = ExitInfo(info.code, killed_by_engine=True, oom_kills=info.oom_kills)
         self._exit.set_result(info)
         if self.listener is not None:
             self.listener.on_exit(info)

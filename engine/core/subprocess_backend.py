@@ -18,13 +18,12 @@ import subprocess
 import uuid
 from collections.abc import Awaitable, Callable
 from itertools import count
-from pathlib import Path
 
 from engine.config import Settings
 from engine.core import workdir as wd
 from engine.core.agent_files import bootstrap_argv, stage_agent
 from engine.core.cgroups import Cgroup
-from engine.core.forkserver import ForkServer, ForkServerError
+from engine.core.forkserver import LAUNCHER, ForkServer, ForkServerError
 from engine.core.host_probe import HostProbe
 from engine.core.sandbox import ExitInfo, Sandbox, SessionHost
 from engine.core.warm_pool import Slot, WarmPool
@@ -33,11 +32,15 @@ from engine.models import FileInfo, Isolation, Limits, SessionSpec
 
 MIB = 1 << 20
 log = logging.getLogger(__name__)
-_LAUNCHER = str(Path(__file__).with_name("launcher.py"))
 _READ_CHUNK = 1 << 16
 _SANDBOX_WORKDIR = "/workspace"
 _SANDBOX_AGENT = "/opt/lci-agent"
 _PASSTHROUGH_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TZ")
+
+
+def _passthrough_env() -> dict[str, str]:
+    """The engine's settings of the few variables sandboxes inherit (CPU tuning, time zone)."""
+    return {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
 
 
 ExitCode = Callable[[], Awaitable[int | None]]
@@ -81,35 +84,24 @@ class SubprocessSandbox(Sandbox):
         cls, cfg: dict[str, object], cgroup: Cgroup | None, forkserver: ForkServer | None
     ) -> SubprocessSandbox:
         """Start a sandbox from the fork server when it runs, else with a fresh interpreter."""
-        oom_before = cgroup.oom_kills() if cgroup else 0
-        req_r, req_w = os.pipe2(os.O_CLOEXEC)
-        frames_r, frames_w = os.pipe2(os.O_CLOEXEC)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
         try:
-            pid, exit_code = None, None
+            oom_before = cgroup.oom_kills() if cgroup else 0
             if forkserver is not None and forkserver.ready:
-                with contextlib.suppress(ForkServerError, TimeoutError):
-                    pid, future = await forkserver.spawn(
-                        {**cfg, "sandbox_agent_root": cfg["agent_root"]},
-                        [req_r, frames_w, out_w, err_w],
-                    )
-                    exit_code = _forked_exit_code(forkserver, pid, future)
-            if pid is None or exit_code is None:
-                pid, exit_code = _popen(cfg, req_r, frames_w, out_w, err_w)
-        except BaseException:
-            for fd in (req_w, frames_r, out_r, err_r):
-                os.close(fd)
-            raise
-        finally:
-            for fd in (req_r, frames_w, out_w, err_w):
-                os.close(fd)
-        fds = {"requests": req_w, "frames": frames_r, "stdout": out_r, "stderr": err_r}
-        return cls(pid, exit_code, fds, cgroup, oom_before)
-
-    @property
-    def pid(self) -> int:
-        return self._pid
+                with _Pipes() as pipes:
+                    try:
+                        pid, future = await forkserver.spawn(
+                            {**cfg, "sandbox_agent_root": cfg["agent_root"]}, pipes.sandbox_ends
+                        )
+                    except ForkServerError:
+                        pass  # a stray fork may hold these pipes: the fallback gets new ones
+                    else:
+                        exit_code = _forked_exit_code(forkserver, pid, future)
+                        return cls(pid, exit_code, pipes.keep(), cgroup, oom_before)
+            with _Pipes() as pipes:
+                pid, exit_code = _popen(cfg, *pipes.sandbox_ends)
+                return cls(pid, exit_code, pipes.keep(), cgroup, oom_before)
+        except OSError as exc:  # out of fds or processes, a broken interpreter path, ...
+            raise SandboxStartError(f"could not start the sandbox: {exc}") from exc
 
     def send_bytes(self, data: bytes) -> None:
         if self._requests < 0:
@@ -179,7 +171,7 @@ class SubprocessSandbox(Sandbox):
     def _process_exited(self) -> None:
         if self._pidfd >= 0:
             self._loop.remove_reader(self._pidfd)
-        self._loop.create_task(self._finish_exit())
+        self._background(self._finish_exit())
 
     async def _finish_exit(self) -> None:
         code = await self._exit_code()
@@ -199,6 +191,52 @@ class SubprocessSandbox(Sandbox):
         self._exited(ExitInfo(code, oom_kills=oom))
 
 
+class _Pipes:
+    """The four pipes between the host and one agent. Leaving the `with` block closes the
+    sandbox's ends (its process holds copies by then) and the host's, unless `keep()` took them."""
+
+    def __init__(self) -> None:
+        self._opened: list[int] = []
+        requests_r, requests_w = self._pipe()
+        frames_r, frames_w = self._pipe()
+        stdout_r, stdout_w = self._pipe()
+        stderr_r, stderr_w = self._pipe()
+        self.sandbox_ends = [requests_r, frames_w, stdout_w, stderr_w]
+        self._host_ends = {
+            "requests": requests_w,
+            "frames": frames_r,
+            "stdout": stdout_r,
+            "stderr": stderr_r,
+        }
+        self._kept = False
+
+    def _pipe(self) -> tuple[int, int]:
+        try:
+            read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        except OSError:
+            self._close(self._opened)
+            raise
+        self._opened += [read_end, write_end]
+        return read_end, write_end
+
+    def keep(self) -> dict[str, int]:
+        self._kept = True
+        return self._host_ends
+
+    @staticmethod
+    def _close(fds: list[int]) -> None:
+        for fd in fds:
+            os.close(fd)
+
+    def __enter__(self) -> _Pipes:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._close(self.sandbox_ends)
+        if not self._kept:
+            self._close(list(self._host_ends.values()))
+
+
 def _popen(
     cfg: dict[str, object], req_r: int, frames_w: int, out_w: int, err_w: int
 ) -> tuple[int, ExitCode]:
@@ -214,7 +252,7 @@ def _popen(
             "-I",
             "-B",
             "-S",
-            _LAUNCHER,
+            LAUNCHER,
             json.dumps(
                 {
                     **cfg,
@@ -313,7 +351,7 @@ class SubprocessHost(SessionHost):
     def _config(self) -> dict[str, object]:
         limits = self._spec.limits
         probe = self._probe
-        env = {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
+        env = _passthrough_env()
         tmp = "/tmp" if probe.namespaces else self.sandbox_workdir
         env |= {
             "PATH": f"{os.path.dirname(self._settings.sandbox_python)}:/usr/local/bin:/usr/bin:/bin",
@@ -363,13 +401,21 @@ class SubprocessHost(SessionHost):
 
     async def stage(self) -> Sandbox:
         """Start this host's sandbox up to its `specialize` request; see the class docstring."""
+        self.warm = await self._launch(staged=True)
+        return self.warm
+
+    async def _launch(self, staged: bool) -> SubprocessSandbox:
+        """Start a sandbox and wait until it is staged or has said hello; on any failure
+        (cancellation too: a pool closing mid-start) leave nothing running."""
         sandbox = await SubprocessSandbox.launch(self._config(), self._cgroup, self._forkserver)
         try:
-            await sandbox.wait_staged(timeout=30)
+            if staged:
+                await sandbox.wait_staged(timeout=30)
+            else:
+                await sandbox.wait_ready(timeout=30)
         except BaseException:
             await asyncio.shield(sandbox.kill())
             raise
-        self.warm = sandbox
         return sandbox
 
     async def specialize(self, spec: SessionSpec) -> None:
@@ -384,15 +430,13 @@ class SubprocessHost(SessionHost):
         try:
             if self._mounted and limits.disk_mb != previous.disk_mb:
                 wd.resize_tmpfs(self.workdir, limits.disk_mb)
-            if self._cgroup is not None and self._probe.cgroups is not None:
+            if self._cgroup is not None:
+                assert self._probe.cgroups is not None  # it made the group
                 self._probe.cgroups.set_limits(self._cgroup, limits)
         except OSError as exc:
             raise SandboxStartError(f"could not apply the session's limits: {exc}") from exc
+        # Its notes do not depend on limits: `_new_host` already held them to require_isolation.
         self.isolation = self._probe.isolation(limits)
-        if self._settings.require_isolation and self.isolation.notes:
-            raise SandboxStartError(
-                "required isolation is missing: " + "; ".join(self.isolation.notes)
-            )
         config = self._config()
         sandbox.send({"type": "specialize", "rlimits": config["rlimits"], "env": config["env"]})
         await sandbox.wait_ready(timeout=30)
@@ -404,24 +448,18 @@ class SubprocessHost(SessionHost):
                 return warm
             await warm.kill()
         self.staged = False  # a restart starts a sandbox for this host's own spec
-        sandbox = await SubprocessSandbox.launch(self._config(), self._cgroup, self._forkserver)
-        try:
-            await sandbox.wait_ready(timeout=30)
-        except BaseException:  # cancelled too (a pool closing mid-start): leave nothing running
-            await asyncio.shield(sandbox.kill())
-            raise
-        return sandbox
+        return await self._launch(staged=False)
 
     async def write_file(self, path: str, data: bytes) -> None:
         parts = wd.split_path(path, self.sandbox_workdir)
-        await asyncio.to_thread(wd.write_file, self.workdir, parts, data, self._owner())
+        await wd.off_loop(wd.write_file, self.workdir, parts, data, self._owner())
 
     async def read_file(self, path: str, max_bytes: int) -> bytes:
         parts = wd.split_path(path, self.sandbox_workdir)
-        return await asyncio.to_thread(wd.read_file, self.workdir, parts, max_bytes)
+        return await wd.off_loop(wd.read_file, self.workdir, parts, max_bytes)
 
     async def list_files(self) -> list[FileInfo]:
-        return await asyncio.to_thread(wd.list_files, self.workdir)
+        return await wd.off_loop(wd.list_files, self.workdir)
 
     async def release(self) -> None:
         await asyncio.to_thread(self._release)
@@ -451,7 +489,7 @@ class SubprocessBackend:
             env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent"}
             if self.probe.seed_dir is not None:
                 env["MPLCONFIGDIR"] = str(self.probe.seed_dir / "matplotlib")
-            env |= {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
+            env |= _passthrough_env()
             self.forkserver = ForkServer(
                 settings.sandbox_python,
                 self.probe.agent_root,

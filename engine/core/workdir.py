@@ -7,18 +7,31 @@ only, caps what it reads, and removes trees iteratively (no recursion limit on d
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import PurePosixPath
+from typing import ParamSpec, TypeVar
 
 from engine.errors import FileAccessError, FileNotFound
 from engine.models import FileInfo
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_LISTED = 10_000
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def off_loop(operation: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run one of the file operations below in a thread. An OSError it does not turn into a clear
+    error itself (a full disk while making a directory, say) becomes a FileAccessError."""
+    try:
+        return await asyncio.to_thread(operation, *args, **kwargs)
+    except OSError as exc:
+        raise FileAccessError(f"file operation failed: {exc.strerror or exc}") from exc
 
 
 def split_path(path: str, sandbox_root: str | None = None) -> list[str]:

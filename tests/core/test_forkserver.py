@@ -187,3 +187,32 @@ async def test_without_the_fork_server_the_pool_stages_fresh_interpreters(
         )
         assert id(session._sandbox) in pooled
         assert (await session.execute(PROBE)).result_text == "(90, 'cold', 4, True)"
+
+
+async def test_a_large_environment_reaches_a_forked_sandbox(fork_settings: Settings) -> None:
+    fork_settings.subprocess_warm_pool = 0  # forked on demand: the config travels to the zygote
+    async with SessionManager(fork_settings) as manager:
+        backend = await ready_backend(manager)
+        big = "x" * (256 << 10)  # several pipe buffers' worth
+        session = await manager.create(SessionSpec(env={"BIG": big}))
+        assert (await session.execute("import os\nlen(os.environ['BIG'])")).result_text == str(
+            len(big)
+        )
+        assert backend.forkserver is not None and backend.forkserver.ready
+
+
+async def test_a_fork_server_that_stops_answering_is_replaced_by_cold_starts(
+    fork_settings: Settings,
+) -> None:
+    fork_settings.subprocess_warm_pool = 0
+    async with SessionManager(fork_settings) as manager:
+        backend = await ready_backend(manager)
+        forkserver = backend.forkserver
+        assert forkserver is not None and forkserver._process is not None
+        zygote = forkserver._process
+        forkserver.spawn_timeout_s = 1.0
+        os.kill(zygote.pid, signal.SIGSTOP)  # alive, but deaf
+        session = await manager.create(SessionSpec())
+        assert (await session.execute("1 + 1")).result_text == "2"  # started cold
+        assert not forkserver.ready
+        assert zygote.poll() is not None  # stopped for good, so a late fork cannot happen
