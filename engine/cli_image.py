@@ -60,8 +60,8 @@ def build_command(image: str, force: bool, offline: bool) -> list[str]:
     dockerfile = IMAGES_DIR / "Dockerfile"
     if not offline and dockerfile.is_file() and registry_reachable():
         command = ["docker", "build", "-f", str(dockerfile), "-t", image]
+        # Both Dockerfiles set the lci.agent_protocol label from this build argument.
         command += ["--build-arg", f"LCI_AGENT_PROTOCOL={PROTOCOL_VERSION}"]
-        command += ["--label", f"lci.agent_protocol={PROTOCOL_VERSION}"]
         return [*command, *(["--no-cache"] if force else []), str(IMAGES_DIR)]
     return ["bash", str(IMAGES_DIR / "build_offline.sh"), *(["--force"] if force else []), image]
 

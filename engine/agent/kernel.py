@@ -42,7 +42,7 @@ class CPUTimeExceeded(BaseException):
 
 
 class Channel:
-    """Writes frames to the host; in mux mode also pumps the cell's stdout/stderr pipes into frames."""
+    """Writes frames to the host, and pumps the cell's stdout/stderr pipes into `stream` frames."""
 
     def __init__(self, out_fd: int, pipes: dict[str, int] | None = None) -> None:
         self.out_fd = out_fd
@@ -113,6 +113,7 @@ class Kernel:
         self.in_user_code = False
         self._loop: Any = None
         self._compiled: dict[str, tuple[types.CodeType, types.CodeType | None]] = {}
+        self._cell_files: list[str] = []  # the linecache entries of cells, dropped with _compiled
         self._handlers: dict[int, Any] = {signal.SIGINT: self._on_sigint}
         if hasattr(signal, "SIGXCPU"):
             self._handlers[signal.SIGXCPU] = self._on_sigxcpu
@@ -232,7 +233,16 @@ class Kernel:
             return cached
         import linecache
 
+        if len(self._cell_files) >= 256:
+            # Every cell compiled adds a file (a cell that failed to compile too), so this also
+            # caps _compiled. The cells' source lines go with their code, or linecache would keep
+            # every cell ever run; only tracebacks through older cells' functions lose them.
+            self._compiled.clear()
+            for old in self._cell_files:
+                linecache.cache.pop(old, None)
+            self._cell_files.clear()
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        self._cell_files.append(filename)
         flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
         tree = compile(code, filename, "exec", flags | ast.PyCF_ONLY_AST, dont_inherit=True)
         last_expr = None
@@ -240,8 +250,6 @@ class Kernel:
             last_expr = ast.Expression(tree.body.pop().value)
         body = compile(tree, filename, "exec", flags, dont_inherit=True)
         tail = compile(last_expr, filename, "eval", flags, dont_inherit=True) if last_expr else None
-        if len(self._compiled) >= 256:
-            self._compiled.clear()
         self._compiled[code] = (body, tail)
         return body, tail
 

@@ -6,8 +6,9 @@ frame before buffering it and make a frame boundary impossible to forge with cle
 
 Host -> agent:  execute {id, code, cpu_s, max_display_bytes}   shutdown {}
 Agent -> host:  hello {protocol, pid, python}
-                stream {name, data}          (only when the agent multiplexes stdout/stderr itself;
-                                              data is latin-1 text so bytes round-trip exactly)
+                stream {name, data}          (user code's stdout/stderr, multiplexed by the agent
+                                              onto the frame channel; data is latin-1 text so
+                                              bytes round-trip exactly)
                 display {id, data, metadata}
                 done {id, status, result, error}
 """

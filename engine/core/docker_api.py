@@ -154,23 +154,28 @@ class DockerAPI:
     def start(self, container_id: str) -> None:
         self._guard("starting the container", self._api.start, container_id)
 
+    def _tolerant(self, what: str, fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """`_guard` for calls aimed at a container that may already be gone or stopping: a
+        missing container or a 409 conflict means the work is done (or being done) already."""
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:
+            if not (_is_missing(exc) or _is_conflict(exc)):
+                raise translate(exc, what) from exc
+
     def signal(self, container_id: str, signal: str) -> None:
         """Send a signal to the container's init, which forwards it to the agent. A container
         that is gone or no longer running is not an error."""
-        try:
-            self._api.kill(container_id, signal=signal)
-        except Exception as exc:
-            if not (_is_missing(exc) or _is_conflict(exc)):
-                raise translate(exc, f"sending {signal} to the container") from exc
+        self._tolerant(
+            f"sending {signal} to the container", self._api.kill, container_id, signal=signal
+        )
 
     def remove(self, container_id: str) -> None:
         """Kill the container (SIGKILL to its init takes its whole pid namespace down) and delete
         it. One already gone, or already being removed, is not an error."""
-        try:
-            self._api.remove_container(container_id, force=True, v=True)
-        except Exception as exc:
-            if not (_is_missing(exc) or _is_conflict(exc)):
-                raise translate(exc, "removing the container") from exc
+        self._tolerant(
+            "removing the container", self._api.remove_container, container_id, force=True, v=True
+        )
 
     def exit_status(self, container_id: str) -> tuple[int | None, bool]:
         """(exit code, whether the OOM killer struck) of a container that has stopped."""
@@ -183,7 +188,9 @@ class DockerAPI:
         return self._guard("reading the container's exit status", status)
 
     def rename(self, container_id: str, name: str) -> None:
-        with contextlib.suppress(SandboxError):  # a name clash or a vanished container: cosmetic
+        # Cosmetic, and run in the background where nobody awaits it: any failure (a name
+        # clash, a vanished container, a daemon gone) is dropped.
+        with contextlib.suppress(LCIError):
             self._guard("renaming the container", self._api.rename, container_id, name)
 
     def labelled(self, label: str) -> list[tuple[str, dict[str, str]]]:
@@ -195,12 +202,6 @@ class DockerAPI:
             return [(str(c["Id"]), dict(c.get("Labels") or {})) for c in found]
 
         return self._guard("listing containers", listing)
-
-    def inspect(self, container_id: str) -> dict[str, Any]:
-        info: dict[str, Any] = self._guard(
-            "inspecting the container", self._api.inspect_container, container_id
-        )
-        return info
 
 
 def unavailable_reason(image: str) -> str | None:

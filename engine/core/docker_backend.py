@@ -103,12 +103,15 @@ class DockerBackend:
         self._start_reaper()
         image = spec.image or self.settings.docker_image
         await self.check_image(image)
-        pool = self._pool(image)
-        if (
-            pool is not None
-            and not spec.env
-            and (container_limits(spec.limits) == container_limits(self.settings.limits))
-        ):
+        # Only a session that could use a pooled container gets (or starts) its image's pool:
+        # one with its own limits or environment would leave the pool's containers idle.
+        pool = (
+            self._pool(image)
+            if not spec.env
+            and container_limits(spec.limits) == container_limits(self.settings.limits)
+            else None
+        )
+        if pool is not None:
             slot = pool.claim()
             if slot is not None:
                 self._background(

@@ -30,7 +30,7 @@ LABEL_BACKEND = "lci.backend"  # one backend instance (several may live in one p
 LABEL_SESSION = "lci.session"
 LABEL_PROTOCOL = "lci.agent_protocol"  # on images: the agent protocol they were built for
 
-_AGENT_ARGV = bootstrap_argv("python3", SANDBOX_AGENT, "--mode=mux")
+_AGENT_ARGV = bootstrap_argv("python3", SANDBOX_AGENT)
 _BASE_ENV = {
     "HOME": SANDBOX_WORKDIR,
     "TMPDIR": "/tmp",

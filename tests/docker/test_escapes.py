@@ -75,12 +75,20 @@ async def test_disk_fill_is_refused(docker_session: Session, code: str, error: s
 
 
 async def test_no_network_not_even_the_hosts_loopback(docker_session: Session) -> None:
-    server = socket.create_server(("127.0.0.1", 0))
+    # Listening on every host address and aiming at the default gateway (read the way
+    # test_network_can_be_enabled_per_session does, where it connects): were the container on a
+    # bridge, that connection would succeed, so this fails if networking were on. Without a
+    # network there is no route, and 172.17.0.1 (docker0) is tried instead.
+    server = socket.create_server(("0.0.0.0", 0))
     port = server.getsockname()[1]
     try:
         code = (
             "import socket\nresults = []\n"
-            f"for host, port in [('127.0.0.1', {port}), ('172.17.0.1', {port}), ('1.1.1.1', 53),"
+            "routes = open('/proc/net/route').read().splitlines()[1:]\n"
+            "gateway = next((r.split()[2] for r in routes if r.split()[1] == '00000000'), None)\n"
+            "gateway = socket.inet_ntoa(int(gateway, 16).to_bytes(4, 'little')) if gateway"
+            " else '172.17.0.1'\n"
+            f"for host, port in [('127.0.0.1', {port}), (gateway, {port}), ('1.1.1.1', 53),"
             " ('8.8.8.8', 443)]:\n"
             "    try:\n"
             "        socket.create_connection((host, port), timeout=2).close()\n"

@@ -3,7 +3,6 @@ shutdown, and the errors when Docker is not there."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,12 @@ from tests.docker.conftest import containers_of, labelled
 
 pytestmark = pytest.mark.docker
 DOCKER = BackendName.DOCKER
+
+
+def workdir_of(container: Any) -> Path:
+    """The host directory bind-mounted at the container's /workspace."""
+    [bind] = [b for b in container.attrs["HostConfig"]["Binds"] if ":/workspace:" in b]
+    return Path(bind.split(":")[0])
 
 
 async def test_interrupt_keeps_the_container_and_a_kill_replaces_it(
@@ -54,7 +59,7 @@ async def test_closing_a_session_removes_its_container_and_workdir(
     assert not workdir.exists()
 
 
-async def test_warm_pool_claim_is_fast_and_refills(
+async def test_warm_pool_is_claimed_and_refills(
     docker_settings: Settings, docker_client: docker.DockerClient
 ) -> None:
     preload = ["numpy", "matplotlib.pyplot", "no_such_module_here"]
@@ -63,11 +68,14 @@ async def test_warm_pool_claim_is_fast_and_refills(
         backend = await manager.backend(DOCKER)
         assert isinstance(backend, DockerBackend)
         assert await backend.warm_up(timeout=60)
-        started = time.perf_counter()
+        pooled = labelled(docker_client, f"lci.backend={backend.backend_id}")
+        assert len(pooled) == 2
         session = await manager.create(SessionSpec(backend=DOCKER, limits=TEST_LIMITS))
-        claim_s = time.perf_counter() - started
+        # The session's code runs in one of the pooled containers: what it writes shows up in
+        # that container's workdir. (How fast the claim is, benchmarks/ measures.)
+        await session.execute("open('claimed.txt', 'w').close()")
+        [claimed] = [c for c in pooled if (workdir_of(c) / "claimed.txt").exists()]
         assert (await session.execute("1 + 1")).result_text == "2"
-        assert claim_s < 0.1, f"claiming a warm container took {claim_s * 1000:.1f} ms"
         # The pooled container imported the modules while it waited (a missing one is skipped),
         # into sys.modules only; matplotlib already draws through the agent's backend.
         imported = (
@@ -90,7 +98,7 @@ async def test_warm_pool_claim_is_fast_and_refills(
         # Labels cannot change, so a claimed container keeps lci.session=pool; its name says
         # which session claimed it.
         assert sorted(c.name.startswith("lci-pool-") for c in mine) == [False] * 3 + [True] * 2
-        assert any(c.name == f"lci-{session.id}-0" for c in mine)
+        assert [c.id for c in mine if c.name == f"lci-{session.id}-0"] == [claimed.id]
     assert labelled(docker_client, f"lci.backend={backend.backend_id}") == []
     assert not backend.base.exists()
 
