@@ -2,7 +2,7 @@
 
 This is the seam that keeps the orchestrator and the core apart: the orchestrator sees only
 `execute(conversation_id, code)`, the core only sessions. One session per conversation, created on
-its first execution.
+its first execution (or when `session` asks for it first).
 """
 
 from __future__ import annotations
@@ -22,44 +22,67 @@ class SessionRunner:
         self.spec = spec
         self._sessions: dict[str, str] = {}  # conversation id -> session id
         self._locks: dict[str, asyncio.Lock] = {}
+        # Conversations whose session was lost and replaced since their last execution: the next
+        # one must report that the state is gone, even if the replacement was made before it.
+        self._replaced: set[str] = set()
 
     async def execute(
         self, conversation_id: str, code: str, *, timeout_s: float | None = None
     ) -> Execution:
-        """Run `code` in the conversation's session. Cancelling the caller stops the execution
-        (the session interrupts, then kills, the cell)."""
-        lock = self._locks.setdefault(conversation_id, asyncio.Lock())
+        """Run `code` in the conversation's session, queueing behind an execution already running
+        there (a session may be shared). Cancelling the caller stops the execution (the session
+        interrupts, then kills, the cell)."""
+        lock = self._lock(conversation_id)
         async with lock:  # one execution at a time per conversation, and one session creation
-            session, fresh = await self._session(conversation_id)
-            execution = await session.execute(code, timeout_s=timeout_s)
-        if fresh and execution.state_preserved:
+            session = await self._session(conversation_id)
+            replaced = conversation_id in self._replaced
+            self._replaced.discard(conversation_id)
+            execution = await session.execute(code, timeout_s=timeout_s, wait=True)
+        if replaced and execution.state_preserved:
             # The conversation had a session that is gone (expired or closed): whatever the
             # model defined before does not exist any more, and it must be told.
             execution = execution.model_copy(update={"state_preserved": False})
         return execution
 
-    async def _session(self, conversation_id: str) -> tuple[Session, bool]:
-        """The conversation's session, and whether it replaces one that was lost."""
+    async def session(self, conversation_id: str) -> Session:
+        """The conversation's session, started now if it has none."""
+        async with self._lock(conversation_id):
+            return await self._session(conversation_id)
+
+    def _lock(self, conversation_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(conversation_id, asyncio.Lock())
+
+    async def _session(self, conversation_id: str) -> Session:
+        """The conversation's session, or a new one (remembered as a replacement if it had one that
+        was lost). Called with the conversation's lock held."""
         session_id = self._sessions.get(conversation_id)
         if session_id is not None:
-            try:
+            with contextlib.suppress(SessionNotFound):
                 session = self.manager.get(session_id)
-            except SessionNotFound:
-                session = None
-            if session is not None and session.state is not SessionState.CLOSED:
-                return session, False
-        session = await self.manager.create(self.spec)
+                if session.state is not SessionState.CLOSED:
+                    return session
+            self._replaced.add(conversation_id)
+        session = await self.create(self.spec)
         self._sessions[conversation_id] = session.id
-        return session, session_id is not None
+        return session
+
+    async def create(self, spec: SessionSpec | None) -> Session:
+        """A new session."""
+        return await self.manager.create(spec)
 
     def session_id(self, conversation_id: str) -> str | None:
         """The id of the conversation's session, if it has one (for file access)."""
         return self._sessions.get(conversation_id)
 
+    def _forget(self, conversation_id: str) -> str | None:
+        """Drop what is known of the conversation; the id of its session, if it had one."""
+        self._locks.pop(conversation_id, None)
+        self._replaced.discard(conversation_id)
+        return self._sessions.pop(conversation_id, None)
+
     async def close(self, conversation_id: str) -> None:
         """Close the conversation's session; the next execute starts a new one."""
-        session_id = self._sessions.pop(conversation_id, None)
-        self._locks.pop(conversation_id, None)
+        session_id = self._forget(conversation_id)
         if session_id is not None:
             with contextlib.suppress(SessionNotFound, SessionClosed):
                 await self.manager.close(session_id)

@@ -93,7 +93,7 @@ def loads_lenient(text: str) -> Any:
 
 @dataclass
 class _Slot:
-    id: str | None = None
+    id: str
     name: str | None = None
     parts: list[str] = field(default_factory=list)
     from_server: bool = False
@@ -135,6 +135,6 @@ class CallAccumulator:
     def finish(self) -> list[ToolCall]:
         """The complete calls, in the order the model began them."""
         return [
-            ToolCall.parse(slot.id or new_call_id(), slot.name or TOOL_NAME, "".join(slot.parts))
+            ToolCall.parse(slot.id, slot.name or TOOL_NAME, "".join(slot.parts))
             for slot in self._order
         ]

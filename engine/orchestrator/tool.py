@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from engine.models import (
     DisplayOutput,
+    ErrorInfo,
     Execution,
     Outcome,
     ResultOutput,
@@ -85,7 +86,7 @@ class _Renderer:
             self.sections.append((label, text))
 
     def add_bundle(self, label: str, data: dict[str, str]) -> None:
-        mime = next((m for m in _IMAGE_TYPES if m in data), None)
+        mime = image_mime(data)
         if mime is None:
             if "text/plain" in data:
                 self.add(label, data["text/plain"])
@@ -112,15 +113,15 @@ def render_execution(
         if isinstance(item, StreamOutput):
             r.add(item.name, item.text)
         elif isinstance(item, TruncationMarker):
-            r.add(r.sections[-1][0] if r.sections else "stdout", _omitted(item.omitted_bytes))
+            label = r.sections[-1][0] if r.sections else "stdout"
+            r.add(label, omitted_marker(item.omitted_bytes))
         elif isinstance(item, ResultOutput):
             r.add_bundle("execute_result", item.data)
         elif isinstance(item, DisplayOutput):
             r.add_bundle("display_data", item.data)
     lost = execution.outcome in (Outcome.KILLED, Outcome.CRASHED)
     if execution.error is not None and not lost:
-        err = execution.error
-        r.add("error", _ANSI.sub("", err.traceback).strip() or f"{err.name}: {err.value}")
+        r.add("error", error_text(execution.error))
     text = "\n\n".join(_block(label, body) for label, body in r.sections)
     note = _note(execution)
     text = "\n\n".join(part for part in (text, note) if part) or NO_OUTPUT
@@ -154,7 +155,19 @@ def _note(execution: Execution) -> str:
     return ""
 
 
-def _omitted(n: int) -> str:
+def image_mime(data: dict[str, str]) -> str | None:
+    """The image type of a display bundle, if it holds an image the model or a client can show."""
+    return next((m for m in _IMAGE_TYPES if m in data), None)
+
+
+def error_text(error: ErrorInfo) -> str:
+    """An execution's error as plain text: the traceback without terminal colours, or, when
+    there is none, the exception's name and value."""
+    return _ANSI.sub("", error.traceback).strip() or f"{error.name}: {error.value}"
+
+
+def omitted_marker(n: int) -> str:
+    """What stands in for `n` bytes of output that were cut."""
     return f"\n[... {n} bytes of output omitted ...]\n"
 
 
@@ -164,13 +177,13 @@ def clip(text: str, budget_bytes: int) -> str:
     data = text.encode()
     if len(data) <= budget_bytes:
         return text
-    room = budget_bytes - len(_omitted(len(data)).encode())
+    room = budget_bytes - len(omitted_marker(len(data)).encode())
     if room <= 0:
         return data[:budget_bytes].decode(errors="ignore")
     head = data[: room - room // 2].decode(errors="ignore")
     tail = data[len(data) - room // 2 :].decode(errors="ignore") if room // 2 else ""
     cut = len(data) - len(head.encode()) - len(tail.encode())
-    return head + _omitted(cut) + tail
+    return head + omitted_marker(cut) + tail
 
 
 def repeated_call_text(previous: str, *, failed: bool) -> str:

@@ -8,7 +8,6 @@ model server as it came.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any
@@ -38,7 +37,7 @@ from engine.server.conversation import (
     upstream_params,
 )
 from engine.server.errors import Surface, error_body, status_for
-from engine.server.sse import DONE, data_event, respond, until_disconnected
+from engine.server.sse import DONE, compact_json, data_event, respond, until_disconnected
 from engine.server.state import ServerState, State
 from engine.server.wire import CHAT_RESPONSES
 
@@ -142,31 +141,20 @@ class ChatRenderer:
             self.usage, self.finish_reason = event.usage, event.finish_reason
             pieces = [self._chunk({"content": "", "reasoning_content": None}, event.finish_reason)]
             if self.include_usage:
-                pieces.append(self._usage_chunk())
+                pieces.append(self._envelope([], completion_usage(self.usage)))
             return [*pieces, DONE]
         if isinstance(event, ErrorEvent):
             status = status_for(event.code, event.status)
             body = error_body("chat", event.code, event.message, status, request_id=self.request_id)
-            return [data_event(_dumps(body)), DONE]
+            return [data_event(compact_json(body)), DONE]
         return []
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> str:
-        chunk = ChatCompletionChunk.model_validate(
-            {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "system_fingerprint": None,
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-                ],
-                "usage": None,
-            }
-        )
-        return data_event(chunk.model_dump_json(exclude_unset=True))
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return self._envelope([choice], None)
 
-    def _usage_chunk(self) -> str:
+    def _envelope(self, choices: list[dict[str, Any]], usage: CompletionUsage | None) -> str:
+        """One `chat.completion.chunk` event with these choices and usage."""
         chunk = ChatCompletionChunk.model_validate(
             {
                 "id": self.id,
@@ -174,8 +162,8 @@ class ChatRenderer:
                 "created": self.created,
                 "model": self.model,
                 "system_fingerprint": None,
-                "choices": [],
-                "usage": completion_usage(self.usage),
+                "choices": choices,
+                "usage": usage,
             }
         )
         return data_event(chunk.model_dump_json(exclude_unset=True))
@@ -217,7 +205,3 @@ def completion_usage(usage: Usage) -> CompletionUsage:
             "prompt_tokens_details": None,
         }
     )
-
-
-def _dumps(body: dict[str, Any]) -> str:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))

@@ -151,7 +151,7 @@ async def _plain(
     renderer = PlainRenderer(
         fields.get("incremental_output") is not False, fields.get("result_format") == "text"
     )
-    pieces = _plain_pieces(state, body, renderer)
+    pieces = _plain_pieces(state, body, renderer, streaming=streaming)
     if streaming:
         return await respond(request, pieces, state.options.heartbeat_s, MEDIA_TYPE)
     first = await until_disconnected(request, _drain(pieces))
@@ -161,7 +161,7 @@ async def _plain(
 
 
 async def _plain_pieces(
-    state: ServerState, body: dict[str, Any], renderer: PlainRenderer
+    state: ServerState, body: dict[str, Any], renderer: PlainRenderer, *, streaming: bool
 ) -> AsyncIterator[Piece]:
     started = False
     try:
@@ -170,12 +170,12 @@ async def _plain_pieces(
                 started = True
                 yield piece
     except UpstreamError as exc:
-        if not started:
-            status = status_for(exc.code, exc.status)
-            yield Rejection(status, error_body("dashscope", exc.code, exc.message, status))
-        else:
+        if started and streaming:  # the 200 status is sent: the error can only go in the stream
             for piece in renderer.error(exc.code, exc.message, exc.status):
                 yield piece
+        else:  # an unstreamed answer is not sent yet: it becomes the error status
+            status = status_for(exc.code, exc.status)
+            yield Rejection(status, error_body("dashscope", exc.code, exc.message, status))
         return
     for piece in renderer.final():
         yield piece

@@ -8,7 +8,6 @@ cumulative `tool_info` from the first executed block on, the running `usage`, an
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -24,11 +23,7 @@ from engine.orchestrator.events import (
 )
 from engine.orchestrator.upstream import normalize
 from engine.server.errors import Surface, error_body, status_for
-from engine.server.sse import dashscope_event
-
-
-def _dumps(data: dict[str, Any]) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+from engine.server.sse import compact_json, dashscope_event
 
 
 class _Base:
@@ -63,13 +58,13 @@ class _Base:
 
     def _send(self, payload: dict[str, Any]) -> str:
         self.number += 1
-        return dashscope_event(self.number, _dumps(payload))
+        return dashscope_event(self.number, compact_json(payload))
 
     def _error(self, code: str, message: str, upstream_status: int | None) -> str:
         status = status_for(code, upstream_status)
         body = error_body("dashscope", code, message, status, request_id=self.request_id)
         self.number += 1
-        return dashscope_event(self.number, _dumps(body), status)
+        return dashscope_event(self.number, compact_json(body), status)
 
 
 class DashScopeRenderer(_Base):

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from engine.config import Settings
 from engine.errors import UpstreamError
 from engine.server.errors import Surface, error_body, status_for
-from engine.server.sse import DONE, SSE_HEADERS
+from engine.server.sse import DONE, SSE_HEADERS, compact_json
 
 
 class Proxy:
@@ -147,7 +147,7 @@ def _normalize(data: str) -> str:
     error = chunk.get("error")
     if isinstance(error, dict) and isinstance(error.get("code"), int):
         error["code"] = str(error["code"])
-    return json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))
+    return compact_json(chunk)
 
 
 def _rename_reasoning(message: dict[str, Any]) -> None:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import secrets
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from engine.errors import BadParameter
+from engine.orchestrator.calls import ToolCall, new_call_id
 from engine.orchestrator.tool import NO_OUTPUT, TOOL_NAME
 from engine.server.conversation import MUTUALLY_EXCLUSIVE
 
@@ -172,13 +172,10 @@ def _text(content: str | list[TextPart | ImagePart]) -> str:
 
 
 def _code_call(item: CodeCallItem, reasoning: str) -> list[dict[str, Any]]:
-    call_id = item.id or "call_" + secrets.token_hex(12)
-    arguments = json.dumps({"code": item.code or ""})
+    call = ToolCall(item.id or new_call_id(), TOOL_NAME, json.dumps({"code": item.code or ""}))
     assistant = _assistant("", reasoning)
-    assistant["tool_calls"] = [
-        {"id": call_id, "type": "function", "function": {"name": TOOL_NAME, "arguments": arguments}}
-    ]
-    return [assistant, {"role": "tool", "tool_call_id": call_id, "content": outputs_text(item)}]
+    assistant["tool_calls"] = [call.as_message_entry()]
+    return [assistant, {"role": "tool", "tool_call_id": call.id, "content": outputs_text(item)}]
 
 
 def outputs_text(item: CodeCallItem) -> str:

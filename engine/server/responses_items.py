@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from typing import Any
 
 from engine.models import DisplayOutput, ResultOutput, StreamOutput, TruncationMarker
 from engine.orchestrator.events import ExecutionResult
-
-_IMAGE_TYPES = ("image/png", "image/jpeg")
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+from engine.orchestrator.tool import error_text, image_mime, omitted_marker
 
 
 def new_id(prefix: str) -> str:
@@ -49,16 +46,15 @@ def call_outputs(result: ExecutionResult) -> list[dict[str, Any]]:
         if isinstance(item, StreamOutput):
             logs += item.text
         elif isinstance(item, TruncationMarker):
-            logs += f"\n[... {item.omitted_bytes} bytes of output omitted ...]\n"
+            logs += omitted_marker(item.omitted_bytes)
         elif isinstance(item, (DisplayOutput, ResultOutput)):
-            mime = next((m for m in _IMAGE_TYPES if m in item.data), None)
+            mime = image_mime(item.data)
             if mime is not None:
                 images.append({"type": "image", "url": f"data:{mime};base64,{item.data[mime]}"})
             elif "text/plain" in item.data:
                 logs = _line(logs, item.data["text/plain"])
     if execution.error is not None:
-        error = execution.error
-        logs = _line(logs, _ANSI.sub("", error.traceback).strip() or f"{error.name}: {error.value}")
+        logs = _line(logs, error_text(execution.error))
     return [*images, {"type": "logs", "logs": logs}]
 
 

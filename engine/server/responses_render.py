@@ -115,7 +115,6 @@ class ResponsesRenderer:
         self.created_at = int(time.time())
         self.sequence = 0
         self.output: list[dict[str, Any]] = []
-        self.added = 0
         self.open: _Open | None = None
         self.calls: dict[str, dict[str, Any]] = {}  # call id -> the item while it runs
         self.count = 0
@@ -198,8 +197,9 @@ class ResponsesRenderer:
 
     # -- code calls ----------------------------------------------------------------------------
     async def _announce(self, event: CodeComplete) -> list[str]:
-        if not event.code.strip() or self.ctx.container is None:
+        if not event.code.strip():
             return []  # unreadable arguments: nothing will run
+        assert self.ctx.container is not None, "code runs only where the code interpreter is on"
         self.container = await self.ctx.container()
         index = self._next_index()
         item = {
@@ -226,7 +226,7 @@ class ResponsesRenderer:
             return []
         self.count += 1
         index = call.pop("index")
-        call["status"] = "failed" if event.status == "invalid" else "completed"
+        call["status"] = "completed"  # only calls with readable code were announced
         call["outputs"] = call_outputs(event) if self.ctx.outputs_included else None
         completed = self._event(
             "response.code_interpreter_call.completed", item_id=call["id"], output_index=index
@@ -295,8 +295,8 @@ class ResponsesRenderer:
 
     # -- plumbing ------------------------------------------------------------------------------
     def _next_index(self) -> int:
-        self.added += 1
-        return self.added - 1
+        # Items never interleave: when one is added, every earlier one is done.
+        return len(self.output)
 
     def _where(self, item: _Open) -> dict[str, Any]:
         index = "summary_index" if item.kind == "reasoning" else "content_index"

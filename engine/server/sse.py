@@ -10,8 +10,9 @@ cancels its task, which stops the model stream and interrupts the running execut
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -23,6 +24,11 @@ T = TypeVar("T")
 KEEP_ALIVE = ": keep-alive\n\n"
 DONE = "data: [DONE]\n\n"
 _STOP_WAIT_S = 30.0  # how long a cancelled stream may take to stop its execution
+
+
+def compact_json(data: dict[str, Any]) -> str:
+    """`data` as an event payload: no spaces, non-ASCII text as it is."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 def data_event(payload: str) -> str:
@@ -49,10 +55,9 @@ class Rejection:
 
     status: int
     body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
 
     def response(self) -> JSONResponse:
-        return JSONResponse(self.body, self.status, headers=self.headers)
+        return JSONResponse(self.body, self.status)
 
 
 Piece = str | Rejection

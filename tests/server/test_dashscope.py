@@ -11,7 +11,7 @@ from typing import Any
 import dashscope
 import pytest
 
-from tests.fake_llm import Call, HTTPError, stream
+from tests.fake_llm import SSE, Call, HTTPError, error_event, stream
 from tests.server import checks
 from tests.server.conftest import API_KEY
 from tests.server.helpers import QUESTION, FakeModel, LciServer, covers, sse_events, two_executions
@@ -270,3 +270,24 @@ def test_without_the_flag_it_is_a_plain_completion(fake: FakeModel, native: LciS
     assert call["function"] == {"name": "weather", "arguments": '{"city": "Oslo"}'}
     assert response.output.choices[0].finish_reason == "tool_calls"
     fake.check()
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        stream(text="Hello there, this answer is cut short", drop_after=3),
+        SSE([{"choices": [{"index": 0, "delta": {"content": "Hello"}}]}, error_event()]),
+    ],
+    ids=["dropped", "error-event"],
+)
+def test_unstreamed_plain_completion_that_breaks_off_is_an_error(
+    fake: FakeModel, server: LciServer, broken: SSE
+) -> None:
+    """Text had already arrived, but nothing was sent to the client yet: the failure is the
+    status of the answer, not a 200 with partial text."""
+    fake.script(broken)
+    with server.client() as client:
+        reply = client.post(PATH, json=body({"result_format": "message"}))
+    fake.check()
+    assert reply.status_code == 502, reply.text
+    assert reply.json()["code"] == "InternalError"
