@@ -27,8 +27,10 @@ from engine.core.session import Session
 from engine.models import BackendName, Limits, SessionSpec
 
 SUBPROCESS = BackendName.SUBPROCESS
+# Both include running the import line in the new session, so a module the zygote failed to
+# preload costs its full import time here instead of going unnoticed.
 PRE_FORKED = "lci fork server, pre-forked (imports preloaded)"
-ON_DEMAND = "lci fork server, forked on demand"
+ON_DEMAND = "lci fork server, forked on demand (imports preloaded)"
 DATA_SCIENCE = [
     m
     for m in ("numpy", "pandas", "matplotlib.pyplot")
@@ -130,8 +132,8 @@ async def ready_sessions(state_dir: Path, count: int) -> dict[str, dict[str, flo
     pool = lci_settings(state_dir, forkserver=True, subprocess_warm_pool=2)
     cold = lci_settings(state_dir, forkserver=False, subprocess_warm_pool=0)
     samples = {
-        PRE_FORKED: await session_starts(pool, count, "pre-forked", False, OWN_LIMITS),
-        ON_DEMAND: await session_starts(fork, count, "forked on demand", False),
+        PRE_FORKED: await session_starts(pool, count, "pre-forked", True, OWN_LIMITS),
+        ON_DEMAND: await session_starts(fork, count, "forked on demand", True),
         "lci cold": await session_starts(cold, count, "cold", False),
         "lci cold (imports)": await session_starts(cold, count, "cold + imports", True),
         **await asyncio.to_thread(baseline_starts, count),

@@ -68,9 +68,8 @@ async def test_files_survive_a_restart(session: Session) -> None:
     result = await session.execute("import os\nos._exit(1)")
     assert result.outcome is Outcome.CRASHED
     after = await session.execute("open('keep.txt').read()")
-    assert after.result_text in ("'still here'", None)  # docker's tmpfs workdir is lost on restart
-    if after.result_text is None:
-        assert after.error is not None and after.error.name == "FileNotFoundError"
+    # The workdir lives on the host (a tmpfs there when root), not in the sandbox it outlives.
+    assert after.result_text == "'still here'"
 
 
 async def test_sessions_run_concurrently_and_are_isolated(make_session) -> None:  # type: ignore[no-untyped-def]

@@ -3,16 +3,18 @@ attack the session still works and the host is unaffected."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import socket
 import threading
 from pathlib import Path
 
+import psutil
 import pytest
 
 from engine.core.session import Session
-from engine.models import Outcome
+from engine.models import BackendName, Outcome
 from tests.conftest import TEST_LIMITS
 
 AGENT_KERNEL = Path(__file__).parents[2] / "engine" / "agent" / "kernel.py"
@@ -23,12 +25,27 @@ async def assert_recovers(session: Session) -> None:
     assert result.result_text == "42", result
 
 
-async def test_fork_bomb_is_contained(session: Session) -> None:
+def processes_of(uid: int) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["uids"]) if p.info["uids"].real == uid]
+
+
+async def test_fork_bomb_is_contained(session: Session, backend: BackendName) -> None:
+    # Subprocess sandboxes run as a uid of their own, so the host can count exactly their processes.
+    uid = int((await session.execute("import os\nos.getuid()")).result_text or "0")
+    countable = backend is BackendName.SUBPROCESS and uid != os.getuid()
     bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
-    result = await session.execute(bomb, timeout_s=2)
+    running = asyncio.create_task(session.execute(bomb, timeout_s=3))
+    await asyncio.sleep(1.5)
+    if countable:
+        assert 1 < len(processes_of(uid)) <= TEST_LIMITS.max_procs
+    result = await running
     assert result.outcome in (Outcome.INTERRUPTED, Outcome.KILLED)
     assert os.system("true") == 0  # the host can still start processes
-    await session.close()  # closing removes every process the bomb made
+    await assert_recovers(session)
+    await session.close()
+    if countable:
+        await asyncio.sleep(0.5)
+        assert processes_of(uid) == []  # closing removed every process the bomb made
 
 
 async def test_process_limit_stops_forks_with_an_error(session: Session) -> None:
