@@ -65,13 +65,13 @@ def start_ratios(ready: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def print_summary(results: dict[str, Any]) -> None:
-    print("\nReady session (ms)                                    p50       p99")
+    print("\nReady session (ms)" + " " * 42 + "p50       p99")
     for name, stats in results["ready"].items():
-        print(f"  {name:<50} {stats['p50_ms']:>8.1f}  {stats['p99_ms']:>8.1f}")
+        print(f"  {name:<56} {stats['p50_ms']:>8.1f}  {stats['p99_ms']:>8.1f}")
     print("\nReady session, times faster than")
     for name, by_baseline in results["start_ratios"].items():
         cells = "  ".join(f"{b}: {value:.1f}x" for b, value in by_baseline.items())
-        print(f"  {name:<50} {cells}")
+        print(f"  {name:<56} {cells}")
     print("\nWarm round trip (ms, p50)")
     for snippet, by_tool in results["round_trips"].items():
         cells = "  ".join(f"{tool}: {stats['p50_ms']:.3f}" for tool, stats in by_tool.items())
@@ -86,10 +86,10 @@ def print_summary(results: dict[str, Any]) -> None:
     for name, stats in results["memory"].items():
         print(f"  {name:<20} USS {stats['uss_mib']:>6.1f}   RSS {stats['rss_mib']:>6.1f}")
     if "docker" in results:
-        print("\nDocker backend (ms)                                   p50       p99")
+        print("\nDocker backend (ms)" + " " * 42 + "p50       p99")
         for name in docker_bench.FIGURES:
             stats = results["docker"][name]
-            print(f"  {name:<50} {stats['p50_ms']:>8.2f}  {stats['p99_ms']:>8.2f}")
+            print(f"  {name:<56} {stats['p50_ms']:>8.2f}  {stats['p99_ms']:>8.2f}")
         for label, key in docker_bench.MEMORY:
             memory = results["docker"][key]
             print(
