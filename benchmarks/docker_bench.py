@@ -24,7 +24,7 @@ import psutil
 
 from benchmarks.common import progress, save, summarize
 from engine.config import Settings
-from engine.core.docker_backend import DockerBackend
+from engine.core.backends.docker.backend import DockerBackend
 from engine.core.manager import SessionManager
 from engine.core.session import Session
 from engine.models import BackendName, SessionSpec
@@ -55,7 +55,7 @@ READY = {  # the start scenarios and their baseline, for the suite's plot of rea
 
 def unavailable(settings: Settings) -> str | None:
     """Why the docker scenarios cannot run here (no daemon, no image), or None."""
-    from engine.core.docker_api import unavailable_reason
+    from engine.core.backends.docker.api import unavailable_reason
 
     return unavailable_reason(settings.docker_image)
 

@@ -24,7 +24,7 @@ TEST_LIMITS = Limits(timeout_s=5, memory_mb=256, max_procs=32, disk_mb=32, outpu
 
 
 def docker_unavailable_reason(settings: Settings) -> str | None:
-    from engine.core.docker_api import unavailable_reason
+    from engine.core.backends.docker.api import unavailable_reason
 
     return unavailable_reason(settings.docker_image)
 

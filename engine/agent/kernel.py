@@ -15,10 +15,8 @@ import ast
 import builtins
 import contextlib
 import os
-import select
 import signal
 import sys
-import threading
 import traceback
 import types
 from typing import Any
@@ -29,73 +27,15 @@ except ImportError:  # not on every platform the agent may run on
     resource = None  # type: ignore[assignment]
 
 from . import display
-from .protocol import PROTOCOL_VERSION, FrameDecoder, encode_frame, write_all
+from .channel import Channel, SilentChannel, setup_channel
+from .figures import install_matplotlib_hook
+from .protocol import PROTOCOL_VERSION, FrameDecoder
 
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
-_MPL_BACKEND = f"module://{__package__}.mpl_backend"
-_PUMP_CHUNK = 65536
-_CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei", "Droid Sans Fallback")
 
 
 class CPUTimeExceeded(BaseException):
     """Raised in the cell when it used up its CPU-time allowance."""
-
-
-class Channel:
-    """Writes frames to the host, and pumps the cell's stdout/stderr pipes into `stream` frames."""
-
-    def __init__(self, out_fd: int, pipes: dict[str, int] | None = None) -> None:
-        self.out_fd = out_fd
-        self.pipes = pipes or {}
-        self._lock = threading.Lock()
-
-    def send(self, message: dict[str, Any]) -> None:
-        frame = encode_frame(message)
-        with self._lock:
-            write_all(self.out_fd, frame)
-
-    def start_pump(self) -> None:
-        self._poller = select.poll()
-        for fd in self.pipes.values():
-            # Non-blocking before any drain(): a blocking read there would hang a cell.
-            os.set_blocking(fd, False)
-            self._poller.register(fd, select.POLLIN)
-        if self.pipes:
-            threading.Thread(target=self._pump_forever, name="lci-pump", daemon=True).start()
-
-    def drain(self) -> None:
-        """Forward everything already written to the stdout/stderr pipes (called before `done`, so
-        output lands before the frame that ends the cell). One poll finds out whether there is any:
-        this runs after every cell, and most cells print nothing."""
-        if not self.pipes or not self._poller.poll(0):
-            return
-        with self._lock:
-            for name, fd in self.pipes.items():
-                self._forward_available(name, fd)
-
-    def _forward_available(self, name: str, fd: int) -> None:
-        while True:
-            try:
-                data = os.read(fd, _PUMP_CHUNK)
-            except BlockingIOError:
-                return
-            if not data:
-                return
-            write_all(
-                self.out_fd,
-                encode_frame({"type": "stream", "name": name, "data": data.decode("latin-1")}),
-            )
-
-    def _pump_forever(self) -> None:
-        import selectors
-
-        selector = selectors.DefaultSelector()
-        for name, fd in self.pipes.items():
-            selector.register(fd, selectors.EVENT_READ, name)
-        while True:
-            for key, _ in selector.select():
-                with self._lock:
-                    self._forward_available(key.data, key.fd)
 
 
 class Kernel:
@@ -122,7 +62,7 @@ class Kernel:
         self._std_fds = {fd: os.dup(fd) for fd in (1, 2)}
         self._std_ids = {fd: _fd_identity(fd) for fd in (1, 2)}
         os.register_at_fork(after_in_child=self._after_fork_in_child)
-        _install_matplotlib_hook(self.publish_figures)
+        install_matplotlib_hook(self.publish_figures)
 
     # -- signals -------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -145,7 +85,7 @@ class Kernel:
     def _after_fork_in_child(self) -> None:
         # A child forked by user code (os.fork, multiprocessing) shares the frame channel; it must
         # never speak on it, or the host would see duplicate results.
-        self.channel = _SilentChannel()
+        self.channel = SilentChannel()
         self.forked = True
 
     # -- display -------------------------------------------------------------------------------
@@ -271,17 +211,6 @@ class Kernel:
         return self._loop
 
 
-class _SilentChannel(Channel):
-    def __init__(self) -> None:
-        super().__init__(-1)
-
-    def send(self, message: dict[str, Any]) -> None:
-        pass
-
-    def drain(self) -> None:
-        pass
-
-
 def _fd_identity(fd: int) -> tuple[int, int] | None:
     try:
         info = os.fstat(fd)
@@ -335,49 +264,6 @@ def _error_info(exc: BaseException) -> dict[str, str]:
     }
 
 
-def _install_matplotlib_hook(publisher: Any) -> None:
-    """Select the sandbox backend when matplotlib is (or gets) imported, without importing it now:
-    importing matplotlib costs a third of a second that most cells never need."""
-
-    def configure(mpl: Any) -> None:
-        try:
-            from . import mpl_backend
-
-            mpl_backend.publisher = publisher
-            mpl.use(_MPL_BACKEND)
-            # Fall back to CJK fonts where installed, so plots can be labelled in any language.
-            fonts = mpl.rcParams["font.sans-serif"]
-            mpl.rcParams["font.sans-serif"] = [*fonts, *_CJK_FONTS]
-        except Exception:
-            pass
-
-    if "matplotlib" in sys.modules:
-        configure(sys.modules["matplotlib"])
-        return
-
-    import importlib.abc
-    import importlib.util
-
-    class Hook(importlib.abc.MetaPathFinder):
-        def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-            if name != "matplotlib":
-                return None
-            sys.meta_path.remove(self)
-            spec = importlib.util.find_spec(name)
-            if spec is None or spec.loader is None:
-                return spec
-            original = spec.loader.exec_module
-
-            def exec_module(module: types.ModuleType) -> None:
-                original(module)
-                configure(module)
-
-            spec.loader.exec_module = exec_module  # type: ignore[method-assign]
-            return spec
-
-    sys.meta_path.insert(0, Hook())
-
-
 def _parse_args(argv: list[str]) -> dict[str, Any]:
     """`--requests-fd=N --frames-fd=M` (default: stdin and stdout), `--preload=MODULE,...`."""
     options: dict[str, Any] = {"requests_fd": 0, "frames_fd": 1, "preload": []}
@@ -403,30 +289,9 @@ def _preload(names: list[str]) -> None:
             continue
 
 
-def _setup_channel(options: dict[str, Any]) -> tuple[int, Channel]:
-    """Move the protocol to private descriptors; give user code /dev/null as stdin and pipes as
-    stdout and stderr, which the channel pumps into `stream` frames."""
-    requests_fd = os.dup(options["requests_fd"])
-    frames_fd = os.dup(options["frames_fd"])
-    for fd in {options["requests_fd"], options["frames_fd"]} - {0, 1, 2}:
-        os.close(fd)
-    pipes = {}
-    for name, target in (("stdout", 1), ("stderr", 2)):
-        read_end, write_end = os.pipe()
-        os.dup2(write_end, target)
-        os.close(write_end)
-        pipes[name] = read_end
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    for fd in (requests_fd, frames_fd, *pipes.values()):
-        os.set_inheritable(fd, False)  # user subprocesses must not hold the protocol channel
-    return requests_fd, Channel(frames_fd, pipes)
-
-
 def main(argv: list[str] | None = None) -> None:
     options = _parse_args(sys.argv[1:] if argv is None else argv)
-    requests_fd, channel = _setup_channel(options)
+    requests_fd, channel = setup_channel(options)
     kernel = Kernel(channel)
     kernel.install_signal_handlers()
     channel.start_pump()

@@ -16,36 +16,15 @@ import logging
 import time
 import uuid
 from types import TracebackType
-from typing import Protocol
 
 from engine.config import Settings
-from engine.core.sandbox import SessionHost
+from engine.core.backends import create_backend
+from engine.core.sandbox import Backend
 from engine.core.session import Session
 from engine.errors import CapacityExceeded, SessionNotFound
 from engine.models import BackendName, SessionSpec
 
 log = logging.getLogger(__name__)
-
-
-class Backend(Protocol):
-    """What the manager needs of a backend. A backend may also have `async start()`, for background
-    warm-up (pools, fork servers); the manager calls it once, right after construction."""
-
-    async def open(self, session_id: str, spec: SessionSpec) -> SessionHost: ...
-    async def close(self) -> None: ...
-
-
-def create_backend(name: BackendName, settings: Settings) -> Backend:
-    if name is BackendName.SUBPROCESS:
-        from engine.core.subprocess_backend import SubprocessBackend
-
-        return SubprocessBackend(settings)
-    if name is BackendName.DOCKER:
-        from engine.core.docker_backend import DockerBackend
-
-        backend: Backend = DockerBackend(settings)
-        return backend
-    raise ValueError(f"unknown backend {name!r}")
 
 
 class SessionManager:

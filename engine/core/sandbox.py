@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 
 from engine.agent.protocol import PROTOCOL_VERSION, FrameDecoder, FrameError, encode_frame
 from engine.errors import SandboxStartError
-from engine.models import FileInfo, Isolation
+from engine.models import FileInfo, Isolation, SessionSpec
 
 StreamName = Literal["stdout", "stderr"]
 _STARTUP_LOG_LIMIT = 16 << 10
@@ -217,3 +217,11 @@ class SessionHost(abc.ABC):
     @abc.abstractmethod
     async def release(self) -> None:
         """Free everything; called once, after the last sandbox was killed."""
+
+
+class Backend(Protocol):
+    """What the manager needs of a backend. A backend may also have `async start()`, for background
+    warm-up (pools, fork servers); the manager calls it once, right after construction."""
+
+    async def open(self, session_id: str, spec: SessionSpec) -> SessionHost: ...
+    async def close(self) -> None: ...

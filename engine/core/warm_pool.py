@@ -27,10 +27,11 @@ _MAX_BACKOFF_S = 30.0
 
 @dataclass
 class Slot(Generic[S, W]):
-    """A started, handshaken sandbox and the resources it runs on (its workdir, its host)."""
+    """A started sandbox and the resources it runs on: the subprocess backend's session host, the
+    docker backend's workdir."""
 
     sandbox: S
-    workdir: W
+    resources: W
 
 
 class WarmPool(Generic[S, W]):

@@ -262,3 +262,12 @@ def mounts_under(prefix: str) -> list[str]:
             if point == prefix or point.startswith(prefix.rstrip("/") + "/"):
                 points.append(point)
     return sorted(points, key=len, reverse=True)
+
+
+def remove_dir(path: str | os.PathLike[str]) -> None:
+    """Unmount whatever is mounted at or below `path`, then delete it; never raises."""
+    for point in mounts_under(str(path)):
+        with contextlib.suppress(OSError):
+            unmount(point)
+    with contextlib.suppress(OSError):
+        remove_tree(str(path))

@@ -1,19 +1,50 @@
 """The code-interpreter tool loop: upstream model rounds, code_interpreter calls run through a
 `CodeRunner`, results fed back, until the model answers. Knows nothing about HTTP serving or the
-sandbox implementation."""
+sandbox implementation. The server and the CLI use only the names exported here."""
 
-from engine.orchestrator.events import Event, Usage
+from engine.orchestrator.calls import ToolCall, new_call_id
+from engine.orchestrator.code_runner import CodeRunner
+from engine.orchestrator.events import (
+    CodeComplete,
+    CodeStart,
+    ErrorEvent,
+    Event,
+    ExecutionResult,
+    Final,
+    ReasoningDelta,
+    RoundStart,
+    TextDelta,
+    Usage,
+    UsageEvent,
+)
 from engine.orchestrator.loop import Orchestrator
 from engine.orchestrator.options import LoopOptions
-from engine.orchestrator.runner import CodeRunner
-from engine.orchestrator.upstream import RoundRequest, UpstreamClient
+from engine.orchestrator.tool import NO_OUTPUT, TOOL_NAME, error_text, image_mime, omitted_marker
+from engine.orchestrator.upstream import RoundRequest, UpstreamClient, normalize
 
 __all__ = [
+    "NO_OUTPUT",
+    "TOOL_NAME",
+    "CodeComplete",
     "CodeRunner",
+    "CodeStart",
+    "ErrorEvent",
     "Event",
+    "ExecutionResult",
+    "Final",
     "LoopOptions",
     "Orchestrator",
+    "ReasoningDelta",
     "RoundRequest",
+    "RoundStart",
+    "TextDelta",
+    "ToolCall",
     "UpstreamClient",
     "Usage",
+    "UsageEvent",
+    "error_text",
+    "image_mime",
+    "new_call_id",
+    "normalize",
+    "omitted_marker",
 ]

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from engine.errors import LCIError, UpstreamError
 from engine.models import Execution
 from engine.orchestrator.calls import CallAccumulator, ToolCall
+from engine.orchestrator.code_runner import CodeRunner
 from engine.orchestrator.events import (
     CodeComplete,
     CodeStart,
@@ -36,7 +37,6 @@ from engine.orchestrator.events import (
     UsageEvent,
 )
 from engine.orchestrator.options import LoopOptions
-from engine.orchestrator.runner import CodeRunner
 from engine.orchestrator.textcalls import TextScanner
 from engine.orchestrator.tool import (
     TOOL_DEFINITION,

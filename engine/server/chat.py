@@ -18,7 +18,7 @@ from openai.types import CompletionUsage
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.orchestrator.events import (
+from engine.orchestrator import (
     CodeComplete,
     ErrorEvent,
     Event,

@@ -2,7 +2,7 @@
 block, or bound to an existing session: a Responses `container` is an lci session id, so passing it
 back continues in that session with its variables and files.
 
-It is `engine.runner.SessionRunner` plus binding, and plus keeping sessions after their request:
+It is `engine.session_runner.SessionRunner` plus binding, and plus keeping sessions after their request:
 containers kept (Responses) would otherwise hold their slot until the manager's idle expiry, so
 when the manager is full the least recently used idle one that no request is using is closed to
 make room.
@@ -17,7 +17,7 @@ from engine.core.manager import SessionManager
 from engine.core.session import Session
 from engine.errors import CapacityExceeded, SessionClosed, SessionNotFound
 from engine.models import SessionSpec, SessionState
-from engine.runner import SessionRunner
+from engine.session_runner import SessionRunner
 
 
 class Containers(SessionRunner):

@@ -14,18 +14,18 @@ from typing import Any, Protocol
 import anyio
 
 from engine.errors import BadParameter, LCIError, UpstreamError
-from engine.orchestrator import LoopOptions
-from engine.orchestrator.events import (
+from engine.orchestrator import (
     ErrorEvent,
     Event,
     Final,
+    LoopOptions,
     ReasoningDelta,
     RoundStart,
     TextDelta,
     Usage,
     UsageEvent,
+    normalize,
 )
-from engine.orchestrator.upstream import normalize
 from engine.server.errors import Surface, error_body, status_for
 from engine.server.options import ServerOptions
 from engine.server.sse import Piece, Rejection

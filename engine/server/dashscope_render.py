@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from engine.orchestrator.events import (
+from engine.orchestrator import (
     ErrorEvent,
     Event,
     ExecutionResult,
@@ -20,8 +20,8 @@ from engine.orchestrator.events import (
     TextDelta,
     Usage,
     UsageEvent,
+    normalize,
 )
-from engine.orchestrator.upstream import normalize
 from engine.server.errors import Surface, error_body, status_for
 from engine.server.sse import compact_json, dashscope_event
 

@@ -12,8 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from engine.errors import BadParameter
-from engine.orchestrator.calls import ToolCall, new_call_id
-from engine.orchestrator.tool import NO_OUTPUT, TOOL_NAME
+from engine.orchestrator import NO_OUTPUT, TOOL_NAME, ToolCall, new_call_id
 from engine.server.conversation import MUTUALLY_EXCLUSIVE
 
 log = logging.getLogger(__name__)

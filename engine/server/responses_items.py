@@ -7,8 +7,7 @@ import secrets
 from typing import Any
 
 from engine.models import DisplayOutput, ResultOutput, StreamOutput, TruncationMarker
-from engine.orchestrator.events import ExecutionResult
-from engine.orchestrator.tool import error_text, image_mime, omitted_marker
+from engine.orchestrator import ExecutionResult, error_text, image_mime, omitted_marker
 
 
 def new_id(prefix: str) -> str:

@@ -40,7 +40,7 @@ from openai.types.responses import (
 )
 from pydantic import BaseModel
 
-from engine.orchestrator.events import (
+from engine.orchestrator import (
     CodeComplete,
     CodeStart,
     ErrorEvent,

@@ -10,8 +10,8 @@ import signal
 import pytest
 
 from engine.config import Settings
+from engine.core.backends.subprocess.backend import SubprocessBackend
 from engine.core.manager import SessionManager
-from engine.core.subprocess_backend import SubprocessBackend
 from engine.errors import SandboxStartError
 from engine.models import BackendName, SessionSpec
 
@@ -163,12 +163,12 @@ async def test_a_pooled_sandbox_that_fails_is_replaced(settings: Settings) -> No
         async def refuse(spec: SessionSpec) -> None:
             raise SandboxStartError("injected")
 
-        failing.workdir.specialize = refuse  # type: ignore[method-assign]
+        failing.resources.specialize = refuse  # type: ignore[method-assign]
         session = await manager.create()  # the failing slot is discarded, a new sandbox starts
         assert id(session._sandbox) not in pooled
         assert (await session.execute("6 * 7")).result_text == "42"
-        assert not os.path.exists(failing.workdir.workdir)  # nothing of either slot is left
-        assert not os.path.exists(dead.workdir.workdir)
+        assert not os.path.exists(failing.resources.workdir)  # nothing of either slot is left
+        assert not os.path.exists(dead.resources.workdir)
         assert await backend.pool.wait_full(60)
 
 

@@ -11,8 +11,8 @@ import docker
 import pytest
 
 from engine.config import Settings
-from engine.core.host_probe import owner_tag
 from engine.core.manager import SessionManager
+from engine.core.owners import owner_tag
 from engine.core.session import Session
 from engine.models import BackendName, SessionSpec
 from tests.conftest import TEST_LIMITS, docker_unavailable_reason, require_docker

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from engine import cli_image
+from engine.cli import image as cli_image
 from engine.config import Settings
 from tests.docker.conftest import require_docker
 

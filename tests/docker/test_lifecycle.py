@@ -11,7 +11,7 @@ import docker
 import pytest
 
 from engine.config import Settings
-from engine.core.docker_backend import DockerBackend
+from engine.core.backends.docker.backend import DockerBackend
 from engine.core.manager import SessionManager
 from engine.errors import BackendUnavailable, ImageNotFound, SandboxStartError
 from engine.models import BackendName, Outcome, SessionSpec

@@ -14,7 +14,7 @@ import docker
 import pytest
 
 from engine.config import Settings
-from engine.core.docker_backend import DockerBackend
+from engine.core.backends.docker.backend import DockerBackend
 from engine.core.manager import SessionManager
 from engine.errors import BackendUnavailable
 from engine.models import BackendName, Outcome, SessionSpec

@@ -12,7 +12,7 @@ import pytest
 from engine.core.manager import SessionManager
 from engine.orchestrator import LoopOptions, Orchestrator, UpstreamClient
 from engine.orchestrator.events import Event
-from engine.runner import SessionRunner
+from engine.session_runner import SessionRunner
 from tests.fake_llm import FakeLLM
 
 QUESTION = [{"role": "user", "content": "What is 123 to the power 21?"}]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import cli_chat
+from engine.cli import chat as cli_chat
 from tests.fake_llm import FakeLLM, stream, unused_port
 
 PLOT = "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()\n6 * 7"

@@ -9,7 +9,7 @@ from typing import Any
 from engine.models import Outcome
 from engine.orchestrator import Orchestrator, UpstreamClient
 from engine.orchestrator.events import Event
-from engine.runner import SessionRunner
+from engine.session_runner import SessionRunner
 from tests.fake_llm import (
     SSE,
     Call,

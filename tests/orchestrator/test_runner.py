@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.core.manager import SessionManager
-from engine.runner import SessionRunner
+from engine.session_runner import SessionRunner
 
 
 async def test_one_session_per_conversation(manager: SessionManager) -> None:

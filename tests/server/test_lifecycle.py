@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from engine.cli_serve import add_parser, configure
+from engine.cli.serve import add_parser, configure
 from tests.server.helpers import FakeModel, LciServer
 
 

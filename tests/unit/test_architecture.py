@@ -26,12 +26,57 @@ def layer_imports(layer: str) -> dict[str, set[str]]:
     return {str(p.relative_to(ENGINE)): imported_modules(p) for p in (ENGINE / layer).rglob("*.py")}
 
 
+def foreign_imports(path: Path) -> set[str]:
+    return {n for n in imported_modules(path) if n.split(".")[0] not in sys.stdlib_module_names}
+
+
 def test_agent_uses_only_the_standard_library() -> None:
-    for module, names in layer_imports("agent").items():
-        foreign = {n for n in names if n.split(".")[0] not in sys.stdlib_module_names}
-        if module == "agent/mpl_backend.py":  # loaded only once user code imported matplotlib
+    for path in (ENGINE / "agent").rglob("*.py"):
+        foreign = foreign_imports(path)
+        if path.name == "mpl_backend.py":  # loaded only once user code imported matplotlib
             foreign -= {"matplotlib.backend_bases", "matplotlib.backends.backend_agg"}
-        assert not foreign, f"{module} imports {foreign}"
+        assert not foreign, f"{path.relative_to(ENGINE)} imports {foreign}"
+
+
+@pytest.mark.parametrize("script", ["launcher.py", "zygote.py"])
+def test_sandbox_side_scripts_use_only_the_standard_library(script: str) -> None:
+    """They run as standalone scripts (the launcher inside the sandbox's namespaces), beside the
+    staged agent (`lci_agent`, itself standard library only)."""
+    path = ENGINE / "core" / "backends" / "subprocess" / script
+    foreign = {n for n in foreign_imports(path) if n.split(".")[0] != "lci_agent"}
+    assert not foreign, f"{script} imports {foreign}"
+
+
+def test_backends_never_import_each_other() -> None:
+    backends = ENGINE / "core" / "backends"
+    names = [p.name for p in backends.iterdir() if p.is_dir() and (p / "__init__.py").exists()]
+    assert set(names) >= {"subprocess", "docker"}
+    for name in names:
+        others = tuple(f"engine.core.backends.{other}" for other in names if other != name)
+        for path in (backends / name).rglob("*.py"):
+            bad = {n for n in imported_modules(path) if n.startswith(others)}
+            assert not bad, f"{path.relative_to(ENGINE)} imports {bad}"
+
+
+def test_only_the_docker_api_module_imports_docker() -> None:
+    allowed = ENGINE / "core" / "backends" / "docker" / "api.py"
+    for path in ENGINE.rglob("*.py"):
+        uses = {n for n in imported_modules(path) if n.split(".")[0] == "docker"}
+        assert path == allowed or not uses, f"{path.relative_to(ENGINE)} imports {uses}"
+
+
+def test_server_and_cli_use_the_orchestrators_public_names_only() -> None:
+    for layer in ("server", "cli"):
+        for module, names in layer_imports(layer).items():
+            deep = {n for n in names if n.startswith("engine.orchestrator.")}
+            assert not deep, f"{module} imports {deep}: use engine.orchestrator's exports"
+
+
+def test_modules_stay_small() -> None:
+    """The design guide's hard cap: a module past 400 lines does more than one thing."""
+    for path in ENGINE.rglob("*.py"):
+        lines = len(path.read_text().splitlines())
+        assert lines <= 400, f"{path.relative_to(ENGINE)} has {lines} lines"
 
 
 @pytest.mark.parametrize(
@@ -59,7 +104,7 @@ def test_foundation_modules_import_no_layer() -> None:
 
 def test_importing_the_engine_does_not_import_docker() -> None:
     code = (
-        "import sys, engine, engine.api, engine.core.manager, engine.cli\n"
+        "import sys, engine, engine.api, engine.core.manager, engine.cli.main\n"
         "engine.SessionManager\n"
         "assert 'docker' not in sys.modules, 'docker imported'"
     )

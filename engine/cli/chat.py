@@ -18,18 +18,20 @@ from typing import Any, TextIO
 from engine.config import Settings
 from engine.core.manager import SessionManager
 from engine.models import BackendName, Execution, SessionSpec
-from engine.orchestrator import LoopOptions, Orchestrator, UpstreamClient
-from engine.orchestrator.events import (
+from engine.orchestrator import (
     CodeComplete,
     ErrorEvent,
     Event,
     ExecutionResult,
     Final,
+    LoopOptions,
+    Orchestrator,
     ReasoningDelta,
     RoundStart,
     TextDelta,
+    UpstreamClient,
 )
-from engine.runner import SessionRunner
+from engine.session_runner import SessionRunner
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -203,7 +205,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `chat` on its own (`python -m engine.cli_chat QUESTION`)."""
+    """Run `chat` on its own (`python -m engine.cli.chat QUESTION`)."""
     import asyncio
 
     parser = argparse.ArgumentParser(prog="lci")

@@ -15,12 +15,10 @@ Process layout with namespaces (root, or unprivileged user namespaces):
 
 A staged sandbox (the warm pool's) is built for no session yet: its worker stops before dropping
 privileges, says `staged` on the frame pipe, and waits for the session's own settings (rlimits,
-environment) as the first frame on the request pipe. The host sets the session's cgroup limits and
-workdir size meanwhile, so one pre-built sandbox can become a session with any limits.
+environment) as the first frame on the request pipe, so it can become a session with any limits.
 
 Without namespaces the launcher applies what it can (rlimits, the uid) and execs the worker itself.
-Failures before the agent starts are reported as one JSON line on stderr and exit status 125.
-"""
+Failures before the agent starts are one JSON line on stderr and exit status 125."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What a sandbox container looks like: the hardened create/host-config arguments (security.md 2.1),
 its labels, and the isolation it reports. Kept apart from the code that drives containers so the whole
 security posture of the docker backend reads in one place. Plain data only: the Docker SDK is imported
-by `docker_api` alone."""
+by `api.py` alone."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ SHM_MB = 16
 DATA_HEADROOM_MB = 1024
 
 LABEL_OWNER = "lci.owner"  # "<pid>.<start time>" of the engine process that made the container
-LABEL_HOST = "lci.host"  # which boot and pid namespace that pid belongs to
+LABEL_MACHINE = "lci.host"  # which boot and pid namespace that pid belongs to
 LABEL_BACKEND = "lci.backend"  # one backend instance (several may live in one process)
 # The session id, or "pool" for a warm container. Labels cannot change, so a claimed warm container
 # keeps "pool" and is renamed lci-<session id>-0 instead.

@@ -1,5 +1,5 @@
 """The narrow interface through which the loop runs code. The orchestrator never imports the core:
-the server and the CLI hand it an object with this shape (see `engine.runner.SessionRunner`)."""
+the server and the CLI hand it an object with this shape (see `engine.session_runner.SessionRunner`)."""
 
 from __future__ import annotations
 

@@ -13,11 +13,10 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from engine.config import Settings
 from engine.core import workdir as wd
-from engine.core.cgroups import CgroupTree
+from engine.core.backends.subprocess.cgroups import CgroupTree
+from engine.core.owners import owner_alive, owner_tag
 from engine.models import Isolation, Limits
 
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -43,18 +42,6 @@ _USERNS_PROBE = (
     "import ctypes, sys; "
     "sys.exit(ctypes.CDLL(None, use_errno=True).unshare(0x10000000 | 0x20000 | 0x40000000) != 0)"
 )
-
-
-def owner_tag() -> str:
-    return f"{os.getpid()}.{int(psutil.Process().create_time())}"
-
-
-def owner_alive(tag: str) -> bool:
-    pid_text, _, started = tag.partition(".")
-    try:
-        return int(psutil.Process(int(pid_text)).create_time()) == int(started)
-    except (ValueError, psutil.Error):
-        return False
 
 
 @functools.lru_cache(maxsize=8)
@@ -111,7 +98,7 @@ def _without_nested(paths: list[str]) -> list[str]:
 
 
 @dataclass
-class HostProbe:
+class MachineProbe:
     is_root: bool
     namespaces: bool
     cgroups: CgroupTree | None
@@ -123,7 +110,7 @@ class HostProbe:
     seed_dir: Path | None = None
 
     @classmethod
-    def detect(cls, settings: Settings, agent_root: Path) -> HostProbe:
+    def detect(cls, settings: Settings, agent_root: Path) -> MachineProbe:
         is_root = os.geteuid() == 0
         namespaces = is_root or cls._user_namespaces_work(settings.sandbox_python)
         readonly, symlinks = [], []
@@ -199,7 +186,7 @@ class HostProbe:
         for entry in state_dir.glob("owner-*"):
             tag = entry.name.removeprefix("owner-")
             if tag != self.owner_tag and not owner_alive(tag):
-                self._remove_dir(entry)
+                wd.remove_dir(entry)
                 reaped += 1
         if self.cgroups is not None:
             for name, group in self.cgroups.groups().items():
@@ -211,12 +198,4 @@ class HostProbe:
         return reaped
 
     def remove_owner_dir(self) -> None:
-        self._remove_dir(self.owner_dir)
-
-    @staticmethod
-    def _remove_dir(path: Path) -> None:
-        for point in wd.mounts_under(str(path)):
-            with contextlib.suppress(OSError):
-                wd.unmount(point)
-        with contextlib.suppress(OSError):
-            wd.remove_tree(str(path))
+        wd.remove_dir(self.owner_dir)

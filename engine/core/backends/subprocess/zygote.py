@@ -66,7 +66,13 @@ def _prepare(agent_root: str, preload: list[str]) -> dict[str, Any]:
     loaded, failed = _preload(preload)
     # Everything a sandbox will run must be imported here: after the fork it lives in a private
     # filesystem where the zygote's paths may not exist.
-    agent_modules = ["lci_agent.protocol", "lci_agent.display", "lci_agent.kernel"]
+    agent_modules = [
+        "lci_agent.protocol",
+        "lci_agent.display",
+        "lci_agent.channel",
+        "lci_agent.figures",
+        "lci_agent.kernel",
+    ]
     if "matplotlib" in sys.modules:
         agent_modules.append("lci_agent.mpl_backend")
     for name in agent_modules:

@@ -3,16 +3,16 @@ subprocess backend.
 
 The agent is not baked into the image: the staged agent directory is bind-mounted read-only, so any
 image with `python3` works. The session's workdir lives on the engine host and is bind-mounted at
-/workspace (see `docker_host`). Both bind mounts mean the daemon must share the engine's filesystem
+/workspace (see `host.py`). Both bind mounts mean the daemon must share the engine's filesystem
 (a local daemon).
 
-    docker_api        the Docker SDK, and the translation of its errors
-    docker_spec       the hardened container configuration, labels, isolation report
-    docker_transport  one container as a Sandbox (attach stream, interrupt, kill, exit)
-    docker_host       a session's workdir and container factory (SessionHost)
-    warm_pool         pre-started containers, claimed by new sessions
+    api.py      the Docker SDK, and the translation of its errors (the only module importing docker)
+    spec.py     the hardened container configuration, labels, isolation report
+    sandbox.py  one container as a Sandbox (attach stream, interrupt, kill, exit)
+    host.py     a session's workdir and container factory (SessionHost)
+    core/warm_pool.py  pre-started containers, claimed by new sessions
 
-Every container is labelled with its owner (engine pid and start time), host, backend instance and
+Every container is labelled with its owner (engine pid and start time), machine, backend instance and
 session. The reaper removes containers, and workdirs, whose owner process is gone: at start-up and
 then periodically. Closing the backend removes everything it started.
 """
@@ -29,12 +29,14 @@ from typing import Any
 
 from engine.agent.protocol import PROTOCOL_VERSION
 from engine.config import Settings
+from engine.core import workdir as wd
 from engine.core.agent_files import stage_agent
-from engine.core.docker_api import DockerAPI
-from engine.core.docker_host import DockerHost, Workdir, remove_dir
-from engine.core.docker_spec import (
+from engine.core.backends.docker.api import DockerAPI
+from engine.core.backends.docker.host import DockerHost, Workdir
+from engine.core.backends.docker.sandbox import DockerSandbox
+from engine.core.backends.docker.spec import (
     LABEL_BACKEND,
-    LABEL_HOST,
+    LABEL_MACHINE,
     LABEL_OWNER,
     LABEL_PROTOCOL,
     LABEL_SESSION,
@@ -42,8 +44,7 @@ from engine.core.docker_spec import (
     ContainerPlan,
     container_limits,
 )
-from engine.core.docker_transport import DockerSandbox
-from engine.core.host_probe import owner_alive, owner_tag
+from engine.core.owners import owner_alive, owner_tag
 from engine.core.warm_pool import Slot, WarmPool
 from engine.errors import LCIError, SandboxStartError
 from engine.models import Limits, SessionSpec
@@ -54,7 +55,7 @@ REAP_INTERVAL_S = 60.0
 POOL = "pool"
 
 
-def _host_tag() -> str:
+def _machine_tag() -> str:
     """This boot and pid namespace: owner pids are only meaningful within them."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as handle:
@@ -72,7 +73,7 @@ class DockerBackend:
         self.settings = settings
         self.api = DockerAPI()
         self.owner = owner_tag()
-        self.host = _host_tag()
+        self.machine = _machine_tag()
         self.backend_id = uuid.uuid4().hex[:8]
         self.agent_root = str(stage_agent(settings.state_dir))
         self.base = settings.state_dir / f"docker-{self.owner}-{self.backend_id}"
@@ -119,8 +120,8 @@ class DockerBackend:
                         self.api.rename, slot.sandbox.container_id, f"lci-{session_id}-0"
                     )
                 )
-                plan = self._plan(image, spec.limits, slot.workdir, session_id, spec.env)
-                return DockerHost(plan, slot.workdir, self.start_sandbox, warm=slot.sandbox)
+                plan = self._plan(image, spec.limits, slot.resources, session_id, spec.env)
+                return DockerHost(plan, slot.resources, self.start_sandbox, warm=slot.sandbox)
         workdir = await self._new_workdir(session_id, spec.limits.disk_mb)
         plan = self._plan(image, spec.limits, workdir, session_id, spec.env)
         return DockerHost(plan, workdir, self.start_sandbox, warm=None)
@@ -150,7 +151,7 @@ class DockerBackend:
     ) -> ContainerPlan:
         labels = {
             LABEL_OWNER: self.owner,
-            LABEL_HOST: self.host,
+            LABEL_MACHINE: self.machine,
             LABEL_BACKEND: self.backend_id,
             LABEL_SESSION: session,
         }
@@ -208,7 +209,7 @@ class DockerBackend:
     @staticmethod
     async def _discard(slot: Slot[DockerSandbox, Workdir]) -> None:
         await slot.sandbox.kill()
-        await asyncio.to_thread(slot.workdir.remove)
+        await asyncio.to_thread(slot.resources.remove)
 
     async def warm_up(self, timeout: float = 120.0) -> bool:
         """Fill the default image's pool now (e.g. at server start) and wait for it; True when
@@ -223,13 +224,17 @@ class DockerBackend:
         reaped = 0
         for container_id, labels in self.api.labelled(LABEL_OWNER):
             tag = labels.get(LABEL_OWNER, "")
-            if labels.get(LABEL_HOST) == self.host and tag != self.owner and not owner_alive(tag):
+            if (
+                labels.get(LABEL_MACHINE) == self.machine
+                and tag != self.owner
+                and not owner_alive(tag)
+            ):
                 self.api.remove(container_id)
                 reaped += 1
         for entry in self.settings.state_dir.glob("docker-*"):
             tag = entry.name.removeprefix("docker-").rpartition("-")[0]
             if tag != self.owner and not owner_alive(tag):
-                remove_dir(entry)
+                wd.remove_dir(entry)
         return reaped
 
     def _start_reaper(self) -> None:
@@ -269,7 +274,7 @@ class DockerBackend:
         except LCIError as exc:  # the daemon is gone: the next engine's reaper removes the rest
             log.warning("could not remove this backend's containers: %s", exc)
         finally:
-            await asyncio.to_thread(remove_dir, self.base)
+            await asyncio.to_thread(wd.remove_dir, self.base)
             self.api.close()
 
     def _sweep(self) -> None:

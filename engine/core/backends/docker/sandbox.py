@@ -21,7 +21,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from engine.core.docker_api import DockerAPI
+from engine.core.backends.docker.api import DockerAPI
 from engine.core.sandbox import ExitInfo, Sandbox
 from engine.errors import BackendUnavailable, LCIError, SandboxStartError
 

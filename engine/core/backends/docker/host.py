@@ -10,15 +10,14 @@ followed, no special file opened), never through the container.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
 from engine.core import workdir as wd
-from engine.core.docker_spec import MIB, SANDBOX_WORKDIR, ContainerPlan, isolation
-from engine.core.docker_transport import DockerSandbox
+from engine.core.backends.docker.sandbox import DockerSandbox
+from engine.core.backends.docker.spec import MIB, SANDBOX_WORKDIR, ContainerPlan, isolation
 from engine.core.sandbox import Sandbox, SessionHost
 from engine.errors import FileAccessError
 from engine.models import FileInfo
@@ -48,16 +47,7 @@ class Workdir:
             raise
 
     def remove(self) -> None:
-        remove_dir(self.path)
-
-
-def remove_dir(path: Path) -> None:
-    """Unmount whatever is mounted at or below `path`, then delete it; never raises."""
-    for point in wd.mounts_under(str(path)):
-        with contextlib.suppress(OSError):
-            wd.unmount(point)
-    with contextlib.suppress(OSError):
-        wd.remove_tree(str(path))
+        wd.remove_dir(self.path)
 
 
 class DockerHost(SessionHost):

@@ -1,0 +1,1 @@
+"""The `lci` command line: `main.py` dispatches to one module per subcommand."""

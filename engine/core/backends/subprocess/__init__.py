@@ -1,0 +1,1 @@
+"""The subprocess backend: namespaced, cgroup-limited process trees forked from a zygote."""
