@@ -1,0 +1,169 @@
+"""The sandbox's private root filesystem, built by the launcher's init process: read-only system
+directories, the session's workdir, fresh /proc, /dev and /tmp, a minimal /etc, then pivot_root.
+Standard library only, loaded by `launcher.py` from its own directory; errors are OSErrors."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import struct
+from typing import Any
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None
+) -> None:
+    result = _libc.mount(
+        source.encode() if source else None,
+        target.encode(),
+        fstype.encode() if fstype else None,
+        ctypes.c_ulong(flags),
+        data.encode() if data else None,
+    )
+    _check(result, f"mount {source or fstype} on {target}")
+
+
+def _locked_flags(path: str) -> int:
+    # A read-only remount must keep nosuid/nodev/noexec where the source had them, or the kernel
+    # refuses it inside a user namespace.
+    flags = os.statvfs(path).f_flag
+    result = 0
+    for st, ms in ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC)):
+        if flags & st:
+            result |= ms
+    return result
+
+
+def _bind(source: str, target: str, *, writable: bool, device: bool = False) -> None:
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+    elif not os.path.exists(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "w"):
+            pass
+    _mount(source, target, None, MS_BIND | MS_REC, None)
+    flags = MS_REMOUNT | MS_BIND | MS_NOSUID | _locked_flags(target)
+    if not device:
+        flags |= MS_NODEV
+    if not writable:
+        flags |= MS_RDONLY
+    _mount(None, target, None, flags, None)
+
+
+def _inside(root: str, path: str) -> str:
+    return os.path.join(root, path.lstrip("/"))
+
+
+def _write_file(path: str, text: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+def build_root(cfg: dict[str, Any]) -> None:
+    """Assemble the sandbox's filesystem under cfg['root_dir'] and pivot into it."""
+    root = cfg["root_dir"]
+    _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=8m,mode=0755")
+    # /proc, /dev and /tmp first: binds below /tmp (an interpreter in a virtualenv under /tmp, say)
+    # must land on the new /tmp, not be hidden by it.
+    _build_dev(root)
+    os.makedirs(_inside(root, "/proc"), exist_ok=True)
+    _mount("proc", _inside(root, "/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    tmp = _inside(root, "/tmp")
+    os.makedirs(tmp, exist_ok=True)
+    _mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, f"size={cfg['tmp_mb']}m,mode=1777")
+    _seed(cfg.get("seed_dir"), os.path.join(tmp, "lci-seed"), cfg)
+    for link in cfg["symlinks"]:
+        target = _inside(root, link)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.symlink(os.readlink(link), target)
+    for path in cfg["readonly"]:
+        if os.path.exists(path):
+            _bind(path, _inside(root, path), writable=False)
+    _bind(cfg["workdir"], _inside(root, cfg["sandbox_workdir"]), writable=True)
+    _bind(cfg["agent_root"], _inside(root, cfg["sandbox_agent_root"]), writable=False)
+    _write_etc(root, cfg)
+    os.chdir(root)
+    # pivot_root(".", ".") stacks the old root under the new one; detaching "." then drops it.
+    _check(_libc.syscall(_PIVOT_ROOT[os.uname().machine], b".", b"."), "pivot_root")
+    _check(_libc.umount2(b".", MNT_DETACH), "detach old root")
+    os.chdir("/")
+    _mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+
+
+def _build_dev(root: str) -> None:
+    dev = _inside(root, "/dev")
+    os.makedirs(dev, exist_ok=True)
+    _mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
+    for name in ("null", "zero", "full", "random", "urandom"):
+        _bind(f"/dev/{name}", os.path.join(dev, name), writable=True, device=True)
+    os.makedirs(os.path.join(dev, "shm"))
+    _mount("tmpfs", os.path.join(dev, "shm"), "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
+        os.symlink(target, os.path.join(dev, name))
+
+
+def _seed(source: str | None, target: str, cfg: dict[str, Any]) -> None:
+    """Copy prepared caches (matplotlib's font list) into the sandbox's /tmp, owned by its user, so a
+    new session does not spend seconds rebuilding them."""
+    if not source or not os.path.isdir(source):
+        return
+    import shutil
+
+    shutil.copytree(source, target)
+    uid, gid = cfg.get("uid"), cfg.get("gid")
+    if uid is not None and gid is not None:
+        for directory, _, files in os.walk(target):
+            os.chown(directory, uid, gid)
+            for name in files:
+                os.chown(os.path.join(directory, name), uid, gid)
+
+
+def _write_etc(root: str, cfg: dict[str, Any]) -> None:
+    etc = _inside(root, "/etc")
+    os.makedirs(etc, exist_ok=True)
+    uid, gid = cfg.get("uid") or os.getuid(), cfg.get("gid") or os.getgid()
+    home = cfg["sandbox_workdir"]
+    _write_file(
+        os.path.join(etc, "passwd"),
+        f"root:x:0:0:root:/root:/bin/sh\nsandbox:x:{uid}:{gid}:sandbox:{home}:/bin/sh\n",
+    )
+    _write_file(os.path.join(etc, "group"), f"root:x:0:\nsandbox:x:{gid}:\n")
+    _write_file(os.path.join(etc, "hostname"), "sandbox\n")
+    _write_file(os.path.join(etc, "hosts"), "127.0.0.1 localhost sandbox\n::1 localhost\n")
+
+
+def loopback_up() -> None:
+    # A new network namespace has only a loopback device, and it starts down. Many libraries expect
+    # localhost to work even when the network is off.
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    import fcntl
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14s", b"lo", 0, b"")
+        flags = struct.unpack("16sH14s", fcntl.ioctl(sock, siocgifflags, request))[1]
+        fcntl.ioctl(sock, siocsifflags, struct.pack("16sH14s", b"lo", flags | iff_up, b""))
