@@ -10,7 +10,7 @@ import logging
 import sys
 from types import ModuleType
 
-from engine.cli import chat, image, serve
+from engine.cli import chat, image, mcp_stdio, serve
 from engine.cli import exec as exec_command
 
 # subcommand -> module with add_parser(subparsers) and run(args) (a coroutine or a plain function)
@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, ModuleType] = {
     "chat": chat,
     "image": image,
     "serve": serve,
+    "mcp": mcp_stdio,
 }
 
 

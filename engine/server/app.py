@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from engine.config import Settings
 from engine.server import chat, dashscope, errors, responses, sessions_api
+from engine.server.mcp_http import McpEndpoint
 from engine.server.middleware import OPEN_PATHS, Gate
 from engine.server.options import ServerOptions
 from engine.server.state import ServerState, State
@@ -30,7 +31,8 @@ A local code interpreter for any LLM, behind three compatible surfaces:
 * **DashScope** `POST /api/v1/services/aigc/text-generation/generation` with
   `parameters.enable_code_interpreter: true`
 
-and a plain session API (`/v1/sessions`) to run code directly. Send `Authorization: Bearer <key>`
+a plain session API (`/v1/sessions`) to run code directly, and an MCP server (streamable HTTP)
+at `/mcp`. Send `Authorization: Bearer <key>`
 when the server was started with an API key.
 """
 
@@ -90,11 +92,13 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
         state = ServerState.build(settings, options)
         app.state.lci = state
         try:
-            yield
+            async with mcp.running(state):
+                yield
         finally:
             await state.aclose()
 
     app = FastAPI(title="lci", description=DESCRIPTION, version=_version(), lifespan=lifespan)
+    mcp = McpEndpoint(options, _version())
     upload_prefix = "/v1/sessions/"
 
     def body_limit(path: str) -> int:
@@ -114,4 +118,5 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
         misc,
     ):
         app.include_router(router)
+    app.router.routes.extend(mcp.routes)
     return app

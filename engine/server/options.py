@@ -51,6 +51,11 @@ class ServerOptions(BaseSettings):
     stored_responses: int = Field(
         256, ge=0, description="Responses kept for previous_response_id (oldest dropped first)."
     )
+    mcp_inline_bytes: int = Field(
+        4 * MIB,
+        ge=1024,
+        description="Largest file the MCP download_file tool embeds; larger ones are linked.",
+    )
     shutdown_grace_s: float = Field(
         5.0, ge=1, description="How long open requests may finish when the server stops."
     )

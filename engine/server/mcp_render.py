@@ -1,0 +1,154 @@
+"""MCP tool results from engine values: an Execution becomes one JSON text block plus one image
+block per figure; a session, a file list or an error becomes one JSON text block; a file becomes an
+embedded resource, or past a size a link to it.
+
+The JSON is what a model reads, so it is flat and holds only what helps it continue: the session
+to pass back, how the cell ended, its output, the error with its traceback, whether state survived.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import mimetypes
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import quote
+
+from mcp_types import (
+    BlobResourceContents,
+    CallToolResult,
+    ContentBlock,
+    EmbeddedResource,
+    ImageContent,
+    ResourceLink,
+    TextContent,
+    TextResourceContents,
+)
+
+from engine.errors import LCIError
+from engine.models import DisplayOutput, Execution, FileInfo, SessionInfo
+
+# Figures travel as image blocks; these are the image types MCP clients render.
+IMAGE_TYPES = ("image/png", "image/jpeg")
+
+
+def file_uri(session_id: str, path: str) -> str:
+    """The resource URI of a file in a session's working directory."""
+    return f"lci://sessions/{session_id}/files/{quote(path, safe='/')}"
+
+
+def execution_result(execution: Execution, *, new_session: bool) -> CallToolResult:
+    """The result of running a cell. An error in the user's code is a normal result (the model
+    must see it to fix its code), so `is_error` stays False."""
+    images: list[ContentBlock] = []
+    displays: list[str] = []
+    for item in execution.displays:
+        image = _image(item)
+        if image is not None:
+            images.append(image)
+        elif "text/plain" in item.data:
+            displays.append(item.data["text/plain"])
+    error = execution.error
+    body: dict[str, Any] = {
+        "session_id": execution.session_id,
+        "new_session": new_session,
+        "outcome": execution.outcome.value,
+        "stdout": execution.stdout,
+        "stderr": execution.stderr,
+        "result": execution.result_text,
+        "displays": displays,
+        "images": len(images),
+        "error": None
+        if error is None
+        else {"name": error.name, "value": error.value, "traceback": error.traceback},
+        "truncated": execution.truncated,
+        "state_preserved": execution.state_preserved,
+        "duration_ms": round(execution.duration_ms, 1),
+    }
+    return CallToolResult(content=[_json(body), *images])
+
+
+def _image(item: DisplayOutput) -> ImageContent | None:
+    for mime in IMAGE_TYPES:
+        data = item.data.get(mime)
+        if data is None:
+            continue
+        try:  # the sandbox's output is untrusted: only well-formed base64 becomes an image
+            base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        return ImageContent(data=data, mime_type=mime)
+    return None
+
+
+def error_result(exc: LCIError) -> CallToolResult:
+    """A refused call (unknown session, busy, capacity, bad path ...) as a tool error the model
+    can read and act on, not a protocol error."""
+    error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    param = getattr(exc, "param", None)
+    if param:
+        error["param"] = param
+    return CallToolResult(content=[_json({"error": error})], is_error=True)
+
+
+def session_result(info: SessionInfo, **extra: Any) -> CallToolResult:
+    return CallToolResult(content=[_json({**session_summary(info), **extra})])
+
+
+def session_summary(info: SessionInfo) -> dict[str, Any]:
+    return {
+        "session_id": info.id,
+        "state": info.state.value,
+        "backend": info.backend.value,
+        "limits": info.limits.model_dump(mode="json"),
+        "executions": info.executions,
+        "created_at": info.created_at,
+        "last_used_at": info.last_used_at,
+    }
+
+
+def json_result(body: Any) -> CallToolResult:
+    return CallToolResult(content=[_json(body)])
+
+
+def files_result(files: list[FileInfo]) -> CallToolResult:
+    return json_result({"files": [f.model_dump(mode="json") for f in files]})
+
+
+def file_content(session_id: str, path: str, data: bytes) -> EmbeddedResource:
+    """A file as an embedded resource: text when it is text, base64 otherwise."""
+    uri = file_uri(session_id, path)
+    mime = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    if mime.startswith("text/") or mime in ("application/json", "application/xml"):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return EmbeddedResource(
+                resource=TextResourceContents(uri=uri, text=text, mime_type=mime)
+            )
+    blob = base64.b64encode(data).decode("ascii")
+    return EmbeddedResource(resource=BlobResourceContents(uri=uri, blob=blob, mime_type=mime))
+
+
+def file_link(session_id: str, path: str, size: int, url: str, limit: int) -> CallToolResult:
+    """A file too large to embed: a link (the session API's URL over HTTP, else the resource)."""
+    name = PurePosixPath(path).name or path
+    mime = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    note = {
+        "session_id": session_id,
+        "path": path,
+        "size": size,
+        "embedded": False,
+        "reason": f"the file is larger than {limit} bytes; fetch it from the link",
+        "url": url,
+    }
+    link = ResourceLink(uri=url, name=name, mime_type=mime, size=size)
+    return CallToolResult(content=[_json(note), link])
+
+
+def _json(body: Any) -> TextContent:
+    return TextContent(text=json.dumps(body, ensure_ascii=False))
