@@ -1,0 +1,60 @@
+"""Who owns an MCP session: the caller that made it, and nobody else can tell it exists."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.requests import Request
+
+from engine.core.manager import SessionManager
+from engine.errors import SessionNotFound
+from engine.models import SessionSpec
+from engine.server.mcp_workspace import LOCAL, Caller, Workspace, caller_from_request
+
+
+def request(authorization: str | None = None) -> Request:
+    headers = [(b"authorization", authorization.encode())] if authorization else []
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/mcp",
+        "headers": [(b"host", b"127.0.0.1:8000"), *headers],
+        "scheme": "http",
+        "server": ("127.0.0.1", 8000),
+        "query_string": b"",
+        "root_path": "",
+    }
+    return Request(scope)
+
+
+def test_the_caller_is_the_key_over_http_and_the_local_client_over_stdio() -> None:
+    one = caller_from_request(request("Bearer key-one"), auth=True)
+    two = caller_from_request(request("Bearer key-two"), auth=True)
+    assert one.owner != two.owner
+    assert one == caller_from_request(request("bearer  key-one "), auth=True)
+    assert "key-one" not in one.owner  # a digest, not the key itself
+    assert one.api_base == "http://127.0.0.1:8000"
+    assert caller_from_request(request("Bearer key-one"), auth=False).owner == "anonymous"
+    assert caller_from_request(None, auth=True) == Caller(LOCAL)
+
+
+async def test_a_session_is_seen_only_by_its_owner(manager: SessionManager) -> None:
+    workspace = Workspace(manager, manager.create, SessionSpec(limits=manager.settings.limits))
+    alice, bob = Caller("key:alice"), Caller("key:bob")
+    session = await workspace.create(alice, {"timeout_s": 3})
+    assert session.limits.timeout_s == 3
+    assert workspace.get(alice, session.id) is session
+    with pytest.raises(SessionNotFound) as other:
+        workspace.get(bob, session.id)
+    with pytest.raises(SessionNotFound) as missing:
+        workspace.get(bob, "0" * 16)
+    # The same answer as for an id that does not exist: ids cannot be probed.
+    assert str(other.value).replace(session.id, "0" * 16) == str(missing.value)
+    assert workspace.sessions(bob) == []
+    with pytest.raises(SessionNotFound):
+        await workspace.close(bob, session.id)
+    assert manager.get(session.id) is session  # bob's attempt closed nothing
+    assert workspace.sessions(alice) == [session]
+    await manager.close(session.id)  # closed elsewhere (idle expiry, the session API)
+    assert workspace.sessions(alice) == []
+    with pytest.raises(SessionNotFound):
+        workspace.get(alice, session.id)
