@@ -1,7 +1,7 @@
 """A separate MCP client process that starts a long call and waits in it, so a test can kill the
 client mid-call (a real disconnect: the process and its sockets or pipes are gone at once).
 
-    python -m tests.server.mcp_long_call http  URL KEY SESSION_ID
+    python -m tests.server.mcp_long_call http  URL KEY SESSION_ID MODE   (MODE: auto | legacy)
     python -m tests.server.mcp_long_call stdio STATE_DIR
 
 It prints "calling" when the long call is about to be sent.
@@ -22,9 +22,10 @@ from tests.server.mcp_helpers import body, stdio_params
 LONG_CELL = "import time\ntime.sleep(120)"
 
 
-async def over_http(url: str, key: str, session_id: str) -> None:
+async def over_http(url: str, key: str, session_id: str, mode: str) -> None:
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=300)
-    async with http, Client(streamable_http_client(url, http_client=http)) as client:
+    transport = streamable_http_client(url, http_client=http)
+    async with http, Client(transport, mode=mode) as client:  # type: ignore[arg-type]
         print("calling", flush=True)
         await client.call_tool("run_python", {"code": LONG_CELL, "session_id": session_id})
 

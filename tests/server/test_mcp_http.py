@@ -69,8 +69,11 @@ async def test_tools_are_described_for_models(server: LciServer) -> None:
     assert [t.uri_template for t in templates] == ["lci://sessions/{session_id}/files/{+path}"]
 
 
-async def test_state_is_kept_across_calls_given_the_session_id(server: LciServer) -> None:
-    async with http_client(server) as client:
+@pytest.mark.parametrize("mode", ["auto", "legacy"])  # the 2026 protocol, and the handshake era
+async def test_state_is_kept_across_calls_given_the_session_id(
+    server: LciServer, mode: str
+) -> None:
+    async with http_client(server, mode=mode) as client:
         result, first = await run(client, "import math\nx = 41\nprint('hi')\nx + 1")
         assert not result.is_error
         assert (first["outcome"], first["result"], first["stdout"]) == ("completed", "42", "hi\n")
@@ -127,6 +130,24 @@ async def test_refusals_are_tool_errors(server: LciServer) -> None:
             "create_session", {"limits": {"memory_mb": 1}}
         )  # below the minimum
         assert bad.is_error
+
+
+async def test_a_second_call_on_a_busy_session_is_refused(server: LciServer) -> None:
+    async with http_client(server) as client, http_client(server) as other:
+        session_id = body(await client.call_tool("create_session", {}))["session_id"]
+        slow = asyncio.ensure_future(
+            run(client, "import time\ntime.sleep(2)\n'slow'", session_id=session_id)
+        )
+        with server.client() as rest:
+            deadline = time.monotonic() + 20
+            while rest.get(f"/v1/sessions/{session_id}").json()["state"] != "busy":
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+        refused, data = await run(other, "1", session_id=session_id)
+        assert refused.is_error and data["error"]["code"] == "session_busy"
+        _, done = await slow
+        assert done["result"] == "'slow'"
+        await client.call_tool("close_session", {"session_id": session_id})
 
 
 async def test_files_upload_list_download_and_link(server: LciServer) -> None:
@@ -238,10 +259,11 @@ async def test_eight_concurrent_clients(server: LciServer) -> None:
     assert len({s for s, _ in results}) == 8
 
 
-async def test_a_client_that_disconnects_stops_its_execution(server: LciServer) -> None:
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_client_that_disconnects_stops_its_execution(server: LciServer, mode: str) -> None:
     async with http_client(server) as client:
         session_id = body(await client.call_tool("create_session", {}))["session_id"]
-    await asyncio.to_thread(_wait_busy_then_kill_client, server, session_id)
+    await asyncio.to_thread(_wait_busy_then_kill_client, server, session_id, mode)
     with server.client() as rest:
         deadline = time.monotonic() + 10
         while rest.get(f"/v1/sessions/{session_id}").json()["state"] != "idle":
@@ -253,8 +275,8 @@ async def test_a_client_that_disconnects_stops_its_execution(server: LciServer) 
         rest.delete(f"/v1/sessions/{session_id}")
 
 
-def _wait_busy_then_kill_client(server: LciServer, session_id: str) -> None:
-    args = ["http", server.url + "/mcp", KEY, session_id]
+def _wait_busy_then_kill_client(server: LciServer, session_id: str, mode: str) -> None:
+    args = ["http", server.url + "/mcp", KEY, session_id, mode]
     client = subprocess.Popen(
         [sys.executable, "-m", "tests.server.mcp_long_call", *args],
         cwd=REPO,

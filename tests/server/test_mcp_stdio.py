@@ -55,7 +55,7 @@ async def test_state_figures_errors_and_timeouts(tmp_path: Path) -> None:
         assert kept["result"] == "20"
 
 
-async def test_files_and_resources_without_http(tmp_path: Path) -> None:
+async def test_files_resources_and_capacity_without_http(tmp_path: Path) -> None:
     async with stdio_client(tmp_path, "--inline-bytes", "1024") as client:
         session_id = body(await client.call_tool("create_session", {}))["session_id"]
         await client.call_tool(
@@ -80,6 +80,12 @@ async def test_files_and_resources_without_http(tmp_path: Path) -> None:
             {"session_id": session_id, "path": "x", "content": "%%%", "encoding": "base64"},
         )
         assert bad.is_error and body(bad)["error"]["param"] == "content"
+        for _ in range(3):  # LCI_MAX_SESSIONS=4
+            await client.call_tool("create_session", {})
+        full, refused = await run(client, "1")
+        assert full.is_error and refused["error"]["code"] == "capacity_exceeded"
+        listed = body(await client.call_tool("list_sessions", {}))["sessions"]
+        assert len(listed) == 4
 
 
 async def test_code_cannot_read_or_write_the_protocol_stream(tmp_path: Path) -> None:
