@@ -54,19 +54,19 @@ def stdio_env(state_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def stdio_params(state_dir: Path, *args: str) -> StdioServerParameters:
+def stdio_params(state_dir: Path, *args: str, **env: str) -> StdioServerParameters:
     """`python -m engine.cli mcp` from the repository, with small limits."""
     return StdioServerParameters(
         command=sys.executable,
         args=["-m", "engine.cli", "mcp", "--backend", "subprocess", *args],
-        env=stdio_env(state_dir),
+        env=stdio_env(state_dir, **env),
         cwd=str(REPO),
     )
 
 
 @asynccontextmanager
-async def stdio_client(state_dir: Path, *args: str) -> AsyncIterator[Client]:
-    async with Client(stdio_params(state_dir, *args)) as client:
+async def stdio_client(state_dir: Path, *args: str, **env: str) -> AsyncIterator[Client]:
+    async with Client(stdio_params(state_dir, *args, **env)) as client:
         yield client
 
 

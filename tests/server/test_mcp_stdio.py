@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from mcp_types import ImageContent
 
 from tests.server.helpers import REPO
@@ -99,6 +100,20 @@ async def test_code_cannot_read_or_write_the_protocol_stream(tmp_path: Path) -> 
         assert "printed" in out["stdout"]
         _, again = await run(client, "1 + 1", session_id=out["session_id"])
         assert again["result"] == "2"  # the stream is intact
+
+
+@pytest.mark.slow
+async def test_eight_concurrent_clients(tmp_path: Path) -> None:
+    # Eight servers on a shared machine: each starts its one sandbox cold, with nothing preloaded.
+    light = {"LCI_FORKSERVER": "false", "LCI_PRELOAD": "[]"}
+
+    async def one(i: int) -> str:
+        async with stdio_client(tmp_path / str(i), **light) as client:
+            _, first = await run(client, f"n = {i}")
+            _, second = await run(client, "n * 10", session_id=first["session_id"])
+            return str(second["result"])
+
+    assert await asyncio.gather(*(one(i) for i in range(8))) == [str(i * 10) for i in range(8)]
 
 
 async def test_nothing_is_left_running_after_the_server_stops(tmp_path: Path) -> None:
