@@ -4,6 +4,7 @@ client that goes away mid-call, and nothing left running after the server stops.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import subprocess
@@ -15,6 +16,7 @@ import psutil
 import pytest
 from mcp_types import ImageContent
 
+from engine.cli.mcp_stdio import add_parser, configure
 from tests.server.helpers import REPO
 from tests.server.mcp_helpers import body, mcp_servers, run, stdio_client, wait_gone
 
@@ -158,3 +160,16 @@ async def test_sigterm_closes_every_session(tmp_path: Path) -> None:
         assert wait_gone([server, *children]) == []
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+def test_options_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LCI_LIMITS", '{"timeout_s": 9, "disk_mb": 40}')
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["mcp", "--timeout", "2.5", "--memory-mb", "300", "--max-sessions", "3"]
+    )
+    settings = configure(args)
+    assert (settings.limits.timeout_s, settings.limits.memory_mb) == (2.5, 300)
+    assert settings.limits.disk_mb == 40  # what the options leave alone comes from LCI_LIMITS
+    assert settings.max_sessions == 3
