@@ -19,6 +19,7 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
+from engine.core.session import Session
 from engine.errors import BadParameter, LCIError
 from engine.models import MIB, Limits
 from engine.server.mcp_render import (
@@ -119,7 +120,7 @@ CallerOf = Callable[[Context[Any]], tuple[Workspace, Caller]]
 def _add_session_tools(server: MCPServer[Any], context: CallerOf) -> None:
     @server.tool(
         description=RUN_PYTHON,
-        annotations=ToolAnnotations(title="Run Python", destructive_hint=False),
+        annotations=ToolAnnotations(title="Run Python"),
     )
     async def run_python(
         code: Annotated[str, Field(max_length=4 * MIB, description="Python source to run.")],
@@ -228,7 +229,7 @@ def _add_file_tools(server: MCPServer[Any], context: CallerOf) -> None:
         workspace, caller = context(ctx)
         try:
             session = workspace.get(caller, session_id)
-            size = await _size(session.list_files, path)
+            size = await _size(session, path)
             if size is not None and size > workspace.inline_bytes:
                 url = file_uri(session_id, path)
                 if caller.api_base is not None:
@@ -262,11 +263,12 @@ def _decode(content: str, encoding: str) -> bytes:
         raise BadParameter("content is not valid base64", "content") from exc
 
 
-async def _size(list_files: Any, path: str) -> int | None:
+async def _size(session: Session, path: str) -> int | None:
+    """The file's size from the directory listing, so a large file is linked without reading it."""
     normalized = path.strip("/")
-    for info in await list_files():
+    for info in await session.list_files():
         if info.path == normalized:
-            return int(info.size)
+            return info.size
     return None
 
 

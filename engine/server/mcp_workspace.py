@@ -69,6 +69,7 @@ class Workspace:
             merged = Limits.model_validate({**spec.limits.model_dump(), **changes})
             spec = spec.model_copy(update={"limits": merged})
         session = await self._create(spec)
+        self._prune()  # forget sessions closed elsewhere, so the map stays as small as the manager
         self._owners[session.id] = caller.owner
         return session
 
@@ -83,10 +84,15 @@ class Workspace:
             raise
 
     def sessions(self, caller: Caller) -> list[Session]:
+        live = self._prune()
+        return [live[s] for s, owner in self._owners.items() if owner == caller.owner]
+
+    def _prune(self) -> dict[str, Session]:
+        """Forget sessions no longer live (idle expiry, the session API); the live ones, by id."""
         live = {session.id: session for session in self.manager.list()}
         for session_id in [s for s in self._owners if s not in live]:
             del self._owners[session_id]
-        return [live[s] for s, owner in self._owners.items() if owner == caller.owner]
+        return live
 
     async def close(self, caller: Caller, session_id: str) -> None:
         self.get(caller, session_id)
