@@ -41,7 +41,7 @@ def test_uploaded_file_is_read_by_code_and_written_file_is_cited(
         ],
     )
     fake.check()
-    first, second = checks.code_calls_well_formed(response.model_dump()["output"])
+    first, _ = checks.code_calls_well_formed(response.model_dump()["output"])
     assert first["outputs"][-1]["logs"] == "[3, 4, 5]"  # the uploaded file, read by the code
     container_id = first["container_id"]
     container = client.containers.retrieve(container_id)
