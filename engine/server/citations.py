@@ -32,10 +32,13 @@ class CallFiles:
         if self.container_id == container_id:
             return
         self.container_id = container_id
-        container = self.registry.get(container_id)
-        self._before = {
-            f.path: (f.bytes, f.modified_at) for f in await self.registry.files(container)
-        }
+        try:
+            files = await self.registry.files(self.registry.get(container_id))
+        except LCIError as exc:  # citations are a courtesy: the code runs all the same
+            log.info("not citing files of container %s: %s", container_id, exc.message)
+            self.container_id = None
+            return
+        self._before = {f.path: (f.bytes, f.modified_at) for f in files}
 
     async def annotations(self, text: str) -> list[dict[str, Any]]:
         """Citations of the files written since `note`, for an answer reading `text`."""

@@ -5,6 +5,7 @@ so its files can be listed and downloaded through the Containers API."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from engine.server.conversation import Conversation
@@ -20,7 +21,8 @@ async def resolve(
     await registry.sweep()
     if tools.container is not None:
         named = registry.get(tools.container, "tools")
-        registry.session(named, "tools")  # an expired container cannot run code
+        session = registry.session(named, "tools")  # an expired container cannot run code
+        session.last_used_at = time.time()  # in use from now: not to expire before the code runs
         return named.id
     if previous is not None:
         container = registry.get(previous)

@@ -70,12 +70,20 @@ def test_bad_uploads_are_refused_with_openai_errors(server: LciServer) -> None:
         client.files.create(file=("big.bin", too_big), purpose="user_data")
     assert caught.value.status_code == 413
     assert caught.value.body["type"] == "invalid_request_error"  # type: ignore[index]
-    with pytest.raises(openai.BadRequestError):
+    with pytest.raises(openai.BadRequestError) as caught:
         client.files.create(
             file=("x.txt", b"x"),
             purpose="user_data",
             expires_after={"anchor": "created_at", "seconds": 5},
         )
+    assert caught.value.body["param"] == "expires_after.seconds"  # type: ignore[index]
+    expiring = client.files.create(
+        file=("x.txt", b"x"),
+        purpose="user_data",
+        expires_after={"anchor": "created_at", "seconds": 3600},
+    )
+    assert expiring.expires_at == expiring.created_at + 3600
+    client.files.delete(expiring.id)
 
 
 def test_files_outlive_a_restart_and_the_store_has_a_cap(fake: FakeModel, tmp_path: Path) -> None:
