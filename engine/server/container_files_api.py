@@ -30,6 +30,20 @@ from engine.server.wire import OpenAIError, errors
 router = APIRouter(prefix="/v1/containers/{container_id}/files", tags=["OpenAI-compatible"])
 
 _COMMON = (401, 413, 500)
+_FILE = {"container_id": "$request.path.container_id", "file_id": "$response.body#/id"}
+_CREATED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The file, in the container",
+        "links": {
+            name: {"operationId": name, "parameters": _FILE}
+            for name in (
+                "retrieve_container_file",
+                "container_file_content",
+                "delete_container_file",
+            )
+        },
+    }
+}
 _UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -57,7 +71,7 @@ _UPLOAD_BODY: dict[str, Any] = {
     "",
     operation_id="create_container_file",
     openapi_extra=_UPLOAD_BODY,
-    responses=errors(OpenAIError, 400, 404, *_COMMON),
+    responses={**_CREATED, **errors(OpenAIError, 400, 404, *_COMMON)},
 )
 async def create_container_file(container_id: str, request: Request, state: State) -> JSONResponse:
     """Put a file into the container: uploaded (multipart `file`) or copied from `/v1/files`

@@ -27,6 +27,22 @@ from engine.server.wire import OpenAIError, errors
 router = APIRouter(prefix="/v1/containers", tags=["OpenAI-compatible"])
 
 _COMMON = (401, 413, 500)
+# OpenAPI links: a created container's id is what the other operations take (for stateful tools).
+_CONTAINER_ID = {"container_id": "$response.body#/id"}
+_CREATED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The container, running",
+        "links": {
+            name: {"operationId": name, "parameters": _CONTAINER_ID}
+            for name in (
+                "retrieve_container",
+                "delete_container",
+                "create_container_file",
+                "list_container_files",
+            )
+        },
+    }
+}
 
 
 class ExpiresAfter(BaseModel):
@@ -60,7 +76,7 @@ class CreateContainer(BaseModel):
 @router.post(
     "",
     operation_id="create_container",
-    responses=errors(OpenAIError, 400, 404, 429, 503, *_COMMON),
+    responses={**_CREATED, **errors(OpenAIError, 400, 404, 429, 503, *_COMMON)},
 )
 async def create_container(body: CreateContainer, state: State) -> JSONResponse:
     """Start a container (an lci session) with the given files copied in."""

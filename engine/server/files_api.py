@@ -11,7 +11,7 @@ download, delete, list. Uploaded files are what `file_ids` of a container or of 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -19,7 +19,7 @@ from starlette.datastructures import UploadFile
 
 from engine.errors import BadParameter
 from engine.server.container_files_api import download
-from engine.server.file_store import clean_filename
+from engine.server.file_store import PURPOSES, clean_filename
 from engine.server.paging import Order, page
 from engine.server.state import State
 from engine.server.wire import OpenAIError, errors
@@ -28,7 +28,17 @@ router = APIRouter(prefix="/v1/files", tags=["OpenAI-compatible"])
 
 _COMMON = (401, 413, 500)
 EXPIRY_S = (3600, 30 * 24 * 3600)  # the range OpenAI accepts for expires_after.seconds
-_UPLOAD_BODY = {
+_FILE_ID = {"file_id": "$response.body#/id"}
+_CREATED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The stored file",
+        "links": {
+            name: {"operationId": name, "parameters": _FILE_ID}
+            for name in ("retrieve_file", "file_content", "delete_file_openai")
+        },
+    }
+}
+_UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
@@ -37,9 +47,13 @@ _UPLOAD_BODY = {
                     "type": "object",
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
-                        "purpose": {"type": "string"},
+                        "purpose": {"type": "string", "enum": sorted(PURPOSES)},
                         "expires_after[anchor]": {"type": "string", "enum": ["created_at"]},
-                        "expires_after[seconds]": {"type": "integer"},
+                        "expires_after[seconds]": {
+                            "type": "integer",
+                            "minimum": EXPIRY_S[0],
+                            "maximum": EXPIRY_S[1],
+                        },
                     },
                     "required": ["file", "purpose"],
                 }
@@ -53,7 +67,7 @@ _UPLOAD_BODY = {
     "",
     operation_id="create_file",
     openapi_extra=_UPLOAD_BODY,
-    responses=errors(OpenAIError, 400, *_COMMON),
+    responses={**_CREATED, **errors(OpenAIError, 400, *_COMMON)},
 )
 async def create_file(request: Request, state: State) -> JSONResponse:
     """Store a file on the server's disk (within the upload and store size caps)."""
