@@ -132,11 +132,7 @@ class ContainerRegistry:
     ) -> Container:
         """A new container with these files copied in (unknown ids are refused before anything
         starts)."""
-        for index, file_id in enumerate(file_ids or ()):
-            try:
-                self.file_store.get(file_id)
-            except FileNotFound as exc:
-                raise FileNotFound(exc.message, f"{param}[{index}]") from None
+        self.check_files(file_ids or [], param)
         session = await self.runner.create(self._spec(memory_limit))
         container = self.register(session, name, minutes=minutes, memory_limit=memory_limit)
         try:
@@ -148,6 +144,14 @@ class ContainerRegistry:
             await self.delete(container.id)
             raise
         return container
+
+    def check_files(self, file_ids: list[str], param: str) -> None:
+        """FileNotFound, naming the entry of `param`, unless every id is a stored file."""
+        for index, file_id in enumerate(file_ids):
+            try:
+                self.file_store.get(file_id)
+            except FileNotFound as exc:
+                raise FileNotFound(exc.message, f"{param}[{index}]") from None
 
     def register(
         self,

@@ -18,6 +18,7 @@ async def resolve(
 ) -> str | None:
     """The container the call continues in, if any is set already."""
     registry = state.registry
+    registry.check_files(tools.file_ids, f"{tools.container_param}.file_ids")
     await registry.sweep()
     if tools.container is not None:
         named = registry.get(tools.container, "tools")
@@ -33,10 +34,7 @@ async def resolve(
         return previous
     if tools.file_ids or tools.memory_limit:
         created = await registry.create(
-            _name(response_id),
-            memory_limit=tools.memory_limit,
-            file_ids=tools.file_ids,
-            param=f"{tools.container_param}.file_ids",
+            _name(response_id), memory_limit=tools.memory_limit, file_ids=tools.file_ids
         )
         return created.id
     return None

@@ -120,3 +120,26 @@ def test_unknown_file_ids_are_refused_before_anything_runs(
         server.openai().responses.create(model="m", input="x", tools=bad_memory)
     assert caught.value.body["param"] == "tools[0].container.memory_limit"  # type: ignore[index]
     assert fake.requests == []
+
+
+def test_file_ids_join_the_container_a_previous_response_left(
+    fake: FakeModel, server: LciServer
+) -> None:
+    client = server.openai()
+    fake.script(stream(calls=["kept = 1"]), stream(text="ok"))
+    first = client.responses.create(model="m", input="x", tools=[{"type": "code_interpreter"}])
+    stored = client.files.create(file=("late.txt", b"late"), purpose="user_data")
+    fake.script(stream(calls=["kept, open('late.txt').read()"]), stream(text="ok"))
+    tools: Any = [
+        {"type": "code_interpreter", "container": {"type": "auto", "file_ids": [stored.id]}}
+    ]
+    second = client.responses.create(
+        model="m", input="y", tools=tools, previous_response_id=first.id
+    )
+    fake.check()
+    (before,) = checks.code_calls_well_formed(first.model_dump()["output"])
+    (after,) = checks.code_calls_well_formed(second.model_dump()["output"])
+    assert after["container_id"] == before["container_id"]
+    assert after["outputs"][-1]["logs"] == "(1, 'late')"
+    client.containers.delete(after["container_id"])
+    client.files.delete(stored.id)
