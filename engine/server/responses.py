@@ -4,7 +4,9 @@
 `code_interpreter_call` and `message`. The call's `container_id` is the lci session the code ran in:
 passing it back as the tool's `container` continues in that session, with its variables and files
 (it is also a session of the `/v1/sessions` API, so its files can be downloaded there). Responses
-are kept for `previous_response_id`, which continues the conversation and its container.
+are kept for `previous_response_id`, which continues the conversation and its container. A
+`{"type": "auto", "file_ids", "memory_limit"}` container is made before the loop starts
+(responses_container), and files the code wrote are cited on the answer (citations).
 Without the code interpreter the request is a plain completion rendered as a response.
 """
 
