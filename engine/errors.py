@@ -12,6 +12,7 @@ and chained with `from`.
     │   ├── FileNotFound           file_not_found
     │   ├── ResponseNotFound       response_not_found    (a previous_response_id)
     │   └── ContainerNotFound      container_not_found   (a code_interpreter container)
+    ├── ContainerExpired           container_expired     (its session is gone; metadata kept)
     ├── Unauthorized               unauthorized
     ├── SessionBusy                session_busy
     ├── SessionClosed              session_closed
@@ -55,10 +56,6 @@ class SessionNotFound(NotFound):
     code = "session_not_found"
 
 
-class FileNotFound(NotFound):
-    code = "file_not_found"
-
-
 class BadParameter(InvalidRequest):
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
@@ -75,12 +72,26 @@ class _NamedNotFound(NotFound):
         self.param = param
 
 
+class FileNotFound(_NamedNotFound):
+    code = "file_not_found"
+
+
 class ResponseNotFound(_NamedNotFound):
     code = "response_not_found"
 
 
 class ContainerNotFound(_NamedNotFound):
     code = "container_not_found"
+
+
+class ContainerExpired(LCIError):
+    """A container whose session expired or was closed: it can be looked at, not used."""
+
+    code = "container_expired"
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class Unauthorized(LCIError):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from engine.agent.protocol import PROTOCOL_VERSION, FrameDecoder, FrameError, encode_frame
-from engine.errors import SandboxStartError
+from engine.errors import FileAccessError, SandboxStartError
 from engine.models import FileInfo, Isolation, SessionSpec
 
 StreamName = Literal["stdout", "stderr"]
@@ -213,6 +213,9 @@ class SessionHost(abc.ABC):
 
     @abc.abstractmethod
     async def list_files(self) -> list[FileInfo]: ...
+
+    async def delete_file(self, path: str) -> None:
+        raise FileAccessError("this backend cannot delete files")
 
     @abc.abstractmethod
     async def release(self) -> None:

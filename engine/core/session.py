@@ -320,6 +320,10 @@ class Session:
         self._check_open()
         return await self._host.list_files()
 
+    async def delete_file(self, path: str) -> None:
+        self._check_open()
+        await self._host.delete_file(path)
+
     def _check_open(self) -> None:
         if self.state is SessionState.CLOSED:
             raise SessionClosed(f"session {self.id} is closed")

@@ -133,6 +133,23 @@ def read_file(root: str, parts: list[str], max_bytes: int) -> bytes:
         os.close(parent)
 
 
+def delete_file(root: str, parts: list[str]) -> None:
+    """Unlink one regular file (a symlink or directory of that name is refused, not followed)."""
+    parent = _open_parent(root, parts, create=False, owner=None)
+    name = "/".join(parts)
+    try:
+        try:
+            info = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError as exc:
+            raise FileNotFound(f"no file {name!r} in the working directory") from exc
+        if not stat.S_ISREG(info.st_mode):
+            raise FileAccessError(f"{name!r} is not a regular file")
+        with contextlib.suppress(FileNotFoundError):  # gone meanwhile: deleted all the same
+            os.unlink(parts[-1], dir_fd=parent)
+    finally:
+        os.close(parent)
+
+
 def list_files(root: str, limit: int = MAX_LISTED) -> list[FileInfo]:
     """Regular files under the workdir (symlinks and special files skipped), at most `limit`."""
     found: list[FileInfo] = []

@@ -14,7 +14,16 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from engine.config import Settings
-from engine.server import chat, dashscope, errors, responses, sessions_api
+from engine.server import (
+    chat,
+    container_files_api,
+    containers_api,
+    dashscope,
+    errors,
+    files_api,
+    responses,
+    sessions_api,
+)
 from engine.server.mcp_http import McpEndpoint
 from engine.server.middleware import OPEN_PATHS, Gate
 from engine.server.options import ServerOptions
@@ -31,8 +40,9 @@ A local code interpreter for any LLM, behind three compatible surfaces:
 * **DashScope** `POST /api/v1/services/aigc/text-generation/generation` with
   `parameters.enable_code_interpreter: true`
 
-a plain session API (`/v1/sessions`) to run code directly, and an MCP server (streamable HTTP)
-at `/mcp`. Send `Authorization: Bearer <key>`
+with OpenAI's Containers and Files APIs (`/v1/containers`, `/v1/files`) beside them, a plain
+session API (`/v1/sessions`) to run code directly, and an MCP server (streamable HTTP) at `/mcp`.
+Send `Authorization: Bearer <key>`
 when the server was started with an API key.
 """
 
@@ -99,10 +109,11 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
 
     app = FastAPI(title="lci", description=DESCRIPTION, version=_version(), lifespan=lifespan)
     mcp = McpEndpoint(options, _version())
-    upload_prefix = "/v1/sessions/"
+    upload_prefixes = ("/v1/sessions/", "/v1/containers/")
 
     def body_limit(path: str) -> int:
-        if path.startswith(upload_prefix) and path.rstrip("/").endswith("/files"):
+        path = path.rstrip("/")
+        if (path.startswith(upload_prefixes) and path.endswith("/files")) or path == "/v1/files":
             return options.max_upload_bytes
         return options.max_body_bytes
 
@@ -113,6 +124,9 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
     for router in (
         sessions_api.router,
         responses.router,
+        containers_api.router,
+        container_files_api.router,
+        files_api.router,
         chat.router,
         dashscope.router,
         misc,

@@ -37,6 +37,7 @@ Surface = Literal["plain", "responses", "chat", "dashscope"]
 STATUS: dict[str, int] = {
     "invalid_request": 400,
     "file_access": 400,
+    "container_expired": 400,
     "unauthorized": 401,
     "not_found": 404,
     "session_not_found": 404,
@@ -85,12 +86,15 @@ def status_for(code: str, upstream_status: int | None = None) -> int:
     return STATUS.get(code, 500)
 
 
+OPENAI_PREFIXES = ("/v1/responses", "/v1/models", "/v1/containers", "/v1/files")
+
+
 def surface_of(path: str) -> Surface:
     if path.startswith("/api/v1/"):
         return "dashscope"
     if path.endswith("/chat/completions"):
         return "chat"
-    if path.endswith("/responses") or path.startswith(("/v1/responses", "/v1/models")):
+    if path.endswith("/responses") or path.startswith(OPENAI_PREFIXES):
         return "responses"  # the OpenAI shape
     return "plain"
 
@@ -161,7 +165,7 @@ def install(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {}
-        loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+        loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
         param = ".".join(loc) or None
         message = str(first.get("msg", "invalid request"))
         if param:

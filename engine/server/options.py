@@ -20,6 +20,9 @@ class ServerOptions(BaseSettings):
         8 * MIB, ge=1024, description="Largest request body, except file uploads."
     )
     max_upload_bytes: int = Field(64 * MIB, ge=1024, description="Largest file upload body.")
+    max_file_store_bytes: int = Field(
+        1024 * MIB, ge=1024, description="All files uploaded to /v1/files together."
+    )
     allow_non_stream: bool = Field(
         True, description="Serve chat and native requests with the code interpreter unstreamed."
     )

@@ -4,7 +4,9 @@
 `code_interpreter_call` and `message`. The call's `container_id` is the lci session the code ran in:
 passing it back as the tool's `container` continues in that session, with its variables and files
 (it is also a session of the `/v1/sessions` API, so its files can be downloaded there). Responses
-are kept for `previous_response_id`, which continues the conversation and its container.
+are kept for `previous_response_id`, which continues the conversation and its container. A
+`{"type": "auto", "file_ids", "memory_limit"}` container is made before the loop starts
+(responses_container), and files the code wrote are cited on the answer (citations).
 Without the code interpreter the request is a plain completion rendered as a response.
 """
 
@@ -16,7 +18,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.errors import ContainerNotFound, ResponseNotFound, SessionNotFound
+from engine.errors import ResponseNotFound, SessionNotFound
+from engine.server import responses_container
+from engine.server.citations import CallFiles
 from engine.server.conversation import (
     Conversation,
     LoopRequest,
@@ -96,12 +100,9 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
     effort = body.reasoning.effort if body.reasoning else None
     thinking = False if effort == "none" else body.enable_thinking
     history, container = _previous(state, body)
-    if tools.container is not None:
-        container = tools.container
-        try:
-            state.manager.get(container)
-        except SessionNotFound:
-            raise ContainerNotFound(f"no container {container!r}", "tools") from None
+    response_id = new_id("resp")
+    if tools.code_interpreter:
+        container = await responses_container.resolve(state, tools, container, response_id)
     new_messages = input_messages(body.input)
     system = [{"role": "system", "content": body.instructions}] if body.instructions else []
     loop = LoopRequest(
@@ -112,7 +113,6 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
         container=container if tools.code_interpreter else None,
         max_rounds=None if body.max_tool_calls is None else body.max_tool_calls + 1,
     )
-    response_id = new_id("resp")
 
     def remember(output: list[dict[str, Any]], used: str | None) -> None:
         if body.store:
@@ -131,7 +131,8 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
     if tools.code_interpreter:
         check_rules(state.options, function_tools=False, thinking=thinking, stream=True)
         conversation = Conversation(state, loop)
-        ctx.container = conversation.container_id
+        ctx.container = responses_container.registering(state, conversation, response_id)
+        ctx.files = CallFiles(state.registry)
         events = conversation.events()
     else:
         events = plain_events(state, loop)

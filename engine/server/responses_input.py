@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from engine.errors import BadParameter
 from engine.orchestrator import NO_OUTPUT, TOOL_NAME, ToolCall, new_call_id
+from engine.server.container_registry import MEMORY_TIERS_MB
 from engine.server.conversation import MUTUALLY_EXCLUSIVE
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,9 @@ _SESSION_ID = re.compile(r"^[0-9a-f]{16}$")
 class ToolSet:
     code_interpreter: bool = False
     container: str | None = None  # an existing session to continue in
+    file_ids: list[str] = field(default_factory=list)  # copied into a new ("auto") container
+    memory_limit: str | None = None  # of a new container
+    container_param: str = "tools"
     functions: bool = False
     echo: list[dict[str, Any]] = field(default_factory=list)  # tools in effect, as echoed back
 
@@ -35,7 +39,9 @@ def read_tools(tools: list[Any], unsupported: Literal["ignore", "error"]) -> Too
         kind = tool.get("type") if isinstance(tool, dict) else None
         if kind == "code_interpreter":
             found.code_interpreter = True
-            found.container = _container(tool.get("container"), f"tools[{index}].container")
+            param = f"tools[{index}].container"
+            found.container = _container(tool.get("container"), param)
+            _auto(found, tool.get("container"), param)
         elif kind == "function":
             found.functions = True
         elif unsupported == "error":
@@ -61,6 +67,23 @@ def _container(value: Any, param: str) -> str | None:
     if isinstance(value, str) and _SESSION_ID.match(value):
         return value
     raise BadParameter(f"container {value!r} is not a session id of this server", param)
+
+
+def _auto(found: ToolSet, value: Any, param: str) -> None:
+    """The `file_ids` and `memory_limit` of an `{"type": "auto", ...}` container."""
+    if not isinstance(value, dict):
+        return
+    found.container_param = param
+    if value.get("type", "auto") != "auto":
+        raise BadParameter("container.type must be 'auto'", f"{param}.type")
+    file_ids = value.get("file_ids") or []
+    if not isinstance(file_ids, list) or not all(isinstance(f, str) for f in file_ids):
+        raise BadParameter("file_ids must be a list of file ids", f"{param}.file_ids")
+    memory = value.get("memory_limit")
+    if memory is not None and memory not in MEMORY_TIERS_MB:
+        tiers = ", ".join(MEMORY_TIERS_MB)
+        raise BadParameter(f"memory_limit must be one of {tiers}", f"{param}.memory_limit")
+    found.file_ids, found.memory_limit = file_ids, memory
 
 
 class _Loose(BaseModel):

@@ -18,12 +18,14 @@ def summary(text: str) -> dict[str, Any]:
     return {"type": "summary_text", "text": text}
 
 
-def text_part(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def text_part(text: str, annotations: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": annotations or [], "logprobs": []}
 
 
-def message_item(item_id: str, status: str, text: str | None) -> dict[str, Any]:
-    content = [] if text is None else [text_part(text)]
+def message_item(
+    item_id: str, status: str, text: str | None, annotations: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    content = [] if text is None else [text_part(text, annotations)]
     return {
         "id": item_id,
         "type": "message",

@@ -31,6 +31,7 @@ from openai.types.responses import (
     ResponseInProgressEvent,
     ResponseOutputItemAddedEvent,
     ResponseOutputItemDoneEvent,
+    ResponseOutputTextAnnotationAddedEvent,
     ResponseReasoningSummaryPartAddedEvent,
     ResponseReasoningSummaryPartDoneEvent,
     ResponseReasoningSummaryTextDeltaEvent,
@@ -53,6 +54,7 @@ from engine.orchestrator import (
     Usage,
     UsageEvent,
 )
+from engine.server.citations import CallFiles
 from engine.server.errors import Surface
 from engine.server.responses_items import call_outputs, message_item, new_id, summary, text_part
 from engine.server.sse import named_event
@@ -75,6 +77,7 @@ _EVENT_TYPES: dict[str, type[BaseModel]] = {
         ResponseCodeInterpreterCallCompletedEvent,
         ResponseContentPartAddedEvent,
         ResponseTextDeltaEvent,
+        ResponseOutputTextAnnotationAddedEvent,
         ResponseTextDoneEvent,
         ResponseContentPartDoneEvent,
         ResponseCompletedEvent,
@@ -95,6 +98,7 @@ class ResponseContext:
     outputs_included: bool = True
     container: Callable[[], Awaitable[str]] | None = None  # the session id, started on demand
     on_completed: Callable[[list[dict[str, Any]], str | None], None] | None = None
+    files: CallFiles | None = None  # cites the files the code wrote on the answer
 
 
 @dataclass
@@ -105,6 +109,7 @@ class _Open:
     id: str
     index: int
     text: list[str] = field(default_factory=list)
+    annotations: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ResponsesRenderer:
@@ -142,7 +147,7 @@ class ResponsesRenderer:
         if isinstance(event, UsageEvent):
             return []
         if isinstance(event, Final):
-            return self._final(event)
+            return await self._final(event)
         assert isinstance(event, ErrorEvent)
         return self._failed(event)
 
@@ -188,10 +193,11 @@ class ResponsesRenderer:
                 self._event("response.reasoning_summary_part.done", **where, part=summary(text)),
             ]
         else:
-            done = message_item(item.id, status, text)
+            done = message_item(item.id, status, text, item.annotations)
+            part = text_part(text, item.annotations)
             pieces = [
                 self._event("response.output_text.done", **where, text=text, logprobs=[]),
-                self._event("response.content_part.done", **where, part=text_part(text)),
+                self._event("response.content_part.done", **where, part=part),
             ]
         return [*pieces, self._done(item.index, done)]
 
@@ -201,6 +207,8 @@ class ResponsesRenderer:
             return []  # unreadable arguments: nothing will run
         assert self.ctx.container is not None, "code runs only where the code interpreter is on"
         self.container = await self.ctx.container()
+        if self.ctx.files is not None:
+            await self.ctx.files.note(self.container)  # before the code runs
         index = self._next_index()
         item = {
             "id": new_id("ci"),
@@ -234,10 +242,11 @@ class ResponsesRenderer:
         return [completed, self._done(index, call)]
 
     # -- the end -------------------------------------------------------------------------------
-    def _final(self, event: Final) -> list[str]:
-        pieces = self._close()
-        if not self.output or self.output[-1]["type"] != "message":
-            pieces += self._begin("message") + self._close()  # the answer, even when empty
+    async def _final(self, event: Final) -> list[str]:
+        pieces = [] if self.open is not None and self.open.kind == "message" else self._close()
+        if self.open is None and (not self.output or self.output[-1]["type"] != "message"):
+            pieces += self._begin("message")  # the answer, even when empty
+        pieces += await self._cite() + self._close()
         if event.finish_reason == "length":
             self.result = self.response("incomplete", usage=event.usage)
             return [*pieces, self._event("response.incomplete", response=self.result)]
@@ -245,6 +254,22 @@ class ResponsesRenderer:
         if self.ctx.on_completed is not None:
             self.ctx.on_completed(self.output, self.container)
         return [*pieces, self._event("response.completed", response=self.result)]
+
+    async def _cite(self) -> list[str]:
+        """Annotations of the files the code wrote, on the open answer (if one is open)."""
+        if self.ctx.files is None or self.open is None:
+            return []
+        self.open.annotations = await self.ctx.files.annotations("".join(self.open.text))
+        where = self._where(self.open)
+        return [
+            self._event(
+                "response.output_text.annotation.added",
+                **where,
+                annotation_index=index,
+                annotation=annotation,
+            )
+            for index, annotation in enumerate(self.open.annotations)
+        ]
 
     def _failed(self, event: ErrorEvent) -> list[str]:
         pieces = self._close("incomplete")

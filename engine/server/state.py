@@ -15,7 +15,9 @@ from engine.config import Settings
 from engine.core.manager import SessionManager
 from engine.models import SessionSpec
 from engine.orchestrator import Orchestrator, UpstreamClient
+from engine.server.container_registry import ContainerRegistry
 from engine.server.containers import Containers
+from engine.server.file_store import FileStore
 from engine.server.options import ServerOptions
 from engine.server.proxy import Proxy
 
@@ -56,6 +58,8 @@ class ServerState:
     containers: Containers
     proxy: Proxy
     store: ResponseStore
+    files: FileStore
+    registry: ContainerRegistry
 
     @classmethod
     def build(cls, settings: Settings, options: ServerOptions) -> ServerState:
@@ -63,6 +67,11 @@ class ServerState:
         upstream = UpstreamClient.from_settings(settings)
         containers = Containers(
             manager, SessionSpec(backend=settings.backend, limits=settings.limits)
+        )
+        files = FileStore(
+            settings.state_dir / "files",
+            max_file_bytes=options.max_upload_bytes,
+            max_total_bytes=options.max_file_store_bytes,
         )
         return cls(
             settings=settings,
@@ -73,11 +82,14 @@ class ServerState:
             containers=containers,
             proxy=Proxy(settings),
             store=ResponseStore(options.stored_responses),
+            files=files,
+            registry=ContainerRegistry(manager, containers, files, settings),
         )
 
     async def aclose(self) -> None:
         """Close every session, then the clients of the model server."""
         try:
+            await self.registry.aclose()
             await self.manager.close_all()
         finally:
             with contextlib.suppress(Exception):

@@ -86,6 +86,10 @@ class DockerHost(SessionHost):
     async def list_files(self) -> list[FileInfo]:
         return await wd.off_loop(wd.list_files, str(self._workdir.path))
 
+    async def delete_file(self, path: str) -> None:
+        parts = wd.split_path(path, SANDBOX_WORKDIR)
+        await wd.off_loop(wd.delete_file, str(self._workdir.path), parts)
+
     async def release(self) -> None:
         if self._warm is not None:
             await self._warm.kill()

@@ -196,6 +196,10 @@ class SubprocessHost(SessionHost):
     async def list_files(self) -> list[FileInfo]:
         return await wd.off_loop(wd.list_files, self.workdir)
 
+    async def delete_file(self, path: str) -> None:
+        parts = wd.split_path(path, self.sandbox_workdir)
+        await wd.off_loop(wd.delete_file, self.workdir, parts)
+
     async def release(self) -> None:
         await asyncio.to_thread(self._release)
 
