@@ -93,8 +93,8 @@ class LciServer:
             LCI_LIMITS=json.dumps(SMALL_LIMITS),
             LCI_INTERRUPT_GRACE_S="0.5",
             LCI_DOCKER_WARM_POOL="0",
-            **(env or {}),
         )
+        clean.update(env or {})
         command = [
             sys.executable,
             "-m",
