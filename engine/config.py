@@ -23,6 +23,23 @@ class Settings(BaseSettings):
     backend: BackendName = BackendName.SUBPROCESS
     limits: Limits = Field(default_factory=Limits)
     max_sessions: int = Field(64, ge=1)
+    memory_budget_mb: int | None = Field(
+        None,
+        ge=64,
+        description="Memory all live sessions may use together, each charged memory_mb + disk_mb "
+        "(default: 80% of the host's RAM). A session past it is refused (429).",
+    )
+    max_sessions_per_owner: int | None = Field(
+        None, ge=1, description="Live sessions one API key may hold (default: no quota)."
+    )
+    max_concurrent_executions: int | None = Field(
+        None,
+        ge=1,
+        description="Cells running at once across all sessions (default: 4 per CPU core).",
+    )
+    execution_wait_s: float = Field(
+        10.0, ge=0, description="How long a cell waits for a free execution slot before a 429."
+    )
     idle_timeout_s: float = Field(1800.0, gt=0, description="Close sessions unused this long.")
     interrupt_grace_s: float = Field(
         1.0, gt=0, description="How long an interrupted cell gets to stop before it is killed."
@@ -60,6 +77,12 @@ class Settings(BaseSettings):
     llm_base_url: str = "http://127.0.0.1:8080/v1"
     llm_model: str = "default"
     llm_api_key: str = "none"
+    llm_read_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="Longest silence from the model server within a round before it counts as a "
+        "failed round (a hung model server): generous, since a busy one may think long.",
+    )
 
     # HTTP server
     api_key: str | None = None

@@ -107,7 +107,13 @@ class SessionClosed(LCIError):
 
 
 class CapacityExceeded(LCIError):
+    """A cap that protects the host was reached; `retry_after_s` hints when to try again."""
+
     code = "capacity_exceeded"
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class SandboxError(LCIError):

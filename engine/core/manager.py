@@ -13,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
 from types import TracebackType
 
 from engine.config import Settings
 from engine.core.backends import create_backend
+from engine.core.capacity import Admission, Capacity, CapacitySettings, default_memory_budget_mb
 from engine.core.sandbox import Backend
 from engine.core.session import Session
-from engine.errors import CapacityExceeded, SessionNotFound
+from engine.errors import SessionNotFound
 from engine.models import BackendName, SessionSpec
 
 log = logging.getLogger(__name__)
@@ -31,10 +33,21 @@ class SessionManager:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
         self._sessions: dict[str, Session] = {}
+        self._admissions: dict[str, Admission] = {}
         self._backends: dict[BackendName, Backend] = {}
         self._backend_lock = asyncio.Lock()
-        self._pending = 0
         self._expiry_task: asyncio.Task[None] | None = None
+        self.capacity = Capacity(self._capacity_settings())
+
+    def _capacity_settings(self) -> CapacitySettings:
+        s = self.settings
+        return CapacitySettings(
+            max_sessions=s.max_sessions,
+            memory_budget_mb=s.memory_budget_mb or default_memory_budget_mb(),
+            max_sessions_per_owner=s.max_sessions_per_owner,
+            max_executions=s.max_concurrent_executions or 4 * (os.cpu_count() or 1),
+            execution_wait_s=s.execution_wait_s,
+        )
 
     async def __aenter__(self) -> SessionManager:
         return self
@@ -57,29 +70,32 @@ class SessionManager:
                 self._backends[name] = backend
             return self._backends[name]
 
-    async def create(self, spec: SessionSpec | None = None) -> Session:
-        """Start a session and return it once its interpreter is ready."""
+    async def create(self, spec: SessionSpec | None = None, owner: str | None = None) -> Session:
+        """Start a session and return it once its interpreter is ready. `owner` (an API key's
+        identity) counts towards that owner's quota. Raises CapacityExceeded past a cap."""
         spec = spec or SessionSpec(backend=self.settings.backend, limits=self.settings.limits)
-        if len(self._sessions) + self._pending >= self.settings.max_sessions:
-            raise CapacityExceeded(
-                f"{self.settings.max_sessions} sessions are live; close one or raise max_sessions"
-            )
-        self._pending += 1
-        try:
+        # Settings may be changed on a live manager (tests, embedders): the count cap follows.
+        self.capacity.settings.max_sessions = self.settings.max_sessions
+        with self.capacity.admit(spec.limits, owner) as admission:
             backend = await self.backend(spec.backend)
             session_id = uuid.uuid4().hex[:16]
             host = await backend.open(session_id, spec)
             session = Session(
-                session_id, spec.backend, host, spec.limits, self.settings.interrupt_grace_s
+                session_id,
+                spec.backend,
+                host,
+                spec.limits,
+                self.settings.interrupt_grace_s,
+                slots=self.capacity.execution,
             )
+            session.owner = owner
             try:
                 await session.start()
             except BaseException:
                 await session.close()
                 raise
             self._sessions[session_id] = session
-        finally:
-            self._pending -= 1
+            self._admissions[session_id] = admission
         self._ensure_expiry()
         return session
 
@@ -96,7 +112,15 @@ class SessionManager:
         session = self._sessions.pop(session_id, None)
         if session is None:
             raise SessionNotFound(f"no session {session_id!r}")
-        await session.close()
+        try:
+            await session.close()
+        finally:
+            self._release(session_id)
+
+    def _release(self, session_id: str) -> None:
+        admission = self._admissions.pop(session_id, None)
+        if admission is not None:
+            admission.release()
 
     async def close_all(self) -> None:
         """Close every session and backend; nothing the manager started is left running."""
@@ -107,6 +131,8 @@ class SessionManager:
             self._expiry_task = None
         sessions, self._sessions = list(self._sessions.values()), {}
         results = await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        for session in sessions:
+            self._release(session.id)
         for result in results:
             if isinstance(result, BaseException):
                 log.warning("closing a session failed: %r", result)

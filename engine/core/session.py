@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from engine.core.output import DISPLAY_BUDGET_FACTOR, ItemCallback, OutputBuffer
@@ -74,6 +76,10 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
+# A global cap on cells running at once (see `capacity.Capacity.execution`).
+ExecutionSlots = Callable[[], AbstractAsyncContextManager[None]]
+
+
 class Session:
     def __init__(
         self,
@@ -82,8 +88,11 @@ class Session:
         host: SessionHost,
         limits: Limits,
         interrupt_grace_s: float,
+        slots: ExecutionSlots | None = None,
     ) -> None:
         self.id = session_id
+        self.owner: str | None = None  # the API key's identity that made it, when keys are used
+        self._slots = slots
         self.backend = backend
         self.limits = limits
         self._host = host
@@ -159,11 +168,20 @@ class Session:
             raise SessionBusy(f"session {self.id} is already running an execution")
         async with self._lock:
             self._check_open()  # it may have been closed while this call waited
-            if self._sandbox is None or not self._sandbox.alive:
+            # A sandbox that died since the last cell (killed from outside, out of memory while
+            # idle) is replaced now; the cell then runs in a fresh interpreter and must say so.
+            recovered = self._sandbox is None or not self._sandbox.alive
+            if recovered:
                 await self._recover()
             self.state = SessionState.BUSY
             try:
-                return await self._execute(code, timeout_s or self.limits.timeout_s, on_output)
+                async with self._slots() if self._slots else contextlib.nullcontext():
+                    execution = await self._execute(
+                        code, timeout_s or self.limits.timeout_s, on_output
+                    )
+                if recovered:
+                    execution = execution.model_copy(update={"state_preserved": False})
+                return execution
             finally:
                 self.last_used_at = time.time()
                 self.executions += 1

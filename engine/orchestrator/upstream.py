@@ -104,6 +104,7 @@ class UpstreamClient:
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> UpstreamClient:
+        kwargs.setdefault("read_timeout_s", settings.llm_read_timeout_s)
         return cls(settings.llm_base_url, settings.llm_api_key, **kwargs)
 
     async def __aenter__(self) -> UpstreamClient:

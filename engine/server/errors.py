@@ -14,6 +14,7 @@ The classes themselves live in `engine.errors`, the one hierarchy.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from typing import Any, Literal
 
@@ -23,10 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from engine.errors import (
-    LCIError,
-    UpstreamError,
-)
+from engine.errors import LCIError, UpstreamError
 from engine.server.sse import ClientGone
 
 log = logging.getLogger(__name__)
@@ -141,7 +139,11 @@ def error_response(
 def exception_response(path: str, exc: LCIError) -> JSONResponse:
     status = status_for(exc.code, exc.status if isinstance(exc, UpstreamError) else None)
     param = getattr(exc, "param", None)
-    return error_response(surface_of(path), exc.code, exc.message, status, param)
+    response = error_response(surface_of(path), exc.code, exc.message, status, param)
+    retry_after = getattr(exc, "retry_after_s", None)
+    if retry_after is not None:  # a cap was hit: say when to come back (RFC 9110 10.2.3)
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return response
 
 
 def _allowed_methods(request: Request) -> list[str]:

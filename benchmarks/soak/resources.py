@@ -1,0 +1,106 @@
+"""What a running `lci serve` holds on the host, read from outside: its processes, descriptors and
+memory, the mounts under its state dir, its cgroups and its containers. Compared before and after a
+soak (with every session closed) to find leaks, and sampled during it to see memory over time."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+
+def owner_tag(pid: int) -> str:
+    """The owner tag the engine in process `pid` labels its sandboxes with (engine.core.owners)."""
+    return f"{pid}.{int(psutil.Process(pid).create_time())}"
+
+
+@dataclass
+class Snapshot:
+    processes: int
+    server_fds: int
+    server_rss_mb: float
+    tree_rss_mb: float
+    mounts: int
+    cgroups: int
+    containers: int
+    volumes: int
+    fd_kinds: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def snapshot(pid: int, state_dir: Path) -> Snapshot:
+    server = psutil.Process(pid)
+    tree = [server, *server.children(recursive=True)]
+    rss = 0
+    for process in tree:
+        try:
+            rss += process.memory_info().rss
+        except psutil.Error:
+            continue
+    tag = owner_tag(pid)
+    return Snapshot(
+        processes=len(tree),
+        server_fds=server.num_fds(),
+        server_rss_mb=server.memory_info().rss / 2**20,
+        tree_rss_mb=rss / 2**20,
+        mounts=_mounts_under(state_dir),
+        cgroups=len(glob.glob(f"/sys/fs/cgroup/*/lci/{tag}-*"))
+        + len(glob.glob(f"/sys/fs/cgroup/lci/{tag}-*")),
+        containers=_docker_count(["ps", "-aq", "--filter", f"label=lci.owner={tag}"]),
+        volumes=_docker_count(["volume", "ls", "-q", "--filter", f"label=lci.owner={tag}"]),
+        fd_kinds=_fd_kinds(pid),
+    )
+
+
+def _fd_kinds(pid: int) -> dict[str, int]:
+    """The server's descriptors by kind (pipe, socket, pidfd, a file's directory), to say what
+    a leaked one is."""
+    kinds: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                kind = link.split(":", 1)[0] if ":" in link else os.path.dirname(link)
+                kinds[kind] = kinds.get(kind, 0) + 1
+    return dict(sorted(kinds.items()))
+
+
+def _mounts_under(state_dir: Path) -> int:
+    prefix = os.path.realpath(state_dir) + "/"
+    with open("/proc/self/mounts") as handle:
+        return sum(1 for line in handle if line.split()[1].startswith(prefix))
+
+
+def _docker_count(args: list[str]) -> int:
+    try:
+        result = subprocess.run(
+            ["docker", *args], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return len(result.stdout.split()) if result.returncode == 0 else 0
+
+
+def leaks(before: Snapshot, after: Snapshot) -> dict[str, int]:
+    """What the server holds after the soak (every session closed) beyond what it held before.
+    Sockets are left out of the descriptors: the keep-alive pool of the model server's client
+    keeps up to 20 connections open by design."""
+    counted = ("processes", "mounts", "cgroups", "containers", "volumes")
+    found = {
+        name: getattr(after, name) - getattr(before, name)
+        for name in counted
+        if getattr(after, name) > getattr(before, name)
+    }
+    fds_before = before.server_fds - before.fd_kinds.get("socket", 0)
+    fds_after = after.server_fds - after.fd_kinds.get("socket", 0)
+    if fds_after > fds_before:
+        found["server_fds"] = fds_after - fds_before
+    return found

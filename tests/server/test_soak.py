@@ -1,0 +1,46 @@
+"""The soak harness against a real `lci serve`: each injected fault on its own, then all of them
+together on each backend. Every run must keep the promises: no 500, no hang, every execution
+returns an outcome, no lost file, no silent state loss, no stuck session, nothing leaked."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.soak import SoakConfig, broken_promises, run_soak
+from benchmarks.soak.faults import BACKEND_FAULTS, COMMON_FAULTS
+from engine.config import Settings
+from tests.conftest import require_docker
+
+pytestmark = pytest.mark.slow
+
+
+def soak(backend: str, faults: list[str], *, clients: int = 3, duration_s: float = 8.0) -> dict:  # type: ignore[type-arg]
+    config = SoakConfig(
+        backend=backend, clients=clients, duration_s=duration_s, fault_every_s=2.0, faults=faults
+    )
+    result = run_soak(config)
+    assert not broken_promises(result), (broken_promises(result), result["errors"])
+    assert result["requests"] > 0
+    return result
+
+
+@pytest.mark.parametrize("fault", [*BACKEND_FAULTS["subprocess"], *COMMON_FAULTS])
+def test_each_fault_alone(fault: str) -> None:
+    result = soak("subprocess", [fault])
+    applied = [line for line in result["faults"] if "no " not in line.split(":", 1)[1][:4]]
+    assert applied, f"{fault} was never applied: {result['faults']}"
+
+
+def test_docker_kill_alone() -> None:
+    require_docker(Settings())
+    result = soak("docker", ["docker_kill"])
+    assert any("no container" not in line for line in result["faults"]), result["faults"]
+
+
+@pytest.mark.parametrize("backend", ["subprocess", "docker"])
+def test_short_soak_with_every_fault(backend: str) -> None:
+    if backend == "docker":
+        require_docker(Settings())
+    result = soak(backend, BACKEND_FAULTS[backend] + COMMON_FAULTS, clients=4, duration_s=15.0)
+    assert len(result["faults"]) >= 2  # slow ones (a slow client, a full disk) take seconds
+    assert result["statuses"].get("200", 0) > 0
