@@ -1,5 +1,5 @@
 """The fork server: sessions forked from a zygote that imported modules once; fresh random state per
-session; and a dead zygote costs only speed (sessions start cold)."""
+session; and a dead zygote costs only speed (sessions start cold until it is started again)."""
 
 from __future__ import annotations
 
@@ -67,15 +67,26 @@ async def test_a_dead_fork_server_only_costs_speed(fork_settings: Settings) -> N
         assert backend.forkserver is not None and backend.forkserver._process is not None
         sandbox = session._sandbox
         assert sandbox is not None
-        os.kill(backend.forkserver._process.pid, signal.SIGKILL)
-        # Its sandboxes are its children and die with it (their state is lost, as in any crash);
-        # the session restarts cold and new sessions start cold.
+        dead = backend.forkserver._process.pid
+        os.kill(dead, signal.SIGKILL)
+        # Its sandboxes are its children and die with it (their state is lost, as in any crash,
+        # and the next execution says so); the session restarts cold and new sessions start
+        # cold until the fork server is back.
         await asyncio.wait_for(sandbox.wait(), 10)
-        assert (await session.execute("'kept' in globals(), 1 + 1")).result_text == "(False, 2)"
+        restarted = await session.execute("'kept' in globals(), 1 + 1")
+        assert restarted.result_text == "(False, 2)"
+        assert not restarted.state_preserved
         assert session.info().restarts == 1
         fresh = await manager.create(SessionSpec())
         assert (await fresh.execute("2 + 2")).result_text == "4"
-        assert not backend.forkserver.ready
+        # The engine starts the fork server again by itself.
+        assert await backend.wait_forkserver(60)
+        assert backend.forkserver.ready and backend.forkserver._process is not None
+        assert backend.forkserver._process.pid != dead
+        # A CPU quota keeps the pool (staged while the zygote was down) out of it.
+        limits = manager.settings.limits.model_copy(update={"cpus": 1.0})
+        forked = await manager.create(SessionSpec(limits=limits))
+        assert (await forked.execute("import sys\n'numpy' in sys.modules")).result_text == "True"
 
 
 async def pooled_backend(manager: SessionManager) -> tuple[SubprocessBackend, set[int]]:

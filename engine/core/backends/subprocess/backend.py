@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from itertools import count
 
@@ -25,6 +26,8 @@ from engine.errors import SandboxStartError
 from engine.models import Limits, SessionSpec
 
 log = logging.getLogger(__name__)
+# A zygote that died is started again, at most this often: a crash loop must not eat the host.
+FORKSERVER_RETRY_S = 10.0
 
 
 class SubprocessBackend:
@@ -34,6 +37,7 @@ class SubprocessBackend:
         self._uids = count()
         self.forkserver: ForkServer | None = None
         self._forkserver_start: asyncio.Task[None] | None = None
+        self._next_revival = 0.0
         self._pool_spec = SessionSpec(limits=settings.limits)
         self.pool: WarmPool[Sandbox, SubprocessHost] | None = None
         if settings.subprocess_warm_pool > 0:
@@ -67,6 +71,32 @@ class SubprocessBackend:
         if self.pool is not None:
             self.pool.fill()
 
+    def _revive_forkserver(self) -> None:
+        """Start a fork server that died (killed, crashed) again, in the background and at most
+        once per FORKSERVER_RETRY_S; until it is back, sessions start cold."""
+        started = self._forkserver_start
+        if (
+            self.forkserver is None
+            or self.forkserver.ready
+            or started is None
+            or not started.done()
+        ):
+            return
+        now = time.monotonic()
+        if now < self._next_revival:
+            return
+        self._next_revival = now + FORKSERVER_RETRY_S
+        self._forkserver_start = asyncio.get_running_loop().create_task(self._restart())
+
+    async def _restart(self) -> None:
+        assert self.forkserver is not None
+        await self.forkserver.close()  # reap what is left of the old one
+        try:
+            await self.forkserver.start()
+            log.warning("fork server restarted")
+        except (ForkServerError, OSError, TimeoutError) as exc:
+            log.warning("fork server could not be restarted, sessions start cold: %s", exc)
+
     async def warm_up(self, timeout: float = 120) -> bool:
         """Wait until the fork server runs (if enabled) and the pool is full; True when both are."""
         ready = await self.wait_forkserver(timeout) if self.forkserver is not None else True
@@ -75,6 +105,7 @@ class SubprocessBackend:
         return ready
 
     async def _warm_slot(self) -> Slot[Sandbox, SubprocessHost]:
+        self._revive_forkserver()
         host = await self._new_host(f"pool-{uuid.uuid4().hex[:10]}", self._pool_spec, staged=True)
         try:
             sandbox = await host.stage()
@@ -104,6 +135,7 @@ class SubprocessBackend:
     async def open(self, session_id: str, spec: SessionSpec) -> SubprocessHost:
         """A host for a new session: a staged one from the pool, specialized to `spec`, when the
         pool has one that fits; else a new one."""
+        self._revive_forkserver()
         if self.pool is not None and self._fits_pool(spec.limits):
             slot = self.pool.claim(refill=False)
             if slot is not None:

@@ -60,6 +60,7 @@ class ForkServer:
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._hello = loop.create_future()
+        self._decoder = FrameDecoder()  # a restart must not see the dead one's partial frame
         with open(self._log_path, "ab") as log_file:
             self._process = subprocess.Popen(
                 [
