@@ -17,6 +17,7 @@ from engine.config import Settings
 from engine.core import workdir as wd
 from engine.core.backends.subprocess.cgroups import CgroupTree
 from engine.core.owners import owner_alive, owner_tag
+from engine.core.state_dir import UnsafeStateDir, check_private, prepare_state_dir
 from engine.models import Isolation, Limits
 
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -65,7 +66,7 @@ def _prepare_seed(settings: Settings) -> Path | None:
     python = os.path.realpath(settings.sandbox_python)
     key = hashlib.sha256(python.encode()).hexdigest()[:12]
     seed = settings.state_dir / f"seed-{key}"
-    if (seed / "matplotlib").is_dir():
+    if _usable_seed(seed):
         return seed
     staging = settings.state_dir / f".seed-{os.getpid()}"
     code = "try:\n import matplotlib.font_manager\nexcept ImportError:\n raise SystemExit(3)"
@@ -82,11 +83,22 @@ def _prepare_seed(settings: Settings) -> Path | None:
             return None
         staging.rename(seed)
     except (OSError, subprocess.SubprocessError):
-        return seed if (seed / "matplotlib").is_dir() else None
+        return seed if _usable_seed(seed) else None
     finally:
         if staging.exists():
             wd.remove_tree(str(staging))
     return seed
+
+
+def _usable_seed(seed: Path) -> bool:
+    """A seed this engine's user made: only such a one is copied into sandboxes (and the copy
+    takes regular files only, never following a symlink)."""
+    try:
+        check_private(seed, "seed directory")
+        check_private(seed / "matplotlib", "seed directory")
+    except UnsafeStateDir:
+        return False
+    return True
 
 
 def _without_nested(paths: list[str]) -> list[str]:
@@ -123,7 +135,7 @@ class MachineProbe:
         readonly += [*_interpreter_paths(settings.sandbox_python), *settings.extra_readonly_paths]
         tag = owner_tag()
         owner_dir = settings.state_dir / f"owner-{tag}"
-        settings.state_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
+        prepare_state_dir(settings.state_dir)
         owner_dir.mkdir(mode=0o711, exist_ok=True)
         probe = cls(
             is_root=is_root,
