@@ -60,6 +60,7 @@ class SessionManager:
     async def create(self, spec: SessionSpec | None = None) -> Session:
         """Start a session and return it once its interpreter is ready."""
         spec = spec or SessionSpec(backend=self.settings.backend, limits=self.settings.limits)
+        self.settings.max_limits.check(spec.limits)  # whichever surface the limits came from
         if len(self._sessions) + self._pending >= self.settings.max_sessions:
             raise CapacityExceeded(
                 f"{self.settings.max_sessions} sessions are live; close one or raise max_sessions"

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import ContainerNotFound, ResponseNotFound, SessionNotFound
+from engine.server.auth import principal_of
 from engine.server.conversation import (
     Conversation,
     LoopRequest,
@@ -95,11 +96,12 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
     tools = read_tools(body.tools, state.options.unsupported_builtin_tools)
     effort = body.reasoning.effort if body.reasoning else None
     thinking = False if effort == "none" else body.enable_thinking
-    history, container = _previous(state, body)
+    owner = principal_of(request.scope)
+    history, container = _previous(state, body, owner)
     if tools.container is not None:
         container = tools.container
         try:
-            state.manager.get(container)
+            state.containers.owned(container, owner)
         except SessionNotFound:
             raise ContainerNotFound(f"no container {container!r}", "tools") from None
     new_messages = input_messages(body.input)
@@ -111,13 +113,14 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
         keep_session=True,
         container=container if tools.code_interpreter else None,
         max_rounds=None if body.max_tool_calls is None else body.max_tool_calls + 1,
+        owner=owner,
     )
     response_id = new_id("resp")
 
     def remember(output: list[dict[str, Any]], used: str | None) -> None:
         if body.store:
             conversation = history + new_messages + output_messages(output)
-            state.store.put(response_id, Stored(conversation, used or container))
+            state.store.put(response_id, Stored(conversation, used or container, owner))
 
     ctx = ResponseContext(
         id=response_id,
@@ -145,20 +148,20 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
 
 
 def _previous(
-    state: ServerState, body: ResponsesRequest
+    state: ServerState, body: ResponsesRequest, owner: str
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The stored conversation `previous_response_id` continues, and its container if it lives."""
     if body.previous_response_id is None:
         return [], None
     stored = state.store.get(body.previous_response_id)
-    if stored is None:
+    if stored is None or stored.owner != owner:
         raise ResponseNotFound(
             f"no stored response {body.previous_response_id!r}", "previous_response_id"
         )
     container = stored.container
     if container is not None:
         try:
-            state.manager.get(container)
+            state.containers.owned(container, owner)
         except SessionNotFound:
             container = None  # expired: the conversation goes on in a new container
     return list(stored.messages), container
