@@ -95,7 +95,13 @@ class Settings(BaseSettings):
 
     # Docker backend
     docker_image: str = "lci-sandbox:latest"
-    docker_warm_pool: int = Field(2, ge=0)
+    docker_warm_pool: int = Field(2, ge=0, description="Started containers per image's pool.")
+    docker_max_pools: int = Field(
+        3, ge=0, description="Warm pools at most (one per image id; the default image's is kept)."
+    )
+    docker_pool_idle_s: float = Field(
+        600.0, gt=0, description="Another image's pool is closed after this long unclaimed."
+    )
 
     # Upstream model (orchestrator)
     llm_base_url: str = "http://127.0.0.1:8080/v1"

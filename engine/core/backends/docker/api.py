@@ -104,6 +104,10 @@ class DockerAPI:
     # -- images ----------------------------------------------------------------------------------
     def image_labels(self, image: str) -> dict[str, str]:
         """The labels of a local image; ImageNotFound (saying how to build it) if there is none."""
+        return self.inspect_image(image)[1]
+
+    def inspect_image(self, image: str) -> tuple[str, dict[str, str]]:
+        """The id and labels of a local image; ImageNotFound if there is none."""
         try:
             info = self._api.inspect_image(image)
         except docker.errors.ImageNotFound as exc:
@@ -114,7 +118,7 @@ class DockerAPI:
         except Exception as exc:
             raise translate(exc, f"inspecting image {image!r}") from exc
         labels = (info.get("Config") or {}).get("Labels") or {}
-        return {str(k): str(v) for k, v in labels.items()}
+        return str(info["Id"]), {str(k): str(v) for k, v in labels.items()}
 
     # -- containers ------------------------------------------------------------------------------
     def create(self, image: str, spec: dict[str, Any], host: dict[str, Any]) -> str:
