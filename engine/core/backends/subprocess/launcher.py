@@ -65,6 +65,7 @@ def _load_sibling(name: str) -> Any:
 
 rootfs = _load_sibling("rootfs")
 caps = _load_sibling("caps")
+netns = _load_sibling("netns")
 
 RLIMITS = {
     "cpu": resource.RLIMIT_CPU,
@@ -236,21 +237,23 @@ def run(cfg: dict[str, Any], parent_pid: int) -> None:
         _write_file(procs, str(os.getpid()))
     if not cfg["namespaces"]:
         _exec_worker(cfg)
-    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
-    if not cfg["network"]:
-        flags |= CLONE_NEWNET
+    # Always a network namespace of its own; with `network` it is connected to the outside by a
+    # slirp4netns forked first, so that it stays in the host's network namespace.
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET
+    slirp = netns.Slirp(cfg["slirp4netns"], cfg["user_namespace"]) if cfg["network"] else None
     if cfg["user_namespace"]:
         _enter_user_namespace(flags)
     else:
         _check(_libc.unshare(flags), "unshare")
+    if slirp is not None:
+        slirp.connect(cfg["blocked_addresses"])
     init = os.fork()
     if init:
         _supervise(init)
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
     rootfs.build_root(cfg)
     _check(_libc.sethostname(b"sandbox", 7), "sethostname")
-    if not cfg["network"]:
-        rootfs.loopback_up()
+    rootfs.loopback_up()
     worker = os.fork()
     if worker:
         _supervise(worker)

@@ -9,6 +9,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,30 @@ def _prepare_seed(settings: Settings) -> Path | None:
     return seed
 
 
+def host_addresses() -> list[str]:
+    """The host's own IPv4 addresses (from /proc/net/fib_trie's local entries): a sandbox with
+    the network must not reach services the host listens to on them."""
+    found: set[str] = set()
+    try:
+        with open("/proc/net/fib_trie") as handle:
+            previous = ""
+            for line in handle:
+                text = line.strip()
+                if text == "/32 host LOCAL":
+                    found.add(previous.removeprefix("|-- "))
+                previous = text
+    except OSError:
+        pass
+    return sorted(a for a in found if a and not a.startswith("127."))
+
+
+def _find_slirp4netns() -> str | None:
+    """slirp4netns, if it is installed and can open the TUN device as this user."""
+    if os.geteuid() != 0 and not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        return None
+    return shutil.which("slirp4netns", path="/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+
+
 def _usable_seed(seed: Path) -> bool:
     """A seed this engine's user made: only such a one is copied into sandboxes (and the copy
     takes regular files only, never following a symlink)."""
@@ -120,6 +145,7 @@ class MachineProbe:
     symlinks: list[str]
     owner_tag: str = field(default_factory=owner_tag)
     seed_dir: Path | None = None
+    slirp4netns: str | None = field(default_factory=_find_slirp4netns)
 
     @classmethod
     def detect(cls, settings: Settings, agent_root: Path) -> MachineProbe:
@@ -182,7 +208,7 @@ class MachineProbe:
             separate_user=self.is_root,
             pid_namespace=self.namespaces,
             mount_namespace=self.namespaces,
-            network_namespace=self.namespaces and not limits.network,
+            network_namespace=self.namespaces,
             private_filesystem=self.namespaces,
             memory_limit="exact" if self.cgroups else "per_process",
             process_limit="exact" if self.cgroups else "per_user",

@@ -191,6 +191,8 @@ def _write_etc(root: str, cfg: dict[str, Any]) -> None:
     _write_file(os.path.join(etc, "group"), f"root:x:0:\nsandbox:x:{gid}:\n")
     _write_file(os.path.join(etc, "hostname"), "sandbox\n")
     _write_file(os.path.join(etc, "hosts"), "127.0.0.1 localhost sandbox\n::1 localhost\n")
+    if cfg.get("resolv_conf"):
+        _write_file(os.path.join(etc, "resolv.conf"), cfg["resolv_conf"])
 
 
 def loopback_up() -> None:
