@@ -197,6 +197,38 @@ class DockerAPI:
         with contextlib.suppress(LCIError):
             self._guard("renaming the container", self._api.rename, container_id, name)
 
+    # -- networks --------------------------------------------------------------------------------
+    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+        """A bridge network for sandboxes with the network, on which containers cannot reach each
+        other (inter-container communication off); one of that name already there is kept."""
+
+        def create() -> None:
+            try:
+                self._api.create_network(
+                    name,
+                    driver="bridge",
+                    options={"com.docker.network.bridge.enable_icc": "false"},
+                    labels=labels,
+                    check_duplicate=True,
+                )
+            except Exception as exc:
+                if not _is_conflict(exc):
+                    raise
+
+        self._guard("creating the sandboxes' network", create)
+
+    def remove_network(self, name: str) -> None:
+        self._tolerant("removing the sandboxes' network", self._api.remove_network, name)
+
+    def labelled_networks(self, label: str) -> list[tuple[str, dict[str, str]]]:
+        """(id, labels) of every network that carries `label`."""
+
+        def listing() -> list[tuple[str, dict[str, str]]]:
+            found = self._api.networks(filters={"label": label})
+            return [(str(n["Id"]), dict(n.get("Labels") or {})) for n in found]
+
+        return self._guard("listing networks", listing)
+
     def labelled(self, label: str) -> list[tuple[str, dict[str, str]]]:
         """(id, labels) of every container, running or not, that carries `label` (`key` or
         `key=value`)."""

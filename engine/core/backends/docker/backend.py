@@ -81,6 +81,10 @@ class DockerBackend:
         self.agent_root = str(stage_agent(settings.state_dir))
         self.base = settings.state_dir / f"docker-{self.owner}-{self.backend_id}"
         self.user = (SANDBOX_UID, SANDBOX_UID) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+        # Sessions with the network share one bridge of this backend's, with inter-container
+        # traffic off: not docker's default bridge, where every container reaches every other.
+        self.network = f"lci-net-{self.owner}-{self.backend_id}"
+        self._network_made = False
         self._images: dict[str, tuple[str, float]] = {}  # name -> (image id, resolved at)
         self.pools: PoolSet[DockerSandbox, Workdir] = PoolSet(
             settings.docker_warm_pool,
@@ -112,6 +116,8 @@ class DockerBackend:
         self._start_reaper()
         # Pools and containers go by image id: six spellings of one image are one pool.
         image = await self.check_image(spec.image or self.settings.docker_image)
+        if spec.limits.network:
+            await self._ensure_network()
         # Only a session that could use a pooled container gets (or starts) its image's pool:
         # one with its own limits or environment would leave the pool's containers idle.
         pool = (
@@ -174,7 +180,18 @@ class DockerBackend:
             name_prefix=f"lci-{session}",
             env=env,
             preload=preload,
+            network=self.network,
         )
+
+    async def _ensure_network(self) -> None:
+        if not self._network_made:
+            labels = {
+                LABEL_OWNER: self.owner,
+                LABEL_MACHINE: self.machine,
+                LABEL_BACKEND: self.backend_id,
+            }
+            await asyncio.to_thread(self.api.ensure_network, self.network, labels)
+            self._network_made = True
 
     async def start_sandbox(self, plan: ContainerPlan) -> DockerSandbox:
         """Create a container from `plan` and return its sandbox once the agent said hello."""
@@ -204,6 +221,8 @@ class DockerBackend:
 
     async def _warm_slot(self, image: str) -> Slot[DockerSandbox, Workdir]:
         limits = self.settings.limits
+        if limits.network:
+            await self._ensure_network()
         workdir = await self._new_workdir(f"pool-{uuid.uuid4().hex[:10]}", limits.disk_mb)
         try:
             # A pooled container imports the preloaded modules while it waits, so the session
@@ -239,6 +258,14 @@ class DockerBackend:
             ):
                 self.api.remove(container_id)
                 reaped += 1
+        for network_id, labels in self.api.labelled_networks(LABEL_OWNER):
+            tag = labels.get(LABEL_OWNER, "")
+            if (
+                labels.get(LABEL_MACHINE) == self.machine
+                and tag != self.owner
+                and not owner_alive(tag)
+            ):
+                self.api.remove_network(network_id)
         for entry in self.settings.state_dir.glob("docker-*"):
             tag = entry.name.removeprefix("docker-").rpartition("-")[0]
             if tag != self.owner and not owner_alive(tag):
@@ -286,3 +313,5 @@ class DockerBackend:
     def _sweep(self) -> None:
         for container_id, _ in self.api.labelled(f"{LABEL_BACKEND}={self.backend_id}"):
             self.api.remove(container_id)
+        if self._network_made:
+            self.api.remove_network(self.network)
