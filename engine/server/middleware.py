@@ -59,7 +59,8 @@ class Gate:
                     send, path, "unauthorized", "missing or invalid API key (Bearer token)"
                 )
                 return
-            scope[PRINCIPAL] = principal
+            if principal is not None:
+                scope[PRINCIPAL] = principal
         limit = self.body_limit(path)
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:

@@ -112,3 +112,19 @@ def test_a_key_on_the_command_line_is_refused_and_help_says_where_keys_go() -> N
         timeout=60,
     )
     assert "LCI_API_KEY" in helped.stdout and "--api-key-file" in helped.stdout
+
+
+def test_a_keys_file_other_users_can_write_is_refused(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text(f"{ALICE}\n")
+    keys.chmod(0o666)
+    serve = [sys.executable, "-m", "engine.cli", "serve", "--port", str(free_port())]
+    run = subprocess.run(
+        [*serve, "--api-key-file", str(keys)],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2 and "writable by other users" in run.stderr, run.stderr
