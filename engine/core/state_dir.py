@@ -27,6 +27,14 @@ def prepare_state_dir(path: Path) -> Path:
     else:
         os.chmod(path, 0o711)  # mkdir's mode went through the umask
     check_private(path, "state directory")
+    parent = os.stat(path.parent)
+    if parent.st_mode & 0o022 and not parent.st_mode & stat.S_ISVTX:
+        # Without the sticky bit (as /tmp has) other users could rename it away and put their own
+        # in its place.
+        raise UnsafeStateDir(
+            f"the state directory's parent {path.parent} is writable by other users and not "
+            "sticky; point LCI_STATE_DIR elsewhere"
+        )
     return path
 
 

@@ -25,6 +25,13 @@ def test_a_new_state_dir_is_private(tmp_path: Path) -> None:
     assert info.st_uid == os.geteuid() and info.st_mode & 0o777 == 0o711
 
 
+def test_a_state_dir_others_could_swap_out_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "open").mkdir()
+    (tmp_path / "open").chmod(0o777)  # no sticky bit: anyone may rename entries in it
+    with pytest.raises(UnsafeStateDir, match="not sticky"):
+        prepare_state_dir(tmp_path / "open" / "state")
+
+
 @pytest.mark.parametrize("attack", ["world_writable", "symlink", "foreign_owner"])
 async def test_a_state_dir_someone_else_could_write_is_refused(tmp_path: Path, attack: str) -> None:
     state = tmp_path / "state"
