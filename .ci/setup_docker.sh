@@ -3,7 +3,8 @@
 #
 #   .ci/setup_docker.sh
 #
-# Installs docker.io and debootstrap with apt-get when they are missing, starts
+# Installs docker.io, debootstrap and slirp4netns (the subprocess backend's
+# network for network=True sessions) with apt-get when they are missing, starts
 # dockerd in the background when no daemon answers (through systemd where it
 # runs, otherwise directly, logging to $LCI_DOCKERD_LOG), and waits until
 # `docker info` succeeds. Safe to run again: an answering daemon is left alone.
@@ -61,12 +62,13 @@ if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then
 fi
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 [[ -f /usr/share/keyrings/debian-archive-keyring.gpg ]] || missing+=(debian-archive-keyring)
+command -v slirp4netns >/dev/null || [[ -x /usr/bin/slirp4netns ]] || missing+=(slirp4netns)
 if ((${#missing[@]})); then
     say "installing ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
-    say "docker.io and debootstrap are installed"
+    say "docker.io, debootstrap and slirp4netns are installed"
 fi
 
 # 2. Daemon.

@@ -6,10 +6,48 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from engine.models import BackendName, Limits
+from engine.errors import BadParameter
+from engine.models import MIB, BackendName, Limits
+
+
+class LimitMaxima(BaseModel):
+    """The most a client may ask for (`LCI_MAX_LIMITS`, `lci serve --max-*`). A session asking for
+    more is refused with a 400 naming the limit, on every surface: the limits are never silently
+    lowered, since code written for a bigger budget would fail in confusing ways."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout_s: float = Field(3600.0, gt=0)
+    cpu_s: float = Field(3600.0, gt=0)
+    memory_mb: int = Field(8192, ge=16)
+    max_procs: int = Field(1024, ge=4)
+    disk_mb: int = Field(8192, ge=1)
+    open_files: int = Field(4096, ge=32)
+    output_bytes: int = Field(16 * MIB, ge=1024)
+    cpus: float | None = Field(None, gt=0, description="None: no cap beyond the machine.")
+    network: bool = Field(True, description="Whether sessions may have the network at all.")
+
+    def check(self, limits: Limits, where: str = "limits") -> None:
+        """BadParameter naming every limit of `limits` above its maximum."""
+        over = []
+        for name in ("timeout_s", "cpu_s", "memory_mb", "max_procs", "disk_mb", "open_files"):
+            value, cap = getattr(limits, name), getattr(self, name)
+            if value is not None and value > cap:
+                over.append(f"{where}.{name} {value} exceeds the server's maximum {cap}")
+        if limits.output_bytes > self.output_bytes:
+            over.append(
+                f"{where}.output_bytes {limits.output_bytes} exceeds the server's maximum "
+                f"{self.output_bytes}"
+            )
+        if self.cpus is not None and limits.cpus is not None and limits.cpus > self.cpus:
+            over.append(f"{where}.cpus {limits.cpus} exceeds the server's maximum {self.cpus}")
+        if limits.network and not self.network:
+            over.append(f"{where}.network is not allowed on this server")
+        if over:
+            raise BadParameter("; ".join(over), where)
 
 
 def _default_state_dir() -> Path:
@@ -22,6 +60,9 @@ class Settings(BaseSettings):
     # Sessions
     backend: BackendName = BackendName.SUBPROCESS
     limits: Limits = Field(default_factory=Limits)
+    max_limits: LimitMaxima = Field(
+        default_factory=LimitMaxima, description="The most a session may ask for."
+    )
     max_sessions: int = Field(64, ge=1)
     memory_budget_mb: int | None = Field(
         None,
@@ -71,7 +112,13 @@ class Settings(BaseSettings):
 
     # Docker backend
     docker_image: str = "lci-sandbox:latest"
-    docker_warm_pool: int = Field(2, ge=0)
+    docker_warm_pool: int = Field(2, ge=0, description="Started containers per image's pool.")
+    docker_max_pools: int = Field(
+        3, ge=0, description="Warm pools at most (one per image id; the default image's is kept)."
+    )
+    docker_pool_idle_s: float = Field(
+        600.0, gt=0, description="Another image's pool is closed after this long unclaimed."
+    )
 
     # Upstream model (orchestrator)
     llm_base_url: str = "http://127.0.0.1:8080/v1"
@@ -84,5 +131,17 @@ class Settings(BaseSettings):
         "failed round (a hung model server): generous, since a busy one may think long.",
     )
 
-    # HTTP server
-    api_key: str | None = None
+    # HTTP server. Keys come from the environment or a file, never the command line (which every
+    # local user can read in /proc/<pid>/cmdline).
+    api_key: str | None = Field(None, description="A client key (principal `default`).")
+    api_key_file: Path | None = Field(
+        None, description="A file of client keys, one per line: `KEY` or `NAME KEY`."
+    )
+
+    @model_validator(mode="after")
+    def _defaults_within_maxima(self) -> Settings:
+        try:
+            self.max_limits.check(self.limits)
+        except BadParameter as exc:
+            raise ValueError(f"the default limits exceed max_limits: {exc.message}") from None
+        return self

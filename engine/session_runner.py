@@ -62,13 +62,17 @@ class SessionRunner:
                 if session.state is not SessionState.CLOSED:
                     return session
             self._replaced.add(conversation_id)
-        session = await self.create(self.spec)
+        session = await self.create(self.spec, self._owner_of(conversation_id))
         self._sessions[conversation_id] = session.id
         return session
 
-    async def create(self, spec: SessionSpec | None) -> Session:
-        """A new session."""
-        return await self.manager.create(spec)
+    def _owner_of(self, conversation_id: str) -> str | None:
+        """Who a new session of the conversation belongs to (None: nobody in particular)."""
+        return None
+
+    async def create(self, spec: SessionSpec | None, owner: str | None = None) -> Session:
+        """A new session (counted towards `owner`'s quota)."""
+        return await self.manager.create(spec, owner=owner)
 
     def session_id(self, conversation_id: str) -> str | None:
         """The id of the conversation's session, if it has one (for file access)."""

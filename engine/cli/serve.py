@@ -1,19 +1,36 @@
 """`lci serve`: the HTTP server (OpenAI- and DashScope-compatible code interpreter, session API).
 
 Options override `LCI_*` environment variables (`LCI_LLM_BASE_URL`, `LCI_LLM_MODEL`,
-`LCI_LLM_API_KEY`, `LCI_BACKEND`, `LCI_API_KEY`, `LCI_LIMITS`, ...) and `LCI_SERVER_*` ones
+`LCI_LLM_API_KEY`, `LCI_BACKEND`, `LCI_LIMITS`, `LCI_MAX_LIMITS`, ...) and `LCI_SERVER_*` ones
 (`LCI_SERVER_MAX_BODY_BYTES`, `LCI_SERVER_ALLOW_NON_STREAM`, ...). It binds to 127.0.0.1 unless told
 otherwise; on SIGINT or SIGTERM it lets open requests finish briefly, then closes every session.
+
+Client keys: set LCI_API_KEY in the environment, or give a keys file with --api-key-file (one key
+per line, `KEY` or `NAME KEY`), never a key on the command line, where every local user can read it.
+Each key sees only the sessions it created. Requests must name this server in their Host header (an
+IP address, localhost, the bind address, or an --allow-host name), which defeats DNS rebinding.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from engine.config import Settings
 from engine.models import BackendName
 from engine.server.options import ServerOptions
+
+_MAXIMA = {  # option -> (LimitMaxima field, type, help)
+    "--max-memory-mb": ("memory_mb", int, "largest memory_mb a client may ask for (default 8192)"),
+    "--max-disk-mb": ("disk_mb", int, "largest disk_mb a client may ask for (default 8192)"),
+    "--max-output-bytes": ("output_bytes", int, "largest output_bytes (default 16 MiB)"),
+    "--max-timeout-s": ("timeout_s", float, "largest timeout_s and cpu_s (default 3600)"),
+    "--max-procs": ("max_procs", int, "largest max_procs (default 1024)"),
+}
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -30,29 +47,73 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--llm-base-url", help="model server, e.g. http://127.0.0.1:8080/v1")
     p.add_argument("--llm-model", help="model used when a request names none")
     p.add_argument("--llm-api-key", help="API key of the model server")
-    p.add_argument("--api-key", help="require this bearer token from clients")
+    p.add_argument(
+        "--api-key-file",
+        type=Path,
+        help="file of client keys (`KEY` or `NAME KEY` per line); or set LCI_API_KEY",
+    )
+    # Refused with an explanation: a key here is readable in /proc/<pid>/cmdline by any local user.
+    p.add_argument("--api-key", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help="a host name clients may use (repeatable; '*' for any)",
+    )
+    for option, (_, kind, text) in _MAXIMA.items():
+        p.add_argument(option, type=kind, help=text)
     p.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB)")
+    p.add_argument("--max-connections", type=int, help="open connections at most (default 512)")
     p.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     return p
 
 
 def configure(args: argparse.Namespace) -> tuple[Settings, ServerOptions]:
     """Settings and server options from the environment, overridden by the given options."""
+    if args.api_key is not None:
+        raise SystemExit(
+            "lci serve: --api-key is not accepted: every local user can read the command line. "
+            "Set LCI_API_KEY in the environment or use --api-key-file."
+        )
     overrides = {
         "backend": args.backend,
         "llm_base_url": args.llm_base_url,
         "llm_model": args.llm_model,
         "llm_api_key": args.llm_api_key,
-        "api_key": args.api_key,
+        "api_key_file": args.api_key_file,
     }
+    env_settings = Settings()
+    maxima = env_settings.max_limits.model_dump()
+    for option, (name, _, _) in _MAXIMA.items():
+        value = getattr(args, option.removeprefix("--").replace("-", "_"))
+        if value is not None:
+            maxima[name] = value
+            if name == "timeout_s":
+                maxima["cpu_s"] = value
+    overrides["max_limits"] = maxima
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    server = {"host": args.host, "port": args.port, "max_body_bytes": args.max_body_bytes}
+    server = {
+        "host": args.host,
+        "port": args.port,
+        "max_body_bytes": args.max_body_bytes,
+        "max_connections": args.max_connections,
+        "allowed_hosts": args.allow_host,
+    }
     options = ServerOptions(**{k: v for k, v in server.items() if v is not None})
     return settings, options
 
 
 async def run(args: argparse.Namespace) -> int:
     from engine.server import serve
+    from engine.server.auth import KeyFileError
 
-    settings, options = configure(args)
-    return await serve(settings, options, args.log_level)
+    try:
+        settings, options = configure(args)
+    except ValidationError as exc:
+        print(f"lci serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return await serve(settings, options, args.log_level)
+    except KeyFileError as exc:
+        print(f"lci serve: {exc}", file=sys.stderr)
+        return 2

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
+import stat
 from pathlib import Path
 
 import engine.agent
+from engine.core import workdir as wd
+from engine.core.state_dir import UnsafeStateDir, check_private, prepare_state_dir
+
+log = logging.getLogger(__name__)
 
 AGENT_PACKAGE = "lci_agent"
 _SOURCE = Path(engine.agent.__file__).parent
@@ -20,13 +26,47 @@ def _digest() -> str:
     return digest.hexdigest()[:16]
 
 
+def _staged_digest(package: Path) -> str | None:
+    """The digest of a staged copy, computed like `_digest`; None when anything in it is not a
+    regular `.py` file owned by this user and writable only by it (someone could change it)."""
+    digest = hashlib.sha256()
+    try:
+        check_private(package.parent, "staged agent")
+        check_private(package, "staged agent")
+        names = sorted(os.listdir(package))
+        for name in names:
+            fd = os.open(package / name, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as handle:
+                info = os.fstat(handle.fileno())
+                if (
+                    not name.endswith(".py")
+                    or not stat.S_ISREG(info.st_mode)
+                    or info.st_uid != os.geteuid()
+                    or info.st_mode & 0o022
+                ):
+                    return None
+                digest.update(name.encode() + b"\0" + handle.read())
+    except (OSError, UnsafeStateDir):
+        return None
+    return digest.hexdigest()[:16]
+
+
 def stage_agent(state_dir: Path) -> Path:
     """Copy the agent into `state_dir/agent-<digest>/lci_agent` (world-readable, owned by the engine's
     user, so sandboxes can read but never change it) and return the directory that contains it."""
-    root = state_dir / f"agent-{_digest()}"
+    prepare_state_dir(state_dir)
+    expected = _digest()
+    root = state_dir / f"agent-{expected}"
     package = root / AGENT_PACKAGE
-    if package.is_dir():
-        return root
+    if os.path.lexists(root):
+        # Reused only when its content is what this engine would stage: a copy changed since (by
+        # another user, or by a sandbox that got write access to it) is replaced, never run.
+        if _staged_digest(package) == expected:
+            return root
+        log.warning("the staged agent in %s does not match its digest; staging it again", root)
+        stale = state_dir / f".stale-{os.getpid()}-{os.urandom(4).hex()}"
+        os.rename(root, stale)
+        wd.remove_dir(stale)
     staging = state_dir / f".agent-{os.getpid()}-{os.urandom(4).hex()}"
     (staging / AGENT_PACKAGE).mkdir(parents=True)
     for path in _SOURCE.glob("*.py"):
@@ -38,6 +78,8 @@ def stage_agent(state_dir: Path) -> Path:
         staging.rename(root)
     except OSError:  # another engine staged the same digest first
         shutil.rmtree(staging, ignore_errors=True)
+        if _staged_digest(package) != expected:
+            raise UnsafeStateDir(f"the staged agent in {root} does not match its digest") from None
     return root
 
 

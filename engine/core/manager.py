@@ -74,6 +74,7 @@ class SessionManager:
         """Start a session and return it once its interpreter is ready. `owner` (an API key's
         identity) counts towards that owner's quota. Raises CapacityExceeded past a cap."""
         spec = spec or SessionSpec(backend=self.settings.backend, limits=self.settings.limits)
+        self.settings.max_limits.check(spec.limits)  # whichever surface the limits came from
         # Settings may be changed on a live manager (tests, embedders): the count cap follows.
         self.capacity.settings.max_sessions = self.settings.max_sessions
         with self.capacity.admit(spec.limits, owner) as admission:

@@ -24,6 +24,8 @@ from engine.server import (
     responses,
     sessions_api,
 )
+from engine.server.auth import KeyRing
+from engine.server.hosts import HostCheck
 from engine.server.mcp_http import McpEndpoint
 from engine.server.middleware import OPEN_PATHS, Gate
 from engine.server.options import ServerOptions
@@ -117,8 +119,15 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
             return options.max_upload_bytes
         return options.max_body_bytes
 
-    app.add_middleware(Gate, api_key=settings.api_key, body_limit=body_limit)
-    if settings.api_key:
+    keys = KeyRing.load(settings.api_key, settings.api_key_file)
+    app.add_middleware(
+        Gate,
+        keys=keys,
+        hosts=HostCheck(options.host, options.allowed_hosts),
+        body_limit=body_limit,
+        body_timeout_s=options.body_timeout_s,
+    )
+    if keys is not None:
         _declare_bearer_auth(app)
     errors.install(app)
     for router in (

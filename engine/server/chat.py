@@ -27,6 +27,7 @@ from engine.orchestrator import (
     TextDelta,
     Usage,
 )
+from engine.server.auth import principal_of
 from engine.server.conversation import (
     Conversation,
     LoopRequest,
@@ -95,6 +96,7 @@ async def complete(state: ServerState, body: ChatRequest, request: Request) -> R
             messages=body.messages,
             model=model,
             params=upstream_params(fields, state.options, body.enable_thinking),
+            owner=principal_of(request.scope),
         ),
     )
     include_usage = bool((body.stream_options or {}).get("include_usage"))

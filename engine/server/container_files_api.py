@@ -24,7 +24,7 @@ from engine.errors import BadParameter, FileNotFound
 from engine.server.container_registry import Container, ContainerFile
 from engine.server.file_store import clean_filename
 from engine.server.paging import Order, page
-from engine.server.state import State
+from engine.server.state import Owner, State
 from engine.server.wire import OpenAIError, errors
 
 router = APIRouter(prefix="/v1/containers/{container_id}/files", tags=["OpenAI-compatible"])
@@ -73,21 +73,23 @@ _UPLOAD_BODY: dict[str, Any] = {
     openapi_extra=_UPLOAD_BODY,
     responses={**_CREATED, **errors(OpenAIError, 400, 404, *_COMMON)},
 )
-async def create_container_file(container_id: str, request: Request, state: State) -> JSONResponse:
+async def create_container_file(
+    container_id: str, request: Request, state: State, owner: Owner
+) -> JSONResponse:
     """Put a file into the container: uploaded (multipart `file`) or copied from `/v1/files`
     (JSON `file_id`). It lands at the top of the working directory under its file name."""
     await state.registry.sweep()
-    container = state.registry.get(container_id)
+    container = state.registry.get(container_id, owner=owner)
     state.registry.session(container)  # an expired container takes no files, read nothing first
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         name, data = await _upload(request)
     else:
         file_id = await _file_id(request)
         try:
-            record = state.files.get(file_id)
+            record = state.files.get(file_id, owner)
         except FileNotFound as exc:
             raise FileNotFound(exc.message, "file_id") from None
-        name, data = record.filename, await state.files.read(file_id)
+        name, data = record.filename, await state.files.read(file_id, owner)
     item = await state.registry.add_file(container, name, data, source="user")
     return JSONResponse(item.wire(container))
 
@@ -98,11 +100,12 @@ async def create_container_file(container_id: str, request: Request, state: Stat
 async def list_container_files(
     container_id: str,
     state: State,
+    owner: Owner,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     order: Order = "desc",
 ) -> JSONResponse:
-    container = await _container(state, container_id)
+    container = await _container(state, container_id, owner)
     files = await state.registry.files(container)
     return JSONResponse(
         page(
@@ -121,8 +124,10 @@ async def list_container_files(
     operation_id="retrieve_container_file",
     responses=errors(OpenAIError, 400, 404, *_COMMON),
 )
-async def retrieve_container_file(container_id: str, file_id: str, state: State) -> JSONResponse:
-    container = await _container(state, container_id)
+async def retrieve_container_file(
+    container_id: str, file_id: str, state: State, owner: Owner
+) -> JSONResponse:
+    container = await _container(state, container_id, owner)
     return JSONResponse((await state.registry.file(container, file_id)).wire(container))
 
 
@@ -138,8 +143,10 @@ async def retrieve_container_file(container_id: str, file_id: str, state: State)
         **errors(OpenAIError, 400, 404, *_COMMON),
     },
 )
-async def container_file_content(container_id: str, file_id: str, state: State) -> Response:
-    container = await _container(state, container_id)
+async def container_file_content(
+    container_id: str, file_id: str, state: State, owner: Owner
+) -> Response:
+    container = await _container(state, container_id, owner)
     item = await state.registry.file(container, file_id)
     return download(await state.registry.read_file(container, item), item.path)
 
@@ -149,8 +156,10 @@ async def container_file_content(container_id: str, file_id: str, state: State) 
     operation_id="delete_container_file",
     responses=errors(OpenAIError, 400, 404, *_COMMON),
 )
-async def delete_container_file(container_id: str, file_id: str, state: State) -> JSONResponse:
-    container = await _container(state, container_id)
+async def delete_container_file(
+    container_id: str, file_id: str, state: State, owner: Owner
+) -> JSONResponse:
+    container = await _container(state, container_id, owner)
     item: ContainerFile = await state.registry.file(container, file_id)
     await state.registry.delete_file(container, item)
     return JSONResponse({"id": file_id, "object": "container.file.deleted", "deleted": True})
@@ -163,9 +172,9 @@ def download(data: bytes, path: str) -> Response:
     return Response(data, media_type=media, headers={"Content-Disposition": disposition})
 
 
-async def _container(state: State, container_id: str) -> Container:
+async def _container(state: State, container_id: str, owner: str) -> Container:
     await state.registry.sweep()
-    container = state.registry.get(container_id)
+    container = state.registry.get(container_id, owner=owner)
     state.registry.session(container)
     return container
 

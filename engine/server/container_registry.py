@@ -81,6 +81,7 @@ class Container:
     workdir: str
     last_active_at: float
     expired: bool = False
+    owner: str = ""  # the API key's principal that made it; other keys never see it
     files: dict[str, ContainerFile] = field(default_factory=dict)  # by relative path
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     order: int = field(default_factory=lambda: next(_order))
@@ -129,27 +130,30 @@ class ContainerRegistry:
         memory_limit: str | None = None,
         file_ids: list[str] | None = None,
         param: str = "file_ids",
+        owner: str = "",
     ) -> Container:
-        """A new container with these files copied in (unknown ids are refused before anything
-        starts)."""
-        self.check_files(file_ids or [], param)
-        session = await self.runner.create(self._spec(memory_limit))
-        container = self.register(session, name, minutes=minutes, memory_limit=memory_limit)
+        """A new container of `owner` with these files copied in (unknown ids are refused before
+        anything starts)."""
+        self.check_files(file_ids or [], param, owner)
+        session = await self.runner.create(self._spec(memory_limit), owner)
+        container = self.register(
+            session, name, minutes=minutes, memory_limit=memory_limit, owner=owner
+        )
         try:
             for file_id in file_ids or ():
-                record = self.file_store.get(file_id)
-                data = await self.file_store.read(file_id)
+                record = self.file_store.get(file_id, owner)
+                data = await self.file_store.read(file_id, owner)
                 await self.add_file(container, record.filename, data, source="user")
         except BaseException:
             await self.delete(container.id)
             raise
         return container
 
-    def check_files(self, file_ids: list[str], param: str) -> None:
+    def check_files(self, file_ids: list[str], param: str, owner: str | None = None) -> None:
         """FileNotFound, naming the entry of `param`, unless every id is a stored file."""
         for index, file_id in enumerate(file_ids):
             try:
-                self.file_store.get(file_id)
+                self.file_store.get(file_id, owner)
             except FileNotFound as exc:
                 raise FileNotFound(exc.message, f"{param}[{index}]") from None
 
@@ -160,8 +164,10 @@ class ContainerRegistry:
         *,
         minutes: int = DEFAULT_MINUTES,
         memory_limit: str | None = None,
+        owner: str | None = None,
     ) -> Container:
-        """Record a live session as a container (kept as it is when already recorded)."""
+        """Record a live session as a container (kept as it is when already recorded); it belongs
+        to `owner`, by default the session's."""
         known = self._containers.get(session.id)
         if known is not None:
             return known
@@ -173,31 +179,40 @@ class ContainerRegistry:
             memory_limit=memory_limit,
             workdir=session.info().workdir,
             last_active_at=session.last_used_at,
+            owner=self.runner.owner_of(session.id) if owner is None else owner,
         )
         self._containers[session.id] = container
         self._ensure_sweeper()
         return container
 
-    def get(self, container_id: str, param: str | None = None) -> Container:
-        """The container, live or expired; a live session not yet recorded is adopted."""
+    def get(
+        self, container_id: str, param: str | None = None, owner: str | None = None
+    ) -> Container:
+        """The container, live or expired; a live session not yet recorded is adopted. With
+        `owner`, another key's container is not found, exactly as one that does not exist."""
         container = self._containers.get(container_id)
         if container is None:
             try:
                 session = self.manager.get(container_id)
             except SessionNotFound:
-                message = f"No container found with id {container_id!r}."
-                raise ContainerNotFound(message, param) from None
+                raise _not_found(container_id, param) from None
             idle_minutes = math.ceil(self.settings.idle_timeout_s / 60)
             container = self.register(session, f"session {container_id}", minutes=idle_minutes)
+        if owner is not None and container.owner != owner:
+            raise _not_found(container_id, param)
         self._refresh(container)
         return container
 
-    def all(self) -> list[Container]:
+    def knows(self, container_id: str) -> bool:
+        return container_id in self._containers
+
+    def all(self, owner: str | None = None) -> list[Container]:
         for session in self.manager.list():
             self.get(session.id)
         for container in self._containers.values():
             self._refresh(container)
-        return sorted(self._containers.values(), key=lambda c: (c.created_at, c.order))
+        mine = [c for c in self._containers.values() if owner is None or c.owner == owner]
+        return sorted(mine, key=lambda c: (c.created_at, c.order))
 
     def session(self, container: Container, param: str | None = None) -> Session:
         """The live session of a running container; ContainerExpired otherwise."""
@@ -207,8 +222,8 @@ class ContainerRegistry:
                 return self.manager.get(container.id)
         raise ContainerExpired(f"Container {container.id} is expired.", param)
 
-    async def delete(self, container_id: str) -> None:
-        container = self.get(container_id)
+    async def delete(self, container_id: str, owner: str | None = None) -> None:
+        container = self.get(container_id, owner=owner)
         self._containers.pop(container.id, None)
         with contextlib.suppress(SessionNotFound, SessionClosed):
             await self.manager.close(container.id)
@@ -328,6 +343,10 @@ class ContainerRegistry:
                 await self.sweep()
             except Exception:  # keep sweeping whatever one close did
                 log.exception("container expiry failed")
+
+
+def _not_found(container_id: str, param: str | None) -> ContainerNotFound:
+    return ContainerNotFound(f"No container found with id {container_id!r}.", param)
 
 
 def _cfile_id() -> str:

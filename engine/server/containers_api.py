@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.errors import BadParameter
 from engine.server.container_registry import DEFAULT_MINUTES, MAX_MINUTES, Container
 from engine.server.paging import Order, page
-from engine.server.state import State
+from engine.server.state import Owner, State
 from engine.server.wire import OpenAIError, errors
 
 router = APIRouter(prefix="/v1/containers", tags=["OpenAI-compatible"])
@@ -78,7 +78,7 @@ class CreateContainer(BaseModel):
     operation_id="create_container",
     responses={**_CREATED, **errors(OpenAIError, 400, 404, 429, 503, *_COMMON)},
 )
-async def create_container(body: CreateContainer, state: State) -> JSONResponse:
+async def create_container(body: CreateContainer, state: State, owner: Owner) -> JSONResponse:
     """Start a container (an lci session) with the given files copied in."""
     policy = body.network_policy
     if policy is not None and policy.type != "disabled" and not state.settings.limits.network:
@@ -93,6 +93,7 @@ async def create_container(body: CreateContainer, state: State) -> JSONResponse:
         minutes=body.expires_after.minutes if body.expires_after else DEFAULT_MINUTES,
         memory_limit=body.memory_limit,
         file_ids=body.file_ids,
+        owner=owner,
     )
     return JSONResponse(_wire(container))
 
@@ -100,13 +101,14 @@ async def create_container(body: CreateContainer, state: State) -> JSONResponse:
 @router.get("", operation_id="list_containers", responses=errors(OpenAIError, 400, *_COMMON))
 async def list_containers(
     state: State,
+    owner: Owner,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     order: Order = "desc",
     name: str | None = None,
 ) -> JSONResponse:
     await state.registry.sweep()
-    containers = [c for c in state.registry.all() if name is None or c.name == name]
+    containers = [c for c in state.registry.all(owner) if name is None or c.name == name]
     return JSONResponse(
         page(containers, id_of=lambda c: c.id, wire=_wire, after=after, limit=limit, order=order)
     )
@@ -117,17 +119,17 @@ async def list_containers(
     operation_id="retrieve_container",
     responses=errors(OpenAIError, 404, *_COMMON),
 )
-async def retrieve_container(container_id: str, state: State) -> JSONResponse:
+async def retrieve_container(container_id: str, state: State, owner: Owner) -> JSONResponse:
     await state.registry.sweep()
-    return JSONResponse(_wire(state.registry.get(container_id)))
+    return JSONResponse(_wire(state.registry.get(container_id, owner=owner)))
 
 
 @router.delete(
     "/{container_id}", operation_id="delete_container", responses=errors(OpenAIError, 404, *_COMMON)
 )
-async def delete_container(container_id: str, state: State) -> JSONResponse:
+async def delete_container(container_id: str, state: State, owner: Owner) -> JSONResponse:
     """Close the container's session (a running execution is stopped) and forget it."""
-    await state.registry.delete(container_id)
+    await state.registry.delete(container_id, owner)
     return JSONResponse({"id": container_id, "object": "container.deleted", "deleted": True})
 
 

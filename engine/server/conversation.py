@@ -99,6 +99,7 @@ class LoopRequest:
     keep_session: bool = False  # Responses containers outlive the request
     container: str | None = None  # run in this existing session
     max_rounds: int | None = None
+    owner: str = ""  # the principal (API key) whose sessions the conversation may use and starts
 
 
 class Conversation:
@@ -119,8 +120,9 @@ class Conversation:
             params=self.request.params,
         )
         try:
+            self.state.containers.assign(self.id, self.request.owner)
             if self.request.container is not None:  # SessionNotFound comes before any output
-                self.state.containers.bind(self.id, self.request.container)
+                self.state.containers.bind(self.id, self.request.container, self.request.owner)
             async for event in self.state.orchestrator.run(
                 self.request.messages, conversation_id=self.id, options=loop_options
             ):

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import BadParameter, UpstreamError
+from engine.server.auth import principal_of
 from engine.server.conversation import (
     Conversation,
     LoopRequest,
@@ -111,6 +112,7 @@ async def generate(state: ServerState, body: NativeRequest, request: Request) ->
         messages=messages,
         model=model,
         params=upstream_params(fields, state.options, params.enable_thinking),
+        owner=principal_of(request.scope),
     )
     conversation = Conversation(state, loop)
     renderer = DashScopeRenderer(incremental)

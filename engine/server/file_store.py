@@ -51,6 +51,7 @@ class StoredFile:
     bytes: int
     created_at: float
     expires_at: float | None = None
+    owner: str = ""  # the principal of the API key that uploaded it; other keys never see it
 
     def wire(self) -> dict[str, Any]:
         """The OpenAI `file` object."""
@@ -95,7 +96,12 @@ class FileStore:
         return sum(f.bytes for f in self._files.values()) + self._reserved
 
     async def put(
-        self, filename: str, purpose: str, data: bytes, expires_after_s: int | None = None
+        self,
+        filename: str,
+        purpose: str,
+        data: bytes,
+        expires_after_s: int | None = None,
+        owner: str = "",
     ) -> StoredFile:
         if purpose not in PURPOSES:
             raise BadParameter(f"purpose must be one of {', '.join(sorted(PURPOSES))}", "purpose")
@@ -117,6 +123,7 @@ class FileStore:
             bytes=len(data),
             created_at=now,
             expires_at=None if expires_after_s is None else now + expires_after_s,
+            owner=owner,
         )
         try:
             await asyncio.to_thread(self._write, record, data)
@@ -125,29 +132,30 @@ class FileStore:
         self._files[record.id] = record
         return record
 
-    def get(self, file_id: str) -> StoredFile:
+    def get(self, file_id: str, owner: str | None = None) -> StoredFile:
+        """The file; with `owner`, another key's file is not found, as one that does not exist."""
         self._purge()
         record = self._files.get(file_id)
-        if record is None:
+        if record is None or (owner is not None and record.owner != owner):
             raise FileNotFound(f"No such File object: {file_id}")
         return record
 
-    async def read(self, file_id: str) -> bytes:
-        record = self.get(file_id)
+    async def read(self, file_id: str, owner: str | None = None) -> bytes:
+        record = self.get(file_id, owner)
         try:
             return await asyncio.to_thread(self._content(record.id).read_bytes)
         except FileNotFoundError:
             self._files.pop(file_id, None)
             raise FileNotFound(f"No such File object: {file_id}") from None
 
-    async def delete(self, file_id: str) -> None:
-        record = self.get(file_id)
+    async def delete(self, file_id: str, owner: str | None = None) -> None:
+        record = self.get(file_id, owner)
         self._files.pop(record.id, None)
         await asyncio.to_thread(self._remove, record.id)
 
-    def all(self) -> list[StoredFile]:
+    def all(self, owner: str | None = None) -> list[StoredFile]:
         self._purge()
-        return list(self._files.values())
+        return [f for f in self._files.values() if owner is None or f.owner == owner]
 
     # -- disk ----------------------------------------------------------------------------------
     def _content(self, file_id: str) -> Path:

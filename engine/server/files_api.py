@@ -21,7 +21,7 @@ from engine.errors import BadParameter
 from engine.server.container_files_api import download
 from engine.server.file_store import PURPOSES, clean_filename
 from engine.server.paging import Order, page
-from engine.server.state import State
+from engine.server.state import Owner, State
 from engine.server.wire import OpenAIError, errors
 
 router = APIRouter(prefix="/v1/files", tags=["OpenAI-compatible"])
@@ -69,7 +69,7 @@ _UPLOAD_BODY: dict[str, Any] = {
     openapi_extra=_UPLOAD_BODY,
     responses={**_CREATED, **errors(OpenAIError, 400, *_COMMON)},
 )
-async def create_file(request: Request, state: State) -> JSONResponse:
+async def create_file(request: Request, state: State, owner: Owner) -> JSONResponse:
     """Store a file on the server's disk (within the upload and store size caps)."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise BadParameter("upload the file as multipart/form-data", "file")
@@ -85,19 +85,20 @@ async def create_file(request: Request, state: State) -> JSONResponse:
         data = await upload.read()
     finally:
         await form.close()
-    record = await state.files.put(name, purpose, data, expires)
+    record = await state.files.put(name, purpose, data, expires, owner)
     return JSONResponse(record.wire())
 
 
 @router.get("", operation_id="list_files_openai", responses=errors(OpenAIError, 400, *_COMMON))
 async def list_files(
     state: State,
+    owner: Owner,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
     order: Order = "desc",
     purpose: str | None = None,
 ) -> JSONResponse:
-    records = sorted(state.files.all(), key=lambda f: (f.created_at, f.id))
+    records = sorted(state.files.all(owner), key=lambda f: (f.created_at, f.id))
     records = [f for f in records if purpose is None or f.purpose == purpose]
     return JSONResponse(
         page(
@@ -114,8 +115,8 @@ async def list_files(
 @router.get(
     "/{file_id}", operation_id="retrieve_file", responses=errors(OpenAIError, 404, *_COMMON)
 )
-async def retrieve_file(file_id: str, state: State) -> JSONResponse:
-    return JSONResponse(state.files.get(file_id).wire())
+async def retrieve_file(file_id: str, state: State, owner: Owner) -> JSONResponse:
+    return JSONResponse(state.files.get(file_id, owner).wire())
 
 
 @router.get(
@@ -130,16 +131,16 @@ async def retrieve_file(file_id: str, state: State) -> JSONResponse:
         **errors(OpenAIError, 404, *_COMMON),
     },
 )
-async def file_content(file_id: str, state: State) -> Response:
-    record = state.files.get(file_id)
-    return download(await state.files.read(file_id), record.filename)
+async def file_content(file_id: str, state: State, owner: Owner) -> Response:
+    record = state.files.get(file_id, owner)
+    return download(await state.files.read(file_id, owner), record.filename)
 
 
 @router.delete(
     "/{file_id}", operation_id="delete_file_openai", responses=errors(OpenAIError, 404, *_COMMON)
 )
-async def delete_file(file_id: str, state: State) -> JSONResponse:
-    await state.files.delete(file_id)
+async def delete_file(file_id: str, state: State, owner: Owner) -> JSONResponse:
+    await state.files.delete(file_id, owner)
     return JSONResponse({"id": file_id, "object": "file", "deleted": True})
 
 

@@ -8,7 +8,6 @@ a session that does not exist, so ids cannot be probed. Ids come from the manage
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from engine.core.manager import SessionManager
 from engine.core.session import Session
 from engine.errors import SessionNotFound
 from engine.models import Limits, SessionSpec
+from engine.server.auth import principal_of
 
 MIB = 1 << 20
 LOCAL = "local"
@@ -31,25 +31,20 @@ class Caller:
 
 
 def caller_from_request(request: Any, *, auth: bool) -> Caller:
-    """The caller of an MCP request. Over HTTP, the owner is a digest of the bearer token: the
-    gate let the request through only with a valid key, so the token identifies the key. Without
-    auth every HTTP caller is the same anonymous one."""
+    """The caller of an MCP request. Over HTTP, the owner is the principal of the API key the gate
+    checked (the same principal that owns sessions on the other surfaces); without keys every HTTP
+    caller is the same anonymous one."""
     if request is None:
         return Caller(LOCAL)
     base = str(getattr(request, "base_url", "")).rstrip("/") or None
-    owner = "anonymous"
-    if auth:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        digest = hashlib.sha256(token.strip().encode()).hexdigest()[:24]
-        owner = f"key:{digest}" if scheme.lower() == "bearer" else "anonymous"
-    return Caller(owner, base)
+    return Caller(principal_of(getattr(request, "scope", None) or {}), base)
 
 
 class Workspace:
     def __init__(
         self,
         manager: SessionManager,
-        create: Callable[[SessionSpec], Awaitable[Session]],
+        create: Callable[[SessionSpec, str], Awaitable[Session]],
         defaults: SessionSpec,
         *,
         auth: bool = False,
@@ -68,7 +63,7 @@ class Workspace:
         if changes:
             merged = Limits.model_validate({**spec.limits.model_dump(), **changes})
             spec = spec.model_copy(update={"limits": merged})
-        session = await self._create(spec)
+        session = await self._create(spec, caller.owner)  # counted towards its quota
         self._prune()  # forget sessions closed elsewhere, so the map stays as small as the manager
         self._owners[session.id] = caller.owner
         return session

@@ -1,20 +1,24 @@
-"""The gate every request passes before routing: bearer-token auth and the request body size limit.
+"""The gate every request passes before routing: the Host/Origin check, bearer-token auth (which
+also names the request's principal), and the request body's size and read time.
 
 It is plain ASGI so it can answer before FastAPI reads anything: an oversized body is refused from
-its Content-Length at once, and a chunked body is read only up to the limit. Refusals use the error
-shape of the surface the request was sent to.
+its Content-Length at once, a chunked body is read only up to the limit, and a body that trickles in
+slower than `body_timeout_s` allows is answered with 408. Refusals use the error shape of the
+surface the request was sent to.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable
 
+import anyio
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engine.server.auth import PRINCIPAL, KeyRing
 from engine.server.errors import error_body, status_for, surface_of
+from engine.server.hosts import HostCheck
 
 # Reachable without a key: liveness and the API description hold nothing secret.
 OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
@@ -22,11 +26,19 @@ OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redir
 
 class Gate:
     def __init__(
-        self, app: ASGIApp, *, api_key: str | None, body_limit: Callable[[str], int]
+        self,
+        app: ASGIApp,
+        *,
+        keys: KeyRing | None,
+        hosts: HostCheck,
+        body_limit: Callable[[str], int],
+        body_timeout_s: float,
     ) -> None:
         self.app = app
-        self.api_key = api_key
+        self.keys = keys
+        self.hosts = hosts
         self.body_limit = body_limit
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,16 +46,37 @@ class Gate:
             return
         path: str = scope["path"]
         headers = Headers(scope=scope)
-        if self.api_key and path not in OPEN_PATHS and not self._authorized(headers):
-            await _refuse(send, path, "unauthorized", "missing or invalid API key (Bearer token)")
+        if not self.hosts.host_allowed(headers.get("host")):
+            await _refuse(send, path, "forbidden_host", "this server does not answer to that Host")
             return
+        if not self.hosts.origin_allowed(headers.get("origin")):
+            await _refuse(send, path, "forbidden_host", "requests from that Origin are refused")
+            return
+        if self.keys is not None:
+            principal = self._principal(headers)
+            if principal is None and path not in OPEN_PATHS:
+                await _refuse(
+                    send, path, "unauthorized", "missing or invalid API key (Bearer token)"
+                )
+                return
+            if principal is not None:
+                scope[PRINCIPAL] = principal
         limit = self.body_limit(path)
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             await _refuse(send, path, "payload_too_large", f"request body exceeds {limit} bytes")
             return
         if scope["method"] in ("POST", "PUT", "PATCH"):
-            body = await _read_body(receive, limit)
+            with anyio.move_on_after(self.body_timeout_s) as reading:
+                body = await _read_body(receive, limit)
+            if reading.cancelled_caught:
+                await _refuse(
+                    send,
+                    path,
+                    "request_timeout",
+                    f"the request body did not arrive within {self.body_timeout_s:g} s",
+                )
+                return
             if body is None:
                 await _refuse(
                     send, path, "payload_too_large", f"request body exceeds {limit} bytes"
@@ -52,12 +85,12 @@ class Gate:
             receive = _replay(body, receive)
         await self.app(scope, receive, send)
 
-    def _authorized(self, headers: Headers) -> bool:
+    def _principal(self, headers: Headers) -> str | None:
         scheme, _, token = headers.get("authorization", "").partition(" ")
-        assert self.api_key is not None
-        return scheme.lower() == "bearer" and secrets.compare_digest(
-            token.strip().encode(), self.api_key.encode()
-        )
+        assert self.keys is not None
+        if scheme.lower() != "bearer":
+            return None
+        return self.keys.identify(token.strip())
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
@@ -97,6 +130,8 @@ async def _refuse(send: Send, path: str, code: str, message: str) -> None:
     status = status_for(code)
     payload = json.dumps(error_body(surface_of(path), code, message, status)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
+    if code == "request_timeout":
+        headers.append((b"connection", b"close"))
     if code == "unauthorized":
         headers.append((b"www-authenticate", b"Bearer"))
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -16,6 +16,24 @@ class ServerOptions(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address to bind; 127.0.0.1 keeps it local.")
     port: int = Field(8000, ge=0, le=65535)
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names clients may use besides IP addresses, localhost and the bind "
+        "address (against DNS rebinding); '*' allows any.",
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A request's headers must arrive within this time."
+    )
+    body_timeout_s: float = Field(
+        120.0, gt=0, description="A request's body must arrive within this time."
+    )
+    keep_alive_s: float = Field(5.0, gt=0, description="An idle keep-alive connection is closed.")
+    max_connections: int = Field(
+        512,
+        ge=8,
+        description="Open connections at most; beyond it the oldest ones still sending headers "
+        "are closed, then new ones are refused.",
+    )
     max_body_bytes: int = Field(
         8 * MIB, ge=1024, description="Largest request body, except file uploads."
     )

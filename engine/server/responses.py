@@ -18,8 +18,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.errors import ResponseNotFound, SessionNotFound
+from engine.errors import ContainerNotFound, ResponseNotFound, SessionNotFound
 from engine.server import responses_container
+from engine.server.auth import principal_of
 from engine.server.citations import CallFiles
 from engine.server.conversation import (
     Conversation,
@@ -99,10 +100,13 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
     tools = read_tools(body.tools, state.options.unsupported_builtin_tools)
     effort = body.reasoning.effort if body.reasoning else None
     thinking = False if effort == "none" else body.enable_thinking
-    history, container = _previous(state, body)
+    owner = principal_of(request.scope)
+    history, container = _previous(state, body, owner)
     response_id = new_id("resp")
+    if tools.container is not None:
+        _check_owner(state, tools.container, owner)
     if tools.code_interpreter:
-        container = await responses_container.resolve(state, tools, container, response_id)
+        container = await responses_container.resolve(state, tools, container, response_id, owner)
     new_messages = input_messages(body.input)
     system = [{"role": "system", "content": body.instructions}] if body.instructions else []
     loop = LoopRequest(
@@ -112,12 +116,13 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
         keep_session=True,
         container=container if tools.code_interpreter else None,
         max_rounds=None if body.max_tool_calls is None else body.max_tool_calls + 1,
+        owner=owner,
     )
 
     def remember(output: list[dict[str, Any]], used: str | None) -> None:
         if body.store:
             conversation = history + new_messages + output_messages(output)
-            state.store.put(response_id, Stored(conversation, used or container))
+            state.store.put(response_id, Stored(conversation, used or container, owner))
 
     ctx = ResponseContext(
         id=response_id,
@@ -145,21 +150,31 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
     return JSONResponse(renderer.result)
 
 
+def _check_owner(state: ServerState, container: str, owner: str) -> None:
+    """A live container of another key does not exist for this one; an expired container is left
+    to the registry, which says it expired."""
+    try:
+        state.containers.owned(container, owner)
+    except SessionNotFound:
+        if container in {s.id for s in state.manager.list()} or not state.registry.knows(container):
+            raise ContainerNotFound(f"no container {container!r}", "tools") from None
+
+
 def _previous(
-    state: ServerState, body: ResponsesRequest
+    state: ServerState, body: ResponsesRequest, owner: str
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The stored conversation `previous_response_id` continues, and its container if it lives."""
     if body.previous_response_id is None:
         return [], None
     stored = state.store.get(body.previous_response_id)
-    if stored is None:
+    if stored is None or stored.owner != owner:
         raise ResponseNotFound(
             f"no stored response {body.previous_response_id!r}", "previous_response_id"
         )
     container = stored.container
     if container is not None:
         try:
-            state.manager.get(container)
+            state.containers.owned(container, owner)
         except SessionNotFound:
             container = None  # expired: the conversation goes on in a new container
     return list(stored.messages), container

@@ -14,11 +14,12 @@ from engine.server.state import ServerState
 
 
 async def resolve(
-    state: ServerState, tools: ToolSet, previous: str | None, response_id: str
+    state: ServerState, tools: ToolSet, previous: str | None, response_id: str, owner: str
 ) -> str | None:
-    """The container the call continues in, if any is set already."""
+    """The container the call continues in, if any is set already (the caller checked that a
+    named one belongs to `owner`; files and new containers are `owner`'s too)."""
     registry = state.registry
-    registry.check_files(tools.file_ids, f"{tools.container_param}.file_ids")
+    registry.check_files(tools.file_ids, f"{tools.container_param}.file_ids", owner)
     await registry.sweep()
     if tools.container is not None:
         named = registry.get(tools.container, "tools")
@@ -28,13 +29,16 @@ async def resolve(
     if previous is not None:
         container = registry.get(previous)
         for file_id in tools.file_ids:
-            record = state.files.get(file_id)
-            data = await state.files.read(file_id)
+            record = state.files.get(file_id, owner)
+            data = await state.files.read(file_id, owner)
             await registry.add_file(container, record.filename, data, source="user")
         return previous
     if tools.file_ids or tools.memory_limit:
         created = await registry.create(
-            _name(response_id), memory_limit=tools.memory_limit, file_ids=tools.file_ids
+            _name(response_id),
+            memory_limit=tools.memory_limit,
+            file_ids=tools.file_ids,
+            owner=owner,
         )
         return created.id
     return None

@@ -4,18 +4,21 @@ requests get `shutdown_grace_s` to finish, then the lifespan closes every sessio
 from __future__ import annotations
 
 import logging
+import resource
 import sys
 
 import uvicorn
 
 from engine.config import Settings
 from engine.server.app import create_app
+from engine.server.connections import guarded_protocol
 from engine.server.options import ServerOptions
 
 
 async def serve(settings: Settings, options: ServerOptions, log_level: str = "info") -> int:
     """Serve until stopped; 0 after a clean shutdown, 1 if the server could not start."""
     logging.getLogger("engine").setLevel(logging.INFO)
+    _raise_open_files(options.max_connections)
     config = uvicorn.Config(
         create_app(settings, options),
         host=options.host,
@@ -24,7 +27,8 @@ async def serve(settings: Settings, options: ServerOptions, log_level: str = "in
         timeout_graceful_shutdown=max(1, round(options.shutdown_grace_s)),
         # The engine is tested on the standard event loop; the HTTP parser may be the fast one.
         loop="asyncio",
-        timeout_keep_alive=30,
+        http=guarded_protocol(options.header_timeout_s, options.max_connections),
+        timeout_keep_alive=max(1, round(options.keep_alive_s)),
     )
     server = uvicorn.Server(config)
     print(
@@ -36,3 +40,13 @@ async def serve(settings: Settings, options: ServerOptions, log_level: str = "in
     )
     await server.serve()
     return 0 if server.started else 1
+
+
+def _raise_open_files(connections: int) -> None:
+    """Room for every allowed connection plus the sessions' pipes: running out of descriptors
+    makes accept() fail for everyone, the starvation the connection cap prevents."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * connections + 1024
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))

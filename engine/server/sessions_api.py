@@ -44,7 +44,7 @@ from engine.models import (
 )
 from engine.server.errors import error_body, status_for
 from engine.server.sse import Piece, named_event, respond, until_disconnected
-from engine.server.state import ServerState, State
+from engine.server.state import Owner, ServerState, State
 from engine.server.wire import SSE_EVENT, PlainError, errors
 
 router = APIRouter(prefix="/v1/sessions", tags=["Sessions"])
@@ -128,9 +128,12 @@ _DOWNLOAD_200: dict[int | str, dict[str, Any]] = {
     operation_id="create_session",
     responses={**_CREATED, **errors(PlainError, 400, 429, 503, *_COMMON)},
 )
-async def create_session(state: State, body: CreateSession | None = None) -> SessionInfo:
-    """Start a session and return it once its interpreter is ready."""
-    return (await state.containers.create(_spec(state, body or CreateSession()))).info()
+async def create_session(
+    state: State, owner: Owner, body: CreateSession | None = None
+) -> SessionInfo:
+    """Start a session and return it once its interpreter is ready. It belongs to the API key
+    that made it: to other keys it does not exist."""
+    return (await state.containers.create(_spec(state, body or CreateSession()), owner)).info()
 
 
 @router.get(
@@ -139,8 +142,9 @@ async def create_session(state: State, body: CreateSession | None = None) -> Ses
     operation_id="list_sessions",
     responses=errors(PlainError, *_COMMON),
 )
-async def list_sessions(state: State) -> SessionList:
-    return SessionList(sessions=[session.info() for session in state.manager.list()])
+async def list_sessions(state: State, owner: Owner) -> SessionList:
+    """The sessions of this API key."""
+    return SessionList(sessions=[s.info() for s in state.containers.owned_sessions(owner)])
 
 
 @router.get(
@@ -149,8 +153,8 @@ async def list_sessions(state: State) -> SessionList:
     operation_id="get_session",
     responses=errors(PlainError, 404, *_COMMON),
 )
-async def get_session(session_id: str, state: State) -> SessionInfo:
-    return state.manager.get(session_id).info()
+async def get_session(session_id: str, state: State, owner: Owner) -> SessionInfo:
+    return state.containers.owned(session_id, owner).info()
 
 
 @router.delete(
@@ -159,8 +163,9 @@ async def get_session(session_id: str, state: State) -> SessionInfo:
     operation_id="delete_session",
     responses=errors(PlainError, 404, *_COMMON),
 )
-async def delete_session(session_id: str, state: State) -> Deleted:
+async def delete_session(session_id: str, state: State, owner: Owner) -> Deleted:
     """Close the session (a running execution is stopped) and free everything it held."""
+    state.containers.owned(session_id, owner)
     await state.manager.close(session_id)
     return Deleted(id=session_id)
 
@@ -171,10 +176,17 @@ async def delete_session(session_id: str, state: State) -> Deleted:
     operation_id="execute",
     responses={**_EXECUTE_200, **errors(PlainError, 400, 404, 409, 503, *_COMMON)},
 )
-async def execute(session_id: str, body: ExecuteBody, request: Request, state: State) -> Response:
+async def execute(
+    session_id: str, body: ExecuteBody, request: Request, state: State, owner: Owner
+) -> Response:
     """Run code in the session. Errors in the code are part of the Execution, not HTTP errors;
     a second execution while one runs is refused (409) unless `wait` queues it."""
-    session = state.manager.get(session_id)
+    session = state.containers.owned(session_id, owner)
+    maximum = state.settings.max_limits.timeout_s
+    if body.timeout_s is not None and body.timeout_s > maximum:
+        raise BadParameter(
+            f"timeout_s {body.timeout_s:g} exceeds the server's maximum {maximum:g}", "timeout_s"
+        )
     if body.stream:
         if session.busy and not body.wait:
             raise SessionBusy(f"session {session.id} is already running an execution")
@@ -194,11 +206,12 @@ async def execute(session_id: str, body: ExecuteBody, request: Request, state: S
 async def upload_file(
     session_id: str,
     state: State,
+    owner: Owner,
     file: Annotated[UploadFile, File(description="The file's content.")],
     path: Annotated[str | None, Form(description="Where to put it (default: its name).")] = None,
 ) -> FileInfo:
     """Put a file into the session's working directory."""
-    session = state.manager.get(session_id)
+    session = state.containers.owned(session_id, owner)
     target = path or file.filename
     if not target:
         raise BadParameter("give the file a name or a path", "path")
@@ -213,8 +226,8 @@ async def upload_file(
     operation_id="list_files",
     responses=errors(PlainError, 404, 409, *_COMMON),
 )
-async def list_files(session_id: str, state: State) -> FileList:
-    return FileList(files=await state.manager.get(session_id).list_files())
+async def list_files(session_id: str, state: State, owner: Owner) -> FileList:
+    return FileList(files=await state.containers.owned(session_id, owner).list_files())
 
 
 @router.get(
@@ -223,8 +236,8 @@ async def list_files(session_id: str, state: State) -> FileList:
     operation_id="download_file",
     responses={**_DOWNLOAD_200, **errors(PlainError, 400, 404, 409, *_COMMON)},
 )
-async def download_file(session_id: str, path: str, state: State) -> Response:
-    data = await state.manager.get(session_id).read_file(path)
+async def download_file(session_id: str, path: str, state: State, owner: Owner) -> Response:
+    data = await state.containers.owned(session_id, owner).read_file(path)
     name = quote(PurePosixPath(path).name or "file")
     disposition = f"attachment; filename*=UTF-8''{name}"
     return Response(

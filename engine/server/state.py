@@ -15,6 +15,7 @@ from engine.config import Settings
 from engine.core.manager import SessionManager
 from engine.models import SessionSpec
 from engine.orchestrator import Orchestrator, UpstreamClient
+from engine.server.auth import principal_of
 from engine.server.container_registry import ContainerRegistry
 from engine.server.containers import Containers
 from engine.server.file_store import FileStore
@@ -28,6 +29,7 @@ class Stored:
 
     messages: list[dict[str, Any]]
     container: str | None
+    owner: str = ""  # the principal that made it; for any other it does not exist
 
 
 class ResponseStore:
@@ -104,3 +106,10 @@ def get_state(request: Request) -> ServerState:
 
 
 State = Annotated[ServerState, Depends(get_state)]
+
+
+def get_owner(request: Request) -> str:
+    return principal_of(request.scope)
+
+
+Owner = Annotated[str, Depends(get_owner)]

@@ -93,6 +93,7 @@ class LciServer:
             LCI_LIMITS=json.dumps(SMALL_LIMITS),
             LCI_INTERRUPT_GRACE_S="0.5",
             LCI_DOCKER_WARM_POOL="0",
+            **({"LCI_API_KEY": api_key} if api_key else {}),
         )
         clean.update(env or {})  # may replace the defaults above (a shared LCI_STATE_DIR, say)
         command = [
@@ -110,7 +111,6 @@ class LciServer:
             "fake-model",
             "--log-level",
             os.environ.get("LCI_TEST_SERVER_LOG_LEVEL", "warning"),
-            *(["--api-key", api_key] if api_key else []),
             *(args or []),
         ]
         self._log = self.log_path.open("wb")

@@ -104,6 +104,10 @@ class DockerAPI:
     # -- images ----------------------------------------------------------------------------------
     def image_labels(self, image: str) -> dict[str, str]:
         """The labels of a local image; ImageNotFound (saying how to build it) if there is none."""
+        return self.inspect_image(image)[1]
+
+    def inspect_image(self, image: str) -> tuple[str, dict[str, str]]:
+        """The id and labels of a local image; ImageNotFound if there is none."""
         try:
             info = self._api.inspect_image(image)
         except docker.errors.ImageNotFound as exc:
@@ -114,7 +118,7 @@ class DockerAPI:
         except Exception as exc:
             raise translate(exc, f"inspecting image {image!r}") from exc
         labels = (info.get("Config") or {}).get("Labels") or {}
-        return {str(k): str(v) for k, v in labels.items()}
+        return str(info["Id"]), {str(k): str(v) for k, v in labels.items()}
 
     # -- containers ------------------------------------------------------------------------------
     def create(self, image: str, spec: dict[str, Any], host: dict[str, Any]) -> str:
@@ -192,6 +196,38 @@ class DockerAPI:
         # clash, a vanished container, a daemon gone) is dropped.
         with contextlib.suppress(LCIError):
             self._guard("renaming the container", self._api.rename, container_id, name)
+
+    # -- networks --------------------------------------------------------------------------------
+    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+        """A bridge network for sandboxes with the network, on which containers cannot reach each
+        other (inter-container communication off); one of that name already there is kept."""
+
+        def create() -> None:
+            try:
+                self._api.create_network(
+                    name,
+                    driver="bridge",
+                    options={"com.docker.network.bridge.enable_icc": "false"},
+                    labels=labels,
+                    check_duplicate=True,
+                )
+            except Exception as exc:
+                if not _is_conflict(exc):
+                    raise
+
+        self._guard("creating the sandboxes' network", create)
+
+    def remove_network(self, name: str) -> None:
+        self._tolerant("removing the sandboxes' network", self._api.remove_network, name)
+
+    def labelled_networks(self, label: str) -> list[tuple[str, dict[str, str]]]:
+        """(id, labels) of every network that carries `label`."""
+
+        def listing() -> list[tuple[str, dict[str, str]]]:
+            found = self._api.networks(filters={"label": label})
+            return [(str(n["Id"]), dict(n.get("Labels") or {})) for n in found]
+
+        return self._guard("listing networks", listing)
 
     def labelled(self, label: str) -> list[tuple[str, dict[str, str]]]:
         """(id, labels) of every container, running or not, that carries `label` (`key` or

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import uuid
 from collections.abc import Coroutine
 from typing import Any
@@ -33,6 +34,7 @@ from engine.core import workdir as wd
 from engine.core.agent_files import stage_agent
 from engine.core.backends.docker.api import DockerAPI
 from engine.core.backends.docker.host import DockerHost, Workdir
+from engine.core.backends.docker.pools import PoolSet
 from engine.core.backends.docker.sandbox import DockerSandbox
 from engine.core.backends.docker.spec import (
     LABEL_BACKEND,
@@ -52,6 +54,7 @@ from engine.models import Limits, SessionSpec
 log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 30.0
 REAP_INTERVAL_S = 60.0
+IMAGE_TTL_S = 30.0  # how long a name's image id is trusted (a rebuild moves the tag)
 POOL = "pool"
 
 
@@ -78,8 +81,18 @@ class DockerBackend:
         self.agent_root = str(stage_agent(settings.state_dir))
         self.base = settings.state_dir / f"docker-{self.owner}-{self.backend_id}"
         self.user = (SANDBOX_UID, SANDBOX_UID) if os.geteuid() == 0 else (os.getuid(), os.getgid())
-        self._images: set[str] = set()
-        self._pools: dict[str, WarmPool[DockerSandbox, Workdir]] = {}
+        # Sessions with the network share one bridge of this backend's, with inter-container
+        # traffic off: not docker's default bridge, where every container reaches every other.
+        self.network = f"lci-net-{self.owner}-{self.backend_id}"
+        self._network_made = False
+        self._images: dict[str, tuple[str, float]] = {}  # name -> (image id, resolved at)
+        self.pools: PoolSet[DockerSandbox, Workdir] = PoolSet(
+            settings.docker_warm_pool,
+            settings.docker_max_pools,
+            settings.docker_pool_idle_s,
+            self._warm_slot,
+            self._discard,
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
         try:
@@ -93,8 +106,7 @@ class DockerBackend:
         """Start the periodic reaper, and fill the default image's warm pool in the background."""
         self._start_reaper()
         with contextlib.suppress(LCIError):  # a missing image is reported when a session needs it
-            await self.check_image(self.settings.docker_image)
-            self._pool(self.settings.docker_image)
+            self._pool(await self.check_image(self.settings.docker_image))
 
     # -- sessions --------------------------------------------------------------------------------
     async def open(self, session_id: str, spec: SessionSpec) -> DockerHost:
@@ -102,8 +114,10 @@ class DockerBackend:
         workdir whose container starts on the first spawn. Raises ImageNotFound or
         SandboxStartError for an unusable image."""
         self._start_reaper()
-        image = spec.image or self.settings.docker_image
-        await self.check_image(image)
+        # Pools and containers go by image id: six spellings of one image are one pool.
+        image = await self.check_image(spec.image or self.settings.docker_image)
+        if spec.limits.network:
+            await self._ensure_network()
         # Only a session that could use a pooled container gets (or starts) its image's pool:
         # one with its own limits or environment would leave the pool's containers idle.
         pool = (
@@ -126,19 +140,22 @@ class DockerBackend:
         plan = self._plan(image, spec.limits, workdir, session_id, spec.env)
         return DockerHost(plan, workdir, self.start_sandbox, warm=None)
 
-    async def check_image(self, image: str) -> None:
-        """ImageNotFound if the daemon lacks `image`; SandboxStartError if it was built for
-        another agent protocol. An image without the label is taken as any python3 image."""
-        if image in self._images:
-            return
-        labels = await asyncio.to_thread(self.api.image_labels, image)
+    async def check_image(self, image: str) -> str:
+        """The id of `image`; ImageNotFound if the daemon lacks it; SandboxStartError if it was
+        built for another agent protocol. An image without the label is taken as any python3
+        image."""
+        known = self._images.get(image)
+        if known is not None and time.monotonic() - known[1] < IMAGE_TTL_S:
+            return known[0]
+        image_id, labels = await asyncio.to_thread(self.api.inspect_image, image)
         version = labels.get(LABEL_PROTOCOL, "")
         if version and version != str(PROTOCOL_VERSION):
             raise SandboxStartError(
                 f"image {image!r} was built for agent protocol {version}, this engine speaks "
                 f"{PROTOCOL_VERSION}; rebuild it with `lci image build --force`"
             )
-        self._images.add(image)
+        self._images[image] = (image_id, time.monotonic())
+        return image_id
 
     def _plan(
         self,
@@ -163,7 +180,18 @@ class DockerBackend:
             name_prefix=f"lci-{session}",
             env=env,
             preload=preload,
+            network=self.network,
         )
+
+    async def _ensure_network(self) -> None:
+        if not self._network_made:
+            labels = {
+                LABEL_OWNER: self.owner,
+                LABEL_MACHINE: self.machine,
+                LABEL_BACKEND: self.backend_id,
+            }
+            await asyncio.to_thread(self.api.ensure_network, self.network, labels)
+            self._network_made = True
 
     async def start_sandbox(self, plan: ContainerPlan) -> DockerSandbox:
         """Create a container from `plan` and return its sandbox once the agent said hello."""
@@ -184,17 +212,17 @@ class DockerBackend:
         return workdir
 
     # -- warm pool -------------------------------------------------------------------------------
-    def _pool(self, image: str) -> WarmPool[DockerSandbox, Workdir] | None:
-        size = self.settings.docker_warm_pool
-        if size <= 0:
-            return None
-        if image not in self._pools:
-            self._pools[image] = WarmPool(size, lambda: self._warm_slot(image), self._discard)
-            self._pools[image].fill()
-        return self._pools[image]
+    def _pool(self, image_id: str) -> WarmPool[DockerSandbox, Workdir] | None:
+        return self.pools.get(image_id, pinned=self._default_image_id())
+
+    def _default_image_id(self) -> str | None:
+        known = self._images.get(self.settings.docker_image)
+        return known[0] if known is not None else None
 
     async def _warm_slot(self, image: str) -> Slot[DockerSandbox, Workdir]:
         limits = self.settings.limits
+        if limits.network:
+            await self._ensure_network()
         workdir = await self._new_workdir(f"pool-{uuid.uuid4().hex[:10]}", limits.disk_mb)
         try:
             # A pooled container imports the preloaded modules while it waits, so the session
@@ -214,8 +242,7 @@ class DockerBackend:
     async def warm_up(self, timeout: float = 120.0) -> bool:
         """Fill the default image's pool now (e.g. at server start) and wait for it; True when
         the pool is full (or disabled)."""
-        await self.check_image(self.settings.docker_image)
-        pool = self._pool(self.settings.docker_image)
+        pool = self._pool(await self.check_image(self.settings.docker_image))
         return True if pool is None else await pool.wait_full(timeout)
 
     # -- reaping and shutdown --------------------------------------------------------------------
@@ -231,6 +258,14 @@ class DockerBackend:
             ):
                 self.api.remove(container_id)
                 reaped += 1
+        for network_id, labels in self.api.labelled_networks(LABEL_OWNER):
+            tag = labels.get(LABEL_OWNER, "")
+            if (
+                labels.get(LABEL_MACHINE) == self.machine
+                and tag != self.owner
+                and not owner_alive(tag)
+            ):
+                self.api.remove_network(network_id)
         for entry in self.settings.state_dir.glob("docker-*"):
             tag = entry.name.removeprefix("docker-").rpartition("-")[0]
             if tag != self.owner and not owner_alive(tag):
@@ -244,6 +279,7 @@ class DockerBackend:
     async def _reap_forever(self) -> None:
         while True:
             await asyncio.sleep(REAP_INTERVAL_S)
+            self.pools.close_idle(pinned=self._default_image_id())
             try:
                 reaped = await asyncio.to_thread(self.reap_orphans)
             except LCIError as exc:
@@ -265,10 +301,7 @@ class DockerBackend:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
-        pools, self._pools = list(self._pools.values()), {}
-        await asyncio.gather(
-            *(pool.close() for pool in pools), *self._tasks, return_exceptions=True
-        )
+        await asyncio.gather(self.pools.close(), *self._tasks, return_exceptions=True)
         try:
             await asyncio.to_thread(self._sweep)
         except LCIError as exc:  # the daemon is gone: the next engine's reaper removes the rest
@@ -280,3 +313,5 @@ class DockerBackend:
     def _sweep(self) -> None:
         for container_id, _ in self.api.labelled(f"{LABEL_BACKEND}={self.backend_id}"):
             self.api.remove(container_id)
+        if self._network_made:
+            self.api.remove_network(self.network)

@@ -77,6 +77,7 @@ class ContainerPlan:
     name_prefix: str
     env: dict[str, str] = field(default_factory=dict)
     preload: tuple[str, ...] = ()  # modules the agent imports before it says hello
+    network: str = "bridge"  # the network of a container with `limits.network`
 
     def _preload_args(self) -> list[str]:
         return [f"--preload={','.join(self.preload)}"] if self.preload else []
@@ -109,7 +110,7 @@ class ContainerPlan:
         data = memory + DATA_HEADROOM_MB * MIB
         return {
             "init": True,  # docker-init as PID 1: reaps zombies, forwards SIGINT to the agent
-            "network_mode": "bridge" if limits.network else "none",
+            "network_mode": self.network if limits.network else "none",
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges:true"],  # the default seccomp profile still applies
             "privileged": False,

@@ -157,6 +157,14 @@ class SubprocessBackend:
     async def _new_host(
         self, session_id: str, spec: SessionSpec, staged: bool = False
     ) -> SubprocessHost:
+        if spec.limits.network and self.probe.namespaces and self.probe.slirp4netns is None:
+            # Without it the sandbox would have to share the host's network namespace: its
+            # loopback services (lci serve itself), its ports, every other host address.
+            raise SandboxStartError(
+                "network=True on the subprocess backend needs slirp4netns (Debian/Ubuntu: "
+                "apt-get install slirp4netns) and, when not root, read-write access to "
+                "/dev/net/tun: it gives the sandbox a network of its own"
+            )
         uid = None
         if self.probe.is_root:
             uid = self.settings.sandbox_uid_base + next(self._uids) % 1_000_000

@@ -10,7 +10,7 @@ from engine.config import Settings
 from engine.core import workdir as wd
 from engine.core.backends.subprocess.cgroups import Cgroup
 from engine.core.backends.subprocess.forkserver import ForkServer
-from engine.core.backends.subprocess.probe import MachineProbe
+from engine.core.backends.subprocess.probe import MachineProbe, host_addresses
 from engine.core.backends.subprocess.sandbox import SubprocessSandbox
 from engine.core.sandbox import Sandbox, SessionHost
 from engine.errors import SandboxStartError
@@ -114,6 +114,10 @@ class SubprocessHost(SessionHost):
             "namespaces": probe.namespaces,
             "user_namespace": probe.namespaces and not probe.is_root,
             "network": limits.network,
+            "slirp4netns": probe.slirp4netns,
+            "blocked_addresses": host_addresses() if limits.network else [],
+            # slirp4netns's DNS forwarder; the host's resolvers may sit on its loopback.
+            "resolv_conf": "nameserver 10.0.2.3\n" if limits.network else None,
             "cgroups": self._cgroup.procs_files if self._cgroup else [],
             "readonly": probe.readonly_paths,
             "symlinks": probe.symlinks,

@@ -11,7 +11,8 @@ Process layout with namespaces (root, or unprivileged user namespaces):
       init (pid 1 inside)  builds a private root filesystem (read-only system dirs, the workdir, fresh
         |                  /proc, /dev and /tmp), pivots into it, forks the worker, forwards SIGINT,
         |                  reaps orphans, and exits with the worker's status.
-        worker             drops to the session's uid, applies rlimits and no_new_privs, execs python.
+        worker             drops every capability and the session's uid, applies rlimits and
+                           no_new_privs, execs python (or runs the preloaded agent in place).
 
 A staged sandbox (the warm pool's) is built for no session yet: its worker stops before dropping
 privileges, says `staged` on the frame pipe, and waits for the session's own settings (rlimits,
@@ -63,6 +64,8 @@ def _load_sibling(name: str) -> Any:
 
 
 rootfs = _load_sibling("rootfs")
+caps = _load_sibling("caps")
+netns = _load_sibling("netns")
 
 RLIMITS = {
     "cpu": resource.RLIMIT_CPU,
@@ -120,13 +123,16 @@ def _exec_worker(cfg: dict[str, Any]) -> None:
         _reseed()  # before a staged sandbox waits: off the path of the session that claims it
     if cfg.get("staged"):
         cfg.update(_await_specialization(cfg["requests_fd"], cfg["frames_fd"]))
+    bounding_dropped = caps.drop_bounding_and_ambient()  # while CAP_SETPCAP is still held
     uid, gid = cfg.get("uid"), cfg.get("gid")
     if uid is not None and gid is not None:
         os.setgroups([])
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
     _apply_rlimits(cfg["rlimits"], bool(cfg.get("in_process")))
+    caps.clear_process_sets()  # a user namespace's full set, kept by the fork server's no-exec path
     _prctl(PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
+    caps.check_none_left(bounding_dropped)
     os.chdir(cfg["sandbox_workdir"])
     os.umask(0o077)
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -231,21 +237,23 @@ def run(cfg: dict[str, Any], parent_pid: int) -> None:
         _write_file(procs, str(os.getpid()))
     if not cfg["namespaces"]:
         _exec_worker(cfg)
-    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
-    if not cfg["network"]:
-        flags |= CLONE_NEWNET
+    # Always a network namespace of its own; with `network` it is connected to the outside by a
+    # slirp4netns forked first, so that it stays in the host's network namespace.
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET
+    slirp = netns.Slirp(cfg["slirp4netns"], cfg["user_namespace"]) if cfg["network"] else None
     if cfg["user_namespace"]:
         _enter_user_namespace(flags)
     else:
         _check(_libc.unshare(flags), "unshare")
+    if slirp is not None:
+        slirp.connect(cfg["blocked_addresses"])
     init = os.fork()
     if init:
         _supervise(init)
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
     rootfs.build_root(cfg)
     _check(_libc.sethostname(b"sandbox", 7), "sethostname")
-    if not cfg["network"]:
-        rootfs.loopback_up()
+    rootfs.loopback_up()
     worker = os.fork()
     if worker:
         _supervise(worker)

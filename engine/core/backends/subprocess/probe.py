@@ -9,6 +9,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from engine.config import Settings
 from engine.core import workdir as wd
 from engine.core.backends.subprocess.cgroups import CgroupTree
 from engine.core.owners import owner_alive, owner_tag
+from engine.core.state_dir import UnsafeStateDir, check_private, prepare_state_dir
 from engine.models import Isolation, Limits
 
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -65,7 +67,7 @@ def _prepare_seed(settings: Settings) -> Path | None:
     python = os.path.realpath(settings.sandbox_python)
     key = hashlib.sha256(python.encode()).hexdigest()[:12]
     seed = settings.state_dir / f"seed-{key}"
-    if (seed / "matplotlib").is_dir():
+    if _usable_seed(seed):
         return seed
     staging = settings.state_dir / f".seed-{os.getpid()}"
     code = "try:\n import matplotlib.font_manager\nexcept ImportError:\n raise SystemExit(3)"
@@ -82,11 +84,46 @@ def _prepare_seed(settings: Settings) -> Path | None:
             return None
         staging.rename(seed)
     except (OSError, subprocess.SubprocessError):
-        return seed if (seed / "matplotlib").is_dir() else None
+        return seed if _usable_seed(seed) else None
     finally:
         if staging.exists():
             wd.remove_tree(str(staging))
     return seed
+
+
+def host_addresses() -> list[str]:
+    """The host's own IPv4 addresses (from /proc/net/fib_trie's local entries): a sandbox with
+    the network must not reach services the host listens to on them."""
+    found: set[str] = set()
+    try:
+        with open("/proc/net/fib_trie") as handle:
+            previous = ""
+            for line in handle:
+                text = line.strip()
+                if text == "/32 host LOCAL":
+                    found.add(previous.removeprefix("|-- "))
+                previous = text
+    except OSError:
+        pass
+    return sorted(a for a in found if a and not a.startswith("127."))
+
+
+def _find_slirp4netns() -> str | None:
+    """slirp4netns, if it is installed and can open the TUN device as this user."""
+    if os.geteuid() != 0 and not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        return None
+    return shutil.which("slirp4netns", path="/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+
+
+def _usable_seed(seed: Path) -> bool:
+    """A seed this engine's user made: only such a one is copied into sandboxes (and the copy
+    takes regular files only, never following a symlink)."""
+    try:
+        check_private(seed, "seed directory")
+        check_private(seed / "matplotlib", "seed directory")
+    except UnsafeStateDir:
+        return False
+    return True
 
 
 def _without_nested(paths: list[str]) -> list[str]:
@@ -108,6 +145,7 @@ class MachineProbe:
     symlinks: list[str]
     owner_tag: str = field(default_factory=owner_tag)
     seed_dir: Path | None = None
+    slirp4netns: str | None = field(default_factory=_find_slirp4netns)
 
     @classmethod
     def detect(cls, settings: Settings, agent_root: Path) -> MachineProbe:
@@ -123,7 +161,7 @@ class MachineProbe:
         readonly += [*_interpreter_paths(settings.sandbox_python), *settings.extra_readonly_paths]
         tag = owner_tag()
         owner_dir = settings.state_dir / f"owner-{tag}"
-        settings.state_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
+        prepare_state_dir(settings.state_dir)
         owner_dir.mkdir(mode=0o711, exist_ok=True)
         probe = cls(
             is_root=is_root,
@@ -170,7 +208,7 @@ class MachineProbe:
             separate_user=self.is_root,
             pid_namespace=self.namespaces,
             mount_namespace=self.namespaces,
-            network_namespace=self.namespaces and not limits.network,
+            network_namespace=self.namespaces,
             private_filesystem=self.namespaces,
             memory_limit="exact" if self.cgroups else "per_process",
             process_limit="exact" if self.cgroups else "per_user",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import os
 import socket
+import stat
 import struct
 from typing import Any
 
@@ -129,18 +130,53 @@ def _build_dev(root: str) -> None:
 
 def _seed(source: str | None, target: str, cfg: dict[str, Any]) -> None:
     """Copy prepared caches (matplotlib's font list) into the sandbox's /tmp, owned by its user, so a
-    new session does not spend seconds rebuilding them."""
-    if not source or not os.path.isdir(source):
+    new session does not spend seconds rebuilding them. This runs with the engine's privileges and
+    still sees the host's files: only directories and regular files are copied, each opened without
+    following symlinks, so a link planted in the seed can never carry a host file in."""
+    if not source:
         return
-    import shutil
-
-    shutil.copytree(source, target)
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return
     uid, gid = cfg.get("uid"), cfg.get("gid")
-    if uid is not None and gid is not None:
-        for directory, _, files in os.walk(target):
-            os.chown(directory, uid, gid)
-            for name in files:
-                os.chown(os.path.join(directory, name), uid, gid)
+    _copy_dir(fd, target, uid, gid)
+
+
+def _copy_dir(fd: int, target: str, uid: int | None, gid: int | None) -> None:
+    """Copy the directory open at `fd` (closed here) to `target`, without following symlinks."""
+    try:
+        os.mkdir(target, 0o700)
+        if uid is not None and gid is not None:
+            os.chown(target, uid, gid)
+        for entry in os.scandir(fd):
+            if entry.is_dir(follow_symlinks=False):
+                flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                child = os.open(entry.name, flags, dir_fd=fd)
+                _copy_dir(child, os.path.join(target, entry.name), uid, gid)
+            elif entry.is_file(follow_symlinks=False):
+                _copy_file(fd, entry.name, os.path.join(target, entry.name), uid, gid)
+    finally:
+        os.close(fd)
+
+
+def _copy_file(dir_fd: int, name: str, target: str, uid: int | None, gid: int | None) -> None:
+    source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(source).st_mode):
+            return  # a FIFO or device swapped in after the scan
+        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            while chunk := os.read(source, 1 << 20):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(out, view) :]
+            if uid is not None and gid is not None:
+                os.fchown(out, uid, gid)
+        finally:
+            os.close(out)
+    finally:
+        os.close(source)
 
 
 def _write_etc(root: str, cfg: dict[str, Any]) -> None:
@@ -155,6 +191,8 @@ def _write_etc(root: str, cfg: dict[str, Any]) -> None:
     _write_file(os.path.join(etc, "group"), f"root:x:0:\nsandbox:x:{gid}:\n")
     _write_file(os.path.join(etc, "hostname"), "sandbox\n")
     _write_file(os.path.join(etc, "hosts"), "127.0.0.1 localhost sandbox\n::1 localhost\n")
+    if cfg.get("resolv_conf"):
+        _write_file(os.path.join(etc, "resolv.conf"), cfg["resolv_conf"])
 
 
 def loopback_up() -> None:
