@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from engine.core.manager import SessionManager
-from engine.errors import ContainerExpired, ContainerNotFound, FileAccessError, FileNotFound
+from engine.errors import (
+    BadParameter,
+    ContainerExpired,
+    ContainerNotFound,
+    FileAccessError,
+    FileNotFound,
+)
 from engine.server.container_registry import ContainerRegistry
 from engine.server.containers import Containers
 from engine.server.file_store import FileStore
@@ -62,6 +68,11 @@ async def test_memory_tiers_and_copied_files(
     registry: ContainerRegistry, manager: SessionManager
 ) -> None:
     stored = await registry.file_store.put("in.txt", "user_data", b"data")
+    # A tier above the operator's maximum is refused, naming the limit; below it, it is granted.
+    with pytest.raises(BadParameter, match="memory_mb 16384 exceeds"):
+        await registry.create("m", memory_limit="16g")
+    maxima = manager.settings.max_limits
+    manager.settings.max_limits = maxima.model_copy(update={"memory_mb": 65536})
     container = await registry.create("m", memory_limit="16g", file_ids=[stored.id])
     assert manager.get(container.id).limits.memory_mb == 16384
     (copied,) = await registry.files(container)

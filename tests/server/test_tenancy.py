@@ -128,3 +128,54 @@ def test_a_keys_file_other_users_can_write_is_refused(tmp_path: Path) -> None:
         timeout=60,
     )
     assert run.returncode == 2 and "writable by other users" in run.stderr, run.stderr
+
+
+def test_containers_and_files_belong_to_their_key(tenants: LciServer) -> None:
+    """The Containers and Files APIs are scoped like sessions: another key's container or file
+    does not exist for this one, in lists or by id."""
+    with client(tenants, ALICE) as alice, client(tenants, BOB) as bob:
+        uploaded = alice.post(
+            "/v1/files",
+            files={"file": ("secret.txt", b"alice only")},
+            data={"purpose": "user_data"},
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        file_id = uploaded.json()["id"]
+        made = alice.post("/v1/containers", json={"name": "alice's", "file_ids": [file_id]})
+        assert made.status_code == 200, made.text
+        cid = made.json()["id"]
+        listed = alice.get(f"/v1/containers/{cid}/files").json()["data"]
+        assert [f["path"].rsplit("/", 1)[-1] for f in listed] == ["secret.txt"]
+        assert bob.get("/v1/containers").json()["data"] == []
+        assert bob.get("/v1/files").json()["data"] == []
+        attacks = [
+            bob.get(f"/v1/containers/{cid}"),
+            bob.get(f"/v1/containers/{cid}/files"),
+            bob.get(f"/v1/containers/{cid}/files/{listed[0]['id']}/content"),
+            bob.post(f"/v1/containers/{cid}/files", json={"file_id": file_id}),
+            bob.delete(f"/v1/containers/{cid}"),
+            bob.get(f"/v1/files/{file_id}"),
+            bob.get(f"/v1/files/{file_id}/content"),
+            bob.delete(f"/v1/files/{file_id}"),
+            bob.post("/v1/containers", json={"name": "steal", "file_ids": [file_id]}),
+        ]
+        for reply in attacks:
+            assert reply.status_code == 404, (reply.request.url, reply.text)
+        assert alice.get(f"/v1/files/{file_id}/content").content == b"alice only"
+        assert alice.delete(f"/v1/containers/{cid}").status_code == 200
+
+
+def test_a_quota_per_key(shared_fake: FakeModel, keys_file: Path) -> None:
+    args = ["--api-key-file", str(keys_file)]
+    env = {"LCI_MAX_SESSIONS_PER_OWNER": "1"}
+    with (
+        LciServer(shared_fake.base_url, args=args, env=env) as server,
+        client(server, ALICE) as alice,
+        client(server, BOB) as bob,
+    ):
+        assert alice.post("/v1/sessions").status_code == 201
+        refused = alice.post("/v1/sessions")
+        assert refused.status_code == 429, refused.text
+        assert "quota" in refused.json()["error"]["message"]
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert bob.post("/v1/sessions").status_code == 201  # another key has its own quota
