@@ -69,7 +69,9 @@ class Client:
             )
         except TimeoutError:
             self.stats.hangs += 1
-            self.stats.note(f"{op}: no answer within {self.timeout_s:g} s")
+            self.stats.note(
+                f"{op}: no answer within {self.timeout_s:g} s (sent at {_clock(started)})"
+            )
             return None
         except httpx.HTTPError as exc:
             self.stats.record(op, 0, time.monotonic() - started)
@@ -135,7 +137,9 @@ class Client:
                     kind, execution = await _read_execution_event(response)
         except TimeoutError:
             self.stats.hangs += 1
-            self.stats.note("execute: no outcome within the client timeout")
+            self.stats.note(
+                f"execute: no outcome within the client timeout (sent at {_clock(started)})"
+            )
             return None
         except httpx.HTTPError as exc:
             self.stats.record("execute", 0, time.monotonic() - started)
@@ -198,7 +202,9 @@ class Client:
                     status = response.status_code
         except TimeoutError:
             self.stats.hangs += 1
-            self.stats.note("responses: the stream did not end within the client timeout")
+            self.stats.note(
+                f"responses: no end within the client timeout (sent at {_clock(started)})"
+            )
             return
         except httpx.HTTPError as exc:
             self.stats.record("responses", 0, time.monotonic() - started)
@@ -216,6 +222,11 @@ class Client:
         }
         url = "/api/v1/services/aigc/text-generation/generation"
         await self.request("dashscope", "POST", url, json=body)
+
+
+def _clock(monotonic: float) -> str:
+    """A monotonic instant as wall-clock time, to find it in the server's log."""
+    return time.strftime("%H:%M:%S", time.localtime(time.time() - (time.monotonic() - monotonic)))
 
 
 async def _read_execution_event(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import shutil
 import subprocess
 import tempfile
 import time
@@ -65,8 +67,13 @@ def private_state_dir() -> Iterator[Path]:
                 subprocess.run(["umount", "-l", path], capture_output=True, check=False)
 
 
-def run_soak(config: SoakConfig) -> dict[str, Any]:
+def run_soak(config: SoakConfig, log_dir: Path | None = None) -> dict[str, Any]:
+    """Run one soak; the server's log is kept in `log_dir` (default: a temporary directory, kept
+    only when a promise was broken) and named in the result."""
     model = SoakModel()
+    keep = Path(tempfile.mkdtemp(prefix="lci-soak-logs-")) if log_dir is None else log_dir
+    previous = os.environ.get("LCI_TEST_SERVER_LOGS")
+    os.environ["LCI_TEST_SERVER_LOGS"] = str(keep)  # LciServer writes its log there
     try:
         with private_state_dir() as state_dir:
             env = {
@@ -74,11 +81,20 @@ def run_soak(config: SoakConfig) -> dict[str, Any]:
                 "LCI_LLM_READ_TIMEOUT_S": str(UPSTREAM_TIMEOUT_S),
                 **config.env,
             }
-            args = ["--backend", config.backend]
+            args = ["--backend", config.backend, "--log-level", "info"]
             with LciServer(model.base_url, env=env, args=args) as server:
-                return asyncio.run(_soak(config, server, model, state_dir))
+                result = asyncio.run(_soak(config, server, model, state_dir))
+                result["server_log"] = str(server.log_path)
     finally:
         model.close()
+        if previous is None:
+            os.environ.pop("LCI_TEST_SERVER_LOGS", None)
+        else:
+            os.environ["LCI_TEST_SERVER_LOGS"] = previous
+    if log_dir is None and not broken_promises(result):
+        shutil.rmtree(keep, ignore_errors=True)
+        result["server_log"] = None
+    return result
 
 
 async def _soak(
