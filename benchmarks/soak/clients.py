@@ -14,11 +14,13 @@ a hang. Status codes are counted; a 500 (an unexpected error) or a hang breaks a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,19 +56,26 @@ class Stats:
 
 class Client:
     def __init__(
-        self, http: httpx.AsyncClient, stats: Stats, rng: random.Random, timeout_s: float
+        self,
+        http: httpx.AsyncClient,
+        stats: Stats,
+        rng: random.Random,
+        timeout_s: float,
+        on_hang: Callable[[], None] = lambda: None,
     ) -> None:
         self.http = http
         self.stats = stats
         self.rng = rng
         self.timeout_s = timeout_s
+        self.on_hang = on_hang  # e.g. ask the server to log what its tasks wait on
 
     async def request(self, op: str, method: str, url: str, **kwargs: Any) -> httpx.Response | None:
         started = time.monotonic()
         try:
-            response = await asyncio.wait_for(
-                self.http.request(method, url, **kwargs), self.timeout_s
-            )
+            with self._watchdog():
+                response = await asyncio.wait_for(
+                    self.http.request(method, url, **kwargs), self.timeout_s
+                )
         except TimeoutError:
             self.stats.hangs += 1
             self.stats.note(
@@ -81,6 +90,15 @@ class Client:
         if response.status_code >= 500:
             self.stats.note(f"{op}: {response.status_code} {response.text[:300]}")
         return response
+
+    @contextlib.contextmanager
+    def _watchdog(self) -> Iterator[None]:
+        """Call `on_hang` while a request that is about to count as a hang still runs."""
+        handle = asyncio.get_running_loop().call_later(self.timeout_s * 0.8, self.on_hang)
+        try:
+            yield
+        finally:
+            handle.cancel()
 
     async def run(self, deadline: float) -> None:
         index = self.rng.randrange(len(SURFACES))
@@ -125,8 +143,11 @@ class Client:
         url = f"/v1/sessions/{session_id}/execute"
         body = {"code": COUNTER_CODE, "stream": True}
         try:
-            async with asyncio.timeout(self.timeout_s):
-                async with self.http.stream("POST", url, json=body) as response:
+            with self._watchdog():
+                async with (
+                    asyncio.timeout(self.timeout_s),
+                    self.http.stream("POST", url, json=body) as response,
+                ):
                     status = response.status_code
                     if status != 200:
                         text = (await response.aread()).decode(errors="replace")
@@ -195,8 +216,11 @@ class Client:
         }
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self.timeout_s):
-                async with self.http.stream("POST", "/v1/responses", json=body) as response:
+            with self._watchdog():
+                async with (
+                    asyncio.timeout(self.timeout_s),
+                    self.http.stream("POST", "/v1/responses", json=body) as response,
+                ):
                     async for _ in response.aiter_bytes():
                         pass
                     status = response.status_code

@@ -12,6 +12,7 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -110,8 +111,19 @@ async def _soak(
         progress(f"soak: {config.clients} clients, {config.duration_s:g} s on {config.backend}")
         stats = Stats()
         deadline = time.monotonic() + config.duration_s
+
+        def dump_tasks() -> None:  # the server logs its tasks' stacks (engine.server.run)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+
         clients = [
-            Client(http, stats, random.Random(config.seed * 1000 + i), config.client_timeout_s)
+            Client(
+                http,
+                stats,
+                random.Random(config.seed * 1000 + i),
+                config.client_timeout_s,
+                dump_tasks,
+            )
             for i in range(config.clients)
         ]
         injected: list[str] = []

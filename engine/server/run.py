@@ -3,8 +3,11 @@ requests get `shutdown_grace_s` to finish, then the lifespan closes every sessio
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 import resource
+import signal
 import sys
 
 import uvicorn
@@ -13,6 +16,8 @@ from engine.config import Settings
 from engine.server.app import create_app
 from engine.server.connections import guarded_protocol
 from engine.server.options import ServerOptions
+
+log = logging.getLogger(__name__)
 
 
 async def serve(settings: Settings, options: ServerOptions, log_level: str = "info") -> int:
@@ -31,6 +36,7 @@ async def serve(settings: Settings, options: ServerOptions, log_level: str = "in
         timeout_keep_alive=max(1, round(options.keep_alive_s)),
     )
     server = uvicorn.Server(config)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
     print(
         f"lci: serving on http://{options.host}:{options.port} "
         f"(model server {settings.llm_base_url}, backend {settings.backend.value}, "
@@ -40,6 +46,14 @@ async def serve(settings: Settings, options: ServerOptions, log_level: str = "in
     )
     await server.serve()
     return 0 if server.started else 1
+
+
+def _dump_tasks() -> None:
+    """SIGUSR1 writes every task's stack to the log: what a request that seems stuck waits on."""
+    for task in asyncio.all_tasks():
+        stack = io.StringIO()
+        task.print_stack(limit=20, file=stack)
+        log.warning("task %s:\n%s", task.get_name(), stack.getvalue())
 
 
 def _raise_open_files(connections: int) -> None:
