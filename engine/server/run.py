@@ -4,7 +4,6 @@ requests get `shutdown_grace_s` to finish, then the lifespan closes every sessio
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import resource
 import signal
@@ -49,11 +48,30 @@ async def serve(settings: Settings, options: ServerOptions, log_level: str = "in
 
 
 def _dump_tasks() -> None:
-    """SIGUSR1 writes every task's stack to the log: what a request that seems stuck waits on."""
+    """SIGUSR1 writes what every task waits on to the log (its whole chain of awaits, which a
+    task's own stack does not show): what a request that seems stuck waits for."""
     for task in asyncio.all_tasks():
-        stack = io.StringIO()
-        task.print_stack(limit=20, file=stack)
-        log.warning("task %s:\n%s", task.get_name(), stack.getvalue())
+        log.warning("task %s:\n%s", task.get_name(), "\n".join(_awaiting(task.get_coro())))
+
+
+def _awaiting(coro: object) -> list[str]:
+    lines = []
+    while coro is not None:
+        frame = next(
+            (
+                f
+                for name in ("cr_frame", "ag_frame", "gi_frame")
+                if (f := getattr(coro, name, None))
+            ),
+            None,
+        )
+        if frame is not None:
+            lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        coro = next(
+            (a for n in ("cr_await", "ag_await", "gi_yieldfrom") if (a := getattr(coro, n, None))),
+            None,
+        )
+    return lines
 
 
 def _raise_open_files(connections: int) -> None:
