@@ -4,6 +4,7 @@ requests get `shutdown_grace_s` to finish, then the lifespan closes every sessio
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import resource
 import signal
@@ -67,10 +68,14 @@ def _awaiting(coro: object) -> list[str]:
         )
         if frame is not None:
             lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
-        coro = next(
+        awaited = next(
             (a for n in ("cr_await", "ag_await", "gi_yieldfrom") if (a := getattr(coro, n, None))),
             None,
         )
+        if awaited is None and frame is None:
+            # `async for` awaits an asend object, which names its generator only to the GC.
+            awaited = next((r for r in gc.get_referents(coro) if hasattr(r, "ag_frame")), None)
+        coro = awaited
     return lines
 
 
