@@ -8,32 +8,35 @@ from starlette.requests import Request
 from engine.core.manager import SessionManager
 from engine.errors import SessionNotFound
 from engine.models import SessionSpec
+from engine.server.auth import ANONYMOUS, PRINCIPAL
 from engine.server.mcp_workspace import LOCAL, Caller, Workspace, caller_from_request
 
 
-def request(authorization: str | None = None) -> Request:
-    headers = [(b"authorization", authorization.encode())] if authorization else []
-    scope = {
+def request(principal: str | None = None) -> Request:
+    """A request as the gate passes it on: with the principal of the key it checked."""
+    scope: dict[str, object] = {
         "type": "http",
         "method": "POST",
         "path": "/mcp",
-        "headers": [(b"host", b"127.0.0.1:8000"), *headers],
+        "headers": [(b"host", b"127.0.0.1:8000")],
         "scheme": "http",
         "server": ("127.0.0.1", 8000),
         "query_string": b"",
         "root_path": "",
     }
+    if principal is not None:
+        scope[PRINCIPAL] = principal
     return Request(scope)
 
 
 def test_the_caller_is_the_key_over_http_and_the_local_client_over_stdio() -> None:
-    one = caller_from_request(request("Bearer key-one"), auth=True)
-    two = caller_from_request(request("Bearer key-two"), auth=True)
-    assert one.owner != two.owner
-    assert one == caller_from_request(request("bearer  key-one "), auth=True)
-    assert "key-one" not in one.owner  # a digest, not the key itself
+    """Over HTTP the caller is the principal of the key the gate checked, the same one that owns
+    sessions on the other surfaces (so quotas count across them)."""
+    one = caller_from_request(request("alice"), auth=True)
+    two = caller_from_request(request("bob"), auth=True)
+    assert (one.owner, two.owner) == ("alice", "bob")
     assert one.api_base == "http://127.0.0.1:8000"
-    assert caller_from_request(request("Bearer key-one"), auth=False).owner == "anonymous"
+    assert caller_from_request(request(), auth=False).owner == ANONYMOUS
     assert caller_from_request(None, auth=True) == Caller(LOCAL)
 
 
