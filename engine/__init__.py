@@ -12,33 +12,130 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine.api import blocking
+    from engine.api import BlockingManager, BlockingSession, blocking
+    from engine.client import AsyncClient, AsyncRemoteSession, Client, RemoteSession
     from engine.config import Settings
     from engine.core.manager import SessionManager
     from engine.core.session import Session
-    from engine.models import Execution, Limits, Outcome, SessionSpec
-
-__all__ = [
-    "Execution",
-    "Limits",
-    "Outcome",
-    "Session",
-    "SessionManager",
-    "SessionSpec",
-    "Settings",
-    "blocking",
-]
+    from engine.errors import (
+        BackendUnavailable,
+        BadParameter,
+        CapacityExceeded,
+        FileAccessError,
+        FileNotFound,
+        ImageNotFound,
+        InvalidRequest,
+        LCIError,
+        NotFound,
+        PayloadTooLarge,
+        SandboxError,
+        SandboxStartError,
+        SessionBusy,
+        SessionClosed,
+        SessionNotFound,
+        Unauthorized,
+        UpstreamError,
+    )
+    from engine.models import (
+        DisplayOutput,
+        ErrorInfo,
+        Execution,
+        FileInfo,
+        Limits,
+        Outcome,
+        ResultOutput,
+        SessionInfo,
+        SessionSpec,
+        StreamOutput,
+    )
 
 _LOCATIONS = {
     "blocking": "engine.api",
+    "BlockingManager": "engine.api",
+    "BlockingSession": "engine.api",
     "Settings": "engine.config",
     "SessionManager": "engine.core.manager",
     "Session": "engine.core.session",
-    "Execution": "engine.models",
-    "Limits": "engine.models",
-    "Outcome": "engine.models",
-    "SessionSpec": "engine.models",
+    **dict.fromkeys(
+        ["AsyncClient", "AsyncRemoteSession", "Client", "RemoteSession"], "engine.client"
+    ),
+    **dict.fromkeys(
+        [
+            "BackendUnavailable",
+            "BadParameter",
+            "CapacityExceeded",
+            "FileAccessError",
+            "FileNotFound",
+            "ImageNotFound",
+            "InvalidRequest",
+            "LCIError",
+            "NotFound",
+            "PayloadTooLarge",
+            "SandboxError",
+            "SandboxStartError",
+            "SessionBusy",
+            "SessionClosed",
+            "SessionNotFound",
+            "Unauthorized",
+            "UpstreamError",
+        ],
+        "engine.errors",
+    ),
+    **dict.fromkeys(
+        [
+            "DisplayOutput",
+            "ErrorInfo",
+            "Execution",
+            "FileInfo",
+            "Limits",
+            "Outcome",
+            "ResultOutput",
+            "SessionInfo",
+            "SessionSpec",
+            "StreamOutput",
+        ],
+        "engine.models",
+    ),
 }
+__all__ = [
+    "AsyncClient",
+    "AsyncRemoteSession",
+    "BackendUnavailable",
+    "BadParameter",
+    "BlockingManager",
+    "BlockingSession",
+    "CapacityExceeded",
+    "Client",
+    "DisplayOutput",
+    "ErrorInfo",
+    "Execution",
+    "FileAccessError",
+    "FileInfo",
+    "FileNotFound",
+    "ImageNotFound",
+    "InvalidRequest",
+    "LCIError",
+    "Limits",
+    "NotFound",
+    "Outcome",
+    "PayloadTooLarge",
+    "RemoteSession",
+    "ResultOutput",
+    "SandboxError",
+    "SandboxStartError",
+    "Session",
+    "SessionBusy",
+    "SessionClosed",
+    "SessionInfo",
+    "SessionManager",
+    "SessionNotFound",
+    "SessionSpec",
+    "Settings",
+    "StreamOutput",
+    "Unauthorized",
+    "UpstreamError",
+    "blocking",
+]  # the same names as _LOCATIONS (checked by a test)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""The embedding API: the async core, and one generic adapter that makes it usable from sync code.
+"""The embedding API: the async core, and typed sync wrappers of it.
 
 Async code uses `SessionManager` directly. Sync code wraps it once:
 
@@ -8,72 +8,141 @@ Async code uses `SessionManager` directly. Sync code wraps it once:
         session = manager.create()
         print(session.execute("6 * 7").result_text)   # 42
 
-`blocking` runs the event loop in a background thread and forwards every coroutine method through it,
-so there is one set of classes, not sync twins of each.
+`blocking` runs the event loop in a background thread and forwards each call through it. The
+wrappers spell out every method with its types, so editors complete them and mypy checks them.
+Ctrl-C while a sync `execute` waits interrupts the cell (the session stays usable, its state kept)
+and then raises KeyboardInterrupt in the caller, as in a notebook.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
+from collections.abc import Callable
+from concurrent.futures import TimeoutError as FutureTimeout
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from engine.callbacks import ItemCallback
 from engine.core.manager import SessionManager
 from engine.core.session import Session
+from engine.models import (
+    DisplayOutput,
+    ErrorInfo,
+    Execution,
+    FileInfo,
+    ResultOutput,
+    SessionInfo,
+    SessionSpec,
+    SessionState,
+)
 
 T = TypeVar("T")
-_WRAPPED = (SessionManager, Session)
+# After Ctrl-C, how long the wrapper waits for the interrupted cell to end (the grace period and a
+# restart fit in it; past it the KeyboardInterrupt is raised anyway).
+_INTERRUPT_WAIT_S = 30.0
 
 
-class Blocking(Generic[T]):
-    """A sync view of an async object: coroutine methods become blocking calls; results that are
-    themselves engine objects come back wrapped too."""
+class BlockingSession:
+    """A `Session` usable from sync code."""
 
-    def __init__(self, target: T, portal: BlockingPortal) -> None:
-        self._target = target
+    def __init__(self, session: Session, portal: BlockingPortal) -> None:
+        self._target = session
         self._portal = portal
 
     @property
-    def target(self) -> T:
+    def target(self) -> Session:
         return self._target
 
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._target, name)
-        if not inspect.iscoroutinefunction(attribute):
-            return self._wrap(attribute)
+    @property
+    def id(self) -> str:
+        return self._target.id
 
-        @functools.wraps(attribute)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return self._wrap(self._portal.call(functools.partial(attribute, *args, **kwargs)))
+    @property
+    def state(self) -> SessionState:
+        return self._target.state
 
-        return call
+    @property
+    def busy(self) -> bool:
+        return self._target.busy
 
-    def _wrap(self, value: Any) -> Any:
-        if isinstance(value, _WRAPPED):
-            return Blocking(value, self._portal)
-        if isinstance(value, list) and value and isinstance(value[0], _WRAPPED):
-            return [Blocking(v, self._portal) for v in value]
-        if inspect.ismethod(value) and not inspect.iscoroutinefunction(value):
+    @property
+    def execution_count(self) -> int:
+        """Executions run so far (the next one's `execution_count` is this plus one)."""
+        return self._target.executions
 
-            @functools.wraps(value)
-            def plain(*args: Any, **kwargs: Any) -> Any:
-                return self._wrap(value(*args, **kwargs))
+    def info(self) -> SessionInfo:
+        return self._target.info()
 
-            return plain
-        return value
+    def execute(
+        self,
+        code: str,
+        *,
+        timeout_s: float | None = None,
+        wait: bool = False,
+        on_output: ItemCallback | None = None,
+        on_stdout: Callable[[str], None] | None = None,
+        on_stderr: Callable[[str], None] | None = None,
+        on_display: Callable[[DisplayOutput], None] | None = None,
+        on_result: Callable[[ResultOutput], None] | None = None,
+        on_error: Callable[[ErrorInfo], None] | None = None,
+    ) -> Execution:
+        """Run one cell (see `Session.execute`); callbacks run in the event loop's thread."""
+        run = functools.partial(
+            self._target.execute,
+            code,
+            timeout_s=timeout_s,
+            wait=wait,
+            on_output=on_output,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+            on_display=on_display,
+            on_result=on_result,
+            on_error=on_error,
+        )
+        future = self._portal.start_task_soon(run)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            # Without this the cell would keep running in the loop's thread and the session
+            # would stay busy: interrupt it, wait until it has ended, then let Ctrl-C go on.
+            self._portal.call(self._target.interrupt)
+            with contextlib.suppress(Exception, FutureTimeout):
+                future.result(timeout=_INTERRUPT_WAIT_S)
+            raise
+
+    def interrupt(self) -> bool:
+        return self._portal.call(self._target.interrupt)
+
+    def restart(self) -> None:
+        self._portal.call(self._target.restart)
+
+    def write_file(self, path: str, data: bytes) -> None:
+        self._portal.call(self._target.write_file, path, data)
+
+    def read_file(self, path: str) -> bytes:
+        return self._portal.call(self._target.read_file, path)
+
+    def list_files(self) -> list[FileInfo]:
+        return self._portal.call(self._target.list_files)
+
+    def close(self) -> None:
+        self._portal.call(self._target.close)
 
 
-class BlockingManager(Blocking[SessionManager]):
+class BlockingManager:
     """`with blocking(SessionManager()) as manager:` closes every session on exit."""
 
     def __init__(self, manager: SessionManager) -> None:
+        self._target = manager
         self._stack = contextlib.ExitStack()
-        portal = self._stack.enter_context(start_blocking_portal("asyncio"))
-        super().__init__(manager, portal)
+        self._portal = self._stack.enter_context(start_blocking_portal("asyncio"))
+
+    @property
+    def target(self) -> SessionManager:
+        return self._target
 
     def __enter__(self) -> BlockingManager:
         return self
@@ -85,6 +154,22 @@ class BlockingManager(Blocking[SessionManager]):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def create(self, spec: SessionSpec | None = None) -> BlockingSession:
+        return BlockingSession(self._portal.call(self._target.create, spec), self._portal)
+
+    def get(self, session_id: str) -> BlockingSession:
+        return BlockingSession(self._target.get(session_id), self._portal)
+
+    def list(self) -> list[BlockingSession]:
+        return [BlockingSession(session, self._portal) for session in self._target.list()]
+
+    def close_session(self, session_id: str) -> None:
+        self._portal.call(self._target.close, session_id)
+
+    def call(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run any other coroutine function of the engine in the loop's thread."""
+        return self._portal.call(function, *args)
 
     def close(self) -> None:
         try:

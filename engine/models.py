@@ -7,7 +7,10 @@ error, not a silently ignored setting.
 
 from __future__ import annotations
 
+import base64
+import os
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -74,20 +77,47 @@ class StreamOutput(_Model):
     text: str
 
 
-class DisplayOutput(_Model):
+_IMAGE_SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif"}
+
+
+class _RichOutput(_Model):
+    type: Literal["display", "result"]  # narrowed by each subclass; declared first for the order
+    data: dict[str, str]
+    metadata: dict[str, object] = Field(default_factory=dict)
+
+    @property
+    def image_type(self) -> str | None:
+        """The MIME type of the image this bundle carries (PNG first), if any."""
+        return next((mime for mime in _IMAGE_SUFFIXES if mime in self.data), None)
+
+    @property
+    def image(self) -> bytes | None:
+        """The image's bytes (decoded from the bundle's base64), if the bundle has one."""
+        mime = self.image_type
+        return None if mime is None else base64.b64decode(self.data[mime])
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the image to `path`; a path without a suffix gets the image's (`.png` ...)."""
+        mime, image = self.image_type, self.image
+        if mime is None or image is None:
+            raise ValueError(f"this output has no image, only {sorted(self.data)}")
+        target = Path(path)
+        if not target.suffix:
+            target = target.with_suffix(_IMAGE_SUFFIXES[mime])
+        target.write_bytes(image)
+        return target
+
+
+class DisplayOutput(_RichOutput):
     """A rich value: a MIME bundle such as {"image/png": <base64>, "text/plain": "<Figure ...>"}."""
 
     type: Literal["display"] = "display"
-    data: dict[str, str]
-    metadata: dict[str, object] = Field(default_factory=dict)
 
 
-class ResultOutput(_Model):
+class ResultOutput(_RichOutput):
     """The value of the cell's final bare expression, as a MIME bundle."""
 
     type: Literal["result"] = "result"
-    data: dict[str, str]
-    metadata: dict[str, object] = Field(default_factory=dict)
 
 
 class TruncationMarker(_Model):
@@ -123,6 +153,7 @@ class Execution(_Model):
     duration_ms: float = 0.0
     truncated: bool = False
     limits: Limits
+    execution_count: int = Field(0, description="1 for the session's first execution, then 2 ...")
 
     @property
     def result(self) -> ResultOutput | None:
@@ -140,6 +171,19 @@ class Execution(_Model):
     @property
     def displays(self) -> list[DisplayOutput]:
         return [item for item in self.outputs if isinstance(item, DisplayOutput)]
+
+    @property
+    def images(self) -> list[bytes]:
+        """Every image the cell displayed (and its result, if that is one), in order."""
+        rich = (item for item in self.outputs if isinstance(item, DisplayOutput | ResultOutput))
+        return [image for item in rich if (image := item.image) is not None]
+
+    def save_images(self, directory: str | os.PathLike[str] = ".", stem: str = "") -> list[Path]:
+        """Write every image to `directory` as `<stem>-1.png`, ... (stem: the execution id)."""
+        rich = [i for i in self.outputs if isinstance(i, DisplayOutput | ResultOutput) and i.image]
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        return [item.save(folder / f"{stem or self.id}-{n}") for n, item in enumerate(rich, 1)]
 
     @property
     def ok(self) -> bool:

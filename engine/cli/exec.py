@@ -1,27 +1,33 @@
-"""`lci exec`: run cells in one session and print what happened."""
+"""`lci exec`: run cells in one session and print what happened, live.
+
+The session is a fresh local one, or one held by a running `lci serve` (`--server`, and `--session`
+to attach to a live one). Files go into its working directory before the cells (`--put`) and come
+out after them (`--get`).
+"""
 
 from __future__ import annotations
 
 import argparse
-import base64
+import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, Protocol
 
-from engine.config import Settings
-from engine.core.manager import SessionManager
+from engine.callbacks import ItemCallback
+from engine.cli.common import LIMIT_FLAGS, UsageError, limits_with, load_settings, writable_dir
+from engine.cli.exec_output import CellPrinter
 from engine.errors import LCIError
-from engine.models import (
-    BackendName,
-    DisplayOutput,
-    Execution,
-    Outcome,
-    ResultOutput,
-    SessionSpec,
-    StreamOutput,
-    TruncationMarker,
-)
+from engine.models import BackendName, Execution, Outcome, SessionSpec
 
-_IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg"}
+
+class _Session(Protocol):
+    """What `lci exec` needs of a session: a local `Session` and a `RemoteSession` both fit."""
+
+    async def execute(self, code: str, *, on_output: ItemCallback | None = None) -> Execution: ...
+    async def write_file(self, path: str, data: bytes) -> Any: ...
+    async def read_file(self, path: str) -> bytes: ...
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,81 +35,156 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "exec",
         help="run Python cells in one sandboxed session",
         description="Each CODE argument is one cell ('-' reads a cell from stdin); all run in "
-        "order in one session, so later cells see what earlier ones defined.",
+        "order in one session, so later cells see what earlier ones defined. Output is shown as "
+        "it happens.",
     )
     parser.add_argument("code", nargs="+", metavar="CODE")
     parser.add_argument("--backend", choices=[b.value for b in BackendName], default=None)
-    parser.add_argument("--timeout", type=float, default=None, help="seconds per cell")
-    parser.add_argument("--memory-mb", type=int, default=None)
-    parser.add_argument("--network", action="store_true", help="allow network access")
+    limits = parser.add_argument_group("limits (default: LCI_LIMITS, else the built-in ones)")
+    limits.add_argument("--timeout", type=float, help="wall-clock seconds per cell (30)")
+    limits.add_argument("--cpu-s", type=float, help="CPU seconds per cell (the timeout)")
+    limits.add_argument("--memory-mb", type=int, help="memory of the whole sandbox (512)")
+    limits.add_argument("--max-procs", type=int, help="processes and threads at once (64)")
+    limits.add_argument("--disk-mb", type=int, help="size of the working directory (256)")
+    limits.add_argument("--open-files", type=int, help="open files per process (256)")
+    limits.add_argument("--output-bytes", type=int, help="output kept per cell (1 MiB)")
+    limits.add_argument("--cpus", type=float, help="CPU cores' worth of time (unlimited)")
+    limits.add_argument("--network", action="store_true", help="allow network access")
+    files = parser.add_argument_group("files")
+    files.add_argument(
+        "--put",
+        action="append",
+        default=[],
+        metavar="LOCAL[:PATH]",
+        help="copy a local file into the working directory before the cells (repeatable)",
+    )
+    files.add_argument(
+        "--get",
+        action="append",
+        default=[],
+        metavar="PATH[:LOCAL]",
+        help="copy a file of the working directory out after the cells (default: into "
+        "--out-dir; repeatable)",
+    )
+    remote = parser.add_argument_group("a session held by `lci serve`")
+    remote.add_argument(
+        "--server",
+        default=os.environ.get("LCI_SERVER_URL"),
+        metavar="URL",
+        help="run in a session of this server, e.g. http://127.0.0.1:8000 (LCI_SERVER_URL)",
+    )
+    remote.add_argument("--session", metavar="ID", help="attach to this live session of --server")
+    remote.add_argument("--api-key", help="the server's --api-key (default: LCI_API_KEY)")
     parser.add_argument("--json", action="store_true", help="print one Execution JSON per line")
     parser.add_argument(
         "--out-dir",
         type=Path,
         default=Path.cwd(),
-        help="where images are saved (default: current directory)",
+        help="where images and --get files are saved (default: current directory)",
     )
 
 
-def _cells(codes: list[str]) -> list[str]:
-    return [sys.stdin.read() if code == "-" else code for code in codes]
+def _limit_changes(args: argparse.Namespace) -> dict[str, object]:
+    changes: dict[str, object] = {}
+    for field, flag in LIMIT_FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None and value is not False:
+            changes[field] = value
+    return changes
+
+
+def _puts(specs: list[str]) -> list[tuple[Path, str]]:
+    puts = []
+    for spec in specs:
+        local, _, target = spec.partition(":")
+        path = Path(local)
+        if not path.is_file():
+            raise UsageError(f"--put {spec}: no such local file")
+        puts.append((path, target or path.name))
+    return puts
+
+
+def _gets(specs: list[str], out_dir: Path) -> list[tuple[str, Path]]:
+    gets = []
+    for spec in specs:
+        remote, _, local = spec.partition(":")
+        if not remote:
+            raise UsageError(f"--get {spec!r}: give the path of a file in the working directory")
+        gets.append((remote, Path(local) if local else out_dir / Path(remote).name))
+    return gets
 
 
 async def run(args: argparse.Namespace) -> int:
-    # One session, used once: pre-started sandboxes and a fork server would only cost start-up.
-    settings = Settings(forkserver=False, subprocess_warm_pool=0, docker_warm_pool=0)
-    updates: dict[str, object] = {"network": args.network}
-    if args.timeout is not None:
-        updates["timeout_s"] = args.timeout
-    if args.memory_mb is not None:
-        updates["memory_mb"] = args.memory_mb
-    spec = SessionSpec(
-        backend=BackendName(args.backend or settings.backend),
-        limits=settings.limits.model_copy(update=updates),
-    )
-    failed = False
+    if args.session and not args.server:
+        raise UsageError("--session needs --server (the lci serve that holds the session)")
+    changes = _limit_changes(args)
+    if args.session and changes:
+        flags = ", ".join(LIMIT_FLAGS[field] for field in changes)
+        raise UsageError(f"{flags}: an existing session keeps its limits (leave out --session)")
+    out_dir = writable_dir(args.out_dir, "--out-dir")
+    puts, gets = _puts(args.put), _gets(args.get, out_dir)
+    cells = [sys.stdin.read() if code == "-" else code for code in args.code]
+    opener = _remote(args, changes) if args.server else _local(args, changes)
     try:
-        async with SessionManager(settings) as manager:
-            session = await manager.create(spec)
-            for code in _cells(args.code):
-                execution = await session.execute(code)
-                failed |= execution.outcome is not Outcome.COMPLETED
-                if args.json:
-                    print(execution.model_dump_json(), flush=True)
-                else:
-                    _print_human(execution, args.out_dir)
+        async with opener as session:
+            for local, target in puts:
+                await session.write_file(target, local.read_bytes())
+            failed = await _run_cells(session, cells, args.json, out_dir)
+            for remote, local_path in gets:
+                local_path.parent.mkdir(parents=True, exist_ok=True)
+                local_path.write_bytes(await session.read_file(remote))
+                print(f"[{remote} saved to {local_path}]", file=sys.stderr, flush=True)
     except LCIError as exc:
-        print(f"lci: {exc.message}", file=sys.stderr)
+        print(f"lci exec: {exc.message}", file=sys.stderr)
         return 2
     return 1 if failed else 0
 
 
-def _print_human(execution: Execution, out_dir: Path) -> None:
-    for index, item in enumerate(execution.outputs):
-        if isinstance(item, StreamOutput):
-            stream = sys.stdout if item.name == "stdout" else sys.stderr
-            stream.write(item.text)
-        elif isinstance(item, TruncationMarker):
-            print(f"[... {item.omitted_bytes} bytes of output omitted ...]")
-        elif isinstance(item, DisplayOutput | ResultOutput):
-            print(_render(item, out_dir / f"lci-{execution.id}-{index}"))
-    sys.stdout.flush()
-    if execution.error is not None:
-        error = execution.error
-        print(error.traceback.rstrip() or f"{error.name}: {error.value}", file=sys.stderr)
-        if error.traceback and execution.outcome in (
-            Outcome.KILLED,
-            Outcome.CRASHED,
-            Outcome.INTERRUPTED,
-        ):
-            print(f"{error.name}: {error.value}", file=sys.stderr)
+async def _run_cells(session: _Session, cells: list[str], as_json: bool, out_dir: Path) -> bool:
+    printer = CellPrinter(out_dir)
+    failed = False
+    for code in cells:
+        printer.start()
+        execution = await session.execute(code, on_output=None if as_json else printer.item)
+        failed |= execution.outcome is not Outcome.COMPLETED
+        if as_json:
+            print(execution.model_dump_json(), flush=True)
+        else:
+            printer.finish(execution)
+    return failed
 
 
-def _render(item: DisplayOutput | ResultOutput, stem: Path) -> str:
-    for mime, suffix in _IMAGE_TYPES.items():
-        if mime in item.data:
-            path = stem.with_suffix(f".{suffix}")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(base64.b64decode(item.data[mime]))
-            return f"[image saved to {path}]"
-    return item.data.get("text/plain", "")
+@asynccontextmanager
+async def _local(args: argparse.Namespace, changes: dict[str, object]) -> AsyncIterator[_Session]:
+    from engine.core.manager import SessionManager
+
+    # One session, used once: pre-started sandboxes and a fork server would only cost start-up.
+    settings = load_settings(forkserver=False, subprocess_warm_pool=0, docker_warm_pool=0)
+    spec = SessionSpec(
+        backend=BackendName(args.backend or settings.backend),
+        limits=limits_with(settings.limits, changes),
+    )
+    async with SessionManager(settings) as manager:
+        yield await manager.create(spec)
+
+
+@asynccontextmanager
+async def _remote(args: argparse.Namespace, changes: dict[str, object]) -> AsyncIterator[_Session]:
+    import httpx
+
+    from engine.client import AsyncClient
+
+    if changes:
+        limits_with(load_settings().limits, changes)  # the server checks too; name the flag here
+    try:
+        async with AsyncClient(args.server, api_key=args.api_key) as client:
+            if args.session:
+                yield await client.session(args.session)
+                return
+            session = await client.create_session(limits=changes, backend=args.backend)
+            try:
+                yield session
+            finally:
+                await session.close()
+    except httpx.HTTPError as exc:
+        raise UsageError(f"--server {args.server}: {exc or type(exc).__name__}") from None

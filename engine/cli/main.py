@@ -8,10 +8,12 @@ import argparse
 import asyncio
 import logging
 import sys
+from importlib import metadata
 from types import ModuleType
 
-from engine.cli import chat, image, mcp_stdio, serve
+from engine.cli import chat, doctor, image, mcp_stdio, serve
 from engine.cli import exec as exec_command
+from engine.cli.common import UsageError
 
 # subcommand -> module with add_parser(subparsers) and run(args) (a coroutine or a plain function)
 SUBCOMMANDS: dict[str, ModuleType] = {
@@ -20,17 +22,32 @@ SUBCOMMANDS: dict[str, ModuleType] = {
     "image": image,
     "serve": serve,
     "mcp": mcp_stdio,
+    "doctor": doctor,
 }
+
+
+def version() -> str:
+    try:
+        return metadata.version("lci")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lci", description="A local code interpreter for any LLM."
     )
+    parser.add_argument("--version", action="version", version=f"lci {version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug information")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in SUBCOMMANDS.values():
         module.add_parser(subparsers)
+    # `lci exec -v ...` as well as `lci -v exec ...`: SUPPRESS keeps the top-level value when the
+    # subcommand does not repeat the flag.
+    for sub in subparsers.choices.values():
+        sub.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="as lci -v"
+        )
     return parser
 
 
@@ -40,12 +57,15 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    result = SUBCOMMANDS[args.command].run(args)
-    if asyncio.iscoroutine(result):
-        try:
+    try:
+        result = SUBCOMMANDS[args.command].run(args)
+        if asyncio.iscoroutine(result):
             result = asyncio.run(result)
-        except KeyboardInterrupt:
-            return 130
+    except UsageError as exc:
+        print(f"lci {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
     return int(result)
 
 

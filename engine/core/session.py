@@ -7,7 +7,7 @@
 
 Timeout ladder: at the deadline the cell gets SIGINT (KeyboardInterrupt, state survives); if it has
 not finished after the grace period, every process of the sandbox is killed and a fresh interpreter
-started. A cancelled `execute` (the client went away) runs the same ladder at once.
+started. A cancelled `execute` (the client went away) and `interrupt()` run the same ladder at once.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from engine.core.output import DISPLAY_BUDGET_FACTOR, ItemCallback, OutputBuffer
+from engine.callbacks import Callbacks, ItemCallback
+from engine.core.output import DISPLAY_BUDGET_FACTOR, OutputBuffer
 from engine.core.sandbox import ExitInfo, Sandbox, SessionHost, StreamName
 from engine.errors import SandboxError, SessionBusy, SessionClosed
 from engine.models import (
@@ -47,12 +48,20 @@ class _Run:
         self.output = OutputBuffer(limits.output_bytes, on_output)
         self.frame: dict[str, Any] | None = None
         self.ended = False
+        self.poked = False  # interrupt() or restart() asked it to stop
+        self.killed = False  # restart() killed its sandbox
         self._waiter: asyncio.Future[None] | None = None
 
     def end(self, frame: dict[str, Any] | None) -> None:
         if self.ended:
             return
         self.ended, self.frame = True, frame
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def poke(self) -> None:
+        """Wake the ladder early: the caller interrupted the cell."""
+        self.poked = True
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -152,6 +161,30 @@ class Session:
     def busy(self) -> bool:
         return self._lock.locked()
 
+    async def interrupt(self) -> bool:
+        """Interrupt the running cell: KeyboardInterrupt in it, state kept; if it does not stop
+        within the grace period the interpreter is restarted. False when nothing was running."""
+        run, sandbox = self._run, self._sandbox
+        if run is None or run.ended or run.poked or sandbox is None:
+            return False
+        if sandbox.alive:
+            sandbox.interrupt()
+        run.poke()
+        return True
+
+    async def restart(self) -> None:
+        """A fresh interpreter (variables lost, files kept); a running cell ends `killed`."""
+        self._check_open()
+        run, sandbox = self._run, self._sandbox
+        if run is not None and not run.ended and sandbox is not None:
+            run.killed = True
+            run.poke()
+            await sandbox.kill()  # the ladder of that execution starts the fresh interpreter
+        async with self._lock:
+            self._check_open()
+            if run is None or self._sandbox is None or not self._sandbox.alive:
+                await self._recover()
+
     # -- execution -----------------------------------------------------------------------------
     async def execute(
         self,
@@ -160,9 +193,16 @@ class Session:
         timeout_s: float | None = None,
         wait: bool = False,
         on_output: ItemCallback | None = None,
+        on_stdout: Callable[[str], None] | None = None,
+        on_stderr: Callable[[str], None] | None = None,
+        on_display: Callable[[DisplayOutput], None] | None = None,
+        on_result: Callable[[ResultOutput], None] | None = None,
+        on_error: Callable[[ErrorInfo], None] | None = None,
     ) -> Execution:
         """Run one cell. User errors, timeouts and crashes are reported in the returned Execution;
-        this raises only for session-level problems (closed, busy, sandbox cannot start)."""
+        this raises only for session-level problems (closed, busy, sandbox cannot start).
+        `on_output` sees every output item as it happens; the per-kind callbacks see theirs."""
+        callbacks = Callbacks(on_output, on_stdout, on_stderr, on_display, on_result, on_error)
         self._check_open()
         if self._lock.locked() and not wait:
             raise SessionBusy(f"session {self.id} is already running an execution")
@@ -177,16 +217,16 @@ class Session:
             try:
                 async with self._slots() if self._slots else contextlib.nullcontext():
                     execution = await self._execute(
-                        code, timeout_s or self.limits.timeout_s, on_output
+                        code, timeout_s or self.limits.timeout_s, callbacks.item_callback()
                     )
                 if recovered:
                     execution = execution.model_copy(update={"state_preserved": False})
-                return execution
             finally:
                 self.last_used_at = time.time()
                 self.executions += 1
                 if self.state is SessionState.BUSY:
                     self.state = SessionState.IDLE
+        return callbacks.finished(execution)
 
     async def _recover(self) -> None:
         self.restarts += 1
@@ -227,12 +267,13 @@ class Session:
         """Wait for the cell; interrupt it at the deadline, kill it after the grace period.
         Returns (None, None) when the cell finished by itself."""
         if await run.wait(timeout):
-            return None, None
-        if sandbox.alive:
-            sandbox.interrupt()
+            return (Outcome.INTERRUPTED if run.poked else None), None
+        if sandbox.alive and not run.killed:
+            if not run.poked:  # the deadline; interrupt() already sent the signal itself
+                sandbox.interrupt()
             if await run.wait(self._grace):
                 return Outcome.INTERRUPTED, None
-        outcome = Outcome.KILLED if sandbox.alive else Outcome.CRASHED
+        outcome = Outcome.KILLED if sandbox.alive or run.killed else Outcome.CRASHED
         return outcome, await self._kill_and_restart(sandbox)
 
     async def _abort(self, sandbox: Sandbox, run: _Run) -> None:
@@ -272,6 +313,8 @@ class Session:
             )
         if outcome is None:
             outcome = Outcome.ERROR if error else Outcome.COMPLETED
+        elif outcome is Outcome.KILLED and run.poked:
+            error = ErrorInfo(name="Interrupted", value="restarted by the caller; state lost")
         elif outcome is Outcome.KILLED:
             error = ErrorInfo(
                 name="TimeoutError",
@@ -285,6 +328,8 @@ class Session:
                 name="SandboxCrashed",
                 value=(f"{exit_info.describe()}; the interpreter was restarted and its state lost"),
             )
+        elif outcome is Outcome.INTERRUPTED and error is None and run.poked:
+            error = ErrorInfo(name="KeyboardInterrupt", value="interrupted by the caller")
         elif outcome is Outcome.INTERRUPTED and error is None:
             error = ErrorInfo(
                 name="TimeoutError",
@@ -303,6 +348,7 @@ class Session:
             duration_ms=(time.monotonic() - started) * 1000,
             truncated=run.output.truncated,
             limits=limits,
+            execution_count=self.executions + 1,
         )
 
     # -- sandbox events (SandboxListener) ------------------------------------------------------

@@ -1,0 +1,93 @@
+"""What every subcommand shares: settings and limits read with one-line errors, and checked paths.
+
+A configuration mistake is the user's, not a bug: it ends the command with one line saying what is
+wrong and what is allowed (exit status 2), never with a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
+from engine.config import Settings
+from engine.models import Limits
+
+# `lci exec` options that set a Limits field, by field (the flag names users type).
+LIMIT_FLAGS: dict[str, str] = {
+    "timeout_s": "--timeout",
+    "cpu_s": "--cpu-s",
+    "memory_mb": "--memory-mb",
+    "max_procs": "--max-procs",
+    "disk_mb": "--disk-mb",
+    "open_files": "--open-files",
+    "output_bytes": "--output-bytes",
+    "cpus": "--cpus",
+    "network": "--network",
+}
+
+
+class UsageError(Exception):
+    """A mistake in the command line or the environment: printed as `lci: <message>`, exit 2."""
+
+
+def describe(exc: ValidationError, name: Callable[[tuple[int | str, ...]], str]) -> str:
+    """A validation error as one line: `<name>: <what is allowed> (got <value>)` per problem."""
+    parts = []
+    for error in exc.errors():
+        message = error["msg"]
+        message = re.sub(r"^(Input should be|Value error, )\s*", "must be ", message)
+        message = message.replace("must be must be", "must be")
+        got = error.get("input")
+        shown = "" if isinstance(got, dict) or error["type"] == "missing" else f" (got {got!r})"
+        parts.append(f"{name(tuple(error['loc']))} {message}{shown}")
+    return "; ".join(parts)
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    head, *rest = loc or ("?",)
+    return "LCI_" + str(head).upper() + "".join(f".{part}" for part in rest)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """`Settings` from the environment and `overrides`, or a UsageError naming the variable."""
+    try:
+        return Settings(**overrides)
+    except SettingsError as exc:
+        field = re.search(r'field "([^"]+)"', str(exc))
+        variable = "LCI_" + (field.group(1).upper() if field else "?")
+        raise UsageError(
+            f"{variable} is not valid JSON (e.g. {variable}='{_EXAMPLES.get(variable, '...')}')"
+        ) from None
+    except ValidationError as exc:
+        raise UsageError(describe(exc, _env_name)) from None
+
+
+_EXAMPLES = {"LCI_LIMITS": '{"timeout_s": 30, "memory_mb": 512}', "LCI_PRELOAD": '["numpy"]'}
+
+
+def limits_with(base: Limits, changes: Mapping[str, object]) -> Limits:
+    """`base` with the given fields changed, validated like a server request: the offending
+    option is named (`--memory-mb must be greater than or equal to 16 (got 1)`)."""
+    try:
+        return Limits.model_validate({**base.model_dump(), **changes})
+    except ValidationError as exc:
+        raise UsageError(
+            describe(exc, lambda loc: LIMIT_FLAGS.get(str(loc[0]), str(loc[0])) if loc else "?")
+        ) from None
+
+
+def writable_dir(path: Path, option: str) -> Path:
+    """`path` created if needed and checked writable now, not when the first image is saved."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot create it ({exc.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: not writable")
+    return path

@@ -1,0 +1,219 @@
+"""`lci doctor`: what this host gives each backend, what is missing, and the fix for each.
+
+Every check only looks (it starts no session and changes nothing), so it is safe to run anywhere.
+The exit status is 0 when nothing is missing, 1 when something is (each such line says what to do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from engine.cli.common import load_settings
+from engine.config import Settings
+
+_DATA_STACK = ("numpy", "pandas", "matplotlib")
+_USERNS_PROBE = (
+    "import ctypes, sys; "
+    "sys.exit(ctypes.CDLL(None, use_errno=True).unshare(0x10000000 | 0x20000 | 0x40000000) != 0)"
+)
+_CJK_HINTS = ("cjk", "wenquanyi", "wqy", "droid sans fallback", "ipa", "takao", "nanum", "unifont")
+_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", str(Path.home() / ".fonts"))
+
+
+@dataclass
+class Check:
+    backend: str  # "subprocess", "docker" or "both"
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "doctor", help="say what this host gives each backend and how to fix what is missing"
+    )
+    parser.add_argument("--json", action="store_true", help="print the checks as JSON")
+    parser.add_argument("--no-docker", action="store_true", help="skip the docker checks")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    checks: list[Callable[[Settings], Check]] = [
+        _interpreter,
+        _namespaces,
+        _cgroups,
+        _seccomp,
+        _fonts,
+        _state_dir,
+    ]
+    if not args.no_docker:
+        checks.append(_docker)
+    results = [check(settings) for check in checks]
+    if args.json:
+        print(json.dumps([asdict(r) for r in results], indent=2))
+    else:
+        for r in results:
+            print(f"{'ok     ' if r.ok else 'MISSING'}  {r.backend:<10} {r.name:<20} {r.detail}")
+            if r.fix:
+                print(f"{'':9}  {'':<10} {'':<20} fix: {r.fix}")
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _interpreter(settings: Settings) -> Check:
+    python = settings.sandbox_python
+    code = (
+        "import importlib.util, json, sys; print(json.dumps([sys.version.split()[0], "
+        f"[m for m in {list(_DATA_STACK)!r} if importlib.util.find_spec(m) is None]]))"
+    )
+    try:
+        out = subprocess.run(
+            [python, "-I", "-c", code], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+        version, missing = json.loads(out)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        return Check(
+            "subprocess",
+            "sandbox interpreter",
+            False,
+            f"{python} does not run ({exc})",
+            "point LCI_SANDBOX_PYTHON at a Python 3.11+ interpreter",
+        )
+    if missing:
+        return Check(
+            "subprocess",
+            "sandbox interpreter",
+            False,
+            f"{python} (Python {version}) lacks {', '.join(missing)}",
+            f"{python} -m pip install {' '.join(missing)}",
+        )
+    stack = ", ".join(_DATA_STACK)
+    return Check("subprocess", "sandbox interpreter", True, f"{python} (Python {version}), {stack}")
+
+
+def _namespaces(settings: Settings) -> Check:
+    if os.geteuid() == 0:
+        return Check("subprocess", "namespaces", True, "root: pid, mount, network, user namespaces")
+    probe = subprocess.run(
+        [settings.sandbox_python, "-I", "-c", _USERNS_PROBE], capture_output=True, check=False
+    )
+    if probe.returncode == 0:
+        return Check("subprocess", "namespaces", True, "unprivileged user namespaces work")
+    return Check(
+        "subprocess",
+        "namespaces",
+        False,
+        "no user namespaces for this user: sessions get rlimits only, no isolation",
+        "run lci as root, or allow them: sysctl -w kernel.unprivileged_userns_clone=1 "
+        "(Debian) / kernel.apparmor_restrict_unprivileged_userns=0 (Ubuntu 24.04)",
+    )
+
+
+def _cgroups(settings: Settings) -> Check:
+    root = Path("/sys/fs/cgroup")
+    if (root / "cgroup.controllers").exists():
+        version = "v2"
+        writable = os.access(root, os.W_OK)
+    elif (root / "memory").is_dir():
+        version = "v1"
+        writable = os.access(root / "memory", os.W_OK)
+    else:
+        return Check(
+            "subprocess",
+            "cgroups",
+            False,
+            "no cgroup filesystem at /sys/fs/cgroup: memory is limited per process only",
+            "mount cgroup2 at /sys/fs/cgroup",
+        )
+    if writable:
+        return Check("subprocess", "cgroups", True, f"{version}, writable: exact memory/pids/cpu")
+    return Check(
+        "subprocess",
+        "cgroups",
+        False,
+        f"{version}, not writable by this user: memory per process, processes per user",
+        "run lci as root (or in a container with its own writable cgroup)",
+    )
+
+
+def _seccomp(settings: Settings) -> Check:
+    status = Path("/proc/self/status").read_text()
+    if "Seccomp:" in status:
+        return Check("both", "seccomp", True, "the kernel supports seccomp filters")
+    return Check(
+        "both",
+        "seccomp",
+        False,
+        "this kernel has no seccomp: no system-call filter",
+        "use a kernel built with CONFIG_SECCOMP_FILTER",
+    )
+
+
+def _fonts(settings: Settings) -> Check:
+    found = []
+    for folder in _FONT_DIRS:
+        for dirpath, _, names in os.walk(folder):
+            found += [n for n in names if any(h in n.lower() for h in _CJK_HINTS)]
+            found += [dirpath] if any(h in dirpath.lower() for h in _CJK_HINTS) and names else []
+    if found:
+        return Check("both", "CJK fonts", True, f"{len(found)} font files with CJK glyphs")
+    return Check(
+        "both",
+        "CJK fonts",
+        False,
+        "no CJK font: Chinese/Japanese/Korean text in figures renders as boxes",
+        "apt-get install fonts-noto-cjk (and rebuild the image: lci image build --force)",
+    )
+
+
+def _state_dir(settings: Settings) -> Check:
+    path = settings.state_dir
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return Check("both", "state dir", True, f"{path} (created on first use)")
+    if info.st_uid != os.geteuid():
+        return Check(
+            "both",
+            "state dir",
+            False,
+            f"{path} belongs to uid {info.st_uid}, not to this user ({os.geteuid()})",
+            f"set LCI_STATE_DIR to a directory of your own, or remove {path}",
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return Check(
+            "both",
+            "state dir",
+            False,
+            f"{path} is writable by other users",
+            f"chmod go-w {path}",
+        )
+    return Check("both", "state dir", True, f"{path}, owned by this user")
+
+
+def _docker(settings: Settings) -> Check:
+    try:
+        from engine.core.backends.docker.api import unavailable_reason
+    except ImportError as exc:  # the SDK is a dependency; an odd install may lack it
+        return Check("docker", "docker", False, str(exc), "pip install docker")
+    reason = unavailable_reason(settings.docker_image)
+    if reason is None:
+        return Check("docker", "docker", True, f"daemon answers, image {settings.docker_image}")
+    fix = (
+        "lci image build"
+        if "lci image build" in reason
+        else "start the Docker daemon (and let this user reach /var/run/docker.sock)"
+    )
+    return Check("docker", "docker", False, reason, fix)
+
+
+if __name__ == "__main__":
+    sys.exit(run(argparse.Namespace(json=False, no_docker=False)))

@@ -1,0 +1,146 @@
+"""The async client: `AsyncClient` and the `AsyncRemoteSession`s it creates or attaches to.
+Kept in step with `sync.py`, which it mirrors call for call."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from engine.callbacks import Callbacks, ItemCallback
+from engine.client.wire import (
+    DEFAULT_URL,
+    SSEReader,
+    check,
+    execute_body,
+    headers,
+    session_body,
+)
+from engine.models import (
+    DisplayOutput,
+    ErrorInfo,
+    Execution,
+    FileInfo,
+    ResultOutput,
+    SessionInfo,
+)
+
+
+class AsyncClient:
+    """`lci serve`'s session API. `api_key` defaults to `LCI_API_KEY`."""
+
+    def __init__(
+        self, base_url: str = DEFAULT_URL, *, api_key: str | None = None, timeout: float = 600
+    ) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers=headers(api_key), timeout=timeout
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def create_session(
+        self,
+        *,
+        limits: Mapping[str, Any] | None = None,
+        backend: str | None = None,
+        env: Mapping[str, str] | None = None,
+        image: str | None = None,
+    ) -> AsyncRemoteSession:
+        """Start a session on the server; `limits` changes only the fields given."""
+        body = session_body(limits, backend, env, image)
+        info = SessionInfo.model_validate_json(
+            check(await self.http.post("/v1/sessions", json=body)).content
+        )
+        return AsyncRemoteSession(self, info)
+
+    async def session(self, session_id: str) -> AsyncRemoteSession:
+        """Attach to a live session (SessionNotFound if there is none)."""
+        return AsyncRemoteSession(self, await self._info(session_id))
+
+    async def list_sessions(self) -> builtins.list[SessionInfo]:
+        data = check(await self.http.get("/v1/sessions")).json()
+        return [SessionInfo.model_validate(item) for item in data["sessions"]]
+
+    async def _info(self, session_id: str) -> SessionInfo:
+        return SessionInfo.model_validate_json(
+            check(await self.http.get(f"/v1/sessions/{session_id}")).content
+        )
+
+
+class AsyncRemoteSession:
+    """A session held by the server: the same calls as an in-process `Session`, over HTTP."""
+
+    def __init__(self, client: AsyncClient, info: SessionInfo) -> None:
+        self.client = client
+        self.id = info.id
+        self._info = info
+
+    async def info(self) -> SessionInfo:
+        self._info = await self.client._info(self.id)
+        return self._info
+
+    async def execute(
+        self,
+        code: str,
+        *,
+        timeout_s: float | None = None,
+        wait: bool = False,
+        on_output: ItemCallback | None = None,
+        on_stdout: Callable[[str], None] | None = None,
+        on_stderr: Callable[[str], None] | None = None,
+        on_display: Callable[[DisplayOutput], None] | None = None,
+        on_result: Callable[[ResultOutput], None] | None = None,
+        on_error: Callable[[ErrorInfo], None] | None = None,
+    ) -> Execution:
+        """Run one cell; with any output callback, its output streams as it happens (SSE)."""
+        callbacks = Callbacks(on_output, on_stdout, on_stderr, on_display, on_result, on_error)
+        listener = callbacks.item_callback()
+        url = f"/v1/sessions/{self.id}/execute"
+        if listener is None:
+            body = execute_body(code, timeout_s, wait, stream=False)
+            execution = Execution.model_validate_json(
+                check(await self.client.http.post(url, json=body)).content
+            )
+            return callbacks.finished(execution)
+        reader = SSEReader()
+        async with self.client.http.stream(
+            "POST", url, json=execute_body(code, timeout_s, wait, stream=True)
+        ) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                check(response)
+            async for line in response.aiter_lines():
+                for item in reader.line(line):
+                    listener(item)
+        return callbacks.finished(reader.result())
+
+    async def write_file(self, path: str, data: bytes) -> FileInfo:
+        files = {"file": (path.rsplit("/", 1)[-1] or "file", data)}
+        response = await self.client.http.post(
+            f"/v1/sessions/{self.id}/files", files=files, data={"path": path}
+        )
+        return FileInfo.model_validate_json(check(response).content)
+
+    async def read_file(self, path: str) -> bytes:
+        return check(
+            await self.client.http.get(f"/v1/sessions/{self.id}/files/{path.lstrip('/')}")
+        ).content
+
+    async def list_files(self) -> list[FileInfo]:
+        data = check(await self.client.http.get(f"/v1/sessions/{self.id}/files")).json()
+        return [FileInfo.model_validate(item) for item in data["files"]]
+
+    async def close(self) -> None:
+        check(await self.client.http.delete(f"/v1/sessions/{self.id}"))

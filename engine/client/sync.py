@@ -1,0 +1,145 @@
+"""The blocking client: `Client` and the `RemoteSession`s it creates or attaches to."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from engine.callbacks import Callbacks, ItemCallback
+from engine.client.wire import (
+    DEFAULT_URL,
+    SSEReader,
+    check,
+    execute_body,
+    headers,
+    session_body,
+)
+from engine.models import (
+    DisplayOutput,
+    ErrorInfo,
+    Execution,
+    FileInfo,
+    ResultOutput,
+    SessionInfo,
+)
+
+
+class Client:
+    """`lci serve`'s session API. `api_key` defaults to `LCI_API_KEY`."""
+
+    def __init__(
+        self, base_url: str = DEFAULT_URL, *, api_key: str | None = None, timeout: float = 600
+    ) -> None:
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=headers(api_key), timeout=timeout
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def create_session(
+        self,
+        *,
+        limits: Mapping[str, Any] | None = None,
+        backend: str | None = None,
+        env: Mapping[str, str] | None = None,
+        image: str | None = None,
+    ) -> RemoteSession:
+        """Start a session on the server; `limits` changes only the fields given."""
+        body = session_body(limits, backend, env, image)
+        info = SessionInfo.model_validate_json(
+            check(self.http.post("/v1/sessions", json=body)).content
+        )
+        return RemoteSession(self, info)
+
+    def session(self, session_id: str) -> RemoteSession:
+        """Attach to a live session (SessionNotFound if there is none)."""
+        return RemoteSession(self, self._info(session_id))
+
+    def list_sessions(self) -> builtins.list[SessionInfo]:
+        data = check(self.http.get("/v1/sessions")).json()
+        return [SessionInfo.model_validate(item) for item in data["sessions"]]
+
+    def _info(self, session_id: str) -> SessionInfo:
+        return SessionInfo.model_validate_json(
+            check(self.http.get(f"/v1/sessions/{session_id}")).content
+        )
+
+
+class RemoteSession:
+    """A session held by the server: the same calls as an in-process `Session`, over HTTP."""
+
+    def __init__(self, client: Client, info: SessionInfo) -> None:
+        self.client = client
+        self.id = info.id
+        self._info = info
+
+    def info(self) -> SessionInfo:
+        self._info = self.client._info(self.id)
+        return self._info
+
+    def execute(
+        self,
+        code: str,
+        *,
+        timeout_s: float | None = None,
+        wait: bool = False,
+        on_output: ItemCallback | None = None,
+        on_stdout: Callable[[str], None] | None = None,
+        on_stderr: Callable[[str], None] | None = None,
+        on_display: Callable[[DisplayOutput], None] | None = None,
+        on_result: Callable[[ResultOutput], None] | None = None,
+        on_error: Callable[[ErrorInfo], None] | None = None,
+    ) -> Execution:
+        """Run one cell; with any output callback, its output streams as it happens (SSE)."""
+        callbacks = Callbacks(on_output, on_stdout, on_stderr, on_display, on_result, on_error)
+        listener = callbacks.item_callback()
+        url = f"/v1/sessions/{self.id}/execute"
+        if listener is None:
+            body = execute_body(code, timeout_s, wait, stream=False)
+            execution = Execution.model_validate_json(
+                check(self.client.http.post(url, json=body)).content
+            )
+            return callbacks.finished(execution)
+        reader = SSEReader()
+        with self.client.http.stream(
+            "POST", url, json=execute_body(code, timeout_s, wait, stream=True)
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                check(response)
+            for line in response.iter_lines():
+                for item in reader.line(line):
+                    listener(item)
+        return callbacks.finished(reader.result())
+
+    def write_file(self, path: str, data: bytes) -> FileInfo:
+        files = {"file": (path.rsplit("/", 1)[-1] or "file", data)}
+        response = self.client.http.post(
+            f"/v1/sessions/{self.id}/files", files=files, data={"path": path}
+        )
+        return FileInfo.model_validate_json(check(response).content)
+
+    def read_file(self, path: str) -> bytes:
+        return check(
+            self.client.http.get(f"/v1/sessions/{self.id}/files/{path.lstrip('/')}")
+        ).content
+
+    def list_files(self) -> list[FileInfo]:
+        data = check(self.client.http.get(f"/v1/sessions/{self.id}/files")).json()
+        return [FileInfo.model_validate(item) for item in data["files"]]
+
+    def close(self) -> None:
+        check(self.client.http.delete(f"/v1/sessions/{self.id}"))

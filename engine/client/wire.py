@@ -1,0 +1,116 @@
+"""What the sync and async clients share: request bodies, the error mapping and the SSE reader."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import TypeAdapter
+
+from engine import errors
+from engine.models import Execution, OutputItem
+
+ITEMS: TypeAdapter[OutputItem] = TypeAdapter(OutputItem)
+ITEM_EVENTS = {"stdout", "stderr", "display", "result", "truncated"}
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _classes() -> dict[str, type[errors.LCIError]]:
+    found: dict[str, type[errors.LCIError]] = {}
+    pending: list[type[errors.LCIError]] = [errors.LCIError]
+    while pending:
+        cls = pending.pop()
+        found.setdefault(cls.code, cls)  # the most general class of a shared code wins
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+_BY_CODE = _classes()
+
+
+def error_from(status: int, body: bytes) -> errors.LCIError:
+    """The server's `{"error": {"code", "message", "param"}}` as the matching exception."""
+    try:
+        detail = json.loads(body)["error"]
+        code, message, param = detail["code"], detail["message"], detail.get("param")
+    except (ValueError, KeyError, TypeError):
+        text = body.decode(errors="replace")[:200]
+        return errors.LCIError(f"HTTP {status}: {text}")
+    if code == "invalid_request" and param:
+        return errors.BadParameter(message, param)
+    if code == "upstream_error":
+        return errors.UpstreamError(message, status)
+    cls = _BY_CODE.get(code, errors.LCIError)
+    exc = cls(message)
+    if cls is errors.LCIError:
+        exc.code = code  # keep an unknown code readable
+    return exc
+
+
+def check(response: httpx.Response) -> httpx.Response:
+    if response.status_code >= 400:
+        raise error_from(response.status_code, response.content)
+    return response
+
+
+def headers(api_key: str | None) -> dict[str, str]:
+    key = api_key if api_key is not None else os.environ.get("LCI_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def session_body(
+    limits: Mapping[str, Any] | None,
+    backend: str | None,
+    env: Mapping[str, str] | None,
+    image: str | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"env": dict(env or {})}
+    if limits:
+        body["limits"] = dict(limits)
+    if backend:
+        body["backend"] = backend
+    if image:
+        body["image"] = image
+    return body
+
+
+def execute_body(code: str, timeout_s: float | None, wait: bool, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "wait": wait, "stream": stream}
+    if timeout_s is not None:
+        body["timeout_s"] = timeout_s
+    return body
+
+
+@dataclass
+class SSEReader:
+    """Turns the lines of the execute stream into output items and, at the end, the Execution."""
+
+    execution: Execution | None = None
+    _event: str = ""
+    _data: list[str] = field(default_factory=list)
+
+    def line(self, line: str) -> Iterator[OutputItem]:
+        if line.startswith(":"):
+            return  # a comment: the start marker or a keep-alive
+        if line.startswith("event:"):
+            self._event = line[6:].strip()
+        elif line.startswith("data:"):
+            self._data.append(line[5:].lstrip())
+        elif not line and self._event:
+            event, data = self._event, "\n".join(self._data)
+            self._event, self._data = "", []
+            if event in ITEM_EVENTS:
+                yield ITEMS.validate_json(data)
+            elif event == "execution":
+                self.execution = Execution.model_validate_json(data)
+            elif event == "error":
+                raise error_from(500, data.encode())
+
+    def result(self) -> Execution:
+        if self.execution is None:
+            raise errors.ProtocolError("the execute stream ended without its execution")
+        return self.execution
