@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine.config import Settings
+from engine.cli.common import build, load_settings, writable_dir
 from engine.core.manager import SessionManager
 from engine.models import BackendName, Execution, SessionSpec
 from engine.orchestrator import (
@@ -70,25 +70,33 @@ def _options(args: argparse.Namespace) -> LoopOptions:
         params["temperature"] = args.temperature
     if args.max_tokens is not None:
         params["max_tokens"] = args.max_tokens
-    return LoopOptions(
-        max_rounds=args.max_rounds,
-        exec_timeout_s=args.timeout,
-        deadline_s=args.deadline,
-        python_blocks=args.python_blocks,
-        params=params,
-    )
+    values = {
+        "max_rounds": args.max_rounds,
+        "exec_timeout_s": args.timeout,
+        "deadline_s": args.deadline,
+        "python_blocks": args.python_blocks,
+        "params": params,
+    }
+    flags = {
+        "max_rounds": "--max-rounds",
+        "exec_timeout_s": "--timeout",
+        "deadline_s": "--deadline",
+    }
+    return build(LoopOptions, values, flags, "")
 
 
 async def run(args: argparse.Namespace) -> int:
     """Run one question; 0 when the model answered, 1 when the loop ended with an error."""
     # One session, used once: pre-started sandboxes and a fork server would only cost start-up.
-    settings = Settings(forkserver=False, subprocess_warm_pool=0, docker_warm_pool=0)
+    settings = load_settings(forkserver=False, subprocess_warm_pool=0, docker_warm_pool=0)
+    options = _options(args)  # checked before anything starts
+    out_dir = writable_dir(args.out_dir, "--out-dir")
     base_url = args.base_url or settings.llm_base_url
     backend = BackendName(args.backend) if args.backend else settings.backend
     messages = [{"role": "user", "content": " ".join(args.question)}]
     if args.system:
         messages.insert(0, {"role": "system", "content": args.system})
-    printer = _Printer(sys.stdout, args.out_dir, reasoning=not args.no_reasoning, as_json=args.json)
+    printer = _Printer(sys.stdout, out_dir, reasoning=not args.no_reasoning, as_json=args.json)
     async with (
         SessionManager(settings) as manager,
         UpstreamClient(base_url, args.api_key or settings.llm_api_key) as upstream,
@@ -96,7 +104,7 @@ async def run(args: argparse.Namespace) -> int:
         runner = SessionRunner(manager, SessionSpec(backend=backend, limits=settings.limits))
         orchestrator = Orchestrator(upstream, runner, args.model or settings.llm_model)
         async for event in orchestrator.run(
-            messages, conversation_id=uuid.uuid4().hex, options=_options(args)
+            messages, conversation_id=uuid.uuid4().hex, options=options
         ):
             printer.show(event)
     return printer.exit_code
@@ -114,6 +122,8 @@ class _Printer:
         self.exit_code = 0
         self.started = time.monotonic()
         self._mode = ""
+        self._pending = ""  # a round's heading, shown once the round shows anything
+        self._blocks: dict[str, int] = {}  # call id -> the number its code block is shown with
         self._images = 0
         self._prefix = uuid.uuid4().hex[:6]
 
@@ -121,13 +131,17 @@ class _Printer:
         if self.as_json:
             self._write(event.model_dump_json() + "\n")
         elif isinstance(event, RoundStart):
-            self._section(f"round {event.round}" + (" (answer now)" if event.final_call else ""))
+            self._mode = ""
+            title = f"round {event.round}" + (" (answer now)" if event.final_call else "")
+            self._pending = f"\n{self._dim('── ' + title + ' ──')}\n"
         elif isinstance(event, ReasoningDelta) and self.reasoning:
             self._stream("reasoning", self._dim(event.text))
         elif isinstance(event, TextDelta):
             self._stream("text", event.text)
         elif isinstance(event, CodeComplete):
-            self._section(f"code {event.call_id}")
+            # Call ids mean nothing to a reader: blocks are numbered, their results say which.
+            number = self._blocks.setdefault(event.call_id, len(self._blocks) + 1)
+            self._section(f"code {number}")
             self._write(event.code.rstrip("\n") + "\n")
         elif isinstance(event, ExecutionResult):
             self._result(event)
@@ -137,7 +151,8 @@ class _Printer:
     def _result(self, event: ExecutionResult) -> None:
         ex = event.execution
         how = event.status if ex is None else f"{ex.outcome.value}, {ex.duration_ms:.0f} ms"
-        self._section(f"result ({how})")
+        number = self._blocks.get(event.call_id)
+        self._section(f"result{'' if number is None else f' {number}'} ({how})")
         self._write(event.output.rstrip("\n") + "\n")
         if ex is not None:
             for path in self._save_images(ex):
@@ -173,6 +188,8 @@ class _Printer:
         if self.as_json:
             return
         u = event.usage
+        if isinstance(event, ErrorEvent) and not (event.executions or u.input_tokens):
+            return  # nothing happened before the failure: a summary of zeros says nothing
         self._write(
             self._dim(
                 f"\n{_count(event.rounds, 'round')}, "
@@ -196,6 +213,8 @@ class _Printer:
         return f"\x1b[2m{text}\x1b[0m" if self.tty else text
 
     def _write(self, text: str) -> None:
+        if self._pending:
+            text, self._pending = self._pending + text, ""
         self.out.write(text)
         self.out.flush()
 

@@ -10,13 +10,15 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from engine.config import Settings
 from engine.models import Limits
+
+M = TypeVar("M")
 
 # `lci exec` options that set a Limits field, by field (the flag names users type).
 LIMIT_FLAGS: dict[str, str] = {
@@ -91,3 +93,23 @@ def writable_dir(path: Path, option: str) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise UsageError(f"{option} {path}: not writable")
     return path
+
+
+def build(
+    model: Callable[..., M], values: Mapping[str, object], flags: Mapping[str, str], env_prefix: str
+) -> M:
+    """`model(**values)` (a settings class or an options model), or a UsageError that names the
+    command-line option when the value came from one, else the environment variable."""
+
+    def name(loc: tuple[int | str, ...]) -> str:
+        field = str(loc[0]) if loc else "?"
+        if values.get(field) is not None and field in flags:
+            return flags[field]
+        return env_prefix + field.upper()
+
+    try:
+        return model(**{k: v for k, v in values.items() if v is not None})
+    except SettingsError as exc:
+        raise UsageError(f"{env_prefix}*: {exc}") from None
+    except ValidationError as exc:
+        raise UsageError(describe(exc, name)) from None

@@ -14,12 +14,12 @@ IP address, localhost, the bind address, or an --allow-host name), which defeats
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
+from engine.cli.common import UsageError, build, load_settings
 from engine.config import Settings
 from engine.models import BackendName
 from engine.server.options import ServerOptions
@@ -82,7 +82,7 @@ def configure(args: argparse.Namespace) -> tuple[Settings, ServerOptions]:
         "llm_api_key": args.llm_api_key,
         "api_key_file": args.api_key_file,
     }
-    env_settings = Settings()
+    env_settings = load_settings()
     maxima = env_settings.max_limits.model_dump()
     for option, (name, _, _) in _MAXIMA.items():
         value = getattr(args, option.removeprefix("--").replace("-", "_"))
@@ -91,7 +91,7 @@ def configure(args: argparse.Namespace) -> tuple[Settings, ServerOptions]:
             if name == "timeout_s":
                 maxima["cpu_s"] = value
     overrides["max_limits"] = maxima
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
     server = {
         "host": args.host,
         "port": args.port,
@@ -99,19 +99,38 @@ def configure(args: argparse.Namespace) -> tuple[Settings, ServerOptions]:
         "max_connections": args.max_connections,
         "allowed_hosts": args.allow_host,
     }
-    options = ServerOptions(**{k: v for k, v in server.items() if v is not None})
+    flags = {
+        "host": "--host",
+        "port": "--port",
+        "max_body_bytes": "--max-body-bytes",
+        "max_connections": "--max-connections",
+        "allowed_hosts": "--allow-host",
+    }
+    options = build(ServerOptions, server, flags, "LCI_SERVER_")
     return settings, options
+
+
+def check_address(host: str, port: int) -> None:
+    """Fail now, in one line, when the address cannot be bound: before "serving on" is printed
+    and before any session machinery starts. (The server binds again itself; the gap is tiny.)"""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        hint = " (another process listens there; choose another --port)" if port else ""
+        raise UsageError(f"cannot listen on {host}:{port}: {reason}{hint}") from None
 
 
 async def run(args: argparse.Namespace) -> int:
     from engine.server import serve
     from engine.server.auth import KeyFileError
 
-    try:
-        settings, options = configure(args)
-    except ValidationError as exc:
-        print(f"lci serve: {exc}", file=sys.stderr)
-        return 2
+    settings, options = configure(args)  # a mistake is a UsageError: one line, exit 2
+    check_address(options.host, options.port)
     try:
         return await serve(settings, options, args.log_level)
     except KeyFileError as exc:
