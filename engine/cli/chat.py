@@ -172,6 +172,7 @@ class _Printer:
 
     def _end(self, event: Final | ErrorEvent) -> None:
         if isinstance(event, ErrorEvent):
+            self._pending = ""  # the failed round showed nothing: no heading for it
             self.exit_code = 1
             if not self.as_json:
                 print(f"\nerror ({event.code}): {event.message}", file=sys.stderr)

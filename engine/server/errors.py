@@ -148,6 +148,27 @@ def exception_response(path: str, exc: LCIError) -> JSONResponse:
     return response
 
 
+def describe_validation(error: Any) -> tuple[str, str | None]:
+    """A request validation error as (message, param). `param` names a field of the body, never
+    a character position of broken JSON nor a union member's class name."""
+    message = str(error.get("msg", "invalid request"))
+    if error.get("type") == "json_invalid":
+        where = error.get("loc", ("body", "?"))[-1]
+        reason = (error.get("ctx") or {}).get("error", "")
+        return f"the body is not valid JSON (at character {where}: {reason})", None
+    # Union members appear in `loc` under their class names ("MessagesInput"): not field names.
+    loc = [
+        str(part)
+        for part in error.get("loc", ())
+        if part not in ("body", "query") and not (isinstance(part, str) and part[:1].isupper())
+    ]
+    if not loc:
+        missing = error.get("type") == "missing"
+        return ("a JSON body is required" if missing else f"body: {message}"), None
+    param = ".".join(loc)
+    return f"{param}: {message}", param
+
+
 def _allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this path (Starlette names only the first route's)."""
     methods: set[str] = set()
@@ -168,12 +189,7 @@ def install(app: FastAPI) -> None:
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        first = exc.errors()[0] if exc.errors() else {}
-        loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
-        param = ".".join(loc) or None
-        message = str(first.get("msg", "invalid request"))
-        if param:
-            message = f"{param}: {message}"
+        message, param = describe_validation(exc.errors()[0] if exc.errors() else {})
         return error_response(surface_of(request.url.path), "invalid_request", message, 400, param)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:

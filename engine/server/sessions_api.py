@@ -30,6 +30,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from engine.core.session import Session
+from engine.core.workdir import split_path
 from engine.errors import BadParameter, LCIError, SessionBusy
 from engine.models import (
     BackendName,
@@ -217,7 +218,9 @@ async def upload_file(
         raise BadParameter("give the file a name or a path", "path")
     data = await file.read()
     await session.write_file(target, data)
-    return FileInfo(path=str(PurePosixPath(target)), size=len(data), modified_at=time.time())
+    # The path as the listing shows it: relative to the working directory, whatever was sent.
+    stored = "/".join(split_path(target, session.info().workdir))
+    return FileInfo(path=stored, size=len(data), modified_at=time.time())
 
 
 @router.get(
