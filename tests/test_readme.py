@@ -107,3 +107,15 @@ def test_quickstart_gives_the_data_stack() -> None:
     core = (Path(__file__).parents[1] / "pyproject.toml").read_text().split("[project.optional")[0]
     for package in ("numpy", "pandas", "matplotlib"):
         assert f'"{package}"' in core
+
+
+def test_quickstart_cells_run(tmp_path: Path) -> None:
+    """The `lci exec` half of the first command, as written (CI runs the install half too)."""
+    first = quickstart()[0]
+    command = first.split(" && ", 1)[1]
+    env = lci_env(tmp_path / "state")
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode, done.stdout) == (0, "6\n"), done.stderr
