@@ -18,7 +18,7 @@ from pathlib import Path
 
 import engine
 from engine.agent.protocol import PROTOCOL_VERSION
-from engine.config import Settings
+from engine.cli.common import load_settings
 
 IMAGES_DIR = Path(engine.__file__).resolve().parent.parent / "sandbox_images"
 REGISTRY_PROBE = "https://registry-1.docker.io/v2/"
@@ -67,7 +67,7 @@ def build_command(image: str, force: bool, offline: bool) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    image = args.image or Settings().docker_image
+    image = args.image or load_settings().docker_image
     if shutil.which("docker") is None:
         print("error: the docker command is not installed")
         return 1
