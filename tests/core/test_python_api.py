@@ -95,7 +95,7 @@ async def test_per_kind_callbacks(session: Session) -> None:
     failed = await session.execute("1 / 0", **callbacks)
     assert seen["error"] == [failed.error] and isinstance(seen["error"][0], ErrorInfo)
     assert execution.execution_count == 1 and failed.execution_count == 2
-    assert session.execution_count == 2
+    assert session.executions == 2
 
 
 async def test_images_as_bytes_and_files(session: Session, tmp_path: Path) -> None:
