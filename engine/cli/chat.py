@@ -58,7 +58,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="also run ```python blocks the model writes in its text",
     )
-    p.add_argument("--out-dir", type=Path, default=Path("."), help="where images are saved")
+    p.add_argument("--out-dir", type=Path, help="where images are saved (default: here)")
     p.add_argument("--no-reasoning", action="store_true", help="do not print the reasoning")
     p.add_argument("--json", action="store_true", help="print the events as JSON lines")
     return p
@@ -90,7 +90,7 @@ async def run(args: argparse.Namespace) -> int:
     # One session, used once: pre-started sandboxes and a fork server would only cost start-up.
     settings = load_settings(forkserver=False, subprocess_warm_pool=0, docker_warm_pool=0)
     options = _options(args)  # checked before anything starts
-    out_dir = writable_dir(args.out_dir, "--out-dir")
+    out_dir = writable_dir(args.out_dir, "--out-dir") if args.out_dir else Path(".")
     base_url = args.base_url or settings.llm_base_url
     backend = BackendName(args.backend) if args.backend else settings.backend
     messages = [{"role": "user", "content": " ".join(args.question)}]

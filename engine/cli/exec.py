@@ -79,7 +79,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument(
         "--out-dir",
         type=Path,
-        default=Path.cwd(),
+        default=None,
         help="where images and --get files are saved (default: current directory)",
     )
 
@@ -121,7 +121,8 @@ async def run(args: argparse.Namespace) -> int:
     if args.session and changes:
         flags = ", ".join(LIMIT_FLAGS[field] for field in changes)
         raise UsageError(f"{flags}: an existing session keeps its limits (leave out --session)")
-    out_dir = writable_dir(args.out_dir, "--out-dir")
+    # A directory the user named is checked now; the current one only matters if something is saved.
+    out_dir = writable_dir(args.out_dir, "--out-dir") if args.out_dir else Path.cwd()
     puts, gets = _puts(args.put), _gets(args.get, out_dir)
     cells = [sys.stdin.read() if code == "-" else code for code in args.code]
     opener = _remote(args, changes) if args.server else _local(args, changes)

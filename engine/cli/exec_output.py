@@ -82,8 +82,11 @@ class CellPrinter:
     def _rich(self, item: DisplayOutput | ResultOutput) -> None:
         self._shown += 1
         if item.image_type is not None:
-            path = item.save(self.out_dir / f"lci-{self._prefix}-cell{self._cell}-{self._shown}")
-            print(f"[image saved to {path}]", flush=True)
+            stem = self.out_dir / f"lci-{self._prefix}-cell{self._cell}-{self._shown}"
+            try:
+                print(f"[image saved to {item.save(stem)}]", flush=True)
+            except OSError as exc:  # a read-only current directory must not end the session
+                print(f"[image not saved: {exc.strerror}; use --out-dir]", flush=True)
         else:
             print(item.data.get("text/plain", ""), flush=True)
 
