@@ -16,6 +16,7 @@ from engine.client.wire import (
     SSEReader,
     check,
     execute_body,
+    file_url,
     headers,
     session_body,
 )
@@ -135,7 +136,7 @@ class AsyncRemoteSession:
 
     async def read_file(self, path: str) -> bytes:
         return check(
-            await self.client.http.get(f"/v1/sessions/{self.id}/files/{path.lstrip('/')}")
+            await self.client.http.get(f"/v1/sessions/{self.id}/files/{file_url(path)}")
         ).content
 
     async def list_files(self) -> list[FileInfo]:

@@ -15,6 +15,7 @@ from engine.client.wire import (
     SSEReader,
     check,
     execute_body,
+    file_url,
     headers,
     session_body,
 )
@@ -133,9 +134,7 @@ class RemoteSession:
         return FileInfo.model_validate_json(check(response).content)
 
     def read_file(self, path: str) -> bytes:
-        return check(
-            self.client.http.get(f"/v1/sessions/{self.id}/files/{path.lstrip('/')}")
-        ).content
+        return check(self.client.http.get(f"/v1/sessions/{self.id}/files/{file_url(path)}")).content
 
     def list_files(self) -> list[FileInfo]:
         data = check(self.client.http.get(f"/v1/sessions/{self.id}/files")).json()

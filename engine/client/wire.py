@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter
@@ -114,3 +115,9 @@ class SSEReader:
         if self.execution is None:
             raise errors.ProtocolError("the execute stream ended without its execution")
         return self.execution
+
+
+def file_url(path: str) -> str:
+    """A workdir path as the tail of a download URL: relative or absolute (`/workspace/x`, which
+    keeps its leading slash), with any other character quoted."""
+    return quote(path, safe="/")

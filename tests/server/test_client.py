@@ -46,6 +46,10 @@ def test_sync_client(server: LciServer) -> None:
         assert (info.path, info.size) == ("sub/data.csv", 4)
         assert [f.path for f in session.list_files()] == ["sub/data.csv"]
         assert session.read_file("sub/data.csv") == b"a\n1\n"
+        workdir = session.info().workdir  # absolute paths inside it work as well
+        assert session.read_file(f"{workdir}/sub/data.csv") == b"a\n1\n"
+        assert session.write_file(f"{workdir}/two words.txt", b"s").path == "two words.txt"
+        assert session.read_file("two words.txt") == b"s"
         with pytest.raises(FileNotFound):
             session.read_file("nope.txt")
 
