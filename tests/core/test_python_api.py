@@ -20,6 +20,7 @@ from engine.core.manager import SessionManager
 from engine.core.session import Session
 from engine.models import DisplayOutput, ErrorInfo, Execution, OutputItem, ResultOutput
 from tests.cli.helpers import REPO, lci_env
+from tests.conftest import SessionFactory
 
 PLOT = "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()\n"
 
@@ -74,7 +75,8 @@ async def test_restart(session: Session) -> None:
     assert not session.busy
 
 
-async def test_per_kind_callbacks(session: Session) -> None:
+async def test_per_kind_callbacks(make_session: SessionFactory) -> None:
+    session = await make_session(timeout_s=60)  # importing matplotlib on a busy machine
     seen: dict[str, list[object]] = {
         k: [] for k in ("out", "err", "display", "result", "error", "all")
     }
@@ -98,7 +100,8 @@ async def test_per_kind_callbacks(session: Session) -> None:
     assert session.executions == 2
 
 
-async def test_images_as_bytes_and_files(session: Session, tmp_path: Path) -> None:
+async def test_images_as_bytes_and_files(make_session: SessionFactory, tmp_path: Path) -> None:
+    session = await make_session(timeout_s=60)
     execution = await session.execute(PLOT + PLOT)
     assert len(execution.images) == 2
     assert all(image.startswith(b"\x89PNG") for image in execution.images)
