@@ -66,7 +66,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         help="copy a file of the working directory out after the cells (default: into "
         "--out-dir; repeatable)",
     )
-    remote = parser.add_argument_group("a session held by `lci serve`")
+    # The server's key comes from LCI_API_KEY only: a key on the command line is readable by every
+    # local user (lci serve refuses one for the same reason).
+    remote = parser.add_argument_group("a session held by `lci serve` (key: LCI_API_KEY)")
     remote.add_argument(
         "--server",
         default=os.environ.get("LCI_SERVER_URL"),
@@ -74,7 +76,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         help="run in a session of this server, e.g. http://127.0.0.1:8000 (LCI_SERVER_URL)",
     )
     remote.add_argument("--session", metavar="ID", help="attach to this live session of --server")
-    remote.add_argument("--api-key", help="the server's --api-key (default: LCI_API_KEY)")
     parser.add_argument("--json", action="store_true", help="print one Execution JSON per line")
     parser.add_argument(
         "--out-dir",
@@ -178,7 +179,7 @@ async def _remote(args: argparse.Namespace, changes: dict[str, object]) -> Async
     if changes:
         limits_with(load_settings().limits, changes)  # the server checks too; name the flag here
     try:
-        async with AsyncClient(args.server, api_key=args.api_key) as client:
+        async with AsyncClient(args.server) as client:
             if args.session:
                 yield await client.session(args.session)
                 return

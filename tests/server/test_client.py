@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from engine import AsyncClient, Client, Outcome, SessionBusy, SessionNotFound
-from engine.errors import BadParameter, FileNotFound
+from engine.errors import BadParameter, FileNotFound, Unauthorized
 from engine.models import DisplayOutput, OutputItem
 from tests.cli.helpers import SPACED_PRINTS, assert_live, lci, timed_lines
 from tests.server.helpers import FakeModel, LciServer
@@ -139,3 +139,19 @@ def test_exec_with_no_server_there(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("lci exec: --server http://127.0.0.1:9: ")
     assert "Traceback" not in done.stderr
+
+
+def test_keys_come_from_the_environment(tmp_path: Path) -> None:
+    with FakeModel() as fake, LciServer(fake.base_url, api_key="sesame") as server:
+        with Client(server.url, api_key="sesame") as client:
+            assert client.list_sessions() == []
+        with Client(server.url, api_key="wrong") as client, pytest.raises(Unauthorized):
+            client.create_session()
+        keyed = lci(
+            "exec", "--server", server.url, "6 * 7", state_dir=tmp_path,
+            env={"LCI_API_KEY": "sesame"},
+        )  # fmt: skip
+        assert (keyed.returncode, keyed.stdout) == (0, "42\n"), keyed.stderr
+        keyless = lci("exec", "--server", server.url, "6 * 7", state_dir=tmp_path)
+        assert keyless.returncode == 2 and keyless.stderr.startswith("lci exec: ")
+        assert "Traceback" not in keyless.stderr
