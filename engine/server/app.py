@@ -26,6 +26,7 @@ from engine.server import (
 )
 from engine.server.auth import KeyRing
 from engine.server.hosts import HostCheck
+from engine.server.e2b import mount as e2b
 from engine.server.mcp_http import McpEndpoint
 from engine.server.middleware import OPEN_PATHS, Gate
 from engine.server.options import ServerOptions
@@ -115,7 +116,10 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
 
     def body_limit(path: str) -> int:
         path = path.rstrip("/")
-        if (path.startswith(upload_prefixes) and path.endswith("/files")) or path == "/v1/files":
+        if (path.startswith(upload_prefixes) and path.endswith("/files")) or path in (
+            "/v1/files",
+            e2b.PREFIX + "/files",
+        ):
             return options.max_upload_bytes
         return options.max_body_bytes
 
@@ -126,7 +130,9 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
         hosts=HostCheck(options.host, options.allowed_hosts),
         body_limit=body_limit,
         body_timeout_s=options.body_timeout_s,
+        delegated=(e2b.PREFIX + "/",),
     )
+    app.add_middleware(e2b.SandboxRouting)  # outermost: the gate sees where a request goes
     if keys is not None:
         _declare_bearer_auth(app)
     errors.install(app)
@@ -138,6 +144,7 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
         files_api.router,
         chat.router,
         dashscope.router,
+        *e2b.ROUTERS,
         misc,
     ):
         app.include_router(router)
