@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from engine.core.session import Session
 from engine.errors import BadParameter, LCIError
-from engine.models import OutputItem, ResultOutput
+from engine.models import OutputItem, ResultOutput, StreamOutput
 from engine.server.e2b import ndjson
 from engine.server.e2b.registry import Context
 from engine.server.e2b.routing import PREFIX, Sandbox, sandbox_of
@@ -119,11 +119,14 @@ async def _run(session: Session, code: str, env: dict[str, str]) -> AsyncIterato
                 if not getter.done():
                     getter.cancel()
                     continue
-                item = getter.result()
+                items = [getter.result()]
             else:
-                item = queue.get_nowait()
-            main_result_sent |= isinstance(item, ResultOutput)
-            yield ndjson.item_line(item)
+                items = []
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            for item in _merged(items):
+                main_result_sent |= isinstance(item, ResultOutput)
+                yield ndjson.item_line(item)
         try:
             execution = run.result()
         except LCIError as exc:
@@ -140,6 +143,23 @@ async def _run(session: Session, code: str, env: dict[str, str]) -> AsyncIterato
             run.cancel()
             with anyio.CancelScope(shield=True):
                 await asyncio.wait({run})
+
+
+def _merged(items: list[OutputItem]) -> list[OutputItem]:
+    """Adjacent pieces of one stream as one message: `print` writes the text and its newline
+    separately, and Jupyter (whose messages E2B forwards) would have sent them as one."""
+    merged: list[OutputItem] = []
+    for item in items:
+        last = merged[-1] if merged else None
+        if (
+            isinstance(item, StreamOutput)
+            and isinstance(last, StreamOutput)
+            and last.name == item.name
+        ):
+            merged[-1] = StreamOutput(name=item.name, text=last.text + item.text)
+        else:
+            merged.append(item)
+    return merged
 
 
 async def _execute(

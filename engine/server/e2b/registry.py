@@ -115,11 +115,16 @@ class E2BSandboxes:
             sandbox.end_at = end_at
 
     async def kill(self, sandbox_id: str) -> None:
+        """Close the sandbox's sessions; raises SandboxNotFound if it was already gone (expired
+        ones not yet reaped included), after closing them all the same."""
         sandbox = self._sandboxes.pop(sandbox_id, None)
         if sandbox is None:
             raise SandboxNotFound(f"sandbox {sandbox_id!r} was not found", "sandboxID")
+        alive = self._alive(sandbox)
         for context in list(sandbox.contexts.values()):
             await self._close_session(context.session_id)
+        if not alive:
+            raise SandboxNotFound(f"sandbox {sandbox_id!r} was not found", "sandboxID")
 
     async def aclose(self) -> None:
         """Stop the reaper (the sessions themselves are closed with the manager)."""

@@ -1,0 +1,189 @@
+"""E2B's own SDK (`e2b-code-interpreter`, unchanged) against a real `lci serve`, configured the
+documented way: `E2B_API_URL` and `E2B_SANDBOX_URL` set to the server's base URL, `E2B_API_KEY` to
+its key."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+
+import pytest
+from e2b import AuthenticationException, NotFoundException, SandboxException, SandboxQuery
+from e2b.exceptions import SandboxNotFoundException
+from e2b_code_interpreter import OutputMessage, Sandbox
+
+from tests.server.conftest import API_KEY
+from tests.server.helpers import LciServer
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def e2b_env(server: LciServer, monkeypatch: pytest.MonkeyPatch) -> LciServer:
+    monkeypatch.setenv("E2B_API_URL", server.url)
+    monkeypatch.setenv("E2B_SANDBOX_URL", server.url)
+    monkeypatch.setenv("E2B_API_KEY", API_KEY)
+    monkeypatch.delenv("E2B_DEBUG", raising=False)
+    return server
+
+
+@pytest.fixture
+def sandbox(e2b_env: LciServer) -> Iterator[Sandbox]:
+    sbx = Sandbox.create()
+    yield sbx
+    sbx.kill()
+
+
+def test_run_code_keeps_state_across_calls(sandbox: Sandbox) -> None:
+    first = sandbox.run_code("import math\nx = 41")
+    assert first.error is None and first.results == []
+    second = sandbox.run_code("x + 1")
+    assert second.text == "42"
+    assert second.results[0].is_main_result
+    assert sandbox.run_code("math.sqrt(x + 8)").text == "7.0"
+    assert sandbox.run_code("'a string'").text == "a string"  # shown without its quotes, as E2B
+
+
+def test_on_stdout_and_on_stderr_are_called_while_the_code_runs(sandbox: Sandbox) -> None:
+    seen: list[tuple[OutputMessage, float]] = []
+    errors: list[OutputMessage] = []
+    code = (
+        "import sys, time\nprint('first', flush=True)\nprint('oops', file=sys.stderr, flush=True)"
+        "\ntime.sleep(1.0)\nprint('second')"
+    )
+    execution = sandbox.run_code(
+        code,
+        on_stdout=lambda m: seen.append((m, time.monotonic())),
+        on_stderr=errors.append,
+    )
+    finished = time.monotonic()
+    assert [m.line for m, _ in seen] == ["first\n", "second\n"]
+    assert finished - seen[0][1] > 0.5, "the first line arrived only at the end"
+    assert not seen[0][0].error and seen[0][0].timestamp > 0
+    assert [m.line for m in errors] == ["oops\n"] and errors[0].error
+    assert execution.logs.stdout == ["first\n", "second\n"]
+    assert execution.logs.stderr == ["oops\n"]
+
+
+def test_an_error_has_name_value_and_traceback(sandbox: Sandbox) -> None:
+    caught = []
+    execution = sandbox.run_code("def f():\n    return 1 / 0\nf()", on_error=caught.append)
+    error = execution.error
+    assert error is not None and caught == [error]
+    assert error.name == "ZeroDivisionError" and error.value == "division by zero"
+    assert "return 1 / 0" in error.traceback and "ZeroDivisionError" in error.traceback
+    assert execution.results == []
+    assert sandbox.run_code("1 + 1").text == "2"  # the sandbox goes on
+
+
+def test_a_matplotlib_figure_is_a_png_result(sandbox: Sandbox) -> None:
+    results = []
+    execution = sandbox.run_code(
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [3, 1, 2])\nplt.show()\n'done'",
+        on_result=results.append,
+    )
+    assert execution.error is None
+    figures = [r for r in execution.results if r.png]
+    assert len(figures) == 1 and not figures[0].is_main_result
+    assert base64.b64decode(figures[0].png).startswith(PNG_MAGIC)
+    assert "png" in figures[0].formats()
+    main = [r for r in execution.results if r.is_main_result]
+    assert [r.text for r in main] == ["done"]
+    assert results == execution.results
+
+
+def test_files_written_are_read_back_and_seen_by_code(sandbox: Sandbox) -> None:
+    info = sandbox.files.write("/home/user/data/numbers.csv", "a,b\n1,2\n")
+    assert info.name == "numbers.csv" and info.path == "/home/user/data/numbers.csv"
+    assert sandbox.files.read("/home/user/data/numbers.csv") == "a,b\n1,2\n"
+    assert sandbox.files.read("data/numbers.csv", format="bytes") == bytearray(b"a,b\n1,2\n")
+    assert sandbox.run_code("open('data/numbers.csv').read().split()[1]").text == "1,2"
+    sandbox.run_code("open('made_by_code.txt', 'w').write('from the sandbox')")
+    assert sandbox.files.read("/home/user/made_by_code.txt") == "from the sandbox"
+    sandbox.files.write_files([{"path": "x.bin", "data": b"\x00\xff"}, {"path": "y.txt", "data": "y"}])
+    assert sandbox.files.read("x.bin", format="bytes") == bytearray(b"\x00\xff")
+    names = {e.name: e.type.value for e in sandbox.files.list("/home/user") if e.type}
+    assert names == {"data": "dir", "made_by_code.txt": "file", "x.bin": "file", "y.txt": "file"}
+    assert [e.name for e in sandbox.files.list("/home/user/data")] == ["numbers.csv"]
+    assert sandbox.files.exists("y.txt") and not sandbox.files.exists("nope.txt")
+    with pytest.raises(NotFoundException):
+        sandbox.files.read("nope.txt")
+    with pytest.raises(SandboxException, match="outside the sandbox's working directory"):
+        sandbox.files.read("/etc/passwd")
+
+
+def test_kill_ends_the_sandbox(e2b_env: LciServer) -> None:
+    sandbox = Sandbox.create()
+    sandbox.run_code("x = 1")
+    assert sandbox.is_running()
+    assert sandbox.kill() is True
+    assert not sandbox.is_running()
+    with pytest.raises(SandboxException, match="was not found"):
+        sandbox.run_code("x")
+    assert Sandbox.kill(sandbox.sandbox_id) is False  # already gone
+    with pytest.raises(SandboxNotFoundException):
+        Sandbox.connect(sandbox.sandbox_id)
+    with pytest.raises(SandboxNotFoundException):
+        sandbox.get_info()
+
+
+def test_connect_list_metadata_and_envs(e2b_env: LciServer) -> None:
+    sandbox = Sandbox.create(metadata={"owner": "e2b-test"}, envs={"GREETING": "hello"})
+    try:
+        sandbox.run_code("kept = 'state'")
+        again = Sandbox.connect(sandbox.sandbox_id)
+        assert again.run_code("kept").text == "state"
+        assert again.run_code("import os\nos.environ['GREETING']").text == "hello"
+        once = sandbox.run_code("os.environ.get('ONCE')", envs={"ONCE": "yes"})
+        assert once.text == "yes"
+        assert sandbox.run_code("os.environ.get('ONCE')").results == []  # None: no result
+        listed = Sandbox.list(query=SandboxQuery(metadata={"owner": "e2b-test"})).next_items()
+        assert [s.sandbox_id for s in listed] == [sandbox.sandbox_id]
+        assert listed[0].metadata == {"owner": "e2b-test"}
+        assert Sandbox.list(query=SandboxQuery(metadata={"owner": "else"})).next_items() == []
+        info = sandbox.get_info()
+        assert info.template_id == "code-interpreter-v1" and info.state.value == "running"
+    finally:
+        sandbox.kill()
+
+
+def test_set_timeout_ends_the_sandbox_when_it_passes(e2b_env: LciServer) -> None:
+    sandbox = Sandbox.create(timeout=60)
+    sandbox.set_timeout(1)
+    deadline = time.monotonic() + 10
+    while sandbox.is_running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not sandbox.is_running()
+    assert Sandbox.kill(sandbox.sandbox_id) is False
+
+
+def test_contexts_are_separate_interpreters(sandbox: Sandbox) -> None:
+    sandbox.run_code("where = 'default'")
+    context = sandbox.create_code_context()
+    assert context.language == "python"
+    assert {c.id for c in sandbox.list_code_contexts()} >= {context.id}
+    assert sandbox.run_code("'where' in globals()", context=context).text == "False"
+    sandbox.run_code("where = 'other'", context=context)
+    assert sandbox.run_code("where", context=context).text == "other"
+    assert sandbox.run_code("where").text == "default"
+    sandbox.restart_code_context(context)
+    assert sandbox.run_code("'where' in globals()", context=context).text == "False"
+    sandbox.remove_code_context(context)
+    assert context.id not in {c.id for c in sandbox.list_code_contexts()}
+    with pytest.raises(NotFoundException):
+        sandbox.run_code("1", context=context)
+    with pytest.raises(SandboxException, match="Python only"):
+        sandbox.run_code("1", language="r")
+
+
+def test_the_api_key_is_checked(e2b_env: LciServer) -> None:
+    with pytest.raises(AuthenticationException):
+        Sandbox.create(api_key="wrong")
+
+
+def test_envd_services_lci_lacks_fail_clearly(sandbox: Sandbox) -> None:
+    with pytest.raises(SandboxException, match="does not implement envd's 'process.Process/Start'"):
+        sandbox.commands.run("echo hi")
+    with pytest.raises(SandboxException, match="does not implement"):
+        sandbox.files.make_dir("new_dir")
