@@ -101,7 +101,9 @@ def test_files_written_are_read_back_and_seen_by_code(sandbox: Sandbox) -> None:
     assert sandbox.run_code("open('data/numbers.csv').read().split()[1]").text == "1,2"
     sandbox.run_code("open('made_by_code.txt', 'w').write('from the sandbox')")
     assert sandbox.files.read("/home/user/made_by_code.txt") == "from the sandbox"
-    sandbox.files.write_files([{"path": "x.bin", "data": b"\x00\xff"}, {"path": "y.txt", "data": "y"}])
+    sandbox.files.write_files(
+        [{"path": "x.bin", "data": b"\x00\xff"}, {"path": "y.txt", "data": "y"}]
+    )
     assert sandbox.files.read("x.bin", format="bytes") == bytearray(b"\x00\xff")
     names = {e.name: e.type.value for e in sandbox.files.list("/home/user") if e.type}
     assert names == {"data": "dir", "made_by_code.txt": "file", "x.bin": "file", "y.txt": "file"}
@@ -183,7 +185,9 @@ def test_the_api_key_is_checked(e2b_env: LciServer) -> None:
 
 
 def test_envd_services_lci_lacks_fail_clearly(sandbox: Sandbox) -> None:
-    with pytest.raises(SandboxException, match="does not implement envd's 'process.Process/Start'"):
+    with pytest.raises(
+        SandboxException, match=r"does not implement envd's 'process\.Process/Start'"
+    ):
         sandbox.commands.run("echo hi")
     with pytest.raises(SandboxException, match="does not implement"):
         sandbox.files.make_dir("new_dir")

@@ -34,6 +34,7 @@ from engine.server.state import State
 router = APIRouter(prefix=PREFIX, dependencies=[Depends(sandbox_of)], include_in_schema=False)
 
 LANGUAGES = {"python", "py", "python3"}
+PARTIAL_LINE_WAIT_S = 0.05
 
 
 class ExecuteBody(BaseModel):
@@ -112,18 +113,7 @@ async def _run(session: Session, code: str, env: dict[str, str]) -> AsyncIterato
     run = asyncio.ensure_future(_execute(session, code, env, queue))
     main_result_sent = False
     try:
-        while not run.done() or not queue.empty():
-            if queue.empty():
-                getter = asyncio.ensure_future(queue.get())
-                await asyncio.wait({getter, run}, return_when=asyncio.FIRST_COMPLETED)
-                if not getter.done():
-                    getter.cancel()
-                    continue
-                items = [getter.result()]
-            else:
-                items = []
-            while not queue.empty():
-                items.append(queue.get_nowait())
+        while items := await _next_batch(queue, run):
             for item in _merged(items):
                 main_result_sent |= isinstance(item, ResultOutput)
                 yield ndjson.item_line(item)
@@ -143,6 +133,34 @@ async def _run(session: Session, code: str, env: dict[str, str]) -> AsyncIterato
             run.cancel()
             with anyio.CancelScope(shield=True):
                 await asyncio.wait({run})
+
+
+async def _next_batch(
+    queue: asyncio.Queue[OutputItem], run: asyncio.Future[Any]
+) -> list[OutputItem]:
+    """The output items there are, waiting for one if there are none; [] once the run ended and
+    everything was taken. A piece of a line is held back briefly for the rest of its line."""
+    items: list[OutputItem] = []
+    while True:
+        while not queue.empty():
+            items.append(queue.get_nowait())
+        if items and not _partial_line(items[-1]):
+            return items
+        if run.done():
+            return items
+        getter = asyncio.ensure_future(queue.get())
+        timeout = PARTIAL_LINE_WAIT_S if items else None
+        await asyncio.wait({getter, run}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if getter.done():
+            items.append(getter.result())
+        else:
+            getter.cancel()
+            if items:
+                return items
+
+
+def _partial_line(item: OutputItem) -> bool:
+    return isinstance(item, StreamOutput) and not item.text.endswith("\n")
 
 
 def _merged(items: list[OutputItem]) -> list[OutputItem]:
