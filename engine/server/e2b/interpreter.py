@@ -7,8 +7,8 @@
     POST   /contexts/{id}/restart        a fresh interpreter, files kept
     GET    /health                       200 while the sandbox lives, 502 once it is gone
 
-Only Python runs: another `language` is refused. `env_vars` of one execution are set before it and
-restored after it, as E2B does.
+Only Python runs: another `language` is refused. IPython's `!cmd` and `%pip` lines work (see
+`shell`). `env_vars` of one execution are set before it and restored after it, as E2B does.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from engine.core.session import Session
 from engine.errors import BadParameter, LCIError
 from engine.models import OutputItem, ResultOutput, StreamOutput
-from engine.server.e2b import ndjson
+from engine.server.e2b import ndjson, shell
 from engine.server.e2b.registry import Context
 from engine.server.e2b.routing import PREFIX, Sandbox, sandbox_of
 from engine.server.state import State
@@ -64,7 +64,7 @@ async def execute(body: ExecuteBody, sandbox: Sandbox, state: State) -> Streamin
         raise BadParameter("give context_id or language, not both", "context_id")
     _check_language(body.language)
     session = state.e2b.session(sandbox, body.context_id)
-    stream = _run(session, body.code, body.env_vars or {})
+    stream = _run(session, shell.translate(body.code), body.env_vars or {})
     return StreamingResponse(stream, media_type="application/x-ndjson")
 
 
