@@ -12,7 +12,7 @@ import pytest
 from e2b_code_interpreter import Sandbox
 
 from engine.models import DisplayOutput, ResultOutput
-from engine.server.e2b import ndjson
+from engine.server.e2b import ndjson, shell
 from tests.server.conftest import API_KEY
 from tests.server.helpers import FakeModel, LciServer
 
@@ -224,3 +224,17 @@ def test_sdk_debug_mode_against_a_server_without_a_key(
         monkeypatch.setenv("E2B_SANDBOX_URL", keyed.url)
         with pytest.raises(Exception, match="was not found"):
             Sandbox.create().run_code("1")
+
+
+def test_ipython_shell_escapes_become_subprocess_calls() -> None:
+    valid = "x = '!not a command'\nprint(x)"
+    assert shell.translate(valid) == valid  # valid Python is never touched
+    translated = shell.translate("!echo hi\nif True:\n    %pip install 'a b' c\ny = 1")
+    assert translated.splitlines() == [
+        "_exit_code = __import__('subprocess').run('echo hi', shell=True).returncode",
+        "if True:",
+        "    _exit_code = __import__('subprocess').run("
+        "[__import__('sys').executable, '-m', 'pip', *['install', 'a b', 'c']]).returncode",
+        "y = 1",
+    ]
+    assert shell.translate("%timeit 1") == "%timeit 1"  # other magics stay (and fail)

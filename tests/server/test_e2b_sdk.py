@@ -191,3 +191,12 @@ def test_envd_services_lci_lacks_fail_clearly(sandbox: Sandbox) -> None:
         sandbox.commands.run("echo hi")
     with pytest.raises(SandboxException, match="does not implement"):
         sandbox.files.make_dir("new_dir")
+
+
+def test_ipython_shell_escapes_run_in_the_sandbox(sandbox: Sandbox) -> None:
+    """E2B runs an IPython kernel: `!cmd` and `%pip` lines work there, so they work here too."""
+    execution = sandbox.run_code("!echo from-the-shell\nafter = 1")
+    assert execution.error is None and execution.logs.stdout == ["from-the-shell\n"]
+    assert sandbox.run_code("_exit_code, after").text == "(0, 1)"
+    pip = sandbox.run_code("%pip --version")
+    assert pip.error is None and "pip" in "".join(pip.logs.stdout)

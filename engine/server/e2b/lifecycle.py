@@ -29,7 +29,8 @@ from engine.models import Limits, SessionSpec
 from engine.server.e2b.registry import E2BSandbox, E2BSandboxes
 from engine.server.state import ServerState, State
 
-router = APIRouter(tags=["E2B sandboxes"])
+# Out of lci's OpenAPI document: the wire is E2B's, described by E2B's own document.
+router = APIRouter(tags=["E2B sandboxes"], include_in_schema=False)
 
 ENVD_VERSION = "0.5.7"  # octet-stream uploads; not file metadata (0.6.2), which lci does not keep
 CLIENT_ID = "lci"
@@ -63,7 +64,7 @@ def _registry(state: ServerState) -> E2BSandboxes:
 
 
 @router.post("/v2/sandboxes", status_code=201)
-@router.post("/sandboxes", status_code=201, include_in_schema=False)
+@router.post("/sandboxes", status_code=201)
 async def create_sandbox(body: NewSandbox, state: State) -> dict[str, Any]:
     """Start a sandbox (an lci session) and return the tokens that address it."""
     _refuse_unsupported(body)
@@ -84,7 +85,7 @@ async def create_sandbox(body: NewSandbox, state: State) -> dict[str, Any]:
 
 
 @router.get("/v2/sandboxes")
-@router.get("/sandboxes", include_in_schema=False)
+@router.get("/sandboxes")
 async def list_sandboxes(
     state: State,
     metadata: Annotated[str | None, Query()] = None,
@@ -127,7 +128,7 @@ async def set_timeout(sandbox_id: str, body: TimeoutBody, state: State) -> Respo
 
 
 @router.post("/v2/sandboxes/{sandbox_id}/connect")
-@router.post("/sandboxes/{sandbox_id}/connect", include_in_schema=False)
+@router.post("/sandboxes/{sandbox_id}/connect")
 async def connect_sandbox(
     sandbox_id: str, state: State, body: TimeoutBody | None = None
 ) -> JSONResponse:
@@ -139,7 +140,7 @@ async def connect_sandbox(
     return JSONResponse(_created(sandbox), status_code=200)
 
 
-@router.post("/sandboxes/{sandbox_id}/{action}", include_in_schema=False)
+@router.post("/sandboxes/{sandbox_id}/{action}")
 async def unsupported_action(sandbox_id: str, action: str, state: State) -> Response:
     _registry(state).get(sandbox_id)
     raise NotImplementedHere(
