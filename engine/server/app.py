@@ -45,7 +45,8 @@ A local code interpreter for any LLM, behind three compatible surfaces:
 
 with OpenAI's Containers and Files APIs (`/v1/containers`, `/v1/files`) beside them, a plain
 session API (`/v1/sessions`) to run code directly, and an MCP server (streamable HTTP) at `/mcp`.
-Send `Authorization: Bearer <key>`
+E2B's SDKs work against lci's E2B-compatible endpoints (`/v2/sandboxes` ..., not listed here:
+their wire is E2B's). Send `Authorization: Bearer <key>`
 when the server was started with an API key.
 """
 

@@ -156,6 +156,9 @@ def test_pause_is_not_supported(server: LciServer, created: dict[str, Any]) -> N
     url = f"{server.url}/sandboxes/{created['sandboxID']}/pause"
     reply = httpx.post(url, json={}, headers={"X-API-Key": API_KEY})
     assert reply.status_code == 501 and "pause" in reply.json()["message"]
+    sandbox_url = f"{server.url}/sandboxes/{created['sandboxID']}"
+    assert httpx.get(sandbox_url + "/metrics", headers={"X-API-Key": API_KEY}).json() == []
+    assert httpx.get(sandbox_url + "/logs", headers={"X-API-Key": API_KEY}).status_code == 501
 
 
 def test_gzip_upload_is_bounded(server: LciServer, created: dict[str, Any]) -> None:

@@ -7,7 +7,8 @@ connect sandboxes. The gate checks the API key (E2B's SDKs send it as `X-API-Key
     DELETE /sandboxes/{id}                      kill
     POST   /sandboxes/{id}/timeout              set the timeout (seconds from now)
     POST   /v2/sandboxes/{id}/connect (and v1)  connect: the timeout only ever grows
-    POST   /sandboxes/{id}/pause, /resume, /fork, /snapshots   501: not supported
+    GET    /sandboxes/{id}/metrics              [] (lci keeps none)
+    POST   /sandboxes/{id}/pause, /resume, /fork, /snapshots; GET .../logs   501: not supported
 
 Field names follow E2B's OpenAPI document (camelCase, `templateID`, `sandboxID`).
 """
@@ -138,6 +139,20 @@ async def connect_sandbox(
     if body is not None and body.timeout is not None:
         registry.set_timeout(sandbox, body.timeout, only_extend=True)
     return JSONResponse(_created(sandbox), status_code=200)
+
+
+@router.get("/sandboxes/{sandbox_id}/metrics")
+async def metrics(sandbox_id: str, state: State) -> list[dict[str, Any]]:
+    """lci keeps no metrics history: an empty list, not an error."""
+    _registry(state).get(sandbox_id)
+    return []
+
+
+@router.get("/sandboxes/{sandbox_id}/{what}")
+@router.get("/v2/sandboxes/{sandbox_id}/{what}")
+async def unsupported_view(sandbox_id: str, what: str, state: State) -> Response:
+    _registry(state).get(sandbox_id)
+    raise NotImplementedHere(f"lci does not keep sandbox {what!r}")
 
 
 @router.post("/sandboxes/{sandbox_id}/{action}")
