@@ -179,6 +179,16 @@ def test_contexts_are_separate_interpreters(sandbox: Sandbox) -> None:
         sandbox.run_code("1", language="r")
 
 
+def test_restarting_the_default_context_keeps_its_files(sandbox: Sandbox) -> None:
+    sandbox.run_code("kept = 1\nopen('still_here.txt', 'w').write('yes')")
+    default = sandbox.list_code_contexts()[0]
+    sandbox.restart_code_context(default)
+    assert sandbox.run_code("'kept' in globals()").text == "False"
+    assert sandbox.run_code("open('still_here.txt').read()").text == "yes"
+    with pytest.raises(SandboxException, match="default context cannot be removed"):
+        sandbox.remove_code_context(default)
+
+
 def test_the_api_key_is_checked(e2b_env: LciServer) -> None:
     with pytest.raises(AuthenticationException):
         Sandbox.create(api_key="wrong")
