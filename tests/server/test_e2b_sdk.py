@@ -9,7 +9,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from e2b import AuthenticationException, NotFoundException, SandboxException, SandboxQuery
+from e2b import (
+    AuthenticationException,
+    NotFoundException,
+    SandboxException,
+    SandboxQuery,
+    SandboxState,
+)
 from e2b.exceptions import SandboxNotFoundException
 from e2b_code_interpreter import OutputMessage, Sandbox
 
@@ -144,6 +150,8 @@ def test_connect_list_metadata_and_envs(e2b_env: LciServer) -> None:
         assert [s.sandbox_id for s in listed] == [sandbox.sandbox_id]
         assert listed[0].metadata == {"owner": "e2b-test"}
         assert Sandbox.list(query=SandboxQuery(metadata={"owner": "else"})).next_items() == []
+        paused = SandboxQuery(metadata={"owner": "e2b-test"}, state=[SandboxState.PAUSED])
+        assert Sandbox.list(query=paused).next_items() == []  # lci has no paused sandboxes
         info = sandbox.get_info()
         assert info.template_id == "code-interpreter-v1" and info.state.value == "running"
     finally:

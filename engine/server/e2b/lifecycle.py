@@ -90,9 +90,12 @@ async def create_sandbox(body: NewSandbox, state: State) -> dict[str, Any]:
 async def list_sandboxes(
     state: State,
     metadata: Annotated[str | None, Query()] = None,
+    state_filter: Annotated[str | None, Query(alias="state")] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
 ) -> list[dict[str, Any]]:
     """Running sandboxes (lci has no paused ones), filtered by `metadata` (`k=v&k2=v2`)."""
+    if state_filter is not None and "running" not in state_filter.split(","):
+        return []
     wanted = {unquote(k): unquote(v) for k, v in parse_qsl(metadata or "")}
     found = [
         _listed(s)
