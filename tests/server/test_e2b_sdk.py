@@ -19,8 +19,10 @@ from e2b import (
 from e2b.exceptions import SandboxNotFoundException
 from e2b_code_interpreter import OutputMessage, Sandbox
 
+from engine.config import Settings
+from tests.conftest import require_docker
 from tests.server.conftest import API_KEY
-from tests.server.helpers import LciServer
+from tests.server.helpers import FakeModel, LciServer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -218,3 +220,27 @@ def test_ipython_shell_escapes_run_in_the_sandbox(sandbox: Sandbox) -> None:
     assert sandbox.run_code("_exit_code, after").text == "(0, 1)"
     pip = sandbox.run_code("%pip --version")
     assert pip.error is None and "pip" in "".join(pip.logs.stdout)
+
+
+@pytest.mark.docker
+def test_e2b_sandboxes_on_the_docker_backend(
+    shared_fake: FakeModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_docker(Settings())
+    with LciServer(
+        shared_fake.base_url, api_key="dk", args=["--backend", "docker"], env={}
+    ) as docker_server:
+        monkeypatch.setenv("E2B_API_URL", docker_server.url)
+        monkeypatch.setenv("E2B_SANDBOX_URL", docker_server.url)
+        monkeypatch.setenv("E2B_API_KEY", "dk")
+        monkeypatch.delenv("E2B_DEBUG", raising=False)
+        sandbox = Sandbox.create()
+        sandbox.run_code("import os\nx = 6 * 7")
+        assert sandbox.run_code("x, os.getcwd()").text == "(42, '/workspace')"
+        sandbox.files.write("/home/user/in.txt", "from the host")
+        assert sandbox.run_code("open('in.txt').read()").text == "from the host"
+        figure = sandbox.run_code("import matplotlib.pyplot as plt\nplt.plot([1])\nplt.show()")
+        assert base64.b64decode(figure.results[0].png or "").startswith(PNG_MAGIC)
+        assert sandbox.kill() and not sandbox.is_running()
+        docker_server.stop()
+        assert "Traceback" not in docker_server.logs()
