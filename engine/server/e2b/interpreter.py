@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from engine.core.session import Session
 from engine.errors import BadParameter, LCIError
-from engine.models import OutputItem, ResultOutput, StreamOutput
+from engine.models import Execution, OutputItem, ResultOutput, StreamOutput
 from engine.server.e2b import ndjson, shell
 from engine.server.e2b.registry import Context
 from engine.server.e2b.routing import PREFIX, Sandbox, sandbox_of
@@ -120,7 +120,9 @@ async def _run(session: Session, code: str, env: dict[str, str]) -> AsyncIterato
         try:
             execution = run.result()
         except LCIError as exc:
-            yield ndjson.line({"type": "error", "name": exc.code, "value": exc.message})
+            yield ndjson.line(
+                {"type": "error", "name": exc.code, "value": exc.message, "traceback": ""}
+            )
             yield ndjson.line({"type": "unexpected_end_of_execution"})
             return
         if execution.result is not None and not main_result_sent:
@@ -136,7 +138,7 @@ async def _run(session: Session, code: str, env: dict[str, str]) -> AsyncIterato
 
 
 async def _next_batch(
-    queue: asyncio.Queue[OutputItem], run: asyncio.Future[Any]
+    queue: asyncio.Queue[OutputItem], run: asyncio.Future[Execution]
 ) -> list[OutputItem]:
     """The output items there are, waiting for one if there are none; [] once the run ended and
     everything was taken. A piece of a line is held back briefly for the rest of its line."""
@@ -150,7 +152,8 @@ async def _next_batch(
             return items
         getter = asyncio.ensure_future(queue.get())
         timeout = PARTIAL_LINE_WAIT_S if items else None
-        await asyncio.wait({getter, run}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        waited: set[asyncio.Future[Any]] = {getter, run}
+        await asyncio.wait(waited, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if getter.done():
             items.append(getter.result())
         else:
@@ -182,7 +185,7 @@ def _merged(items: list[OutputItem]) -> list[OutputItem]:
 
 async def _execute(
     session: Session, code: str, env: dict[str, str], queue: asyncio.Queue[OutputItem]
-) -> Any:
+) -> Execution:
     if not env:
         return await session.execute(code, wait=True, on_output=queue.put_nowait)
     await session.execute(_SET_ENV.format(env=json.dumps(env)), wait=True)
