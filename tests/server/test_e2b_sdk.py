@@ -5,8 +5,10 @@ its key."""
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from e2b import (
@@ -244,3 +246,25 @@ def test_e2b_sandboxes_on_the_docker_backend(
         assert sandbox.kill() and not sandbox.is_running()
         docker_server.stop()
         assert "Traceback" not in docker_server.logs()
+
+
+def test_executions_cut_short_by_kill_end_with_errors(e2b_env: LciServer) -> None:
+    """A running cell and one queued behind it, then the sandbox is killed: both streams end
+    with an error the SDK parses, not a broken response."""
+    sandbox = Sandbox.create()
+    done: dict[str, Any] = {}
+
+    def run(name: str, code: str) -> None:
+        done[name] = sandbox.run_code(code)
+
+    running = threading.Thread(target=run, args=("running", "import time\ntime.sleep(5)"))
+    running.start()
+    time.sleep(1.0)
+    queued = threading.Thread(target=run, args=("queued", "'never runs'"))
+    queued.start()
+    time.sleep(0.5)
+    assert Sandbox.kill(sandbox.sandbox_id)
+    running.join(30)
+    queued.join(30)
+    assert done["running"].error.name == "SandboxCrashed"
+    assert done["queued"].error.name == "session_closed" and done["queued"].results == []
