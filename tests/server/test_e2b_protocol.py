@@ -146,10 +146,12 @@ def test_bad_create_fields_are_400(server: LciServer) -> None:
     key = {"X-API-Key": API_KEY}
     bad_env = {"templateID": "base", "envVars": {"1BAD": "x"}}
     assert httpx.post(server.url + "/v2/sandboxes", json=bad_env, headers=key).status_code == 400
-    bad_timeout = {"templateID": "base", "timeout": 0}
-    assert (
-        httpx.post(server.url + "/v2/sandboxes", json=bad_timeout, headers=key).status_code == 400
-    )
+    before = len(httpx.get(server.url + "/v1/sessions", headers=key).json()["sessions"])
+    for timeout in (0, 24 * 3600 + 1):
+        body = {"templateID": "base", "timeout": timeout}
+        assert httpx.post(server.url + "/v2/sandboxes", json=body, headers=key).status_code == 400
+    after = len(httpx.get(server.url + "/v1/sessions", headers=key).json()["sessions"])
+    assert after == before  # nothing was started for a refused sandbox
 
 
 def test_pause_is_not_supported(server: LciServer, created: dict[str, Any]) -> None:

@@ -80,6 +80,7 @@ class E2BSandboxes:
         timeout_s: int | None,
         sandbox_id: str | None = None,
     ) -> E2BSandbox:
+        lifetime = _timeout(timeout_s)  # checked before anything is started
         session = await self.containers.create(spec)
         now = time.time()
         default = Context(id=uuid.uuid4().hex[:12], session_id=session.id)
@@ -90,7 +91,7 @@ class E2BSandboxes:
             metadata=metadata,
             envs=dict(spec.env),
             started_at=now,
-            end_at=now + _timeout(timeout_s),
+            end_at=now + lifetime,
             spec=spec,
             default=default,
             contexts={default.id: default},

@@ -41,7 +41,8 @@ class SandboxRouting:
         if scope["type"] == "http":
             path: str = scope["path"]
             if SANDBOX_HEADER in Headers(scope=scope):
-                scope = {**scope, "path": PREFIX + path, "raw_path": (PREFIX + path).encode()}
+                raw: bytes = scope.get("raw_path") or path.encode()
+                scope = {**scope, "path": PREFIX + path, "raw_path": PREFIX.encode() + raw}
             elif path == PREFIX or path.startswith(PREFIX + "/"):
                 # Not addressed to a sandbox: it must not reach the sandbox routes either.
                 scope = {**scope, "path": "/not-found" + path, "raw_path": b"/not-found"}
