@@ -25,8 +25,8 @@ from engine.server import (
     sessions_api,
 )
 from engine.server.auth import KeyRing
-from engine.server.hosts import HostCheck
 from engine.server.e2b import mount as e2b
+from engine.server.hosts import HostCheck
 from engine.server.mcp_http import McpEndpoint
 from engine.server.middleware import OPEN_PATHS, Gate
 from engine.server.options import ServerOptions

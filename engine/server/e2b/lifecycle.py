@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.errors import BadParameter, NotImplementedHere
 from engine.models import Limits, SessionSpec
 from engine.server.e2b.registry import E2BSandbox, E2BSandboxes
-from engine.server.state import ServerState, State
+from engine.server.state import Owner, ServerState, State
 
 # Out of lci's OpenAPI document: the wire is E2B's, described by E2B's own document.
 router = APIRouter(tags=["E2B sandboxes"], include_in_schema=False)
@@ -66,7 +66,7 @@ def _registry(state: ServerState) -> E2BSandboxes:
 
 @router.post("/v2/sandboxes", status_code=201)
 @router.post("/sandboxes", status_code=201)
-async def create_sandbox(body: NewSandbox, state: State) -> dict[str, Any]:
+async def create_sandbox(body: NewSandbox, state: State, owner: Owner) -> dict[str, Any]:
     """Start a sandbox (an lci session) and return the tokens that address it."""
     _refuse_unsupported(body)
     envs = body.env_vars or {}
@@ -80,7 +80,11 @@ async def create_sandbox(body: NewSandbox, state: State) -> dict[str, Any]:
         )
     spec = SessionSpec(backend=state.settings.backend, limits=limits, env=envs)
     sandbox = await _registry(state).create(
-        spec, template=body.template_id, metadata=body.metadata or {}, timeout_s=body.timeout
+        spec,
+        template=body.template_id,
+        metadata=body.metadata or {},
+        timeout_s=body.timeout,
+        owner=owner,
     )
     return _created(sandbox)
 
@@ -89,6 +93,7 @@ async def create_sandbox(body: NewSandbox, state: State) -> dict[str, Any]:
 @router.get("/sandboxes")
 async def list_sandboxes(
     state: State,
+    owner: Owner,
     metadata: Annotated[str | None, Query()] = None,
     state_filter: Annotated[str | None, Query(alias="state")] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
@@ -99,15 +104,15 @@ async def list_sandboxes(
     wanted = {unquote(k): unquote(v) for k, v in parse_qsl(metadata or "")}
     found = [
         _listed(s)
-        for s in _registry(state).list()
+        for s in _registry(state).list(owner)
         if all(s.metadata.get(k) == v for k, v in wanted.items())
     ]
     return found[:limit] if limit else found
 
 
 @router.get("/sandboxes/{sandbox_id}")
-async def get_sandbox(sandbox_id: str, state: State) -> dict[str, Any]:
-    sandbox = _registry(state).get(sandbox_id)
+async def get_sandbox(sandbox_id: str, state: State, owner: Owner) -> dict[str, Any]:
+    sandbox = _registry(state).get(sandbox_id, owner)
     return {
         **_listed(sandbox),
         "envdAccessToken": sandbox.token,
@@ -117,50 +122,52 @@ async def get_sandbox(sandbox_id: str, state: State) -> dict[str, Any]:
 
 
 @router.delete("/sandboxes/{sandbox_id}", status_code=204)
-async def kill_sandbox(sandbox_id: str, state: State) -> Response:
-    await _registry(state).kill(sandbox_id)
+async def kill_sandbox(sandbox_id: str, state: State, owner: Owner) -> Response:
+    registry = _registry(state)
+    registry.get(sandbox_id, owner)
+    await registry.kill(sandbox_id)
     return Response(status_code=204)
 
 
 @router.post("/sandboxes/{sandbox_id}/timeout", status_code=204)
-async def set_timeout(sandbox_id: str, body: TimeoutBody, state: State) -> Response:
+async def set_timeout(sandbox_id: str, body: TimeoutBody, state: State, owner: Owner) -> Response:
     registry = _registry(state)
     if body.timeout is None:
         raise BadParameter("timeout is required", "timeout")
-    registry.set_timeout(registry.get(sandbox_id), body.timeout, only_extend=False)
+    registry.set_timeout(registry.get(sandbox_id, owner), body.timeout, only_extend=False)
     return Response(status_code=204)
 
 
 @router.post("/v2/sandboxes/{sandbox_id}/connect")
 @router.post("/sandboxes/{sandbox_id}/connect")
 async def connect_sandbox(
-    sandbox_id: str, state: State, body: TimeoutBody | None = None
+    sandbox_id: str, state: State, owner: Owner, body: TimeoutBody | None = None
 ) -> JSONResponse:
     """A running sandbox's tokens again; a longer timeout extends it (a shorter one does not)."""
     registry = _registry(state)
-    sandbox = registry.get(sandbox_id)
+    sandbox = registry.get(sandbox_id, owner)
     if body is not None and body.timeout is not None:
         registry.set_timeout(sandbox, body.timeout, only_extend=True)
     return JSONResponse(_created(sandbox), status_code=200)
 
 
 @router.get("/sandboxes/{sandbox_id}/metrics")
-async def metrics(sandbox_id: str, state: State) -> list[dict[str, Any]]:
+async def metrics(sandbox_id: str, state: State, owner: Owner) -> list[dict[str, Any]]:
     """lci keeps no metrics history: an empty list, not an error."""
-    _registry(state).get(sandbox_id)
+    _registry(state).get(sandbox_id, owner)
     return []
 
 
 @router.get("/sandboxes/{sandbox_id}/{what}")
 @router.get("/v2/sandboxes/{sandbox_id}/{what}")
-async def unsupported_view(sandbox_id: str, what: str, state: State) -> Response:
-    _registry(state).get(sandbox_id)
+async def unsupported_view(sandbox_id: str, what: str, state: State, owner: Owner) -> Response:
+    _registry(state).get(sandbox_id, owner)
     raise NotImplementedHere(f"lci does not keep sandbox {what!r}")
 
 
 @router.post("/sandboxes/{sandbox_id}/{action}")
-async def unsupported_action(sandbox_id: str, action: str, state: State) -> Response:
-    _registry(state).get(sandbox_id)
+async def unsupported_action(sandbox_id: str, action: str, state: State, owner: Owner) -> Response:
+    _registry(state).get(sandbox_id, owner)
     raise NotImplementedHere(
         f"lci does not support {action!r} for sandboxes: they run until killed or timed out"
     )

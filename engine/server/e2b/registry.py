@@ -58,6 +58,7 @@ class E2BSandbox:
     started_at: float
     end_at: float
     spec: SessionSpec
+    owner: str  # the principal (API key) that created it; only it sees the sandbox
     default: Context
     contexts: dict[str, Context] = field(default_factory=dict)  # the default one included
 
@@ -78,10 +79,11 @@ class E2BSandboxes:
         template: str,
         metadata: dict[str, str],
         timeout_s: int | None,
+        owner: str,
         sandbox_id: str | None = None,
     ) -> E2BSandbox:
         lifetime = _timeout(timeout_s)  # checked before anything is started
-        session = await self.containers.create(spec)
+        session = await self.containers.create(spec, owner)
         now = time.time()
         default = Context(id=uuid.uuid4().hex[:12], session_id=session.id)
         sandbox = E2BSandbox(
@@ -93,6 +95,7 @@ class E2BSandboxes:
             started_at=now,
             end_at=now + lifetime,
             spec=spec,
+            owner=owner,
             default=default,
             contexts={default.id: default},
         )
@@ -100,15 +103,16 @@ class E2BSandboxes:
         self._ensure_reaper()
         return sandbox
 
-    def get(self, sandbox_id: str) -> E2BSandbox:
-        """The live sandbox; raises SandboxNotFound for an unknown, killed or expired one."""
+    def get(self, sandbox_id: str, owner: str | None = None) -> E2BSandbox:
+        """The live sandbox; raises SandboxNotFound for an unknown, killed or expired one, and
+        for one of another owner (when `owner` is given), exactly as if it did not exist."""
         sandbox = self._sandboxes.get(sandbox_id)
-        if sandbox is None or not self._alive(sandbox):
+        if sandbox is None or not self._alive(sandbox) or owner not in (None, sandbox.owner):
             raise SandboxNotFound(f"sandbox {sandbox_id!r} was not found", "sandboxID")
         return sandbox
 
-    def list(self) -> list[E2BSandbox]:
-        return [s for s in self._sandboxes.values() if self._alive(s)]
+    def list(self, owner: str) -> list[E2BSandbox]:
+        return [s for s in self._sandboxes.values() if self._alive(s) and s.owner == owner]
 
     def set_timeout(self, sandbox: E2BSandbox, timeout_s: int, *, only_extend: bool) -> None:
         end_at = time.time() + _timeout(timeout_s)
@@ -153,7 +157,7 @@ class E2BSandboxes:
             raise NotFound(f"context {context_id!r} not found") from None
 
     async def create_context(self, sandbox: E2BSandbox) -> Context:
-        session = await self.containers.create(sandbox.spec)
+        session = await self.containers.create(sandbox.spec, sandbox.owner)
         context = Context(id=uuid.uuid4().hex[:12], session_id=session.id)
         async with self._lock:
             if sandbox.id not in self._sandboxes:  # killed meanwhile

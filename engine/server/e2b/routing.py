@@ -24,8 +24,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from engine.errors import SandboxNotFound, SandboxNotRunning, Unauthorized
 from engine.models import SessionSpec
+from engine.server.auth import ANONYMOUS
 from engine.server.e2b.registry import MAX_TIMEOUT_S, E2BSandbox
-from engine.server.state import get_state
+from engine.server.state import ServerState, get_state
 
 PREFIX = "/e2b-sandbox"
 SANDBOX_HEADER = "e2b-sandbox-id"
@@ -56,10 +57,10 @@ async def sandbox_of(request: Request) -> E2BSandbox:
     try:
         sandbox = state.e2b.get(sandbox_id)
     except SandboxNotFound:
-        if sandbox_id != DEBUG_SANDBOX_ID or state.settings.api_key:
+        if sandbox_id != DEBUG_SANDBOX_ID or _keyed(state):
             raise SandboxNotRunning(f"The sandbox {sandbox_id} was not found") from None
         return await _debug_sandbox(request)
-    if sandbox_id == DEBUG_SANDBOX_ID and not state.settings.api_key:
+    if sandbox_id == DEBUG_SANDBOX_ID and not _keyed(state):
         return sandbox
     presented = [request.headers.get(name, "") for name in _TOKEN_HEADERS]
     if not any(secrets.compare_digest(t.encode(), sandbox.token.encode()) for t in presented):
@@ -79,8 +80,13 @@ async def _debug_sandbox(request: Request) -> E2BSandbox:
                 template="debug",
                 metadata={},
                 timeout_s=MAX_TIMEOUT_S,  # debug mode never sets one
+                owner=ANONYMOUS,
                 sandbox_id=DEBUG_SANDBOX_ID,
             )
+
+
+def _keyed(state: ServerState) -> bool:
+    return bool(state.settings.api_key or state.settings.api_key_file)
 
 
 Sandbox = Annotated[E2BSandbox, Depends(sandbox_of)]
