@@ -8,6 +8,7 @@ import base64
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -268,3 +269,30 @@ def test_executions_cut_short_by_kill_end_with_errors(e2b_env: LciServer) -> Non
     queued.join(30)
     assert done["running"].error.name == "SandboxCrashed"
     assert done["queued"].error.name == "session_closed" and done["queued"].results == []
+
+
+def test_a_sandbox_belongs_to_the_key_that_created_it(
+    shared_fake: FakeModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With several keys, another key's SDK sees none of a sandbox: not in a list, not by id."""
+    alice, bob = "alice-e2b-key-0123456789", "bob-e2b-key-9876543210"
+    keys = tmp_path / "keys"
+    keys.write_text(f"alice {alice}\nbob {bob}\n")
+    keys.chmod(0o600)
+    with LciServer(shared_fake.base_url, args=["--api-key-file", str(keys)]) as tenants:
+        monkeypatch.setenv("E2B_API_URL", tenants.url)
+        monkeypatch.setenv("E2B_SANDBOX_URL", tenants.url)
+        monkeypatch.delenv("E2B_DEBUG", raising=False)
+        sandbox = Sandbox.create(api_key=alice)
+        assert sandbox.run_code("6 * 7").text == "42"
+        assert [s.sandbox_id for s in Sandbox.list(api_key=alice).next_items()] == [
+            sandbox.sandbox_id
+        ]
+        assert Sandbox.list(api_key=bob).next_items() == []
+        with pytest.raises(SandboxNotFoundException):
+            Sandbox.connect(sandbox.sandbox_id, api_key=bob)
+        assert Sandbox.kill(sandbox.sandbox_id, api_key=bob) is False
+        assert sandbox.is_running()
+        assert Sandbox.kill(sandbox.sandbox_id, api_key=alice) is True
+        tenants.stop()
+        assert "Traceback" not in tenants.logs()
