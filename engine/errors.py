@@ -11,12 +11,15 @@ and chained with `from`.
     │   ├── SessionNotFound        session_not_found
     │   ├── FileNotFound           file_not_found
     │   ├── ResponseNotFound       response_not_found    (a previous_response_id)
-    │   └── ContainerNotFound      container_not_found   (a code_interpreter container)
+    │   ├── ContainerNotFound      container_not_found   (a code_interpreter container)
+    │   └── SandboxNotFound        sandbox_not_found     (an E2B sandbox id, on the control plane)
     ├── ContainerExpired           container_expired     (its session is gone; metadata kept)
     ├── Unauthorized               unauthorized
     ├── SessionBusy                session_busy
     ├── SessionClosed              session_closed
     ├── CapacityExceeded           capacity_exceeded
+    ├── NotImplementedHere         not_implemented       (a compatible API's feature lci lacks)
+    ├── SandboxNotRunning          sandbox_not_running   (an E2B sandbox id, on the data plane)
     ├── SandboxError               sandbox_error
     │   ├── SandboxStartError      sandbox_start_failed
     │   ├── ProtocolError          protocol_error
@@ -94,6 +97,10 @@ class ContainerExpired(LCIError):
         self.param = param
 
 
+class SandboxNotFound(_NamedNotFound):
+    code = "sandbox_not_found"
+
+
 class Unauthorized(LCIError):
     code = "unauthorized"
 
@@ -114,6 +121,17 @@ class CapacityExceeded(LCIError):
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class NotImplementedHere(LCIError):
+    code = "not_implemented"
+
+
+class SandboxNotRunning(LCIError):
+    """A sandbox-addressed request (E2B's data plane) names a sandbox that does not exist (any
+    more): E2B's edge answers this with 502 and the SDKs read it as "killed or timed out"."""
+
+    code = "sandbox_not_running"
 
 
 class SandboxError(LCIError):

@@ -25,6 +25,7 @@ from engine.server import (
     sessions_api,
 )
 from engine.server.auth import KeyRing
+from engine.server.e2b import mount as e2b
 from engine.server.hosts import HostCheck
 from engine.server.mcp_http import McpEndpoint
 from engine.server.middleware import OPEN_PATHS, Gate
@@ -44,7 +45,8 @@ A local code interpreter for any LLM, behind three compatible surfaces:
 
 with OpenAI's Containers and Files APIs (`/v1/containers`, `/v1/files`) beside them, a plain
 session API (`/v1/sessions`) to run code directly, and an MCP server (streamable HTTP) at `/mcp`.
-Send `Authorization: Bearer <key>`
+E2B's SDKs work against lci's E2B-compatible endpoints (`/v2/sandboxes` ..., not listed here:
+their wire is E2B's). Send `Authorization: Bearer <key>`
 when the server was started with an API key.
 """
 
@@ -115,7 +117,10 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
 
     def body_limit(path: str) -> int:
         path = path.rstrip("/")
-        if (path.startswith(upload_prefixes) and path.endswith("/files")) or path == "/v1/files":
+        if (path.startswith(upload_prefixes) and path.endswith("/files")) or path in (
+            "/v1/files",
+            e2b.PREFIX + "/files",
+        ):
             return options.max_upload_bytes
         return options.max_body_bytes
 
@@ -126,7 +131,9 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
         hosts=HostCheck(options.host, options.allowed_hosts),
         body_limit=body_limit,
         body_timeout_s=options.body_timeout_s,
+        delegated=(e2b.PREFIX + "/",),
     )
+    app.add_middleware(e2b.SandboxRouting)  # outermost: the gate sees where a request goes
     if keys is not None:
         _declare_bearer_auth(app)
     errors.install(app)
@@ -138,6 +145,7 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
         files_api.router,
         chat.router,
         dashscope.router,
+        *e2b.ROUTERS,
         misc,
     ):
         app.include_router(router)

@@ -7,6 +7,7 @@ and goes through `status_for`; only the body's shape depends on the surface the 
     responses  /v1/responses            {"error": {"message", "type", "param", "code"}}   (api_reference 2.9)
     chat       /v1/chat/completions     the same plus top-level "id" and "request_id"      (3.6)
     dashscope  /api/v1/services/...     {"code", "message", "request_id"}                   (4.7)
+    e2b        /sandboxes, /v2/sandboxes, and sandbox-addressed requests   {"code": <status>, "message"}
 
 The classes themselves live in `engine.errors`, the one hierarchy.
 """
@@ -29,7 +30,11 @@ from engine.server.sse import ClientGone
 
 log = logging.getLogger(__name__)
 
-Surface = Literal["plain", "responses", "chat", "dashscope"]
+Surface = Literal["plain", "responses", "chat", "dashscope", "e2b"]
+
+# Where E2B's clients send requests: its control plane, and (after `engine.server.e2b.routing`
+# moved them there) the requests addressed to one sandbox.
+E2B_PREFIXES = ("/sandboxes", "/v2/sandboxes", "/e2b-sandbox/")
 
 
 STATUS: dict[str, int] = {
@@ -43,6 +48,7 @@ STATUS: dict[str, int] = {
     "file_not_found": 404,
     "response_not_found": 404,
     "container_not_found": 404,
+    "sandbox_not_found": 404,
     "method_not_allowed": 405,
     "request_timeout": 408,
     "session_busy": 409,
@@ -52,7 +58,9 @@ STATUS: dict[str, int] = {
     "internal_error": 500,
     "sandbox_error": 500,
     "protocol_error": 500,
+    "not_implemented": 501,
     "upstream_error": 502,
+    "sandbox_not_running": 502,
     "sandbox_start_failed": 503,
     "backend_unavailable": 503,
     "image_not_found": 503,
@@ -90,6 +98,8 @@ OPENAI_PREFIXES = ("/v1/responses", "/v1/models", "/v1/containers", "/v1/files")
 
 
 def surface_of(path: str) -> Surface:
+    if path.startswith(E2B_PREFIXES):
+        return "e2b"
     if path.startswith("/api/v1/"):
         return "dashscope"
     if path.endswith("/chat/completions"):
@@ -121,6 +131,8 @@ def error_body(
         return {"code": wire, "message": message, "request_id": request_id}
     if surface == "plain":
         return {"error": {"code": code, "message": message, "param": param}}
+    if surface == "e2b":  # E2B's `Error` schema; its SDKs read `message`
+        return {"code": status, "message": message}
     error = {
         "message": message,
         "type": "invalid_request_error" if status < 500 else "server_error",

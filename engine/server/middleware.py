@@ -5,6 +5,10 @@ It is plain ASGI so it can answer before FastAPI reads anything: an oversized bo
 its Content-Length at once, a chunked body is read only up to the limit, and a body that trickles in
 slower than `body_timeout_s` allows is answered with 408. Refusals use the error shape of the
 surface the request was sent to.
+
+The key comes as `Authorization: Bearer <key>` or, as E2B's SDKs send it, `X-API-Key: <key>`.
+Paths under `delegated` prefixes are authorized by their routes instead (E2B's sandbox-addressed
+requests carry a per-sandbox token, not the key).
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ class Gate:
         hosts: HostCheck,
         body_limit: Callable[[str], int],
         body_timeout_s: float,
+        delegated: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.keys = keys
         self.hosts = hosts
         self.body_limit = body_limit
         self.body_timeout_s = body_timeout_s
+        self.delegated = delegated
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,7 +60,8 @@ class Gate:
             return
         if self.keys is not None:
             principal = self._principal(headers)
-            if principal is None and path not in OPEN_PATHS:
+            open_path = path in OPEN_PATHS or path.startswith(self.delegated)
+            if principal is None and not open_path:
                 await _refuse(
                     send, path, "unauthorized", "missing or invalid API key (Bearer token)"
                 )
@@ -89,7 +96,7 @@ class Gate:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         assert self.keys is not None
         if scheme.lower() != "bearer":
-            return None
+            token = headers.get("x-api-key", "")
         return self.keys.identify(token.strip())
 
 

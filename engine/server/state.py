@@ -18,6 +18,7 @@ from engine.orchestrator import Orchestrator, UpstreamClient
 from engine.server.auth import principal_of
 from engine.server.container_registry import ContainerRegistry
 from engine.server.containers import Containers
+from engine.server.e2b.registry import E2BSandboxes
 from engine.server.file_store import FileStore
 from engine.server.options import ServerOptions
 from engine.server.proxy import Proxy
@@ -62,6 +63,7 @@ class ServerState:
     store: ResponseStore
     files: FileStore
     registry: ContainerRegistry
+    e2b: E2BSandboxes
 
     @classmethod
     def build(cls, settings: Settings, options: ServerOptions) -> ServerState:
@@ -86,12 +88,14 @@ class ServerState:
             store=ResponseStore(options.stored_responses),
             files=files,
             registry=ContainerRegistry(manager, containers, files, settings),
+            e2b=E2BSandboxes(containers),
         )
 
     async def aclose(self) -> None:
         """Close every session, then the clients of the model server."""
         try:
             await self.registry.aclose()
+            await self.e2b.aclose()
             await self.manager.close_all()
         finally:
             with contextlib.suppress(Exception):

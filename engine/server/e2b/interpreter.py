@@ -1,0 +1,214 @@
+"""E2B's code-interpreter server inside a sandbox (port 49999 in E2B), over lci sessions.
+
+    POST   /execute                      run code; NDJSON lines as it runs (see `ndjson`)
+    POST   /contexts                     a new context (its own lci session)
+    GET    /contexts                     the sandbox's contexts, the default one first
+    DELETE /contexts/{id}                close one (not the default)
+    POST   /contexts/{id}/restart        a fresh interpreter, files kept
+    GET    /health                       200 while the sandbox lives, 502 once it is gone
+
+Only Python runs: another `language` is refused. IPython's `!cmd` and `%pip` lines work (see
+`shell`). `env_vars` of one execution are set before it and restored after it, as E2B does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict
+
+from engine.core.session import Session
+from engine.errors import BadParameter, LCIError
+from engine.models import Execution, OutputItem, ResultOutput, StreamOutput
+from engine.server.e2b import ndjson, shell
+from engine.server.e2b.registry import Context
+from engine.server.e2b.routing import PREFIX, Sandbox, sandbox_of
+from engine.server.state import State
+
+router = APIRouter(prefix=PREFIX, dependencies=[Depends(sandbox_of)], include_in_schema=False)
+
+LANGUAGES = {"python", "py", "python3"}
+PARTIAL_LINE_WAIT_S = 0.05
+
+
+class ExecuteBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    context_id: str | None = None
+    language: str | None = None
+    env_vars: dict[str, str] | None = None
+
+
+class ContextBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    language: str | None = None
+    cwd: str | None = None
+
+
+@router.get("/health")
+async def health(sandbox: Sandbox) -> Response:
+    return Response('"OK"', media_type="application/json")
+
+
+@router.post("/execute")
+async def execute(body: ExecuteBody, sandbox: Sandbox, state: State) -> StreamingResponse:
+    if body.context_id and body.language:
+        raise BadParameter("give context_id or language, not both", "context_id")
+    _check_language(body.language)
+    session = state.e2b.session(sandbox, body.context_id)
+    stream = _run(session, shell.translate(body.code), body.env_vars or {})
+    return StreamingResponse(stream, media_type="application/x-ndjson")
+
+
+@router.post("/contexts")
+async def create_context(
+    sandbox: Sandbox, state: State, body: ContextBody | None = None
+) -> dict[str, str]:
+    _check_language(body.language if body else None)
+    context = await state.e2b.create_context(sandbox)
+    return _context(state.e2b.session(sandbox, context.id), context)
+
+
+@router.get("/contexts")
+async def list_contexts(sandbox: Sandbox, state: State) -> list[dict[str, str]]:
+    contexts = [sandbox.default] + [
+        c for c in sandbox.contexts.values() if c is not sandbox.default
+    ]
+    return [_context(state.e2b.session(sandbox, c.id), c) for c in contexts]
+
+
+@router.delete("/contexts/{context_id}")
+async def remove_context(context_id: str, sandbox: Sandbox, state: State) -> Response:
+    await state.e2b.remove_context(sandbox, context_id)
+    return Response(status_code=200)
+
+
+@router.post("/contexts/{context_id}/restart")
+async def restart_context(context_id: str, sandbox: Sandbox, state: State) -> Response:
+    await state.e2b.restart_context(sandbox, context_id)
+    return Response(status_code=200)
+
+
+def _check_language(language: str | None) -> None:
+    if language is not None and language.lower() not in LANGUAGES:
+        raise BadParameter(f"lci runs Python only, not {language!r}", "language")
+
+
+def _context(session: Session, context: Context) -> dict[str, str]:
+    return {"id": context.id, "language": "python", "cwd": session.info().workdir}
+
+
+async def _run(session: Session, code: str, env: dict[str, str]) -> AsyncIterator[str]:
+    """The execution's lines as they happen. Cancelled (the client went away), the cell is
+    interrupted as every other lci execution is."""
+    queue: asyncio.Queue[OutputItem] = asyncio.Queue()
+    run = asyncio.ensure_future(_execute(session, code, env, queue))
+    main_result_sent = False
+    try:
+        while items := await _next_batch(queue, run):
+            for item in _merged(items):
+                main_result_sent |= isinstance(item, ResultOutput)
+                yield ndjson.item_line(item)
+        try:
+            execution = run.result()
+        except LCIError as exc:
+            yield ndjson.line(
+                {"type": "error", "name": exc.code, "value": exc.message, "traceback": ""}
+            )
+            yield ndjson.line({"type": "unexpected_end_of_execution"})
+            return
+        if execution.result is not None and not main_result_sent:
+            yield ndjson.line(ndjson.result(execution.result))
+        if execution.error is not None:
+            yield ndjson.error_line(execution.error)
+        yield ndjson.end_lines(session.executions)
+    finally:
+        if not run.done():
+            run.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait({run})
+
+
+async def _next_batch(
+    queue: asyncio.Queue[OutputItem], run: asyncio.Future[Execution]
+) -> list[OutputItem]:
+    """The output items there are, waiting for one if there are none; [] once the run ended and
+    everything was taken. A piece of a line is held back briefly for the rest of its line."""
+    items: list[OutputItem] = []
+    while True:
+        while not queue.empty():
+            items.append(queue.get_nowait())
+        if items and not _partial_line(items[-1]):
+            return items
+        if run.done():
+            return items
+        getter = asyncio.ensure_future(queue.get())
+        timeout = PARTIAL_LINE_WAIT_S if items else None
+        waited: set[asyncio.Future[Any]] = {getter, run}
+        await asyncio.wait(waited, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if getter.done():
+            items.append(getter.result())
+        else:
+            getter.cancel()
+            if items:
+                return items
+
+
+def _partial_line(item: OutputItem) -> bool:
+    return isinstance(item, StreamOutput) and not item.text.endswith("\n")
+
+
+def _merged(items: list[OutputItem]) -> list[OutputItem]:
+    """Adjacent pieces of one stream as one message: `print` writes the text and its newline
+    separately, and Jupyter (whose messages E2B forwards) would have sent them as one."""
+    merged: list[OutputItem] = []
+    for item in items:
+        last = merged[-1] if merged else None
+        if (
+            isinstance(item, StreamOutput)
+            and isinstance(last, StreamOutput)
+            and last.name == item.name
+        ):
+            merged[-1] = StreamOutput(name=item.name, text=last.text + item.text)
+        else:
+            merged.append(item)
+    return merged
+
+
+async def _execute(
+    session: Session, code: str, env: dict[str, str], queue: asyncio.Queue[OutputItem]
+) -> Execution:
+    if not env:
+        return await session.execute(code, wait=True, on_output=queue.put_nowait)
+    await session.execute(_SET_ENV.format(env=json.dumps(env)), wait=True)
+    try:
+        return await session.execute(code, wait=True, on_output=queue.put_nowait)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await session.execute(_RESTORE_ENV, wait=True)
+
+
+# Run as cells of their own around the user's cell, so its output and last value stay its own.
+_SET_ENV = """\
+import os as _lci_os, json as _lci_json
+_lci_env = _lci_json.loads({env!r})
+_lci_saved_env = {{k: _lci_os.environ.get(k) for k in _lci_env}}
+_lci_os.environ.update(_lci_env)
+del _lci_env, _lci_json
+"""
+_RESTORE_ENV = """\
+for _lci_k, _lci_v in _lci_saved_env.items():
+    if _lci_v is None:
+        _lci_os.environ.pop(_lci_k, None)
+    else:
+        _lci_os.environ[_lci_k] = _lci_v
+del _lci_saved_env, _lci_os, _lci_k, _lci_v
+"""

@@ -1,0 +1,218 @@
+"""E2B's control plane (what `E2B_API_URL` points at): create, get, list, kill, set timeout and
+connect sandboxes. The gate checks the API key (E2B's SDKs send it as `X-API-Key`).
+
+    POST   /v2/sandboxes  (and /sandboxes)      create: templateID, timeout, metadata, envVars
+    GET    /v2/sandboxes  (and /sandboxes)      list, filtered by metadata
+    GET    /sandboxes/{id}                      one sandbox's details
+    DELETE /sandboxes/{id}                      kill
+    POST   /sandboxes/{id}/timeout              set the timeout (seconds from now)
+    POST   /v2/sandboxes/{id}/connect (and v1)  connect: the timeout only ever grows
+    GET    /sandboxes/{id}/metrics              [] (lci keeps none)
+    POST   /sandboxes/{id}/pause, /resume, /fork, /snapshots; GET .../logs   501: not supported
+
+Field names follow E2B's OpenAPI document (camelCase, `templateID`, `sandboxID`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, unquote
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.errors import BadParameter, NotImplementedHere
+from engine.models import Limits, SessionSpec
+from engine.server.e2b.registry import E2BSandbox, E2BSandboxes
+from engine.server.state import Owner, ServerState, State
+
+# Out of lci's OpenAPI document: the wire is E2B's, described by E2B's own document.
+router = APIRouter(tags=["E2B sandboxes"], include_in_schema=False)
+
+ENVD_VERSION = "0.5.7"  # octet-stream uploads; not file metadata (0.6.2), which lci does not keep
+CLIENT_ID = "lci"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class NewSandbox(BaseModel):
+    """E2B's `NewSandboxV2`. Fields lci cannot honour are refused when set, not ignored."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    template_id: str = Field("base", alias="templateID")
+    timeout: int | None = None
+    metadata: dict[str, str] | None = None
+    env_vars: dict[str, str] | None = Field(None, alias="envVars")
+    allow_internet_access: bool | None = None
+    auto_pause: bool | None = Field(None, alias="autoPause")
+    mcp: dict[str, Any] | None = None
+    network: dict[str, Any] | None = None
+    volume_mounts: list[Any] | None = Field(None, alias="volumeMounts")
+
+
+class TimeoutBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    timeout: int | None = None
+
+
+def _registry(state: ServerState) -> E2BSandboxes:
+    return state.e2b
+
+
+@router.post("/v2/sandboxes", status_code=201)
+@router.post("/sandboxes", status_code=201)
+async def create_sandbox(body: NewSandbox, state: State, owner: Owner) -> dict[str, Any]:
+    """Start a sandbox (an lci session) and return the tokens that address it."""
+    _refuse_unsupported(body)
+    envs = body.env_vars or {}
+    for name, value in envs.items():
+        if not _ENV_NAME.match(name) or "\x00" in value:
+            raise BadParameter(f"invalid environment variable {name!r}", "envVars")
+    limits = state.settings.limits
+    if body.allow_internet_access is not None:
+        limits = Limits.model_validate(
+            {**limits.model_dump(), "network": body.allow_internet_access}
+        )
+    spec = SessionSpec(backend=state.settings.backend, limits=limits, env=envs)
+    sandbox = await _registry(state).create(
+        spec,
+        template=body.template_id,
+        metadata=body.metadata or {},
+        timeout_s=body.timeout,
+        owner=owner,
+    )
+    return _created(sandbox)
+
+
+@router.get("/v2/sandboxes")
+@router.get("/sandboxes")
+async def list_sandboxes(
+    state: State,
+    owner: Owner,
+    metadata: Annotated[str | None, Query()] = None,
+    state_filter: Annotated[str | None, Query(alias="state")] = None,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+) -> list[dict[str, Any]]:
+    """Running sandboxes (lci has no paused ones), filtered by `metadata` (`k=v&k2=v2`)."""
+    if state_filter is not None and "running" not in state_filter.split(","):
+        return []
+    wanted = {unquote(k): unquote(v) for k, v in parse_qsl(metadata or "")}
+    found = [
+        _listed(s)
+        for s in _registry(state).list(owner)
+        if all(s.metadata.get(k) == v for k, v in wanted.items())
+    ]
+    return found[:limit] if limit else found
+
+
+@router.get("/sandboxes/{sandbox_id}")
+async def get_sandbox(sandbox_id: str, state: State, owner: Owner) -> dict[str, Any]:
+    sandbox = _registry(state).get(sandbox_id, owner)
+    return {
+        **_listed(sandbox),
+        "envdAccessToken": sandbox.token,
+        "domain": None,
+        "allowInternetAccess": sandbox.spec.limits.network,
+    }
+
+
+@router.delete("/sandboxes/{sandbox_id}", status_code=204)
+async def kill_sandbox(sandbox_id: str, state: State, owner: Owner) -> Response:
+    registry = _registry(state)
+    registry.get(sandbox_id, owner)
+    await registry.kill(sandbox_id)
+    return Response(status_code=204)
+
+
+@router.post("/sandboxes/{sandbox_id}/timeout", status_code=204)
+async def set_timeout(sandbox_id: str, body: TimeoutBody, state: State, owner: Owner) -> Response:
+    registry = _registry(state)
+    if body.timeout is None:
+        raise BadParameter("timeout is required", "timeout")
+    registry.set_timeout(registry.get(sandbox_id, owner), body.timeout, only_extend=False)
+    return Response(status_code=204)
+
+
+@router.post("/v2/sandboxes/{sandbox_id}/connect")
+@router.post("/sandboxes/{sandbox_id}/connect")
+async def connect_sandbox(
+    sandbox_id: str, state: State, owner: Owner, body: TimeoutBody | None = None
+) -> JSONResponse:
+    """A running sandbox's tokens again; a longer timeout extends it (a shorter one does not)."""
+    registry = _registry(state)
+    sandbox = registry.get(sandbox_id, owner)
+    if body is not None and body.timeout is not None:
+        registry.set_timeout(sandbox, body.timeout, only_extend=True)
+    return JSONResponse(_created(sandbox), status_code=200)
+
+
+@router.get("/sandboxes/{sandbox_id}/metrics")
+async def metrics(sandbox_id: str, state: State, owner: Owner) -> list[dict[str, Any]]:
+    """lci keeps no metrics history: an empty list, not an error."""
+    _registry(state).get(sandbox_id, owner)
+    return []
+
+
+@router.get("/sandboxes/{sandbox_id}/{what}")
+@router.get("/v2/sandboxes/{sandbox_id}/{what}")
+async def unsupported_view(sandbox_id: str, what: str, state: State, owner: Owner) -> Response:
+    _registry(state).get(sandbox_id, owner)
+    raise NotImplementedHere(f"lci does not keep sandbox {what!r}")
+
+
+@router.post("/sandboxes/{sandbox_id}/{action}")
+async def unsupported_action(sandbox_id: str, action: str, state: State, owner: Owner) -> Response:
+    _registry(state).get(sandbox_id, owner)
+    raise NotImplementedHere(
+        f"lci does not support {action!r} for sandboxes: they run until killed or timed out"
+    )
+
+
+def _refuse_unsupported(body: NewSandbox) -> None:
+    unsupported = {
+        "autoPause": bool(body.auto_pause),
+        "mcp": bool(body.mcp),
+        "network": bool(body.network),
+        "volumeMounts": bool(body.volume_mounts),
+    }
+    for name, requested in unsupported.items():
+        if requested:
+            raise NotImplementedHere(f"lci does not support the sandbox option {name!r}")
+
+
+def _created(sandbox: E2BSandbox) -> dict[str, Any]:
+    return {
+        "templateID": sandbox.template,
+        "sandboxID": sandbox.id,
+        "clientID": CLIENT_ID,
+        "envdVersion": ENVD_VERSION,
+        "envdAccessToken": sandbox.token,
+        "trafficAccessToken": sandbox.token,
+        "domain": None,
+    }
+
+
+def _listed(sandbox: E2BSandbox) -> dict[str, Any]:
+    limits = sandbox.spec.limits
+    return {
+        "templateID": sandbox.template,
+        "sandboxID": sandbox.id,
+        "clientID": CLIENT_ID,
+        "startedAt": _iso(sandbox.started_at),
+        "endAt": _iso(sandbox.end_at),
+        "cpuCount": int(limits.cpus or os.cpu_count() or 1),
+        "memoryMB": limits.memory_mb,
+        "diskSizeMB": limits.disk_mb,
+        "state": "running",
+        "envdVersion": ENVD_VERSION,
+        "metadata": sandbox.metadata,
+    }
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,92 @@
+"""How a request reaches one E2B sandbox, and who may send it.
+
+E2B's SDKs send every sandbox-addressed request (code interpreter `/execute`, `/contexts`, envd
+`/files`, `/health`, connect-rpc) to `E2B_SANDBOX_URL` with an `E2b-Sandbox-Id` header; the path
+alone does not say it is meant for a sandbox (`/health` is also lci's own). `SandboxRouting` moves
+every request that carries the header under `PREFIX`, where only the sandbox routes live, so such
+a request can reach nothing else. The gate delegates `PREFIX` to `sandbox_of`, which every route
+there depends on: the sandbox must exist, and the request must carry its token (`X-Access-Token`,
+or `E2B-Traffic-Access-Token` on the code-interpreter calls that send only that one).
+
+The SDKs' debug mode (`E2B_DEBUG=true`) never calls the control plane and addresses a sandbox
+named `debug_sandbox_id` without any token: lci starts that one on first use, and only when it
+runs without an API key (there is nothing to check it against).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from engine.errors import SandboxNotFound, SandboxNotRunning, Unauthorized
+from engine.models import SessionSpec
+from engine.server.auth import ANONYMOUS
+from engine.server.e2b.registry import MAX_TIMEOUT_S, E2BSandbox
+from engine.server.state import ServerState, get_state
+
+PREFIX = "/e2b-sandbox"
+SANDBOX_HEADER = "e2b-sandbox-id"
+DEBUG_SANDBOX_ID = "debug_sandbox_id"
+_TOKEN_HEADERS = ("x-access-token", "e2b-traffic-access-token")
+
+
+class SandboxRouting:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if SANDBOX_HEADER in Headers(scope=scope):
+                raw: bytes = scope.get("raw_path") or path.encode()
+                scope = {**scope, "path": PREFIX + path, "raw_path": PREFIX.encode() + raw}
+            elif path == PREFIX or path.startswith(PREFIX + "/"):
+                # Not addressed to a sandbox: it must not reach the sandbox routes either.
+                scope = {**scope, "path": "/not-found" + path, "raw_path": b"/not-found"}
+        await self.app(scope, receive, send)
+
+
+async def sandbox_of(request: Request) -> E2BSandbox:
+    """The sandbox a data-plane request addresses, once its token is checked."""
+    state = get_state(request)
+    sandbox_id = request.headers.get(SANDBOX_HEADER, "")
+    try:
+        sandbox = state.e2b.get(sandbox_id)
+    except SandboxNotFound:
+        if sandbox_id != DEBUG_SANDBOX_ID or _keyed(state):
+            raise SandboxNotRunning(f"The sandbox {sandbox_id} was not found") from None
+        return await _debug_sandbox(request)
+    if sandbox_id == DEBUG_SANDBOX_ID and not _keyed(state):
+        return sandbox
+    presented = [request.headers.get(name, "") for name in _TOKEN_HEADERS]
+    if not any(secrets.compare_digest(t.encode(), sandbox.token.encode()) for t in presented):
+        raise Unauthorized(f"missing or invalid access token for sandbox {sandbox_id}")
+    return sandbox
+
+
+async def _debug_sandbox(request: Request) -> E2BSandbox:
+    state = get_state(request)
+    spec = SessionSpec(backend=state.settings.backend, limits=state.settings.limits)
+    async with state.e2b.debug_lock:
+        try:
+            return state.e2b.get(DEBUG_SANDBOX_ID)
+        except SandboxNotFound:
+            return await state.e2b.create(
+                spec,
+                template="debug",
+                metadata={},
+                timeout_s=MAX_TIMEOUT_S,  # debug mode never sets one
+                owner=ANONYMOUS,
+                sandbox_id=DEBUG_SANDBOX_ID,
+            )
+
+
+def _keyed(state: ServerState) -> bool:
+    return bool(state.settings.api_key or state.settings.api_key_file)
+
+
+Sandbox = Annotated[E2BSandbox, Depends(sandbox_of)]
