@@ -228,14 +228,6 @@ class Session:
                     self.state = SessionState.IDLE
         return callbacks.finished(execution)
 
-    async def restart(self) -> None:
-        """A fresh interpreter: the namespace is lost, the working directory and its files are
-        kept. Waits for a running execution to finish first."""
-        self._check_open()
-        async with self._lock:
-            self._check_open()
-            await self._recover()
-
     async def _recover(self) -> None:
         self.restarts += 1
         await self._replace_sandbox()
