@@ -200,9 +200,11 @@ def fetch(root: str, path: str, max_bytes: int, out: ChunkWriter) -> None:
         member.size, member.mtime, member.mode = info.st_size, int(info.st_mtime), 0o600
         # The size is fixed in the header: a file that shrinks meanwhile makes tarfile fail,
         # and the engine then sees a truncated archive and the error.
-        with tarfile.open(
-            fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK
-        ) as archive:  # type: ignore[call-overload]
+        # Whole chunks in and out: tarfile's stream buffer grows by concatenation, so small
+        # copies into a large buffer would cost a copy of the buffer each.
+        with tarfile.open(  # type: ignore[call-overload]
+            fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK, copybufsize=CHUNK
+        ) as archive:
             archive.addfile(member, source)
 
 
