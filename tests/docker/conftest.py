@@ -91,8 +91,15 @@ def keepers_of(client: docker.DockerClient, session: Session) -> list[Any]:
 
 
 def labelled(client: docker.DockerClient, label: str, keepers: bool = False) -> list[Any]:
-    """Containers carrying `label`: the sandboxes, or (`keepers`) the keepers."""
-    found: list[Any] = client.containers.list(all=True, filters={"label": label})
+    """Containers carrying `label`: the sandboxes, or (`keepers`) the keepers. Other engines on
+    the machine come and go meanwhile: a container removed between listing and looking at it is
+    not an error."""
+    found = []
+    for sparse in client.containers.list(all=True, filters={"label": label}, sparse=True):
+        try:
+            found.append(client.containers.get(sparse.id))
+        except docker.errors.NotFound:
+            continue
     return [c for c in found if (c.labels.get("lci.role") == "keeper") == keepers]
 
 
