@@ -159,6 +159,15 @@ async def test_daemon_dying_mid_session_is_a_specific_error(
     proxy = DaemonProxy(tmp_path / "docker.sock")
     await proxy.start()
     monkeypatch.setenv("DOCKER_HOST", f"unix://{proxy.path}")
+    try:
+        await _lose_and_regain_the_daemon(docker_settings, docker_client, proxy)
+    finally:
+        await proxy.die()  # its sockets are closed whatever failed
+
+
+async def _lose_and_regain_the_daemon(
+    docker_settings: Settings, docker_client: docker.DockerClient, proxy: DaemonProxy
+) -> None:
     async with SessionManager(docker_settings) as manager:
         session = await manager.create(SessionSpec(backend=DOCKER, limits=TEST_LIMITS))
         bystander = await manager.create(SessionSpec(limits=TEST_LIMITS))  # subprocess backend
@@ -174,12 +183,12 @@ async def test_daemon_dying_mid_session_is_a_specific_error(
         with pytest.raises(BackendUnavailable, match="Docker daemon"):
             await session.execute("3 + 3")
         for file_operation in (
-            session.list_files(),
-            session.read_file("x"),
-            session.write_file("x", b"x"),
+            session.list_files,
+            lambda: session.read_file("x"),
+            lambda: session.write_file("x", b"x"),
         ):
             with pytest.raises(BackendUnavailable, match="Docker daemon"):
-                await file_operation
+                await file_operation()
         assert (await bystander.execute("4 + 4")).result_text == "8"
         # The daemon comes back: the session starts a fresh container and carries on.
         await proxy.start()
@@ -187,4 +196,3 @@ async def test_daemon_dying_mid_session_is_a_specific_error(
         backend = await manager.backend(DOCKER)
         assert isinstance(backend, DockerBackend)
     assert labelled(docker_client, f"lci.backend={backend.backend_id}") == []
-    await proxy.die()

@@ -63,7 +63,9 @@ def run_suite(argv: list[str], env: dict[str, str]) -> None:
         timeout=SUITE_TIMEOUT_S,
         check=False,
     )
-    tail = "\n".join((result.stdout + result.stderr).splitlines()[-60:])
+    lines = (result.stdout + result.stderr).splitlines()
+    summary = [line for line in lines if line.startswith(("FAILED", "ERROR")) or " passed" in line]
+    tail = "\n".join([*lines[-40:], *summary])
     assert result.returncode == 0, f"the docker suite failed in this set-up:\n{tail}"
     assert " passed" in tail and "skipped" not in tail.split(" passed")[-1], tail
 
