@@ -51,6 +51,12 @@ def targets(results: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
     if "docker" in results:
         value = results["docker"]["docker_pool_claim"]["p50_ms"]
         rows.append(("docker session from the warm pool, p50 (ms)", value, "< 10", value < 10))
+        for name, value in results["docker"]["ratios"].items():
+            if name.startswith("docker_vs_host_dir_"):
+                what = name.removeprefix("docker_vs_host_dir_").removesuffix("_p50")
+                rows.append(
+                    (f"docker file {what} / host directory, p50", value, "<= 3", value <= 3)
+                )
     return rows
 
 
@@ -87,7 +93,7 @@ def print_summary(results: dict[str, Any]) -> None:
         print(f"  {name:<20} USS {stats['uss_mib']:>6.1f}   RSS {stats['rss_mib']:>6.1f}")
     if "docker" in results:
         print("\nDocker backend (ms)" + " " * 42 + "p50       p99")
-        for name in docker_bench.FIGURES:
+        for name in (*docker_bench.FIGURES, *docker_bench.TRANSFERS):
             stats = results["docker"][name]
             print(f"  {name:<56} {stats['p50_ms']:>8.2f}  {stats['p99_ms']:>8.2f}")
         for label, key in docker_bench.MEMORY:

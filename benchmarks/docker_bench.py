@@ -1,12 +1,14 @@
 """Docker backend: session start cold and from the warm pool (each also with numpy, pandas and
 matplotlib imported, which pooled containers do while they wait), warm `1+1` round trip, idle memory
-per container; next to the subprocess backend's warm round trip and a bare `docker run --rm IMAGE
+per container, and 1 MiB and 50 MiB uploads and downloads through the session API (which go through
+the daemon); next to the subprocess backend's warm round trip and file transfers (a host directory,
+as the docker backend's workdir was before it became a volume) and a bare `docker run --rm IMAGE
 python3 -c pass`, all measured in the same run.
 
     python -m benchmarks.docker_bench [--quick]
 
 Targets: warm round trip within 3x the subprocess backend's, pool claim p50 within 10 ms, cold start
-no slower than the bare `docker run`.
+no slower than the bare `docker run`, file transfers within 3x the host directory's.
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ FIGURES = (
     "docker_cold_start",
     "docker_cold_start_with_imports",
     "bare_docker_run_python3",
+)
+TRANSFER_SIZES = {"1MiB": MIB, "50MiB": 50 * MIB}
+TRANSFERS = tuple(
+    f"{backend}_{way}_{size}"
+    for size in TRANSFER_SIZES
+    for way in ("upload", "download")
+    for backend in ("subprocess", "docker")
 )
 MEMORY = (
     ("idle container memory", "idle_container_memory"),
@@ -134,6 +143,33 @@ async def round_trips(settings: Settings, count: int) -> dict[str, Any]:
     return {"samples": samples, "memory": memory}
 
 
+async def file_transfers(settings: Settings, count: int) -> dict[str, list[float]]:
+    """Uploads and downloads of 1 MiB and 50 MiB through the session API, on a docker and a
+    subprocess session in turn (alternating, so both see the same machine)."""
+    limits = settings.limits.model_copy(update={"disk_mb": 256})
+    samples: dict[str, list[float]] = {name: [] for name in TRANSFERS}
+    async with SessionManager(settings.model_copy(update={"docker_warm_pool": 0})) as manager:
+        sessions = {
+            backend: await manager.create(SessionSpec(backend=BackendName(backend), limits=limits))
+            for backend in ("docker", "subprocess")
+        }
+        for size_name, size in TRANSFER_SIZES.items():
+            data = os.urandom(size)
+            for i in range(count + 1):
+                for backend, session in sessions.items():
+                    started = time.perf_counter()
+                    await session.write_file(f"blob-{i % 2}", data)
+                    uploaded = time.perf_counter()
+                    back = await session.read_file(f"blob-{i % 2}", max_bytes=size)
+                    downloaded = time.perf_counter()
+                    assert back == data
+                    if i:  # the first round warms up
+                        samples[f"{backend}_upload_{size_name}"].append(uploaded - started)
+                        samples[f"{backend}_download_{size_name}"].append(downloaded - uploaded)
+            progress(f"file transfers of {size_name}: {count} each way")
+    return samples
+
+
 async def timed_execute(session: Session) -> float:
     started = time.perf_counter()
     result = await session.execute("1+1")
@@ -169,7 +205,14 @@ def container_memory(session: Session) -> dict[str, float]:
 
 def report(measured: dict[str, Any]) -> dict[str, Any]:
     figures = {name: summarize(samples) for name, samples in measured["samples"].items()}
+    transfer_ratios = {
+        f"docker_vs_host_dir_{way}_{size}_p50": figures[f"docker_{way}_{size}"]["p50_ms"]
+        / figures[f"subprocess_{way}_{size}"]["p50_ms"]
+        for size in TRANSFER_SIZES
+        for way in ("upload", "download")
+    }
     ratios = {
+        **transfer_ratios,
         "docker_vs_subprocess_round_trip_p50": figures["docker_round_trip_1plus1"]["p50_ms"]
         / figures["subprocess_round_trip_1plus1"]["p50_ms"],
         "cold_start_vs_bare_docker_run_p50": figures["docker_cold_start"]["p50_ms"]
@@ -184,17 +227,19 @@ def report(measured: dict[str, Any]) -> dict[str, Any]:
             "docker_vs_subprocess_round_trip_p50": "<= 3",
             "pool_claim_p50_ms": "<= 10",
             "cold_start_vs_bare_docker_run_p50": "<= 1",
+            "docker_vs_host_dir_transfers_p50": "<= 3",
         },
         "met": {
             "round_trip": ratios["docker_vs_subprocess_round_trip_p50"] <= 3,
             "pool_claim": figures["docker_pool_claim"]["p50_ms"] <= 10,
             "cold_start": ratios["cold_start_vs_bare_docker_run_p50"] <= 1,
+            "file_transfers": all(ratio <= 3 for ratio in transfer_ratios.values()),
         },
     }
 
 
 def print_figures(results: dict[str, Any], path: Path) -> None:
-    for name in FIGURES:
+    for name in (*FIGURES, *TRANSFERS):
         figure = results[name]
         print(f"{name:32} p50 {figure['p50_ms']:9.3f} ms  p99 {figure['p99_ms']:9.3f} ms")
     for label, key in MEMORY:
@@ -212,12 +257,22 @@ def print_figures(results: dict[str, Any], path: Path) -> None:
         f"run {ratios['cold_start_vs_bare_docker_run_p50']:.2f}x (target <= 1: "
         f"{'met' if met['cold_start'] else 'MISSED'})"
     )
+    transfers = ", ".join(
+        f"{name.removeprefix('docker_vs_host_dir_').removesuffix('_p50')} {ratio:.2f}x"
+        for name, ratio in ratios.items()
+        if name.startswith("docker_vs_host_dir_")
+    )
+    print(
+        f"docker/host directory file transfers: {transfers} "
+        f"(target <= 3x: {'met' if met['file_transfers'] else 'MISSED'})"
+    )
     print(f"results: {path} (+ .png)")
 
 
 async def measure(settings: Settings, quick: bool) -> dict[str, Any]:
-    count, n_starts, n_claims = (300, 5, 20) if quick else (3000, 20, 100)
+    count, n_starts, n_claims, n_files = (300, 5, 20, 3) if quick else (3000, 20, 100, 20)
     trips = await round_trips(settings, count)
+    transfers = await file_transfers(settings, n_files)
     started = await starts(settings, n_starts)
     claimed = await claims(settings, n_claims)
     samples = {
@@ -228,6 +283,7 @@ async def measure(settings: Settings, quick: bool) -> dict[str, Any]:
         "docker_cold_start": started["cold"],
         "docker_cold_start_with_imports": started["cold_imports"],
         "bare_docker_run_python3": started["bare"],
+        **transfers,
     }
     return {"samples": samples, "memory": trips["memory"], "pooled_memory": claimed["memory"]}
 
@@ -247,6 +303,7 @@ def main() -> None:
         "docker cold start (p50)": results["docker_cold_start"]["p50_ms"],
         "docker cold start + imports (p50)": results["docker_cold_start_with_imports"]["p50_ms"],
         "bare docker run python3 (p50)": results["bare_docker_run_python3"]["p50_ms"],
+        **{f"{name} (p50)": results[name]["p50_ms"] for name in TRANSFERS},
     }
     path = save("docker_backend", results, bars, "milliseconds (log scale)")
     print_figures(results, path)

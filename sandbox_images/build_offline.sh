@@ -8,8 +8,10 @@
 # finish.Dockerfile (whose FROM is that local image, so `docker build` stays
 # offline). Root is required (debootstrap, chroot).
 #
-# Nothing is built when IMAGE already carries the lci.build_hash label of this
-# script and finish.Dockerfile and the requested lci.agent_protocol.
+# The agent (LCI_AGENT_SOURCE) is built into the image at /opt/lci-agent, and
+# its digest is the lci.agent_digest label. Nothing is built when IMAGE already
+# carries the lci.build_hash label of this script and finish.Dockerfile, the
+# requested lci.agent_protocol and the agent's digest.
 #   --force     rebuild the image anyway (reusing the cached rootfs)
 #   --no-cache  also debootstrap again (picks up Debian updates; the
 #               downloaded .debs stay cached)
@@ -19,6 +21,7 @@
 # Environment:
 #   LCI_DOCKER_IMAGE      image name when no IMAGE argument is given (lci-sandbox:latest)
 #   LCI_AGENT_PROTOCOL    value of the lci.agent_protocol label (1)
+#   LCI_AGENT_SOURCE      the agent's source directory (engine/agent beside this folder)
 #   LCI_IMAGE_CACHE       cache directory for the rootfs tarball and .debs (/var/cache/lci-image)
 #   LCI_DEBIAN_MIRROR     Debian mirror (default: the one in /etc/apt/sources*)
 #   LCI_DEBIAN_SECURITY_MIRROR  Debian security mirror (default: likewise)
@@ -77,6 +80,7 @@ while (($#)); do
 done
 IMAGE="${IMAGE:-${LCI_DOCKER_IMAGE:-lci-sandbox:latest}}"
 AGENT_PROTOCOL="${LCI_AGENT_PROTOCOL:-1}"
+AGENT_SOURCE="${LCI_AGENT_SOURCE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/engine/agent}"
 CACHE_DIR="${LCI_IMAGE_CACHE:-/var/cache/lci-image}"
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -165,11 +169,21 @@ docker info >/dev/null 2>&1 || die "no Docker daemon answers (run .ci/setup_dock
 
 BUILD_HASH="$(cat "${BASH_SOURCE[0]}" "$DOCKERFILE" | sha256sum | cut -c1-32)"
 readonly BUILD_HASH
+[[ -f "$AGENT_SOURCE/kernel.py" ]] || die "no agent in $AGENT_SOURCE (set LCI_AGENT_SOURCE)"
+# The same digest as engine.core.agent_files.agent_digest: sha256 over name, NUL,
+# content of each *.py in name order; the first 16 hex digits.
+AGENT_DIGEST="$(python3 -c '
+import hashlib, pathlib, sys
+digest = hashlib.sha256()
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*.py")):
+    digest.update(path.name.encode() + b"\0" + path.read_bytes())
+print(digest.hexdigest()[:16])' "$AGENT_SOURCE")"
+readonly AGENT_DIGEST
 
 step "checking $IMAGE"
-current="$(docker image inspect -f '{{index .Config.Labels "lci.build_hash"}} {{index .Config.Labels "lci.agent_protocol"}}' "$IMAGE" 2>/dev/null || true)"
-if ((!FORCE)) && [[ "$current" == "$BUILD_HASH $AGENT_PROTOCOL" ]]; then
-    echo "    $IMAGE is up to date (build hash $BUILD_HASH, agent protocol $AGENT_PROTOCOL); --force rebuilds"
+current="$(docker image inspect -f '{{index .Config.Labels "lci.build_hash"}} {{index .Config.Labels "lci.agent_protocol"}} {{index .Config.Labels "lci.agent_digest"}}' "$IMAGE" 2>/dev/null || true)"
+if ((!FORCE)) && [[ "$current" == "$BUILD_HASH $AGENT_PROTOCOL $AGENT_DIGEST" ]]; then
+    echo "    $IMAGE is up to date (build hash $BUILD_HASH, agent protocol $AGENT_PROTOCOL, agent $AGENT_DIGEST); --force rebuilds"
     exit 0
 fi
 OLD_IMAGE_ID="$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
@@ -326,9 +340,14 @@ step "docker build $IMAGE from finish.Dockerfile"
 ctx="$WORK/context"
 mkdir "$ctx"
 cp "$DOCKERFILE" "$ctx/Dockerfile"
+mkdir "$ctx/lci_agent"
+cp "$AGENT_SOURCE"/*.py "$ctx/lci_agent/"
+chmod 0755 "$ctx/lci_agent"
+chmod 0644 "$ctx/lci_agent"/*.py
 run_logged "$LOG" docker build --network none \
     --build-arg "BASE_IMAGE=$BASE_IMAGE" \
     --build-arg "LCI_AGENT_PROTOCOL=$AGENT_PROTOCOL" \
+    --build-arg "LCI_AGENT_DIGEST=$AGENT_DIGEST" \
     --build-arg "LCI_BUILD_HASH=$BUILD_HASH" \
     -t "$IMAGE" "$ctx"
 

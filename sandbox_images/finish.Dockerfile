@@ -7,6 +7,7 @@ ARG BASE_IMAGE=lci-sandbox-rootfs:latest
 FROM ${BASE_IMAGE}
 
 ARG LCI_AGENT_PROTOCOL=1
+ARG LCI_AGENT_DIGEST=unknown
 ARG LCI_BUILD_HASH=unknown
 
 ENV LANG=C.UTF-8 \
@@ -15,6 +16,10 @@ ENV LANG=C.UTF-8 \
     MPLBACKEND=Agg \
     MPLCONFIGDIR=/tmp/matplotlib \
     HOME=/workspace
+
+# The agent (build_offline.sh puts it in the context), read-only for the sandbox user.
+COPY lci_agent /opt/lci-agent/lci_agent
+RUN chmod -R a+rX,go-w /opt/lci-agent
 
 USER sandbox
 WORKDIR /workspace
@@ -27,6 +32,7 @@ RUN python3 -c "import matplotlib.pyplot" \
 
 LABEL lci.image="sandbox" \
       lci.agent_protocol="${LCI_AGENT_PROTOCOL}" \
+      lci.agent_digest="${LCI_AGENT_DIGEST}" \
       lci.build_hash="${LCI_BUILD_HASH}" \
       lci.build="offline" \
       org.opencontainers.image.title="lci sandbox" \

@@ -2,8 +2,9 @@
 
 With a container registry in reach it runs `docker build -f sandbox_images/Dockerfile`; without one
 (or without that Dockerfile) it runs `sandbox_images/build_offline.sh`, which needs only a Debian
-mirror. Both print their progress as they go. The image is labelled with the agent protocol version
-this engine speaks, which the docker backend checks before using it.
+mirror. Both print their progress as they go. The agent is built into the image at /opt/lci-agent, and the
+image is labelled with the agent protocol version this engine speaks (which the docker backend
+checks before using it) and the agent's digest (an image whose agent matches needs no agent volume).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import engine
 from engine.agent.protocol import PROTOCOL_VERSION
 from engine.cli.common import load_settings
+from engine.core.agent_files import agent_digest
 
 IMAGES_DIR = Path(engine.__file__).resolve().parent.parent / "sandbox_images"
 REGISTRY_PROBE = "https://registry-1.docker.io/v2/"
@@ -55,14 +57,15 @@ def image_exists(image: str) -> bool:
 
 
 def build_command(image: str, force: bool, offline: bool) -> list[str]:
-    """The command that builds `image`: `docker build` when it can reach a registry, else the
-    offline script."""
+    """The command that builds `image`: `docker build` when it can reach a registry (the source
+    checkout is its context, for the agent), else the offline script."""
     dockerfile = IMAGES_DIR / "Dockerfile"
     if not offline and dockerfile.is_file() and registry_reachable():
         command = ["docker", "build", "-f", str(dockerfile), "-t", image]
-        # Both Dockerfiles set the lci.agent_protocol label from this build argument.
+        # Both Dockerfiles set the lci.* labels from these build arguments.
         command += ["--build-arg", f"LCI_AGENT_PROTOCOL={PROTOCOL_VERSION}"]
-        return [*command, *(["--no-cache"] if force else []), str(IMAGES_DIR)]
+        command += ["--build-arg", f"LCI_AGENT_DIGEST={agent_digest()}"]
+        return [*command, *(["--no-cache"] if force else []), str(IMAGES_DIR.parent)]
     return ["bash", str(IMAGES_DIR / "build_offline.sh"), *(["--force"] if force else []), image]
 
 
@@ -77,10 +80,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.force and image_exists(image):
         print(f"{image} already exists (use --force to rebuild it)")
         return 0
+    # The offline script reads the label value, and where the agent is, from the environment.
+    env = {
+        **os.environ,
+        "LCI_AGENT_PROTOCOL": str(PROTOCOL_VERSION),
+        "LCI_AGENT_SOURCE": str(Path(engine.__file__).resolve().parent / "agent"),
+    }
     command = build_command(image, args.force, args.offline)
     print(f"building {image}: {' '.join(command)}", flush=True)
-    # The offline script reads the label value from the environment.
-    env = {**os.environ, "LCI_AGENT_PROTOCOL": str(PROTOCOL_VERSION)}
     result = subprocess.run(command, check=False, env=env)
     if result.returncode == 0:
         print(f"built {image}")

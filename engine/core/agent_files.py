@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import shutil
 import stat
+import tarfile
 from pathlib import Path
 
 import engine.agent
@@ -51,6 +53,28 @@ def _staged_digest(package: Path) -> str | None:
     return digest.hexdigest()[:16]
 
 
+def agent_digest() -> str:
+    """A digest of the agent's source: images with the agent built in carry it as a label
+    (`sandbox_images/build_offline.sh` computes the same)."""
+    return _digest()
+
+
+def agent_tar() -> bytes:
+    """The agent as a tar archive of `lci_agent/*.py` (root-owned, world-readable), for sandboxes
+    that get it through an API rather than a shared filesystem. A few hundred kilobytes."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        folder = tarfile.TarInfo(AGENT_PACKAGE)
+        folder.type, folder.mode = tarfile.DIRTYPE, 0o755
+        archive.addfile(folder)
+        for path in sorted(_SOURCE.glob("*.py")):
+            data = path.read_bytes()
+            member = tarfile.TarInfo(f"{AGENT_PACKAGE}/{path.name}")
+            member.size, member.mode = len(data), 0o644
+            archive.addfile(member, io.BytesIO(data))
+    return buffer.getvalue()
+
+
 def stage_agent(state_dir: Path) -> Path:
     """Copy the agent into `state_dir/agent-<digest>/lci_agent` (world-readable, owned by the engine's
     user, so sandboxes can read but never change it) and return the directory that contains it."""
@@ -83,12 +107,19 @@ def stage_agent(state_dir: Path) -> Path:
     return root
 
 
-def bootstrap_argv(python: str, agent_root: str, *agent_args: str) -> list[str]:
+def bootstrap_argv(
+    python: str, agent_root: str, *agent_args: str, module: str = "kernel"
+) -> list[str]:
     """`python -I -B -u -c ...`: isolated mode (no PYTHON* variables, no user site, no script or
     working directory on sys.path), so files the user writes cannot shadow modules. Only the
-    read-only agent directory is added to the path."""
+    read-only agent directory is added to the path. `module` is the agent module whose `main`
+    runs (the kernel, or the file helper)."""
     code = (
         f"import sys; sys.path.insert(0, {agent_root!r}); "
-        f"from {AGENT_PACKAGE}.kernel import main; main()"
+        f"from {AGENT_PACKAGE}.{module} import main; main()"
     )
     return [python, "-I", "-B", "-u", "-c", code, *agent_args]
+
+
+if __name__ == "__main__":  # `python3 -m engine.core.agent_files`: the digest, for image builds
+    print(agent_digest())

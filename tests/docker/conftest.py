@@ -31,7 +31,7 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 @pytest.fixture(scope="session", autouse=True)
 def no_leaked_containers() -> Iterator[None]:
-    """After the whole run, no container made by this test process is left (running or not)."""
+    """After the whole run, no container or volume made by this test process is left."""
     yield
     if docker_unavailable_reason(Settings()) is not None:
         return
@@ -39,6 +39,8 @@ def no_leaked_containers() -> Iterator[None]:
     try:
         left = client.containers.list(all=True, filters={"label": f"lci.owner={OWNER}"})
         assert not left, f"containers left behind: {[c.name for c in left]}"
+        volumes = client.volumes.list(filters={"label": f"lci.owner={OWNER}"})
+        assert not volumes, f"volumes left behind: {[v.name for v in volumes]}"
     finally:
         client.close()
 
@@ -79,13 +81,35 @@ async def docker_session(make_docker_session: Any) -> Session:
 
 
 def containers_of(client: docker.DockerClient, session: Session) -> list[Any]:
-    """The containers (running or not) labelled with this session."""
-    found: list[Any] = client.containers.list(
-        all=True, filters={"label": f"lci.session={session.id}"}
-    )
+    """The sandbox containers (running or not) labelled with this session."""
+    return labelled(client, f"lci.session={session.id}")
+
+
+def keepers_of(client: docker.DockerClient, session: Session) -> list[Any]:
+    """The keeper containers of this session: the ones holding its workdir volume."""
+    return labelled(client, f"lci.session={session.id}", keepers=True)
+
+
+def labelled(client: docker.DockerClient, label: str, keepers: bool = False) -> list[Any]:
+    """Containers carrying `label`: the sandboxes, or (`keepers`) the keepers. Other engines on
+    the machine come and go meanwhile: a container removed between listing and looking at it is
+    not an error."""
+    found = []
+    for sparse in client.containers.list(all=True, filters={"label": label}, sparse=True):
+        try:
+            found.append(client.containers.get(sparse.id))
+        except docker.errors.NotFound:
+            continue
+    return [c for c in found if (c.labels.get("lci.role") == "keeper") == keepers]
+
+
+def volumes_labelled(client: docker.DockerClient, label: str) -> list[Any]:
+    found: list[Any] = client.volumes.list(filters={"label": label})
     return found
 
 
-def labelled(client: docker.DockerClient, label: str) -> list[Any]:
-    found: list[Any] = client.containers.list(all=True, filters={"label": label})
-    return found
+def workdir_volume(container: Any) -> str:
+    """The name of the volume mounted at the container's /workspace."""
+    [mount] = [m for m in container.attrs["Mounts"] if m["Destination"] == "/workspace"]
+    assert mount["Type"] == "volume"
+    return str(mount["Name"])

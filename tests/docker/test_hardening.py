@@ -9,7 +9,7 @@ import pytest
 
 from engine.core.session import Session
 from tests.conftest import TEST_LIMITS
-from tests.docker.conftest import containers_of
+from tests.docker.conftest import containers_of, keepers_of, workdir_volume
 
 pytestmark = pytest.mark.docker
 MIB = 1 << 20
@@ -60,14 +60,31 @@ async def test_container_configuration_as_the_daemon_reports_it(
     assert host["IpcMode"] == "private"
     assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "1"}}
     assert "/tmp" in host["Tmpfs"] and "size=" in host["Tmpfs"]["/tmp"]
+    # Volumes only, nothing from the engine's filesystem: the workdir, and the agent unless
+    # the image has it built in.
     binds = {b.split(":")[1]: b for b in host["Binds"]}
-    assert binds["/opt/lci-agent"].endswith(":ro") and "/workspace" in binds
+    assert binds.keys() <= {"/workspace", "/opt/lci-agent"}
+    assert all(not b.startswith("/") for b in binds.values())
+    assert ":ro" in binds.get("/opt/lci-agent", ":ro")
+    volume = docker_client.volumes.get(workdir_volume(container))
+    assert volume.attrs["Options"]["type"] == "tmpfs"
+    assert f"size={TEST_LIMITS.disk_mb}m" in volume.attrs["Options"]["o"]
+    assert volume.attrs["Labels"]["lci.session"] == docker_session.id
     ulimits = {u["Name"]: u for u in host["Ulimits"]}
     assert ulimits["core"]["Hard"] == 0
     assert ulimits["fsize"]["Hard"] == TEST_LIMITS.disk_mb * MIB
     assert config["User"] == "1000:1000"
     assert config["Labels"]["lci.session"] == docker_session.id
     assert config["Labels"]["lci.owner"].count(".") == 1  # "<pid>.<start time>"
+    # The keeper that holds the volume is hardened the same way, with small limits.
+    [keeper] = keepers_of(docker_client, docker_session)
+    keeper_host = keeper.attrs["HostConfig"]
+    assert keeper_host["CapDrop"] == ["ALL"] and keeper_host["ReadonlyRootfs"] is True
+    assert "no-new-privileges:true" in keeper_host["SecurityOpt"]
+    assert keeper_host["NetworkMode"] == "none" and keeper.attrs["Config"]["User"] == "1000:1000"
+    assert 0 < keeper_host["PidsLimit"] <= 16
+    assert keeper_host["Memory"] == (64 + TEST_LIMITS.disk_mb) * MIB
+    assert workdir_volume(keeper) == volume.name
 
 
 async def test_confinement_seen_from_inside(docker_session: Session) -> None:

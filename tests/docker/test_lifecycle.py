@@ -3,6 +3,8 @@ shutdown, and the errors when Docker is not there."""
 
 from __future__ import annotations
 
+import io
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,21 +13,28 @@ import docker
 import pytest
 
 from engine.config import Settings
+from engine.core.agent_files import agent_digest, agent_tar
 from engine.core.backends.docker.backend import DockerBackend
 from engine.core.manager import SessionManager
 from engine.errors import BackendUnavailable, ImageNotFound, SandboxStartError
 from engine.models import BackendName, Outcome, SessionSpec
 from tests.conftest import TEST_LIMITS
-from tests.docker.conftest import containers_of, labelled
+from tests.docker.conftest import (
+    containers_of,
+    keepers_of,
+    labelled,
+    volumes_labelled,
+    workdir_volume,
+)
 
 pytestmark = pytest.mark.docker
 DOCKER = BackendName.DOCKER
 
 
-def workdir_of(container: Any) -> Path:
-    """The host directory bind-mounted at the container's /workspace."""
-    [bind] = [b for b in container.attrs["HostConfig"]["Binds"] if ":/workspace:" in b]
-    return Path(bind.split(":")[0])
+def has_file(container: Any, name: str) -> bool:
+    """Whether the running container sees `name` in its /workspace."""
+    code, _ = container.exec_run(["test", "-f", f"/workspace/{name}"], user="1000:1000")
+    return code == 0
 
 
 async def test_interrupt_keeps_the_container_and_a_kill_replaces_it(
@@ -46,17 +55,21 @@ async def test_interrupt_keeps_the_container_and_a_kill_replaces_it(
     assert session.info().restarts == 1
 
 
-async def test_closing_a_session_removes_its_container_and_workdir(
+async def test_closing_a_session_removes_its_container_keeper_and_volume(
     docker_manager: SessionManager, docker_client: docker.DockerClient
 ) -> None:
     session = await docker_manager.create(SessionSpec(backend=DOCKER, limits=TEST_LIMITS))
     await session.write_file("data.txt", b"payload")
     [container] = containers_of(docker_client, session)
-    workdir = Path(container.attrs["HostConfig"]["Binds"][0].split(":")[0])
-    assert (workdir / "data.txt").read_bytes() == b"payload"
+    assert has_file(container, "data.txt")
+    volume = workdir_volume(container)
+    assert [v.name for v in volumes_labelled(docker_client, f"lci.session={session.id}")] == [
+        volume
+    ]
+    assert len(keepers_of(docker_client, session)) == 1
     await docker_manager.close(session.id)
-    assert containers_of(docker_client, session) == []
-    assert not workdir.exists()
+    assert containers_of(docker_client, session) == keepers_of(docker_client, session) == []
+    assert volumes_labelled(docker_client, f"lci.session={session.id}") == []
 
 
 async def test_warm_pool_is_claimed_and_refills(
@@ -74,7 +87,7 @@ async def test_warm_pool_is_claimed_and_refills(
         # The session's code runs in one of the pooled containers: what it writes shows up in
         # that container's workdir. (How fast the claim is, benchmarks/ measures.)
         await session.execute("open('claimed.txt', 'w').close()")
-        [claimed] = [c for c in pooled if (workdir_of(c) / "claimed.txt").exists()]
+        [claimed] = [c for c in pooled if has_file(c, "claimed.txt")]
         assert (await session.execute("1 + 1")).result_text == "2"
         # The pooled container imported the modules while it waited (a missing one is skipped),
         # into sys.modules only; matplotlib already draws through the agent's backend.
@@ -99,8 +112,9 @@ async def test_warm_pool_is_claimed_and_refills(
         # which session claimed it.
         assert sorted(c.name.startswith("lci-pool-") for c in mine) == [False] * 3 + [True] * 2
         assert [c.id for c in mine if c.name == f"lci-{session.id}-0"] == [claimed.id]
-    assert labelled(docker_client, f"lci.backend={backend.backend_id}") == []
-    assert not backend.base.exists()
+    mine_label = f"lci.backend={backend.backend_id}"
+    assert labelled(docker_client, mine_label) == labelled(docker_client, mine_label, True) == []
+    assert volumes_labelled(docker_client, mine_label) == []
 
 
 async def test_missing_image_says_how_to_build_it(docker_settings: Settings) -> None:
@@ -164,3 +178,59 @@ async def test_no_daemon_is_backend_unavailable(
             await manager.create(SessionSpec(backend=DOCKER, limits=TEST_LIMITS))
         session = await manager.create(SessionSpec(limits=TEST_LIMITS))
         assert (await session.execute("1 + 1")).result_text == "2"
+
+
+@pytest.fixture
+def image_with_agent(
+    docker_client: docker.DockerClient, docker_settings: Settings
+) -> Iterator[Any]:
+    """make(digest) -> an image with this engine's agent at /opt/lci-agent and the label
+    lci.agent_digest=digest, the way `lci image build` makes one."""
+    made: list[str] = []
+
+    def make(digest: str) -> str:
+        container = docker_client.containers.create(docker_settings.docker_image, "true", user="0")
+        try:
+            assert container.put_archive("/", _agent_at_opt())
+            name = f"lci-test-agent:{len(made)}-{container.id[:8]}"
+            container.commit(*name.split(":"), changes=[f"LABEL lci.agent_digest={digest}"])
+        finally:
+            container.remove()
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        docker_client.images.remove(name)
+
+
+def _agent_at_opt() -> bytes:
+    buffer = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(agent_tar())) as source,
+        tarfile.open(fileobj=buffer, mode="w") as out,
+    ):
+        for member in source.getmembers():
+            data = source.extractfile(member) if member.isreg() else None
+            member.name = f"opt/lci-agent/{member.name}"
+            out.addfile(member, data)
+    return buffer.getvalue()
+
+
+async def test_the_agent_comes_from_the_image_when_its_digest_matches_else_from_a_volume(
+    docker_manager: SessionManager, image_with_agent: Any, docker_client: docker.DockerClient
+) -> None:
+    built_in = image_with_agent(agent_digest())
+    stale = image_with_agent("0123456789abcdef")
+    for image, mounted in ((built_in, False), (stale, True)):
+        session = await docker_manager.create(
+            SessionSpec(backend=DOCKER, limits=TEST_LIMITS, image=image)
+        )
+        assert (await session.execute("1 + 1")).result_text == "2"
+        await session.write_file("a/b.txt", b"through the helper")
+        assert await session.read_file("a/b.txt") == b"through the helper"
+        for container in containers_of(docker_client, session) + keepers_of(docker_client, session):
+            agent = [m for m in container.attrs["Mounts"] if m["Destination"] == "/opt/lci-agent"]
+            assert bool(agent) is mounted, image
+            assert all(m["Type"] == "volume" and not m["RW"] for m in agent)
+        await docker_manager.close(session.id)  # its containers must go before the image can

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -19,7 +20,7 @@ from engine.core.manager import SessionManager
 from engine.errors import BackendUnavailable
 from engine.models import BackendName, Outcome, SessionSpec
 from tests.conftest import TEST_LIMITS
-from tests.docker.conftest import labelled
+from tests.docker.conftest import labelled, volumes_labelled
 
 pytestmark = pytest.mark.docker
 DOCKER = BackendName.DOCKER
@@ -57,8 +58,14 @@ async def test_sigkilled_engine_is_cleaned_up_by_the_next_start(
         assert line.strip() == "ready"
         left = [c for c in labelled(docker_client, "lci.owner") if _owned_by(c, engine.pid)]
         assert len(left) == 2  # the session's container and one warm container
-        workdirs = list(state.glob(f"docker-{engine.pid}.*"))
-        assert len(workdirs) == 1 and list(workdirs[0].glob("*/left.txt"))
+        keepers = [
+            c for c in labelled(docker_client, "lci.owner", True) if _owned_by(c, engine.pid)
+        ]
+        assert len(keepers) == 2
+        volumes = [
+            v for v in volumes_labelled(docker_client, "lci.owner") if _owned_by(v, engine.pid)
+        ]
+        assert len(volumes) >= 2  # the two workdirs (and the agent's, for an image without it)
     finally:
         engine.send_signal(signal.SIGKILL)
         engine.wait()
@@ -69,13 +76,17 @@ async def test_sigkilled_engine_is_cleaned_up_by_the_next_start(
         backend = await asyncio.to_thread(DockerBackend, docker_settings)
         await backend.close()
     assert leftovers
-    assert [c for c in labelled(docker_client, "lci.owner") if _owned_by(c, engine.pid)] == []
-    assert list(state.glob(f"docker-{engine.pid}.*")) == []
-    assert str(state) not in Path("/proc/self/mounts").read_text()
+    for keepers in (False, True):
+        left = labelled(docker_client, "lci.owner", keepers)
+        assert [c for c in left if _owned_by(c, engine.pid)] == []
+    volumes = volumes_labelled(docker_client, "lci.owner")
+    assert [v for v in volumes if _owned_by(v, engine.pid)] == []
 
 
-def _owned_by(container: docker.models.containers.Container, pid: int) -> bool:
-    return bool(container.labels.get("lci.owner", "").startswith(f"{pid}."))
+def _owned_by(thing: Any, pid: int) -> bool:
+    """Whether a container or volume is labelled as made by the engine process `pid`."""
+    labels = thing.attrs.get("Labels") or thing.attrs["Config"].get("Labels") or {}
+    return bool(labels.get("lci.owner", "").startswith(f"{pid}."))
 
 
 class DaemonProxy:
@@ -148,6 +159,15 @@ async def test_daemon_dying_mid_session_is_a_specific_error(
     proxy = DaemonProxy(tmp_path / "docker.sock")
     await proxy.start()
     monkeypatch.setenv("DOCKER_HOST", f"unix://{proxy.path}")
+    try:
+        await _lose_and_regain_the_daemon(docker_settings, docker_client, proxy)
+    finally:
+        await proxy.die()  # its sockets are closed whatever failed
+
+
+async def _lose_and_regain_the_daemon(
+    docker_settings: Settings, docker_client: docker.DockerClient, proxy: DaemonProxy
+) -> None:
     async with SessionManager(docker_settings) as manager:
         session = await manager.create(SessionSpec(backend=DOCKER, limits=TEST_LIMITS))
         bystander = await manager.create(SessionSpec(limits=TEST_LIMITS))  # subprocess backend
@@ -162,6 +182,13 @@ async def test_daemon_dying_mid_session_is_a_specific_error(
             assert "Docker daemon" in result.error.value
         with pytest.raises(BackendUnavailable, match="Docker daemon"):
             await session.execute("3 + 3")
+        for file_operation in (
+            session.list_files,
+            lambda: session.read_file("x"),
+            lambda: session.write_file("x", b"x"),
+        ):
+            with pytest.raises(BackendUnavailable, match="Docker daemon"):
+                await file_operation()
         assert (await bystander.execute("4 + 4")).result_text == "8"
         # The daemon comes back: the session starts a fresh container and carries on.
         await proxy.start()
@@ -169,4 +196,3 @@ async def test_daemon_dying_mid_session_is_a_specific_error(
         backend = await manager.backend(DOCKER)
         assert isinstance(backend, DockerBackend)
     assert labelled(docker_client, f"lci.backend={backend.backend_id}") == []
-    await proxy.die()

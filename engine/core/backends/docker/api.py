@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import docker
@@ -66,6 +66,26 @@ def _probe_local_socket() -> None:
                 f"no Docker daemon is listening on {path} ({exc.strerror or exc}); start dockerd, "
                 "set DOCKER_HOST, or use the subprocess backend"
             ) from exc
+
+
+def _own_socket(raw: Any) -> socket.socket:
+    """A plain socket for a connection the SDK hijacked (attach, exec)."""
+    inner = getattr(raw, "_sock", raw)
+    try:
+        if type(inner) is not socket.socket:
+            raise BackendUnavailable(
+                "the docker backend needs a daemon socket it can read directly "
+                "(unix:// or plain tcp://), not TLS or ssh"
+            )
+        # Our own descriptor for the same connection, so the SDK's objects can be closed
+        # now rather than left for the garbage collector (which would warn about them).
+        return socket.socket(fileno=os.dup(inner.fileno()))
+    finally:
+        response = getattr(raw, "_response", None)
+        for obj in (response, raw, inner):
+            if obj is not None:
+                with contextlib.suppress(Exception):
+                    obj.close()
 
 
 class DockerAPI:
@@ -137,23 +157,7 @@ class DockerAPI:
         return self._guard("attaching to the container", self._attach, container_id)
 
     def _attach(self, container_id: str) -> socket.socket:
-        raw = self._api.attach_socket(container_id, params=dict(_ATTACH))
-        inner = getattr(raw, "_sock", raw)
-        try:
-            if type(inner) is not socket.socket:
-                raise BackendUnavailable(
-                    "the docker backend needs a daemon socket it can read directly "
-                    "(unix:// or plain tcp://), not TLS or ssh"
-                )
-            # Our own descriptor for the same connection, so the SDK's objects can be closed
-            # now rather than left for the garbage collector (which would warn about them).
-            return socket.socket(fileno=os.dup(inner.fileno()))
-        finally:
-            response = getattr(raw, "_response", None)
-            for obj in (response, raw, inner):
-                if obj is not None:
-                    with contextlib.suppress(Exception):
-                        obj.close()
+        return _own_socket(self._api.attach_socket(container_id, params=dict(_ATTACH)))
 
     def start(self, container_id: str) -> None:
         self._guard("starting the container", self._api.start, container_id)
@@ -238,6 +242,60 @@ class DockerAPI:
             return [(str(c["Id"]), dict(c.get("Labels") or {})) for c in found]
 
         return self._guard("listing containers", listing)
+
+    # -- volumes ---------------------------------------------------------------------------------
+    def create_volume(self, name: str, labels: dict[str, str], options: dict[str, str]) -> None:
+        """A volume of the `local` driver (`options` are its driver options)."""
+        self._guard(
+            f"creating the volume {name}",
+            self._api.create_volume,
+            name,
+            driver="local",
+            driver_opts=options,
+            labels=labels,
+        )
+
+    def remove_volume(self, name: str) -> None:
+        """Delete a volume; one already gone is not an error, one still in use is (409)."""
+        try:
+            self._api.remove_volume(name, force=True)
+        except Exception as exc:
+            if not _is_missing(exc):
+                raise translate(exc, f"removing the volume {name}") from exc
+
+    def labelled_volumes(self, label: str) -> list[tuple[str, dict[str, str]]]:
+        """(name, labels) of every volume that carries `label` (`key` or `key=value`)."""
+
+        def listing() -> list[tuple[str, dict[str, str]]]:
+            found = self._api.volumes(filters={"label": label}).get("Volumes") or []
+            return [(str(v["Name"]), dict(v.get("Labels") or {})) for v in found]
+
+        return self._guard("listing volumes", listing)
+
+    # -- files, through the daemon -----------------------------------------------------------------
+    def put_archive(self, container_id: str, path: str, chunks: bytes | Iterator[bytes]) -> None:
+        """Unpack the tar stream `chunks` into the directory `path` of the container (sent as it
+        is produced, chunked)."""
+        self._guard(
+            "uploading into the container", self._api.put_archive, container_id, path, chunks
+        )
+
+    def exec_socket(self, container_id: str, argv: list[str], user: str) -> socket.socket:
+        """Run `argv` in the running container as `user`, with a connected socket carrying its
+        stdin (written) and its multiplexed stdout/stderr (read), as `attach` does. The process
+        reads EOF on its stdin when the socket is closed."""
+
+        def start() -> socket.socket:
+            exec_id = self._api.exec_create(
+                container_id, argv, user=user, stdin=True, stdout=True, stderr=True
+            )["Id"]
+            return _own_socket(self._api.exec_start(exec_id, socket=True))
+
+        return self._guard("starting a helper in the container", start)
+
+    def ping(self) -> None:
+        """BackendUnavailable unless the daemon answers."""
+        self._guard("pinging the Docker daemon", self._api.ping)
 
 
 def unavailable_reason(image: str) -> str | None:

@@ -1,20 +1,22 @@
 """The docker backend: each sandbox is one hardened container running the same agent as the
 subprocess backend.
 
-The agent is not baked into the image: the staged agent directory is bind-mounted read-only, so any
-image with `python3` works. The session's workdir lives on the engine host and is bind-mounted at
-/workspace (see `host.py`). Both bind mounts mean the daemon must share the engine's filesystem
-(a local daemon).
+The backend needs nothing but the Docker API (no filesystem shared with the daemon, which may be
+remote, rootless, or outside the engine's mount namespace). The agent is built into images made by
+`lci image build` (labelled with its digest); any other image with `python3` gets it from a volume
+that this backend fills once, through the archive API, and mounts read-only. The session's workdir
+is a tmpfs volume held by a keeper container (see `host.py`).
 
     api.py      the Docker SDK, and the translation of its errors (the only module importing docker)
     spec.py     the hardened container configuration, labels, isolation report
     sandbox.py  one container as a Sandbox (attach stream, interrupt, kill, exit)
-    host.py     a session's workdir and container factory (SessionHost)
+    host.py     a session's workdir volume, its keeper, and container factory (SessionHost)
+    files.py    the file API through the daemon; archive.py sanitises its tar streams
     core/warm_pool.py  pre-started containers, claimed by new sessions
 
-Every container is labelled with its owner (engine pid and start time), machine, backend instance and
-session. The reaper removes containers, and workdirs, whose owner process is gone: at start-up and
-then periodically. Closing the backend removes everything it started.
+Every container and volume is labelled with its owner (engine pid and start time), machine, backend
+instance and session. The reaper removes containers, then volumes, whose owner process is gone: at
+start-up and then periodically. Closing the backend removes everything it started.
 """
 
 from __future__ import annotations
@@ -25,15 +27,16 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 from engine.agent.protocol import PROTOCOL_VERSION
 from engine.config import Settings
 from engine.core import workdir as wd
-from engine.core.agent_files import stage_agent
+from engine.core.agent_files import agent_digest
+from engine.core.backends.docker.agent import AgentSource
 from engine.core.backends.docker.api import DockerAPI
-from engine.core.backends.docker.host import DockerHost, Workdir
+from engine.core.backends.docker.host import DockerHost, Keeper, Workdir
 from engine.core.backends.docker.pools import PoolSet
 from engine.core.backends.docker.sandbox import DockerSandbox
 from engine.core.backends.docker.spec import (
@@ -45,10 +48,11 @@ from engine.core.backends.docker.spec import (
     SANDBOX_UID,
     ContainerPlan,
     container_limits,
+    volume_options,
 )
 from engine.core.owners import owner_alive, owner_tag
 from engine.core.warm_pool import Slot, WarmPool
-from engine.errors import LCIError, SandboxStartError
+from engine.errors import LCIError, SandboxError, SandboxStartError
 from engine.models import Limits, SessionSpec
 
 log = logging.getLogger(__name__)
@@ -78,14 +82,14 @@ class DockerBackend:
         self.owner = owner_tag()
         self.machine = _machine_tag()
         self.backend_id = uuid.uuid4().hex[:8]
-        self.agent_root = str(stage_agent(settings.state_dir))
-        self.base = settings.state_dir / f"docker-{self.owner}-{self.backend_id}"
-        self.user = (SANDBOX_UID, SANDBOX_UID) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+        self.user = (SANDBOX_UID, SANDBOX_UID)
         # Sessions with the network share one bridge of this backend's, with inter-container
         # traffic off: not docker's default bridge, where every container reaches every other.
         self.network = f"lci-net-{self.owner}-{self.backend_id}"
         self._network_made = False
         self._images: dict[str, tuple[str, float]] = {}  # name -> (image id, resolved at)
+        agent_volume = f"lci-agent-{agent_digest()}-{self.backend_id}"
+        self.agent = AgentSource(self.api, agent_volume, self._labels("agent"), self.user)
         self.pools: PoolSet[DockerSandbox, Workdir] = PoolSet(
             settings.docker_warm_pool,
             settings.docker_max_pools,
@@ -96,7 +100,6 @@ class DockerBackend:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
         try:
-            self.base.mkdir(mode=0o700)
             self.reap_orphans()
         except BaseException:
             self.api.close()
@@ -134,16 +137,17 @@ class DockerBackend:
                         self.api.rename, slot.sandbox.container_id, f"lci-{session_id}-0"
                     )
                 )
-                plan = self._plan(image, spec.limits, slot.resources, session_id, spec.env)
+                plan = self._plan(image, spec.limits, slot.resources.volume, session_id, spec.env)
                 return DockerHost(plan, slot.resources, self.start_sandbox, warm=slot.sandbox)
-        workdir = await self._new_workdir(session_id, spec.limits.disk_mb)
-        plan = self._plan(image, spec.limits, workdir, session_id, spec.env)
+        plan = self._plan(image, spec.limits, _volume_name(session_id), session_id, spec.env)
+        workdir = await self._new_workdir(plan)
         return DockerHost(plan, workdir, self.start_sandbox, warm=None)
 
     async def check_image(self, image: str) -> str:
         """The id of `image`; ImageNotFound if the daemon lacks it; SandboxStartError if it was
         built for another agent protocol. An image without the label is taken as any python3
-        image."""
+        image, and gets the agent from this backend's agent volume, as does one built with
+        another agent."""
         known = self._images.get(image)
         if known is not None and time.monotonic() - known[1] < IMAGE_TTL_S:
             return known[0]
@@ -154,33 +158,37 @@ class DockerBackend:
                 f"image {image!r} was built for agent protocol {version}, this engine speaks "
                 f"{PROTOCOL_VERSION}; rebuild it with `lci image build --force`"
             )
+        await self.agent.prepare(image_id, labels, self.settings.limits)
         self._images[image] = (image_id, time.monotonic())
         return image_id
 
-    def _plan(
-        self,
-        image: str,
-        limits: Limits,
-        workdir: Workdir,
-        session: str,
-        env: dict[str, str],
-        preload: tuple[str, ...] = (),
-    ) -> ContainerPlan:
-        labels = {
+    def _labels(self, session: str) -> dict[str, str]:
+        return {
             LABEL_OWNER: self.owner,
             LABEL_MACHINE: self.machine,
             LABEL_BACKEND: self.backend_id,
             LABEL_SESSION: session,
         }
+
+    def _plan(
+        self,
+        image: str,
+        limits: Limits,
+        volume: str,
+        session: str,
+        env: dict[str, str],
+        preload: tuple[str, ...] = (),
+    ) -> ContainerPlan:
         return ContainerPlan(
             image=image,
             limits=limits,
-            workdir=str(workdir.path),
-            labels=labels,
+            workdir=volume,
+            labels=self._labels(session),
             name_prefix=f"lci-{session}",
             env=env,
             preload=preload,
             network=self.network,
+            agent_volume=self.agent.volume(image),
         )
 
     async def _ensure_network(self) -> None:
@@ -196,19 +204,37 @@ class DockerBackend:
     async def start_sandbox(self, plan: ContainerPlan) -> DockerSandbox:
         """Create a container from `plan` and return its sandbox once the agent said hello."""
         container_id = await asyncio.to_thread(
-            self.api.create,
-            plan.image,
-            plan.create_args(self.user),
-            plan.host_args(self.agent_root),
+            self.api.create, plan.image, plan.create_args(self.user), plan.host_args()
         )
-        return await DockerSandbox.start(self.api, container_id, READY_TIMEOUT_S)
+        with _no_python3(plan.image):
+            return await DockerSandbox.start(self.api, container_id, READY_TIMEOUT_S)
 
-    async def _new_workdir(self, name: str, disk_mb: int) -> Workdir:
-        workdir = Workdir(self.base / name, disk_mb, self.user)
-        try:
-            await asyncio.to_thread(workdir.create)
-        except OSError as exc:
-            raise SandboxStartError(f"could not prepare the session's workdir: {exc}") from exc
+    async def start_keeper(self, plan: ContainerPlan) -> Keeper:
+        """Create, attach to and start the keeper of `plan`'s volume. Removed again on failure."""
+
+        def start() -> Keeper:
+            args = plan.keeper_args(self.user)
+            container_id = self.api.create(plan.image, args, plan.keeper_host_args())
+            sock = None
+            try:
+                sock = self.api.attach(container_id)  # held open: the keeper lives as long
+                with _no_python3(plan.image):
+                    self.api.start(container_id)
+            except BaseException:
+                if sock is not None:
+                    sock.close()
+                self.api.remove(container_id)
+                raise
+            return Keeper(container_id, sock)
+
+        return await asyncio.to_thread(start)
+
+    async def _new_workdir(self, plan: ContainerPlan) -> Workdir:
+        """The plan's volume, created now, and its keeper, started in the background."""
+        options = volume_options(plan.limits.disk_mb, self.user)
+        await asyncio.to_thread(self.api.create_volume, plan.workdir, plan.labels, options)
+        workdir = Workdir(self.api, plan, self.user)
+        workdir.start_keeper(self.start_keeper, plan)
         return workdir
 
     # -- warm pool -------------------------------------------------------------------------------
@@ -223,21 +249,22 @@ class DockerBackend:
         limits = self.settings.limits
         if limits.network:
             await self._ensure_network()
-        workdir = await self._new_workdir(f"pool-{uuid.uuid4().hex[:10]}", limits.disk_mb)
+        # A pooled container imports the preloaded modules while it waits, so the session
+        # that claims it finds them imported; its restarts start plain, like any container.
+        volume = _volume_name(POOL)
+        plan = self._plan(image, limits, volume, POOL, {}, tuple(self.settings.preload))
+        workdir = await self._new_workdir(plan)
         try:
-            # A pooled container imports the preloaded modules while it waits, so the session
-            # that claims it finds them imported; its restarts start plain, like any container.
-            plan = self._plan(image, limits, workdir, POOL, {}, tuple(self.settings.preload))
             sandbox = await self.start_sandbox(plan)
         except BaseException:
-            await asyncio.shield(asyncio.to_thread(workdir.remove))
+            await asyncio.shield(workdir.remove())
             raise
         return Slot(sandbox, workdir)
 
     @staticmethod
     async def _discard(slot: Slot[DockerSandbox, Workdir]) -> None:
         await slot.sandbox.kill()
-        await asyncio.to_thread(slot.resources.remove)
+        await slot.resources.remove()
 
     async def warm_up(self, timeout: float = 120.0) -> bool:
         """Fill the default image's pool now (e.g. at server start) and wait for it; True when
@@ -247,15 +274,10 @@ class DockerBackend:
 
     # -- reaping and shutdown --------------------------------------------------------------------
     def reap_orphans(self) -> int:
-        """Remove containers and workdirs whose owning engine process is gone. Blocking."""
+        """Remove containers, then volumes, whose owning engine process is gone. Blocking."""
         reaped = 0
         for container_id, labels in self.api.labelled(LABEL_OWNER):
-            tag = labels.get(LABEL_OWNER, "")
-            if (
-                labels.get(LABEL_MACHINE) == self.machine
-                and tag != self.owner
-                and not owner_alive(tag)
-            ):
+            if self._orphaned(labels):
                 self.api.remove(container_id)
                 reaped += 1
         for network_id, labels in self.api.labelled_networks(LABEL_OWNER):
@@ -266,11 +288,24 @@ class DockerBackend:
                 and not owner_alive(tag)
             ):
                 self.api.remove_network(network_id)
+        for volume, labels in self.api.labelled_volumes(LABEL_OWNER):
+            if self._orphaned(labels):
+                try:
+                    self.api.remove_volume(volume)
+                except SandboxError as exc:  # still in use: the next round retries
+                    log.info("could not remove the volume %s yet: %s", volume, exc)
+        # Workdirs of engines from before the volumes (a host directory per backend).
         for entry in self.settings.state_dir.glob("docker-*"):
             tag = entry.name.removeprefix("docker-").rpartition("-")[0]
             if tag != self.owner and not owner_alive(tag):
                 wd.remove_dir(entry)
         return reaped
+
+    def _orphaned(self, labels: dict[str, str]) -> bool:
+        tag = labels.get(LABEL_OWNER, "")
+        return (
+            labels.get(LABEL_MACHINE) == self.machine and tag != self.owner and not owner_alive(tag)
+        )
 
     def _start_reaper(self) -> None:
         if self._reaper is None:
@@ -294,7 +329,7 @@ class DockerBackend:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        """Remove every container and workdir this backend started (sessions are closed first
+        """Remove every container and volume this backend started (sessions are closed first
         by the manager; this also catches any a failure left behind). Never raises for an
         unreachable daemon: it logs, and the reaper of the next engine finishes the job."""
         if self._reaper is not None:
@@ -307,11 +342,32 @@ class DockerBackend:
         except LCIError as exc:  # the daemon is gone: the next engine's reaper removes the rest
             log.warning("could not remove this backend's containers: %s", exc)
         finally:
-            await asyncio.to_thread(wd.remove_dir, self.base)
             self.api.close()
 
     def _sweep(self) -> None:
-        for container_id, _ in self.api.labelled(f"{LABEL_BACKEND}={self.backend_id}"):
+        mine = f"{LABEL_BACKEND}={self.backend_id}"
+        for container_id, _ in self.api.labelled(mine):
             self.api.remove(container_id)
+        for volume, _ in self.api.labelled_volumes(mine):
+            self.api.remove_volume(volume)
         if self._network_made:
             self.api.remove_network(self.network)
+
+
+def _volume_name(session: str) -> str:
+    # Unique even for one session id: a reused id (or the pool) gets a fresh volume each time.
+    return f"lci-{session}-{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.contextmanager
+def _no_python3(image: str) -> Iterator[None]:
+    """Say what a start refused for lack of python3 means, in the image's terms."""
+    try:
+        yield
+    except SandboxError as exc:
+        if "executable file not found" not in exc.message:
+            raise
+        raise SandboxStartError(
+            f"image {image!r} cannot run the sandbox: it has no python3 on its PATH "
+            f"(the docker backend needs an image with python3; {exc.message})"
+        ) from exc

@@ -1,53 +1,90 @@
-"""A docker session's host side: its workdir on the engine host, and the factory of its containers.
+"""A docker session's host side: its workdir volume, the keeper that holds it, and the factory of its
+containers.
 
-The workdir is a directory under the engine's state dir, bind-mounted at /workspace. When the engine
-is root it is a tmpfs of exactly `disk_mb` (an exact disk quota); otherwise a plain directory, limited
-per file only. Because it lives on the host, files survive a container being killed and replaced, and
-the host reads and writes them through the confinement of `engine.core.workdir` (no symlink is
-followed, no special file opened), never through the container.
+The workdir is a volume on the daemon's side (a tmpfs of exactly `disk_mb`, owned by the sandbox
+user), so the engine needs nothing but the Docker API: it may run in another mount namespace, a
+container, or on another machine than the daemon. A tmpfs volume keeps its content only while some
+container has it mounted, so each session has a keeper: a small container that only waits, started
+with the volume, removed with it. Files survive a sandbox being killed and replaced, and the engine
+reads and writes them through the daemon and the keeper (see `files.py`), never the sandbox.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import TypeVar
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from engine.core import workdir as wd
+from engine.core.backends.docker.api import DockerAPI
+from engine.core.backends.docker.files import VolumeFiles
 from engine.core.backends.docker.sandbox import DockerSandbox
-from engine.core.backends.docker.spec import MIB, SANDBOX_WORKDIR, ContainerPlan, isolation
+from engine.core.backends.docker.spec import SANDBOX_WORKDIR, ContainerPlan, isolation
 from engine.core.sandbox import Sandbox, SessionHost
-from engine.errors import FileAccessError
+from engine.errors import LCIError
 from engine.models import FileInfo
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 StartSandbox = Callable[[ContainerPlan], Awaitable[DockerSandbox]]
 
 
+@dataclass(frozen=True)
+class Keeper:
+    """A started keeper, and the attach connection that keeps it alive (its stdin)."""
+
+    container_id: str
+    stdin: socket.socket
+
+
+StartKeeper = Callable[[ContainerPlan], Coroutine[Any, Any, Keeper]]
+
+
 class Workdir:
-    """A session's /workspace as the engine host sees it."""
+    """A session's /workspace: its volume and the keeper container that holds it mounted. The
+    keeper starts in the background, alongside the first sandbox; file operations wait for it."""
 
-    def __init__(self, path: Path, disk_mb: int, owner: tuple[int, int]) -> None:
-        self.path = path
-        self.disk_mb = disk_mb
+    def __init__(self, api: DockerAPI, plan: ContainerPlan, owner: tuple[int, int]) -> None:
+        self.api = api
+        self.volume = plan.workdir
+        self.disk_mb = plan.limits.disk_mb
         self.owner = owner
-        self.exact = os.geteuid() == 0
+        self._keeper: asyncio.Task[Keeper] | None = None
+        self._files: VolumeFiles | None = None
 
-    def create(self) -> None:
-        os.mkdir(self.path, 0o700)
+    def start_keeper(self, start: StartKeeper, plan: ContainerPlan) -> None:
+        self._keeper = asyncio.get_running_loop().create_task(start(plan))
+
+    async def files(self) -> VolumeFiles:
+        assert self._keeper is not None, "the keeper starts with the workdir"
+        keeper = await asyncio.shield(self._keeper)
+        if self._files is None:
+            self._files = VolumeFiles(self.api, keeper.container_id, self.disk_mb, self.owner)
+        return self._files
+
+    async def remove(self) -> None:
+        """Remove the keeper, then the volume; never raises (the reaper retries what fails)."""
+        if self._files is not None:
+            await asyncio.to_thread(self._files.close)
+        keeper = None
+        if self._keeper is not None:
+            # A keeper still starting is waited for, then removed (a failed start removed its own).
+            with contextlib.suppress(LCIError, asyncio.CancelledError):
+                keeper = await self._keeper
+        if keeper is not None:
+            try:
+                with contextlib.suppress(LCIError):
+                    await asyncio.to_thread(self.api.remove, keeper.container_id)
+            finally:
+                keeper.stdin.close()
         try:
-            if self.exact:
-                wd.mount_tmpfs(str(self.path), self.disk_mb, *self.owner)
-            else:
-                os.chown(self.path, *self.owner)
-        except OSError:
-            os.rmdir(self.path)
-            raise
-
-    def remove(self) -> None:
-        wd.remove_dir(self.path)
+            await asyncio.to_thread(self.api.remove_volume, self.volume)
+        except LCIError as exc:
+            log.warning("could not remove the volume %s: %s", self.volume, exc)
 
 
 class DockerHost(SessionHost):
@@ -61,7 +98,7 @@ class DockerHost(SessionHost):
         self._workdir = workdir
         self._start = start
         self._warm = warm
-        self.isolation = isolation(plan.limits, workdir.exact)
+        self.isolation = isolation(plan.limits)
         self.sandbox_workdir = SANDBOX_WORKDIR
 
     async def spawn(self) -> Sandbox:
@@ -71,26 +108,22 @@ class DockerHost(SessionHost):
         return await self._start(self.plan)
 
     async def write_file(self, path: str, data: bytes) -> None:
-        parts = wd.split_path(path, SANDBOX_WORKDIR)
-        if len(data) > self._workdir.disk_mb * MIB:
-            raise FileAccessError(
-                f"{path!r} is larger than the workdir ({self._workdir.disk_mb} MB)"
-            )
-        root = str(self._workdir.path)
-        await wd.off_loop(wd.write_file, root, parts, data, self._workdir.owner)
+        files = await self._workdir.files()
+        await wd.off_loop(files.write, path, data)
 
     async def read_file(self, path: str, max_bytes: int) -> bytes:
-        parts = wd.split_path(path, SANDBOX_WORKDIR)
-        return await wd.off_loop(wd.read_file, str(self._workdir.path), parts, max_bytes)
+        files = await self._workdir.files()
+        return await wd.off_loop(files.read, path, max_bytes)
 
     async def list_files(self) -> list[FileInfo]:
-        return await wd.off_loop(wd.list_files, str(self._workdir.path))
+        files = await self._workdir.files()
+        return await wd.off_loop(files.list)
 
     async def delete_file(self, path: str) -> None:
-        parts = wd.split_path(path, SANDBOX_WORKDIR)
-        await wd.off_loop(wd.delete_file, str(self._workdir.path), parts)
+        files = await self._workdir.files()
+        await wd.off_loop(files.delete, path)
 
     async def release(self) -> None:
         if self._warm is not None:
             await self._warm.kill()
-        await asyncio.to_thread(self._workdir.remove)
+        await self._workdir.remove()

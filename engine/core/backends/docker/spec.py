@@ -29,8 +29,18 @@ LABEL_BACKEND = "lci.backend"  # one backend instance (several may live in one p
 # keeps "pool" and is renamed lci-<session id>-0 instead.
 LABEL_SESSION = "lci.session"
 LABEL_PROTOCOL = "lci.agent_protocol"  # on images: the agent protocol they were built for
+# On images: the digest of the agent built into them at SANDBOX_AGENT (`agent_files.agent_digest`).
+LABEL_AGENT = "lci.agent_digest"
+# On containers: "keeper" for the container that holds a session's volume (see host.py).
+LABEL_ROLE = "lci.role"
+KEEPER_MB = 64
+KEEPER_PROCS = 16
 
 _AGENT_ARGV = bootstrap_argv("python3", SANDBOX_AGENT)
+# The keeper only waits, until its stdin ends: like the agent, it goes away by itself when the
+# engine's attach connection does (an engine killed outright). python3 is the one program every
+# usable image has.
+_KEEPER_ARGV = ["python3", "-I", "-S", "-c", "import sys\nsys.stdin.buffer.read()"]
 _BASE_ENV = {
     "HOME": SANDBOX_WORKDIR,
     "TMPDIR": "/tmp",
@@ -68,16 +78,25 @@ def _thread_env(limits: Limits) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class ContainerPlan:
-    """One container to create: which image, with which limits, bound to which host workdir."""
+    """One container to create: which image, with which limits, with which volume as its
+    workdir, and the agent from the image itself or (`agent_volume`) from a volume."""
 
     image: str
     limits: Limits
-    workdir: str
+    workdir: str  # the name of the session's volume
     labels: dict[str, str]
     name_prefix: str
     env: dict[str, str] = field(default_factory=dict)
     preload: tuple[str, ...] = ()  # modules the agent imports before it says hello
     network: str = "bridge"  # the network of a container with `limits.network`
+    agent_volume: str | None = None
+
+    def binds(self) -> dict[str, dict[str, str]]:
+        # nocopy: the image's own /workspace (or an older agent) is never copied into a volume.
+        binds = {self.workdir: {"bind": SANDBOX_WORKDIR, "mode": "rw,nocopy"}}
+        if self.agent_volume is not None:
+            binds[self.agent_volume] = {"bind": SANDBOX_AGENT, "mode": "ro,nocopy"}
+        return binds
 
     def _preload_args(self) -> list[str]:
         return [f"--preload={','.join(self.preload)}"] if self.preload else []
@@ -103,7 +122,7 @@ class ContainerPlan:
             "tty": False,
         }
 
-    def host_args(self, agent_root: str) -> dict[str, Any]:
+    def host_args(self) -> dict[str, Any]:
         """Arguments of `APIClient.create_host_config`: the hardening of security.md 2.1."""
         limits = self.limits
         memory = limits.memory_mb * MIB
@@ -115,10 +134,7 @@ class ContainerPlan:
             "security_opt": ["no-new-privileges:true"],  # the default seccomp profile still applies
             "privileged": False,
             "read_only": True,
-            "binds": {
-                self.workdir: {"bind": SANDBOX_WORKDIR, "mode": "rw"},
-                agent_root: {"bind": SANDBOX_AGENT, "mode": "ro"},
-            },
+            "binds": self.binds(),
             "tmpfs": {"/tmp": f"rw,nosuid,nodev,noexec,size={TMP_MB}m,mode=1777"},
             "shm_size": SHM_MB * MIB,
             "mem_limit": memory,
@@ -138,14 +154,56 @@ class ContainerPlan:
             "log_config": {"type": "json-file", "config": {"max-size": "1m", "max-file": "1"}},
         }
 
-
-def isolation(limits: Limits, exact_disk: bool) -> Isolation:
-    notes = []
-    if not exact_disk:
-        notes.append(
-            "the engine is not root: the workdir is a plain host directory, limited per "
-            "file (RLIMIT_FSIZE) rather than by size"
+    def keeper_args(self, user: tuple[int, int]) -> dict[str, Any]:
+        """`create_container` arguments of the session's keeper: a container that only waits,
+        holding the workdir volume mounted (a tmpfs volume loses its content when no container
+        has it mounted, between a sandbox's removal and its replacement's start), and in which
+        the engine reads and writes the session's files."""
+        args = self.create_args(user)
+        args.update(
+            entrypoint=_KEEPER_ARGV[:1],
+            command=_KEEPER_ARGV[1:],
+            name=args["name"].replace("lci-", "lci-keeper-", 1),
+            environment=dict(_BASE_ENV),
+            labels={**self.labels, LABEL_ROLE: "keeper"},
         )
+        return args
+
+    def keeper_host_args(self) -> dict[str, Any]:
+        """The sandbox's hardening with small limits: it runs nothing but the file helper. Its
+        memory limit counts the workdir too: tmpfs pages are charged to the writer's cgroup,
+        and the helper writes the uploads."""
+        host = self.host_args()
+        disk = self.limits.disk_mb * MIB
+        memory = KEEPER_MB * MIB + disk
+        host.update(
+            network_mode="none",
+            mem_limit=memory,
+            memswap_limit=memory,
+            pids_limit=KEEPER_PROCS,
+            nano_cpus=None,
+            ulimits=[
+                {"name": "nofile", "soft": 256, "hard": 256},
+                {"name": "core", "soft": 0, "hard": 0},
+                {"name": "fsize", "soft": disk, "hard": disk},
+            ],
+        )
+        return host
+
+
+def volume_options(disk_mb: int, owner: tuple[int, int]) -> dict[str, str]:
+    """`local` driver options of a workdir volume: a tmpfs of exactly `disk_mb`, owned by the
+    sandbox user, mounted by the daemon wherever it runs."""
+    uid, gid = owner
+    return {
+        "type": "tmpfs",
+        "device": "tmpfs",
+        "o": f"size={disk_mb}m,uid={uid},gid={gid},mode=0700,nosuid,nodev",
+    }
+
+
+def isolation(limits: Limits) -> Isolation:
+    notes = []
     if limits.network:
         notes.append("network access is enabled for this session")
     return Isolation(
@@ -156,7 +214,7 @@ def isolation(limits: Limits, exact_disk: bool) -> Isolation:
         private_filesystem=True,
         memory_limit="exact",
         process_limit="exact",
-        disk_limit="exact" if exact_disk else "per_file",
+        disk_limit="exact",  # the volume is a tmpfs of disk_mb
         cpu_quota=limits.cpus is not None,
         notes=notes,
     )

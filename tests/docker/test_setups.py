@@ -1,0 +1,180 @@
+"""The docker suite in the set-ups the docker backend must work in, needing nothing but the Docker
+API: an engine in its own mount and pid namespace with its state dir on a private tmpfs (as in a
+container with the daemon's socket mounted, or a systemd unit with PrivateTmp), and a second
+daemon, reached through DOCKER_HOST, that shares no filesystem with the engine.
+
+Each test runs the docker suite again in a child pytest, so they are slow and opt-in: CI runs them
+with `pytest -m setups` (the default run leaves them out)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.config import Settings
+from tests.conftest import IN_CI, require_docker
+
+pytestmark = [pytest.mark.setups, pytest.mark.timeout(1800)]
+ROOT = Path(__file__).parents[2]
+SUITE = [
+    sys.executable,
+    "-m",
+    "pytest",
+    "-q",
+    "-p",
+    "no:cacheprovider",
+    "-m",
+    "docker",
+    "tests/docker",
+]
+SUITE_TIMEOUT_S = 1500
+
+
+def need(*commands: str) -> None:
+    reason = None
+    if os.geteuid() != 0:
+        reason = "needs root (unshare, dockerd)"
+    for command in commands:
+        if shutil.which(command) is None:
+            reason = reason or f"needs {command}"
+    if reason is not None:
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def run_suite(argv: list[str], env: dict[str, str]) -> None:
+    result = subprocess.run(
+        argv,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SUITE_TIMEOUT_S,
+        check=False,
+    )
+    lines = (result.stdout + result.stderr).splitlines()
+    summary = [line for line in lines if line.startswith(("FAILED", "ERROR")) or " passed" in line]
+    tail = "\n".join([*lines[-40:], *summary])
+    assert result.returncode == 0, f"the docker suite failed in this set-up:\n{tail}"
+    assert " passed" in tail and "skipped" not in tail.split(" passed")[-1], tail
+
+
+@pytest.fixture
+def private() -> Iterator[Path]:
+    # Short: unix socket paths under it must stay within 108 bytes.
+    path = Path(tempfile.mkdtemp(prefix="lci-ns-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_docker_suite_from_a_private_mount_and_pid_namespace(private: Path) -> None:
+    """The engine cannot see the daemon's filesystem, nor the daemon the engine's: its state dir
+    and temporary files are on a tmpfs mounted in its own mount namespace only."""
+    need("unshare")
+    require_docker(Settings())
+    script = 'mount -t tmpfs -o size=256m,mode=1777 lci-private "$1" && shift && exec "$@"'
+    argv = ["unshare", "--mount", "--pid", "--fork", "--mount-proc", "sh", "-c", script, "sh"]
+    env = {**os.environ, "TMPDIR": str(private), "CI": os.environ.get("CI", "true")}
+    run_suite([*argv, str(private), *SUITE], env)
+    assert not any(private.iterdir())  # nothing reached the host's side of the mount point
+
+
+class SecondDaemon:
+    """A dockerd of its own: its own mount and network namespaces (its bridge and firewall rules
+    touch nothing of the host's daemon), data root, exec root, pid file and socket."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.socket = base / "docker.sock"
+        self.host = f"unix://{self.socket}"
+        self.log = base / "dockerd.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 90) -> None:
+        dockerd = [
+            "dockerd",
+            f"--host={self.host}",
+            f"--data-root={self.base / 'data'}",
+            f"--exec-root={self.base / 'exec'}",
+            f"--pidfile={self.base / 'dockerd.pid'}",
+        ]
+        script = 'ip link set lo up && exec "$@"'
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                ["unshare", "--mount", "--net", "--fork", "sh", "-c", script, "sh", *dockerd],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while self.docker("info").returncode != 0:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"the second dockerd did not answer:\n{self.log.read_text()[-3000:]}"
+                )
+            time.sleep(0.5)
+
+    def docker(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        env = {**os.environ, "DOCKER_HOST": self.host}
+        return subprocess.run(["docker", *args], env=env, capture_output=True, check=False)
+
+    def load(self, image: str) -> None:
+        """The sandbox image, copied from the host's daemon."""
+        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+        env = {**os.environ, "DOCKER_HOST": self.host}
+        loaded = subprocess.run(
+            ["docker", "load"], stdin=save.stdout, env=env, capture_output=True, check=False
+        )
+        assert save.stdout is not None
+        save.stdout.close()
+        assert save.wait() == 0 and loaded.returncode == 0, loaded.stderr
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        # Its mounts lived in its own namespace: the data root is plain directories now.
+        shutil.rmtree(self.base / "data", ignore_errors=True)
+        shutil.rmtree(self.base / "exec", ignore_errors=True)
+
+
+@pytest.fixture
+def second_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondDaemon]:
+    need("unshare", "dockerd", "docker", "ip")
+    require_docker(Settings())
+    daemon = SecondDaemon(tmp_path_factory.mktemp("dockerd"))
+    try:
+        daemon.start()
+        daemon.load(Settings().docker_image)
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def test_the_docker_suite_against_a_second_daemon(second_daemon: SecondDaemon) -> None:
+    env = {**os.environ, "DOCKER_HOST": second_daemon.host, "CI": os.environ.get("CI", "true")}
+    # That test connects from a container to a listener of its own through the daemon's bridge,
+    # which here lives in the second daemon's network namespace, not the test's.
+    apart = "--deselect=tests/docker/test_escapes.py::test_network_can_be_enabled_per_session"
+    run_suite([*SUITE, apart], env)
+    # Everything the suite made on that daemon is gone with it.
+    for kind in ("ps", "volume"):
+        listed = second_daemon.docker(*(["ps", "-aq"] if kind == "ps" else ["volume", "ls", "-q"]))
+        assert listed.returncode == 0 and listed.stdout.strip() == b"", (kind, listed.stdout)
