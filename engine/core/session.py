@@ -20,7 +20,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from engine.callbacks import Callbacks, ItemCallback
-from engine.core.output import DISPLAY_BUDGET_FACTOR, OutputBuffer
+from engine.core.output import DISPLAY_BUDGET_FACTOR, OutputBuffer, clip_text, frame_limit
 from engine.core.sandbox import ExitInfo, Sandbox, SessionHost, StreamName
 from engine.errors import SandboxError, SessionBusy, SessionClosed
 from engine.models import (
@@ -133,6 +133,7 @@ class Session:
             await sandbox.kill()
             raise SessionClosed(f"session {self.id} is closed")
         sandbox.listener = self
+        sandbox.max_frame = frame_limit(self.limits.output_bytes)
         self._sandbox = sandbox
 
     async def close(self) -> None:
@@ -250,10 +251,17 @@ class Session:
                 "code": code,
                 "cpu_s": limits.effective_cpu_s,
                 "max_display_bytes": limits.output_bytes * DISPLAY_BUDGET_FACTOR,
+                "max_text_bytes": limits.output_bytes,
+                "max_frame_bytes": frame_limit(limits.output_bytes),
             }
         )
         try:
             outcome, exit_info = await self._ladder(sandbox, run, timeout)
+            broken = run.frame.get("broken") if run.frame else None
+            if broken:
+                # The cell broke the interpreter's own machinery: it must not serve another cell.
+                outcome, exit_info = Outcome.CRASHED, await self._kill_and_restart(sandbox)
+                exit_info = ExitInfo(exit_info.code, broken=str(broken)[:200])
         except asyncio.CancelledError:
             await asyncio.shield(self._abort(sandbox, run))
             raise
@@ -304,12 +312,16 @@ class Session:
         result: dict[str, Any] = run.frame or {}
         if isinstance(result.get("result"), dict):
             run.output.add_display(ResultOutput(data=_str_dict(result["result"])))
+        if isinstance(result.get("omitted"), int) and result["omitted"] > 0:
+            run.output.omitted += result["omitted"]  # cut by the agent before it was sent
         if result.get("status") == "error" and isinstance(result.get("error"), dict):
             raw = result["error"]
+            budget = limits.output_bytes
+            value, cut_value = clip_text(str(raw.get("value", "")), budget)
+            trace, cut_trace = clip_text(str(raw.get("traceback", "")), budget)
+            run.output.omitted += cut_value + cut_trace
             error = ErrorInfo(
-                name=str(raw.get("name", "Error")),
-                value=str(raw.get("value", "")),
-                traceback=str(raw.get("traceback", "")),
+                name=str(raw.get("name", "Error"))[:200], value=value, traceback=trace
             )
         if outcome is None:
             outcome = Outcome.ERROR if error else Outcome.COMPLETED
@@ -320,6 +332,14 @@ class Session:
                 name="TimeoutError",
                 value=(
                     f"execution exceeded {limits.timeout_s:g} s and did not stop when interrupted; "
+                    "the interpreter was restarted and its state lost"
+                ),
+            )
+        elif outcome is Outcome.CRASHED and exit_info is not None and exit_info.broken:
+            error = ErrorInfo(
+                name="SandboxCrashed",
+                value=(
+                    f"the cell broke the interpreter ({exit_info.broken}); "
                     "the interpreter was restarted and its state lost"
                 ),
             )
@@ -364,6 +384,8 @@ class Session:
         # happened: nothing to reorder here.
         if frame["type"] == "display" and isinstance(frame.get("data"), dict):
             run.output.add_display(DisplayOutput(data=_str_dict(frame["data"])))
+            if isinstance(frame.get("omitted"), int) and frame["omitted"] > 0:
+                run.output.omitted += frame["omitted"]
         elif frame["type"] == "done":
             run.end(frame)
 

@@ -117,6 +117,14 @@ class SubprocessSandbox(Sandbox):
         if self._cgroup is not None:
             await asyncio.to_thread(self._cgroup.kill_all)
 
+    def _pause_reading(self, paused: bool) -> None:
+        for fd, name in self._readers.items():
+            if name == "frames":
+                if paused:
+                    self._loop.remove_reader(fd)
+                else:
+                    self._loop.add_reader(fd, self._readable, fd)
+
     def _readable(self, fd: int) -> None:
         self._read_available(fd, limit=4)
 

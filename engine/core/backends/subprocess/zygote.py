@@ -71,6 +71,9 @@ def _prepare(agent_root: str, preload: list[str]) -> dict[str, Any]:
         "lci_agent.display",
         "lci_agent.channel",
         "lci_agent.figures",
+        "lci_agent.report",
+        "lci_agent.streams",
+        "lci_agent.relay",
         "lci_agent.kernel",
     ]
     if "matplotlib" in sys.modules:
