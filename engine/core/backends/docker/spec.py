@@ -5,12 +5,15 @@ by `api.py` alone."""
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.core.agent_files import bootstrap_argv
+from engine.core.syscalls import NAME as SECCOMP_NAME
+from engine.core.syscalls import docker_profile
 from engine.models import Isolation, Limits
 
 MIB = 1 << 20
@@ -31,6 +34,7 @@ LABEL_SESSION = "lci.session"
 LABEL_PROTOCOL = "lci.agent_protocol"  # on images: the agent protocol they were built for
 
 _AGENT_ARGV = bootstrap_argv("python3", SANDBOX_AGENT)
+_SECCOMP_PROFILE = json.dumps(docker_profile(), separators=(",", ":"))
 _BASE_ENV = {
     "HOME": SANDBOX_WORKDIR,
     "TMPDIR": "/tmp",
@@ -112,7 +116,9 @@ class ContainerPlan:
             "init": True,  # docker-init as PID 1: reaps zombies, forwards SIGINT to the agent
             "network_mode": self.network if limits.network else "none",
             "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges:true"],  # the default seccomp profile still applies
+            # The engine's syscall deny-list (engine/core/syscalls.py) replaces the daemon's
+            # default profile, which lets io_uring and ptrace (of docker-init too) through.
+            "security_opt": ["no-new-privileges:true", f"seccomp={_SECCOMP_PROFILE}"],
             "privileged": False,
             "read_only": True,
             "binds": {
@@ -158,5 +164,6 @@ def isolation(limits: Limits, exact_disk: bool) -> Isolation:
         process_limit="exact",
         disk_limit="exact" if exact_disk else "per_file",
         cpu_quota=limits.cpus is not None,
+        syscall_filter=SECCOMP_NAME,
         notes=notes,
     )

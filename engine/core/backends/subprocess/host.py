@@ -123,6 +123,7 @@ class SubprocessHost(SessionHost):
             "symlinks": probe.symlinks,
             "tmp_mb": 64,
             "staged": self.staged,
+            "seccomp": probe.seccomp,
             "seed_dir": str(probe.seed_dir) if probe.seed_dir else None,
             "env": env,
             "rlimits": {

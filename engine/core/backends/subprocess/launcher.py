@@ -66,6 +66,7 @@ def _load_sibling(name: str) -> Any:
 rootfs = _load_sibling("rootfs")
 caps = _load_sibling("caps")
 netns = _load_sibling("netns")
+seccomp = _load_sibling("seccomp")
 
 RLIMITS = {
     "cpu": resource.RLIMIT_CPU,
@@ -129,10 +130,14 @@ def _exec_worker(cfg: dict[str, Any]) -> None:
         os.setgroups([])
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
+        if cfg.get("seccomp"):  # the uid may have served an earlier sandbox
+            seccomp.clear_keyrings(_libc, cfg["seccomp"]["keyctl"])
     _apply_rlimits(cfg["rlimits"], bool(cfg.get("in_process")))
     caps.clear_process_sets()  # a user namespace's full set, kept by the fork server's no-exec path
     _prctl(PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
     caps.check_none_left(bounding_dropped)
+    if cfg.get("seccomp"):
+        seccomp.install(_libc, cfg["seccomp"])
     os.chdir(cfg["sandbox_workdir"])
     os.umask(0o077)
     devnull = os.open(os.devnull, os.O_RDONLY)
