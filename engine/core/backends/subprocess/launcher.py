@@ -1,5 +1,5 @@
 """Builds one subprocess sandbox, then runs the agent in it. A standalone script (standard library only,
-run as `python -I -B launcher.py CONFIG_JSON` by the subprocess backend); nothing here runs in the host.
+run as `python -I -B launcher.py --config-fd=N` by the subprocess backend); nothing here runs in the host.
 
 Process layout with namespaces (root, or unprivileged user namespaces):
 
@@ -275,7 +275,11 @@ def run_reporting_errors(cfg: dict[str, Any], parent_pid: int) -> None:
 
 
 def main() -> None:
-    cfg = json.loads(sys.argv[1])
+    """`launcher.py --config-fd=N`: the config is read from descriptor N (a memfd), so nothing
+    of the session's settings shows on the command line."""
+    fd = int(sys.argv[1].removeprefix("--config-fd="))
+    with os.fdopen(fd, "rb") as handle:
+        cfg = json.loads(handle.read())
     run_reporting_errors(cfg, cfg["host_pid"])
 
 
