@@ -217,3 +217,28 @@ async def test_a_forged_done_frame_cannot_bring_back_a_giant_result(session: Ses
     budget = session.limits.output_bytes
     assert len(result.model_dump_json()) < 8 * budget, len(result.model_dump_json())
     assert result.truncated
+
+
+CJK_FIGURE = (
+    "import matplotlib.pyplot as plt\n"
+    "fig, ax = plt.subplots()\n"
+    "ax.set_title('売上の推移 销售趋势')\n"
+    "ax.plot([1, 2, 3])\n"
+    "plt.show()"
+)
+
+
+async def test_cjk_text_in_figures_renders_with_an_installed_font(session: Session) -> None:
+    result = await session.execute(CJK_FIGURE, timeout_s=20)
+    assert result.outcome is Outcome.COMPLETED, result
+    assert len(result.displays) == 1 and "image/png" in result.displays[0].data
+    assert "missing from" not in result.stderr and "no glyph" not in result.stderr, result.stderr
+
+
+async def test_missing_glyphs_are_reported_once_per_session(session: Session) -> None:
+    only_latin = "import matplotlib\nmatplotlib.rcParams['font.family'] = ['DejaVu Sans']\n"
+    first = await session.execute(only_latin + CJK_FIGURE, timeout_s=20)
+    assert first.stderr.count("no glyph") == 1 and "Glyph" not in first.stderr, first.stderr
+    second = await session.execute(CJK_FIGURE, timeout_s=20)
+    assert second.stderr == "", second.stderr
+    assert len(second.displays) == 1

@@ -68,7 +68,9 @@ def _prepare_seed(settings: Settings) -> Path | None:
     """Build matplotlib's font cache once per interpreter (when it has matplotlib), to be copied into
     each new sandbox. Returns the directory holding `matplotlib/`, or None."""
     python = os.path.realpath(settings.sandbox_python)
-    key = hashlib.sha256(python.encode()).hexdigest()[:12]
+    # The font cache lists the installed fonts: a font installed later (a CJK one, say) makes
+    # a new seed, not a cache that never shows it.
+    key = hashlib.sha256("\0".join([python, *_font_files()]).encode()).hexdigest()[:12]
     seed = settings.state_dir / f"seed-{key}"
     if _usable_seed(seed):
         return seed
@@ -131,6 +133,14 @@ def _kernel_has_seccomp() -> bool:
     with contextlib.suppress(OSError), open("/proc/self/status") as status:
         return any(line.startswith("Seccomp:") for line in status)
     return False
+
+
+def _font_files() -> list[str]:
+    found = []
+    for directory in ("/usr/share/fonts", "/usr/local/share/fonts"):
+        for root, _, files in os.walk(directory):
+            found += [os.path.join(root, name) for name in files]
+    return sorted(found)
 
 
 def _without_nested(paths: list[str]) -> list[str]:

@@ -85,6 +85,10 @@ def _prepare(agent_root: str, preload: list[str]) -> dict[str, Any]:
         # no-op in the children instead of a pyplot backend switch per session.
         with contextlib.suppress(Exception):
             sys.modules["matplotlib"].use("module://lci_agent.mpl_backend")
+            # Found (and registered) once here, the CJK font is known to every sandbox at once.
+            from matplotlib import font_manager
+
+            sys.modules["lci_agent.figures"].cjk_font(font_manager)
     # Objects that exist now are never collected in the children; freezing them keeps the GC from
     # writing to their pages, which would unshare them from the zygote copy-on-write.
     gc.collect()
