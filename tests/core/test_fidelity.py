@@ -5,10 +5,13 @@ test runs the real cell against both backends."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from engine.core.session import Session
-from engine.models import Outcome
+from engine.models import BackendName, Outcome
+from tests.conftest import IN_CI
 
 # Finds the agent's frame channel from inside the sandbox, as hostile code would.
 FIND_CHANNEL = (
@@ -228,7 +231,23 @@ CJK_FIGURE = (
 )
 
 
-async def test_cjk_text_in_figures_renders_with_an_installed_font(session: Session) -> None:
+def _host_has_cjk_font() -> bool:
+    for directory in ("/usr/share/fonts", "/usr/local/share/fonts"):
+        for _, _, files in os.walk(directory):
+            if any(
+                hint in f.lower() for f in files for hint in ("wqy", "cjk", "droidsansfallback")
+            ):
+                return True
+    return False
+
+
+async def test_cjk_text_in_figures_renders_with_an_installed_font(
+    session: Session, backend: BackendName
+) -> None:
+    if backend is BackendName.SUBPROCESS and not _host_has_cjk_font():
+        if IN_CI:
+            pytest.fail("CI installs a CJK font (.ci/run)")
+        pytest.skip("no CJK font on this host (apt-get install fonts-wqy-microhei)")
     result = await session.execute(CJK_FIGURE, timeout_s=20)
     assert result.outcome is Outcome.COMPLETED, result
     assert len(result.displays) == 1 and "image/png" in result.displays[0].data
@@ -242,3 +261,11 @@ async def test_missing_glyphs_are_reported_once_per_session(session: Session) ->
     second = await session.execute(CJK_FIGURE, timeout_s=20)
     assert second.stderr == "", second.stderr
     assert len(second.displays) == 1
+
+
+async def test_an_interrupt_traceback_shows_only_user_frames(session: Session) -> None:
+    result = await session.execute("import time\nwhile True:\n    time.sleep(0.01)", timeout_s=1)
+    assert result.outcome is Outcome.INTERRUPTED and result.error is not None, result
+    trace = result.error.traceback
+    assert "KeyboardInterrupt" in trace and "time.sleep(0.01)" in trace, trace
+    assert "_on_sigint" not in trace and "kernel.py" not in trace, trace

@@ -1,0 +1,79 @@
+"""What the subprocess sandbox's syscall filter costs: time to a ready session and the warm `1+1`
+round trip, with the filter on and off (LCI_SECCOMP=0), measured in the same run in alternating
+rounds so both see the same machine.
+
+    python -m benchmarks.seccomp_cost [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+from benchmarks.common import progress, save, summarize
+from engine import SessionManager
+from engine.config import Settings
+from engine.models import SessionSpec
+
+
+def settings(seccomp: bool) -> Settings:
+    # The fork server (the default start path) without a pool: every start is a real start.
+    return Settings(seccomp=seccomp, subprocess_warm_pool=0, docker_warm_pool=0)
+
+
+async def measure(rounds: int, starts: int, trips: int) -> dict[str, dict[str, list[float]]]:
+    samples: dict[str, dict[str, list[float]]] = {
+        mode: {"start": [], "round_trip": []} for mode in ("on", "off")
+    }
+    async with (
+        SessionManager(settings(True)) as on,
+        SessionManager(settings(False)) as off,
+    ):
+        managers = {"on": on, "off": off}
+        for manager in managers.values():
+            backend = await manager.backend(SessionSpec().backend)
+            await backend.wait_forkserver(120)  # type: ignore[attr-defined]
+        for round_index in range(rounds):
+            for mode, manager in managers.items():
+                for _ in range(starts):
+                    started = time.perf_counter()
+                    session = await manager.create(SessionSpec())
+                    samples[mode]["start"].append(time.perf_counter() - started)
+                    await manager.close(session.id)
+                session = await manager.create(SessionSpec())
+                assert session.info().isolation.syscall_filter is not None or mode == "off"
+                await session.execute("1 + 1")
+                for _ in range(trips):
+                    started = time.perf_counter()
+                    await session.execute("1 + 1")
+                    samples[mode]["round_trip"].append(time.perf_counter() - started)
+                await manager.close(session.id)
+            progress(f"round {round_index + 1}/{rounds}")
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="small sample counts (CI)")
+    args = parser.parse_args()
+    rounds, starts, trips = (2, 3, 50) if args.quick else (8, 5, 300)
+    samples = asyncio.run(measure(rounds, starts, trips))
+    results: dict[str, object] = {}
+    for metric in ("start", "round_trip"):
+        on, off = summarize(samples["on"][metric]), summarize(samples["off"][metric])
+        results[metric] = {"filter_on": on, "filter_off": off, "ratio_p50": on["p50"] / off["p50"]}
+        print(
+            f"{metric:<11} p50 on {on['p50']:8.3f} ms  off {off['p50']:8.3f} ms  "
+            f"ratio {on['p50'] / off['p50']:.3f}"
+        )
+    bars = {
+        f"{metric} {mode}": summarize(samples[mode][metric])["p50"]
+        for metric in ("start", "round_trip")
+        for mode in ("on", "off")
+    }
+    save("seccomp_cost", results, bars, "p50 ms")
+
+
+if __name__ == "__main__":
+    main()
