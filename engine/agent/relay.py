@@ -9,7 +9,10 @@ pipes as `stream` frames and exits with the kernel's status (signals as 128 + nu
 SIGINT and SIGTERM to the kernel, so interrupts reach the cell as before.
 
 The parent must not run any user code and holds no request channel, so it can never answer for the
-kernel; it only ever writes `stream` frames, after the kernel can no longer write.
+kernel; it only ever writes `stream` frames, after the kernel can no longer write. Where the sandbox
+runs under a syscall filter, the kernel adds one more that keeps user code from signalling the relay
+(by pid, by its process group, or with kill(-1)): killing its own parent would otherwise take the
+session down with it.
 """
 
 from __future__ import annotations
@@ -49,6 +52,58 @@ def _die_with_parent(parent: int) -> None:
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # it died before the death signal was armed
         os._exit(1)
+    with contextlib.suppress(OSError):
+        os.setpgid(
+            0, 0
+        )  # kill(0) and killpg from user code reach the kernel's group, not the relay
+    with contextlib.suppress(Exception):
+        _guard_relay(parent)
+
+
+# Per architecture: AUDIT_ARCH value, the signalling calls whose first argument is a pid, and
+# pidfd_send_signal (refused outright: a /proc/<pid> directory works as its pidfd).
+_SIGNAL_CALLS = {
+    "x86_64": (0xC000003E, (62, 200, 234, 129, 297, 434), 424),
+    "aarch64": (0xC00000B7, (129, 130, 131, 138, 240, 434), 424),
+}
+
+
+def _guard_relay(relay: int) -> None:
+    """A seccomp filter on the kernel and everything it starts: kill, tkill, tgkill,
+    rt_(tg)sigqueueinfo and pidfd_open fail with EPERM when aimed at the relay, its process group
+    or every process (-1). Only where a filter is already in place (so no_new_privs is set, and
+    turning the sandbox filter off for a measurement turns this off too)."""
+    import ctypes
+    import struct
+
+    with open("/proc/self/status") as status:
+        if "Seccomp:\t2" not in status.read():
+            return
+    found = _SIGNAL_CALLS.get(os.uname().machine)
+    if found is None:
+        return
+    arch, calls, pidfd_send_signal = found
+    targets = {relay, -1, -os.getpgid(relay)}
+    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+    program = [(0x20, 0, 0, 4), (0x15, 1, 0, arch), (0x06, 0, 0, allow), (0x20, 0, 0, 0)]
+    checks = len(targets) + 2  # load the argument, compare with each target, allow
+    program.append((0x15, len(calls) + 1 + checks, 0, pidfd_send_signal))
+    for index, number in enumerate(calls):
+        program.append((0x15, len(calls) - index, 0, number))
+    program.append((0x06, 0, 0, allow))
+    program.append((0x20, 0, 0, 16))  # the first argument's low half (little-endian)
+    for index, target in enumerate(sorted(targets)):
+        program.append((0x15, len(targets) - index, 0, target & 0xFFFFFFFF))
+    program.append((0x06, 0, 0, allow))
+    program.append((0x06, 0, 0, deny))
+    packed = b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
+    buffer = ctypes.create_string_buffer(packed, len(packed))
+
+    class Fprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = Fprog(len(program), ctypes.cast(buffer, ctypes.c_void_p))
+    ctypes.CDLL(None).prctl(22, 2, ctypes.byref(fprog), 0, 0)  # PR_SET_SECCOMP, FILTER
 
 
 def _serve(child: int, channel: Any) -> None:
