@@ -101,9 +101,9 @@ def install_matplotlib_hook(publisher: Any) -> None:
 
             mpl_backend.publisher = publisher
             mpl.use(_MPL_BACKEND)
-            from matplotlib import font_manager
+            import importlib
 
-            cjk = cjk_font(font_manager)
+            cjk = cjk_font(importlib.import_module("matplotlib.font_manager"))
             family = list(mpl.rcParams["font.family"])
             if cjk is not None and cjk not in family:
                 mpl.rcParams["font.family"] = [*family, cjk]

@@ -86,8 +86,7 @@ def _prepare(agent_root: str, preload: list[str]) -> dict[str, Any]:
         with contextlib.suppress(Exception):
             sys.modules["matplotlib"].use("module://lci_agent.mpl_backend")
             # Found (and registered) once here, the CJK font is known to every sandbox at once.
-            from matplotlib import font_manager
-
+            font_manager = importlib.import_module("matplotlib.font_manager")
             sys.modules["lci_agent.figures"].cjk_font(font_manager)
     # Objects that exist now are never collected in the children; freezing them keeps the GC from
     # writing to their pages, which would unshare them from the zygote copy-on-write.
