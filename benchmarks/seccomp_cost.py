@@ -62,13 +62,17 @@ def main() -> None:
     results: dict[str, object] = {}
     for metric in ("start", "round_trip"):
         on, off = summarize(samples["on"][metric]), summarize(samples["off"][metric])
-        results[metric] = {"filter_on": on, "filter_off": off, "ratio_p50": on["p50"] / off["p50"]}
+        results[metric] = {
+            "filter_on": on,
+            "filter_off": off,
+            "ratio_p50": on["p50_ms"] / off["p50_ms"],
+        }
         print(
-            f"{metric:<11} p50 on {on['p50']:8.3f} ms  off {off['p50']:8.3f} ms  "
-            f"ratio {on['p50'] / off['p50']:.3f}"
+            f"{metric:<11} p50 on {on['p50_ms']:8.3f} ms  off {off['p50_ms']:8.3f} ms  "
+            f"ratio {on['p50_ms'] / off['p50_ms']:.3f}"
         )
     bars = {
-        f"{metric} {mode}": summarize(samples[mode][metric])["p50"]
+        f"{metric} {mode}": summarize(samples[mode][metric])["p50_ms"]
         for metric in ("start", "round_trip")
         for mode in ("on", "off")
     }

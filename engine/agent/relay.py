@@ -66,6 +66,7 @@ _SIGNAL_CALLS = {
     "x86_64": (0xC000003E, (62, 200, 234, 129, 297, 434), 424),
     "aarch64": (0xC00000B7, (129, 130, 131, 138, 240, 434), 424),
 }
+_SECCOMP_CALL = {"x86_64": 317, "aarch64": 277}
 
 
 def _guard_relay(relay: int) -> None:
@@ -103,7 +104,11 @@ def _guard_relay(relay: int) -> None:
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
     fprog = Fprog(len(program), ctypes.cast(buffer, ctypes.c_void_p))
-    ctypes.CDLL(None).prctl(22, 2, ctypes.byref(fprog), 0, 0)  # PR_SET_SECCOMP, FILTER
+    libc = ctypes.CDLL(None)
+    # seccomp(SET_MODE_FILTER, SPEC_ALLOW): no speculation mitigations forced on the kernel (see
+    # the launcher's filter); the plain prctl where the kernel lacks the flag.
+    if libc.syscall(_SECCOMP_CALL[os.uname().machine], 1, 4, ctypes.byref(fprog)) != 0:
+        libc.prctl(22, 2, ctypes.byref(fprog), 0, 0)  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
 
 
 def _serve(child: int, channel: Any) -> None:

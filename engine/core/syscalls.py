@@ -82,6 +82,7 @@ DENIED = {
 
 CLONE = (56, 220)
 CLONE3 = (435, 435)
+SECCOMP = (317, 277)
 # CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
 NAMESPACE_FLAGS = (
     0x00020000,
@@ -108,6 +109,7 @@ def sandbox_filter(machine: str | None = None) -> dict[str, Any] | None:
         "clone": CLONE[column],
         "clone3": CLONE3[column],
         "keyctl": DENIED["keyctl"][column],
+        "seccomp": SECCOMP[column],
         "namespace_flags": sum(NAMESPACE_FLAGS),
     }
 
