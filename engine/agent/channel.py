@@ -91,13 +91,22 @@ class Channel:
     def _pump(self, fd: int, name: str) -> None:
         owner = self._child_reads.get(fd)
         if owner is None:
-            self._forward_available(name, fd)
+            # Between cells only threads that outlived their cell write: nobody's output.
+            self._forward_available(name, fd, keep=self.current is not None)
             return
         # A forked child's pipe: its output belongs to the cell that forked it, while that runs.
         if not self._forward_available(name, fd, keep=owner[1] == self.current):
             self._selector.unregister(fd)
             del self._child_reads[fd]
             os.close(fd)
+
+    def begin_cell(self, exec_id: str) -> None:
+        """A cell starts: what is in the pipes now was written after the last cell ended (by
+        threads it left running) and is dropped; from here on output is this cell's."""
+        with self._lock:
+            for name, fd in self.pipes.items():
+                self._forward_available(name, fd, keep=False)
+            self.current = exec_id
 
     # -- forked children -------------------------------------------------------------------------
     def before_fork(self) -> None:

@@ -145,12 +145,12 @@ class Kernel:
         self.max_text = int(request.get("max_text_bytes") or self.max_text)
         self.max_frame = int(request.get("max_frame_bytes") or self.max_frame)
         self.clip = clip = display.Clipper()
-        self.channel.current = self.exec_id
         self.cell_count += 1
         filename = f"<cell-{self.cell_count}>"
         status, result, error = "ok", None, None
         self.install_signal_handlers()
-        self.streams.start_cell()
+        self.streams.start_cell()  # before the pipes are emptied: no stale thread writes after
+        self.channel.begin_cell(self.exec_id)
         _set_cpu_allowance(request.get("cpu_s"))
         try:
             importlib.invalidate_caches()  # files written since the last cell are importable
