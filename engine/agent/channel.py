@@ -195,3 +195,15 @@ def setup_channel(options: dict[str, Any]) -> tuple[int, Channel]:
         if fd in pipes.values():
             os.set_blocking(fd, False)
     return requests_fd, Channel(frames_fd, pipes, requests_fd)
+
+
+def parse_args(argv: list[str]) -> dict[str, Any]:
+    """`--requests-fd=N --frames-fd=M` (default: stdin and stdout), `--preload=MODULE,...`."""
+    options: dict[str, Any] = {"requests_fd": 0, "frames_fd": 1, "preload": []}
+    for arg in argv:
+        key, _, value = arg.lstrip("-").partition("=")
+        if key in ("requests-fd", "frames-fd"):
+            options[key.replace("-", "_")] = int(value)
+        elif key == "preload":
+            options["preload"] = [name for name in value.split(",") if name]
+    return options

@@ -16,7 +16,6 @@ import builtins
 import contextlib
 import importlib
 import importlib.machinery
-import inspect
 import linecache
 import os
 import signal
@@ -30,7 +29,7 @@ except ImportError:  # not on every platform the agent may run on
     resource = None  # type: ignore[assignment]
 
 from . import display, relay
-from .channel import Channel, SilentChannel, setup_channel
+from .channel import Channel, SilentChannel, parse_args, setup_channel
 from .figures import install_matplotlib_hook
 from .protocol import PROTOCOL_VERSION, FrameDecoder, encode_frame
 from .report import error_info
@@ -38,6 +37,7 @@ from .streams import StdStreams
 
 # Imported now, not in the middle of a cell: user code may break the import system.
 _PATH_FINDER = importlib.machinery.PathFinder
+_CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE, without importing inspect into every sandbox
 
 
 class CPUTimeExceeded(BaseException):
@@ -225,7 +225,7 @@ class Kernel:
 
     def _run(self, code: types.CodeType) -> Any:
         value = eval(code, self.namespace)
-        if code.co_flags & inspect.CO_COROUTINE:
+        if code.co_flags & _CO_COROUTINE:
             value = self._event_loop().run_until_complete(value)
         return value
 
@@ -294,18 +294,6 @@ def _broken_machinery() -> str | None:
     return None
 
 
-def _parse_args(argv: list[str]) -> dict[str, Any]:
-    """`--requests-fd=N --frames-fd=M` (default: stdin and stdout), `--preload=MODULE,...`."""
-    options: dict[str, Any] = {"requests_fd": 0, "frames_fd": 1, "preload": []}
-    for arg in argv:
-        key, _, value = arg.lstrip("-").partition("=")
-        if key in ("requests-fd", "frames-fd"):
-            options[key.replace("-", "_")] = int(value)
-        elif key == "preload":
-            options["preload"] = [name for name in value.split(",") if name]
-    return options
-
-
 def _preload(names: list[str]) -> None:
     """Import modules before the first cell (a pre-started sandbox's head start). They land in
     sys.modules, not in the user's namespace; one that is missing or fails is skipped, and its
@@ -320,9 +308,15 @@ def _preload(names: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    options = _parse_args(sys.argv[1:] if argv is None else argv)
+    """The agent in a process that already imported it (a fork-server sandbox); a fresh
+    interpreter starts with `relay.main`, which forks before the kernel's imports."""
+    options = parse_args(sys.argv[1:] if argv is None else argv)
     requests_fd, channel = setup_channel(options)
     relay.fork_kernel(channel, requests_fd)  # from here on, this process is the kernel
+    serve(options, requests_fd, channel)
+
+
+def serve(options: dict[str, Any], requests_fd: int, channel: Channel) -> None:
     # Notebook semantics: modules the user writes into the working directory are importable.
     sys.path.insert(0, os.getcwd())
     kernel = Kernel(channel)

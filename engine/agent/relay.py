@@ -28,9 +28,29 @@ _RESCUE_LIMIT = 4 << 20  # what a stray writer could keep adding after the kerne
 _PR_SET_PDEATHSIG = 1
 
 
+def main() -> None:
+    """A fresh interpreter's agent: fork first, so the relay never holds the kernel's imports
+    (every page the kernel then writes would be copied, and charged to the sandbox's memory)."""
+    import sys
+
+    from .channel import parse_args, setup_channel
+
+    options = parse_args(sys.argv[1:])
+    requests_fd, channel = setup_channel(options)
+    fork_kernel(channel, requests_fd)
+    from .kernel import serve
+
+    serve(options, requests_fd, channel)
+
+
 def fork_kernel(channel: Any, requests_fd: int) -> None:
-    """Fork; return in the child (the kernel). The parent serves as the relay and never returns."""
+    """Fork; return in the child (the kernel). The parent serves as the relay and never returns.
+    A sandbox with a very small memory limit goes without (LCI_AGENT_RELAY=0, set by the host)."""
+    if os.environ.get("LCI_AGENT_RELAY") == "0":
+        return
     parent = os.getpid()
+    with contextlib.suppress(Exception):
+        _guard_relay(parent)  # installed here, inherited by the kernel: ctypes stays shared
     child = os.fork()
     if child == 0:
         _die_with_parent(parent)
@@ -44,20 +64,19 @@ def fork_kernel(channel: Any, requests_fd: int) -> None:
 
 
 def _die_with_parent(parent: int) -> None:
-    """If the relay is killed, the kernel must not live on unseen (without namespaces nothing
-    else would take it down)."""
-    with contextlib.suppress(Exception):
-        import ctypes
+    """If the relay is killed, the kernel must not live on unseen. Where the relay's parent is
+    a namespace's init (the launcher's, or the container's), its death takes everything down
+    anyway; elsewhere the kernel asks for SIGKILL when its parent dies."""
+    if _parent_of(parent) != 1:
+        with contextlib.suppress(Exception):
+            import ctypes
 
-        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # it died before the death signal was armed
         os._exit(1)
     with contextlib.suppress(OSError):
-        os.setpgid(
-            0, 0
-        )  # kill(0) and killpg from user code reach the kernel's group, not the relay
-    with contextlib.suppress(Exception):
-        _guard_relay(parent)
+        # kill(0) and killpg from user code reach the kernel's group, not the relay.
+        os.setpgid(0, 0)
 
 
 # Per architecture: AUDIT_ARCH value, the signalling calls whose first argument is a pid, and
@@ -84,7 +103,7 @@ def _guard_relay(relay: int) -> None:
     if found is None:
         return
     arch, calls, pidfd_send_signal = found
-    targets = {relay, -1, -os.getpgid(relay)}
+    targets = {relay, -1, -os.getpgid(0)}
     allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
     program = [(0x20, 0, 0, 4), (0x15, 1, 0, arch), (0x06, 0, 0, allow), (0x20, 0, 0, 0)]
     checks = len(targets) + 2  # load the argument, compare with each target, allow
@@ -109,6 +128,14 @@ def _guard_relay(relay: int) -> None:
     # the launcher's filter); the plain prctl where the kernel lacks the flag.
     if libc.syscall(_SECCOMP_CALL[os.uname().machine], 1, 4, ctypes.byref(fprog)) != 0:
         libc.prctl(22, 2, ctypes.byref(fprog), 0, 0)  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+
+
+def _parent_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
 
 
 def _serve(child: int, channel: Any) -> None:

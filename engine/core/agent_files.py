@@ -89,6 +89,6 @@ def bootstrap_argv(python: str, agent_root: str, *agent_args: str) -> list[str]:
     read-only agent directory is added to the path."""
     code = (
         f"import sys; sys.path.insert(0, {agent_root!r}); "
-        f"from {AGENT_PACKAGE}.kernel import main; main()"
+        f"from {AGENT_PACKAGE}.relay import main; main()"
     )
     return [python, "-I", "-B", "-u", "-c", code, *agent_args]

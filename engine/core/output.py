@@ -55,6 +55,15 @@ def marker_text(omitted: int) -> str:
     return f"\n[... {omitted} bytes of output omitted ...]\n"
 
 
+# Below this memory limit a sandbox's agent runs without its relay process (a few MiB that such a
+# sandbox cannot spare): output printed right before a hard crash may then be lost.
+RELAY_MIN_MEMORY_MB = 48
+
+
+def relay_env(memory_mb: int) -> dict[str, str]:
+    return {} if memory_mb >= RELAY_MIN_MEMORY_MB else {"LCI_AGENT_RELAY": "0"}
+
+
 def frame_limit(output_bytes: int) -> int:
     """The largest frame a sandbox may send for a session with this output budget: one display
     at its budget plus texts at theirs. The agent fits its frames under it; a bigger one is a

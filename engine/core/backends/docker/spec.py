@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.core.agent_files import bootstrap_argv
+from engine.core.output import relay_env
 from engine.core.syscalls import NAME as SECCOMP_NAME
 from engine.core.syscalls import docker_profile
 from engine.models import Isolation, Limits
@@ -98,7 +99,12 @@ class ContainerPlan:
             "hostname": "sandbox",
             "user": f"{user[0]}:{user[1]}",
             "working_dir": SANDBOX_WORKDIR,
-            "environment": {**_BASE_ENV, **_thread_env(self.limits), **self.env},
+            "environment": {
+                **_BASE_ENV,
+                **_thread_env(self.limits),
+                **relay_env(self.limits.memory_mb),
+                **self.env,
+            },
             "labels": self.labels,
             # stdin stays open for requests; StdinOnce closes it when the engine's attach
             # connection goes away, so an orphaned agent reads EOF and exits on its own.

@@ -13,6 +13,7 @@ from engine.core.backends.subprocess.forkserver import ForkServer
 from engine.core.backends.subprocess.probe import MachineProbe, host_addresses
 from engine.core.backends.subprocess.sandbox import SubprocessSandbox
 from engine.core.backends.subprocess.uids import UidLease
+from engine.core.output import relay_env
 from engine.core.sandbox import Sandbox, SessionHost
 from engine.errors import SandboxStartError
 from engine.models import FileInfo, Isolation, SessionSpec
@@ -98,6 +99,7 @@ class SubprocessHost(SessionHost):
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
             "MPLBACKEND": "Agg",
+            **relay_env(limits.memory_mb),
             "MPLCONFIGDIR": f"{tmp}/lci-seed/matplotlib"
             if probe.namespaces
             else f"{tmp}/.matplotlib",
