@@ -129,6 +129,8 @@ def _usable_seed(seed: Path) -> bool:
     except UnsafeStateDir:
         return False
     return True
+
+
 def _kernel_has_seccomp() -> bool:
     with contextlib.suppress(OSError), open("/proc/self/status") as status:
         return any(line.startswith("Seccomp:") for line in status)
