@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     extra_readonly_paths: list[str] = Field(
         default_factory=list, description="Host paths made visible read-only inside sandboxes."
     )
+    seccomp: bool = Field(
+        True,
+        description="Apply the syscall filter in subprocess sandboxes (LCI_SECCOMP=0 turns it off, "
+        "only to measure what it costs).",
+    )
     forkserver: bool = Field(
         True, description="Start subprocess sessions from a fork server with modules preloaded."
     )

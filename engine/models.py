@@ -216,6 +216,9 @@ class Isolation(_Model):
     process_limit: Literal["exact", "per_user", "none"] = "none"
     disk_limit: Literal["exact", "per_file", "none"] = "none"
     cpu_quota: bool = False
+    syscall_filter: str | None = Field(
+        None, description="The seccomp filter sandbox processes run under, if any."
+    )
     notes: list[str] = Field(default_factory=list)
 
 

@@ -24,23 +24,52 @@ _REPR_METHODS = (
 )
 
 
-def _clip(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return text[:limit] + f"... [{len(text) - limit} characters not shown]"
+class Clipper:
+    """Cuts texts to a byte budget the way the host cuts output: head and tail kept, a marker
+    where bytes went, and a count of what was cut (so the host can say `truncated`)."""
+
+    def __init__(self) -> None:
+        self.omitted = 0
+
+    def __call__(self, text: str, limit: int) -> str:
+        if len(text) <= limit // 4 or (text.isascii() and len(text) <= limit):
+            return text  # cheap: fits whatever its characters' sizes
+        data = text.encode("utf-8", "surrogatepass")
+        if len(data) <= limit:
+            return text
+        marker_room = 64
+        half = max(limit - marker_room, 0) // 2
+        head = data[:half].decode("utf-8", "ignore")
+        tail = data[len(data) - half :].decode("utf-8", "ignore") if half else ""
+        cut = (
+            len(data)
+            - len(head.encode("utf-8", "surrogatepass"))
+            - len(tail.encode("utf-8", "surrogatepass"))
+        )
+        self.omitted += cut
+        return f"{head}\n[... {cut} bytes of output omitted ...]\n{tail}"
 
 
-def plain_text(value: Any, limit: int) -> str:
+_clip = Clipper()  # for callers that need no count
+
+
+def plain_text(value: Any, limit: int, clip: Clipper = _clip, strict: bool = False) -> str:
+    """repr(value) within `limit` bytes. A failing repr is a note, or with `strict` an exception
+    (the value of a cell is reported as its error, as in IPython)."""
     try:
         text = repr(value)
     except Exception as exc:  # a broken __repr__ is the user's problem, not the agent's
+        if strict:
+            raise
         return f"<repr of {type(value).__name__} object failed: {type(exc).__name__}: {exc}>"
     if not isinstance(text, str):
+        if strict:
+            raise TypeError(f"__repr__ returned non-string (type {type(text).__name__})")
         return f"<repr of {type(value).__name__} object returned {type(text).__name__}>"
-    return _clip(text, limit)
+    return clip(text, limit)
 
 
-def _encode_rich(raw: Any, binary: bool, limit: int) -> str | None:
+def _encode_rich(raw: Any, binary: bool, limit: int, clip: Clipper) -> str | None:
     if raw is None:
         return None
     if isinstance(raw, tuple):  # (data, metadata) form
@@ -52,12 +81,12 @@ def _encode_rich(raw: Any, binary: bool, limit: int) -> str | None:
             return base64.b64encode(raw).decode("ascii")
         return None
     if isinstance(raw, str):
-        return _clip(raw, limit)
+        return clip(raw, limit)
     if isinstance(raw, dict | list):
         import json
 
         try:
-            return _clip(json.dumps(raw), limit)
+            return clip(json.dumps(raw), limit)
         except (TypeError, ValueError):
             return None
     return None
@@ -68,10 +97,19 @@ _PLAIN_TYPES = frozenset(
 )
 
 
-def mime_bundle(value: Any, limit: int) -> dict[str, str]:
-    """text/plain always, plus whatever rich forms the object offers (IPython's `_repr_*_` protocol)."""
+def mime_bundle(
+    value: Any,
+    limit: int,
+    text_limit: int | None = None,
+    clip: Clipper = _clip,
+    strict: bool = False,
+) -> dict[str, str]:
+    """text/plain always, plus whatever rich forms the object offers (IPython's `_repr_*_` protocol).
+    Texts are cut to `text_limit` bytes (head and tail); binary forms over `limit` are left out, and
+    rich forms stop being added once the bundle holds `limit` bytes."""
+    text_limit = limit if text_limit is None else min(text_limit, limit)
     if type(value) in _PLAIN_TYPES:  # the common case: no rich forms to look for
-        return {"text/plain": plain_text(value, limit)}
+        return {"text/plain": plain_text(value, text_limit, clip, strict)}
     bundle: dict[str, str] = {}
     mimebundle = getattr(value, "_repr_mimebundle_", None) if not isinstance(value, type) else None
     if callable(mimebundle):
@@ -81,9 +119,14 @@ def mime_bundle(value: Any, limit: int) -> dict[str, str]:
                 produced = produced[0]
             if isinstance(produced, dict):
                 for mime, raw in produced.items():
+                    if not isinstance(mime, str):
+                        continue
                     binary = mime.startswith("image/") and mime != "image/svg+xml"
-                    encoded = _encode_rich(raw, binary, limit)
-                    if isinstance(mime, str) and encoded is not None:
+                    room = limit - _size(bundle)
+                    encoded = _encode_rich(
+                        raw, binary, room if binary else min(text_limit, room), clip
+                    )
+                    if encoded is not None:
                         bundle[mime] = encoded
         except Exception:
             pass
@@ -94,14 +137,21 @@ def mime_bundle(value: Any, limit: int) -> dict[str, str]:
             func = getattr(value, method, None)
             if not callable(func):
                 continue
+            room = limit - _size(bundle)
             try:
-                encoded = _encode_rich(func(), binary, limit)
+                encoded = _encode_rich(
+                    func(), binary, room if binary else min(text_limit, room), clip
+                )
             except Exception:
                 continue
             if encoded is not None:
                 bundle[mime] = encoded
-    bundle["text/plain"] = plain_text(value, limit)
+    bundle["text/plain"] = plain_text(value, text_limit, clip, strict)
     return bundle
+
+
+def _size(bundle: dict[str, str]) -> int:
+    return sum(len(v) for v in bundle.values())
 
 
 def figure_bundles(limit: int) -> list[dict[str, str]]:
@@ -133,9 +183,9 @@ def figure_bundles(limit: int) -> list[dict[str, str]]:
     return bundles
 
 
-def plain_text_of_exception(exc: BaseException, limit: int = 65536) -> str:
+def plain_text_of_exception(exc: BaseException, limit: int, clip: Clipper = _clip) -> str:
     try:
         text = str(exc)
     except Exception:
         return f"<str() of {type(exc).__name__} failed>"
-    return _clip(text, limit) if isinstance(text, str) else ""
+    return clip(text, limit) if isinstance(text, str) else ""

@@ -14,10 +14,12 @@ import _signal  # type: ignore[import-not-found]  # the C module under `signal`
 import ast
 import builtins
 import contextlib
+import importlib
+import importlib.machinery
+import linecache
 import os
 import signal
 import sys
-import traceback
 import types
 from typing import Any
 
@@ -26,12 +28,16 @@ try:
 except ImportError:  # not on every platform the agent may run on
     resource = None  # type: ignore[assignment]
 
-from . import display
-from .channel import Channel, SilentChannel, setup_channel
+from . import display, relay
+from .channel import Channel, SilentChannel, parse_args, setup_channel
 from .figures import install_matplotlib_hook
-from .protocol import PROTOCOL_VERSION, FrameDecoder
+from .protocol import PROTOCOL_VERSION, FrameDecoder, encode_frame
+from .report import error_info
+from .streams import StdStreams
 
-_AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
+# Imported now, not in the middle of a cell: user code may break the import system.
+_PATH_FINDER = importlib.machinery.PathFinder
+_CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE, without importing inspect into every sandbox
 
 
 class CPUTimeExceeded(BaseException):
@@ -50,6 +56,9 @@ class Kernel:
         self.cell_count = 0
         self.exec_id: str | None = None
         self.max_display = 16 << 20
+        self.max_text = 1 << 20
+        self.max_frame = 64 << 20
+        self.clip = display.Clipper()
         self.in_user_code = False
         self._loop: Any = None
         self._compiled: dict[str, tuple[types.CodeType, types.CodeType | None]] = {}
@@ -57,11 +66,8 @@ class Kernel:
         self._handlers: dict[int, Any] = {signal.SIGINT: self._on_sigint}
         if hasattr(signal, "SIGXCPU"):
             self._handlers[signal.SIGXCPU] = self._on_sigxcpu
-        # Private copies of the cell's stdout/stderr, to repair them if user code closes or replaces
-        # them: the next cell must still print.
-        self._std_fds = {fd: os.dup(fd) for fd in (1, 2)}
-        self._std_ids = {fd: _fd_identity(fd) for fd in (1, 2)}
-        os.register_at_fork(after_in_child=self._after_fork_in_child)
+        self.streams = StdStreams()
+        os.register_at_fork(before=self._before_fork, after_in_child=self._after_fork_in_child)
         install_matplotlib_hook(self.publish_figures)
 
     # -- signals -------------------------------------------------------------------------------
@@ -82,9 +88,16 @@ class Kernel:
         if self.in_user_code:
             raise CPUTimeExceeded("CPU time limit of this execution exceeded")
 
+    def _before_fork(self) -> None:
+        if not self.forked:
+            _flush_std_streams()  # or the child would print the parent's buffered text again
+            self.channel.before_fork()
+
     def _after_fork_in_child(self) -> None:
-        # A child forked by user code (os.fork, multiprocessing) shares the frame channel; it must
-        # never speak on it, or the host would see duplicate results.
+        # A child forked by user code (os.fork, multiprocessing) must never speak the protocol, or
+        # the host would see duplicate results; it prints into its cell's own pipes.
+        if not self.forked:
+            self.channel.in_forked_child()
         self.channel = SilentChannel()
         self.forked = True
 
@@ -92,33 +105,65 @@ class Kernel:
     def display(self, *objects: Any) -> None:
         """Show objects as rich output (the `display()` builtin of notebooks)."""
         for obj in objects:
-            self._send_display(display.mime_bundle(obj, self.max_display))
+            clip = display.Clipper()
+            bundle = display.mime_bundle(obj, self.max_display, self.max_text, clip)
+            self._send_display(bundle, clip.omitted)
 
     def publish_figures(self) -> None:
         for bundle in display.figure_bundles(self.max_display):
             self._send_display(bundle)
 
-    def _send_display(self, bundle: dict[str, str]) -> None:
+    def _send_display(self, bundle: dict[str, str], omitted: int = 0) -> None:
         _flush_std_streams()
         self.channel.drain()
-        self.channel.send({"type": "display", "id": self.exec_id, "data": bundle, "metadata": {}})
+        message: dict[str, Any] = {
+            "type": "display",
+            "id": self.exec_id,
+            "data": bundle,
+            "metadata": {},
+        }
+        if omitted:
+            message["omitted"] = omitted
+        self.channel.send_encoded(self._bounded(message))
+
+    def _bounded(self, message: dict[str, Any]) -> bytes:
+        """The frame of `message`, within the host's frame limit: JSON escapes can make a text
+        within its byte budget several times larger, so an over-long frame loses its rich data
+        and has its texts cut further, never reaching the host whole."""
+        frame = encode_frame(message)
+        for shrink in (4, 16, 64):
+            if len(frame) <= self.max_frame:
+                return frame
+            message = _shrunk(message, self.max_text // shrink)
+            frame = encode_frame(message)
+        return encode_frame({k: message.get(k) for k in ("type", "id", "status")})
 
     # -- cells ---------------------------------------------------------------------------------
-    def run_cell(self, request: dict[str, Any]) -> dict[str, Any]:
+    def run_cell(self, request: dict[str, Any]) -> bytes:
         self.exec_id = str(request.get("id"))
         self.max_display = int(request.get("max_display_bytes") or self.max_display)
+        self.max_text = int(request.get("max_text_bytes") or self.max_text)
+        self.max_frame = int(request.get("max_frame_bytes") or self.max_frame)
+        self.clip = clip = display.Clipper()
         self.cell_count += 1
         filename = f"<cell-{self.cell_count}>"
         status, result, error = "ok", None, None
         self.install_signal_handlers()
+        self.streams.start_cell()  # before the pipes are emptied: no stale thread writes after
+        self.channel.begin_cell(self.exec_id)
         _set_cpu_allowance(request.get("cpu_s"))
         try:
+            importlib.invalidate_caches()  # files written since the last cell are importable
             value = self._execute(str(request.get("code", "")), filename)
+            self.in_user_code = False
             if value is not None:
                 self.namespace["_"] = value
-                result = display.mime_bundle(value, self.max_display)
+                # A failing repr is the cell's error, reported with its traceback.
+                result = display.mime_bundle(
+                    value, self.max_display, self.max_text, clip, strict=True
+                )
         except BaseException as exc:
-            status, error = "error", _error_info(exc)
+            status, error = "error", error_info(exc, self.max_text, clip)
         finally:
             self.in_user_code = False
             self.install_signal_handlers()
@@ -127,37 +172,24 @@ class Kernel:
         try:
             self.publish_figures()
         except BaseException as exc:
-            status, error = "error", _error_info(exc)
+            status, error = "error", error_info(exc, self.max_text, clip)
         _flush_std_streams()
-        self._repair_std_streams()
+        self.streams.repair()
         self.channel.drain()
-        return {
+        self.channel.end_cell()
+        done: dict[str, Any] = {
             "type": "done",
             "id": self.exec_id,
             "status": status,
             "result": result,
             "error": error,
         }
-
-    def _repair_std_streams(self) -> None:
-        for fd, saved in self._std_fds.items():
-            if _fd_identity(fd) != self._std_ids[fd]:
-                os.dup2(saved, fd)
-        for name in ("stdout", "stderr"):
-            stream = getattr(sys, name)
-            if stream is None or getattr(stream, "closed", False):
-                original = getattr(sys, f"__{name}__")
-                if original is None or original.closed:
-                    original = open(  # noqa: SIM115 - lives as long as the process
-                        1 if name == "stdout" else 2,
-                        "w",
-                        closefd=False,
-                        buffering=1,
-                        encoding="utf-8",
-                        errors="backslashreplace",
-                    )
-                    setattr(sys, f"__{name}__", original)
-                setattr(sys, name, original)
+        broken = _broken_machinery()
+        if broken:
+            done["broken"] = broken
+        if clip.omitted:
+            done["omitted"] = clip.omitted
+        return self._bounded(done)
 
     def _execute(self, code: str, filename: str) -> Any:
         body, tail = self._compile(code, filename)
@@ -171,8 +203,6 @@ class Kernel:
         cached = self._compiled.get(code)
         if cached is not None:
             return cached
-        import linecache
-
         if len(self._cell_files) >= 256:
             # Every cell compiled adds a file (a cell that failed to compile too), so this also
             # caps _compiled. The cells' source lines go with their code, or linecache would keep
@@ -194,10 +224,8 @@ class Kernel:
         return body, tail
 
     def _run(self, code: types.CodeType) -> Any:
-        import inspect
-
         value = eval(code, self.namespace)
-        if code.co_flags & inspect.CO_COROUTINE:
+        if code.co_flags & _CO_COROUTINE:
             value = self._event_loop().run_until_complete(value)
         return value
 
@@ -209,14 +237,6 @@ class Kernel:
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
         return self._loop
-
-
-def _fd_identity(fd: int) -> tuple[int, int] | None:
-    try:
-        info = os.fstat(fd)
-    except OSError:
-        return None
-    return info.st_dev, info.st_ino
 
 
 def _flush_std_streams() -> None:
@@ -247,33 +267,31 @@ def _set_cpu_allowance(cpu_s: Any) -> None:
             resource.setrlimit(resource.RLIMIT_CPU, (min(soft, hard), hard))
 
 
-def _error_info(exc: BaseException) -> dict[str, str]:
-    tb = exc.__traceback__
-    # Drop the agent's own frames so the traceback starts in the user's cell.
-    while tb is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == _AGENT_DIR:
-        tb = tb.tb_next
-    try:
-        lines = traceback.format_exception(type(exc), exc, tb)
-        text = "".join(lines)
-    except Exception as fmt_exc:
-        text = f"<traceback could not be formatted: {fmt_exc!r}>"
-    return {
-        "name": type(exc).__name__,
-        "value": display.plain_text_of_exception(exc),
-        "traceback": text,
-    }
+def _shrunk(message: dict[str, Any], budget: int) -> dict[str, Any]:
+    """`message` with only plain text left in its bundles, and every text cut to `budget`."""
+    clip = display.Clipper()
+    out = dict(message)
+    for key in ("data", "result", "error"):
+        value = out.get(key)
+        if isinstance(value, dict):
+            kept = {k: v for k, v in value.items() if key == "error" or k == "text/plain"}
+            out[key] = {k: clip(v, budget) if isinstance(v, str) else v for k, v in kept.items()}
+    out["omitted"] = int(out.get("omitted") or 0) + clip.omitted + 1
+    return out
 
 
-def _parse_args(argv: list[str]) -> dict[str, Any]:
-    """`--requests-fd=N --frames-fd=M` (default: stdin and stdout), `--preload=MODULE,...`."""
-    options: dict[str, Any] = {"requests_fd": 0, "frames_fd": 1, "preload": []}
-    for arg in argv:
-        key, _, value = arg.lstrip("-").partition("=")
-        if key in ("requests-fd", "frames-fd"):
-            options[key.replace("-", "_")] = int(value)
-        elif key == "preload":
-            options["preload"] = [name for name in value.split(",") if name]
-    return options
+def _broken_machinery() -> str | None:
+    """What user code broke that the next cell cannot run without, if anything. The agent cannot
+    rebuild an import system, so the host restarts the interpreter instead of serving a half-broken
+    one."""
+    modules = sys.modules
+    if not isinstance(modules, dict) or "sys" not in modules or "builtins" not in modules:
+        return "sys.modules was cleared"
+    if not any(finder is _PATH_FINDER for finder in sys.meta_path):
+        return "sys.meta_path lost its path finder"
+    if not callable(getattr(builtins, "__import__", None)):
+        return "builtins.__import__ was removed"
+    return None
 
 
 def _preload(names: list[str]) -> None:
@@ -290,11 +308,21 @@ def _preload(names: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    options = _parse_args(sys.argv[1:] if argv is None else argv)
+    """The agent in a process that already imported it (a fork-server sandbox); a fresh
+    interpreter starts with `relay.main`, which forks before the kernel's imports."""
+    options = parse_args(sys.argv[1:] if argv is None else argv)
     requests_fd, channel = setup_channel(options)
+    relay.fork_kernel(channel, requests_fd)  # from here on, this process is the kernel
+    serve(options, requests_fd, channel)
+
+
+def serve(options: dict[str, Any], requests_fd: int, channel: Channel) -> None:
+    # Notebook semantics: modules the user writes into the working directory are importable.
+    sys.path.insert(0, os.getcwd())
     kernel = Kernel(channel)
     kernel.install_signal_handlers()
     channel.start_pump()
+    kernel.streams.own_thread(channel.pump_ident)
     _preload(options["preload"])
     channel.send(
         {
@@ -316,6 +344,6 @@ def main(argv: list[str] | None = None) -> None:
         if request.get("type") == "shutdown":
             break
         if request.get("type") == "execute":
-            kernel.channel.send(kernel.run_cell(request))
+            kernel.channel.send_encoded(kernel.run_cell(request))
     _flush_std_streams()
     os._exit(0)

@@ -55,6 +55,33 @@ def marker_text(omitted: int) -> str:
     return f"\n[... {omitted} bytes of output omitted ...]\n"
 
 
+# Below this memory limit a sandbox's agent runs without its relay process (a few MiB that such a
+# sandbox cannot spare): output printed right before a hard crash may then be lost.
+RELAY_MIN_MEMORY_MB = 48
+
+
+def relay_env(memory_mb: int) -> dict[str, str]:
+    return {} if memory_mb >= RELAY_MIN_MEMORY_MB else {"LCI_AGENT_RELAY": "0"}
+
+
+def frame_limit(output_bytes: int) -> int:
+    """The largest frame a sandbox may send for a session with this output budget: one display
+    at its budget plus texts at theirs. The agent fits its frames under it; a bigger one is a
+    protocol violation."""
+    return max(1 << 20, DISPLAY_BUDGET_FACTOR * output_bytes + 2 * output_bytes + (64 << 10))
+
+
+def clip_text(text: str, budget: int) -> tuple[str, int]:
+    """`text` within `budget` UTF-8 bytes, head and tail kept around a marker; and the bytes cut."""
+    size = utf8_len(text)
+    if size <= budget:
+        return text, 0
+    half = max(budget - 64, 0) // 2
+    head, tail = prefix_within(text, half), suffix_within(text, half)
+    omitted = size - utf8_len(head) - utf8_len(tail)
+    return head + marker_text(omitted) + tail, omitted
+
+
 class OutputBuffer:
     """Collects one execution's stream chunks and display items in order, within `budget` bytes of
     stream text. `on_item` sees head items live (while they fit) and every display item."""
@@ -65,6 +92,7 @@ class OutputBuffer:
         self._display_left = (
             DISPLAY_BUDGET_FACTOR * budget if display_budget is None else display_budget
         )
+        self._text_budget = budget
         self._head_budget = budget // 2
         self._tail_budget = budget - self._head_budget
         self._head: list[OutputItem] = []
@@ -105,10 +133,29 @@ class OutputBuffer:
         self._trim_tail()
 
     def add_display(self, item: DisplayOutput | ResultOutput) -> None:
-        size = sum(len(value) for value in item.data.values())
-        if isinstance(item, DisplayOutput) and size > self._display_left:
-            self.omitted += size  # dropped whole: half an image is no image
+        """Texts of the item are cut to the stream budget; an item over what is left of the
+        display budget is dropped whole (half an image is no image), but a result keeps its
+        plain text."""
+        data, cut = {}, 0
+        for mime, raw in item.data.items():
+            value = raw
+            if len(raw) * 4 > self._text_budget and (
+                not mime.startswith("image/") or mime == "image/svg+xml"
+            ):
+                value, lost = clip_text(raw, self._text_budget)
+                cut += lost
+            data[mime] = value
+        size = sum(len(value) for value in data.values())
+        if size > self._display_left and isinstance(item, ResultOutput):
+            plain = data.get("text/plain", "")
+            cut += size - len(plain)
+            data, size = {"text/plain": plain}, len(plain)
+        if size > self._display_left:
+            self.omitted += size + cut
             return
+        if cut:
+            self.omitted += cut
+            item = type(item)(data=data, metadata=item.metadata)
         self._display_left -= size
         (self._tail if self._in_tail else self._head).append(item)
         self._notify(item)

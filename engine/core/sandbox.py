@@ -18,12 +18,21 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from engine.agent.protocol import PROTOCOL_VERSION, FrameDecoder, FrameError, encode_frame
+from engine.agent.protocol import (
+    PROTOCOL_VERSION,
+    FrameDecoder,
+    FrameError,
+    encode_frame,
+    parse_frame,
+)
 from engine.errors import FileAccessError, SandboxStartError
 from engine.models import FileInfo, Isolation, SessionSpec
 
 StreamName = Literal["stdout", "stderr"]
 _STARTUP_LOG_LIMIT = 16 << 10
+# Frames larger than this are parsed on a worker thread: a big display must not stall the event
+# loop, which serves every other session too. Frames after it wait, so the order holds.
+_OFF_LOOP_FRAME = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,7 @@ class ExitInfo:
     code: int | None
     oom_kills: int = 0
     protocol_error: str | None = None
+    broken: str | None = None  # what the cell broke in the interpreter, when it was replaced
 
     def describe(self) -> str:
         if self.protocol_error:
@@ -73,6 +83,19 @@ class Sandbox(abc.ABC):
         self._killing = False
         self._protocol_error: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._parsing = False  # a big frame is being parsed off the loop
+        self._held_frames: list[bytes] = []  # frame data that arrived meanwhile, in order
+        self._held_bytes = 0
+        self._held_exit: ExitInfo | None = None
+
+    @property
+    def max_frame(self) -> int:
+        return self._decoder._max_frame
+
+    @max_frame.setter
+    def max_frame(self, limit: int) -> None:
+        """The largest frame the agent may send (the session sets it from its output budget)."""
+        self._decoder._max_frame = limit
 
     # -- the seam ------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -156,22 +179,65 @@ class Sandbox(abc.ABC):
 
     def _frames_received(self, data: bytes) -> None:
         """Decode frames; a malformed one means the sandbox cannot be trusted to continue."""
+        if self._parsing:
+            self._held_frames.append(data)
+            self._held_bytes += len(data)
+            if self._held_bytes > 2 * self.max_frame:
+                self._pause_reading(True)  # the session's byte budget: the pipe holds the rest
+            return
         try:
-            frames = self._decoder.feed(data)
+            bodies = self._decoder.feed_raw(data)
         except FrameError as exc:
             self._protocol_violation(str(exc))
             return
-        for frame in frames:
-            if frame["type"] == "hello" and not self._hello.done():
-                self._hello.set_result(frame)
-            elif frame["type"] == "staged" and not self._hello.done() and not self._staged.done():
-                self._staged.set_result(frame)
-            elif frame["type"] == "stream":
-                name = frame.get("name")
-                if name in ("stdout", "stderr") and isinstance(frame.get("data"), str):
-                    self._stream_received(name, frame["data"].encode("latin-1", "replace"))
-            elif self.listener is not None:
-                self.listener.on_frame(frame)
+        self._dispatch_bodies(bodies)
+
+    def _dispatch_bodies(self, bodies: list[bytes]) -> None:
+        for index, body in enumerate(bodies):
+            if self._protocol_error:
+                return
+            if len(body) > _OFF_LOOP_FRAME:
+                self._parsing = True
+                self._background(self._parse_off_loop(body, bodies[index + 1 :]))
+                return
+            try:
+                frame = parse_frame(body)
+            except FrameError as exc:
+                self._protocol_violation(str(exc))
+                return
+            self._dispatch(frame)
+
+    async def _parse_off_loop(self, body: bytes, rest: list[bytes]) -> None:
+        try:
+            frame = await asyncio.to_thread(parse_frame, body)
+        except FrameError as exc:
+            self._parsing = False
+            self._protocol_violation(str(exc))
+            return
+        self._parsing = False
+        self._dispatch(frame)
+        self._dispatch_bodies(rest)
+        held, self._held_frames, self._held_bytes = self._held_frames, [], 0
+        self._pause_reading(False)
+        for data in held:
+            self._frames_received(data)
+        if not self._parsing and self._held_exit is not None:
+            self._exited(self._held_exit)
+
+    def _pause_reading(self, paused: bool) -> None:  # noqa: B027 - optional for backends
+        """Stop (or resume) reading the agent's frames; backends that can, do."""
+
+    def _dispatch(self, frame: dict[str, Any]) -> None:
+        if frame["type"] == "hello" and not self._hello.done():
+            self._hello.set_result(frame)
+        elif frame["type"] == "staged" and not self._hello.done() and not self._staged.done():
+            self._staged.set_result(frame)
+        elif frame["type"] == "stream":
+            name = frame.get("name")
+            if name in ("stdout", "stderr") and isinstance(frame.get("data"), str):
+                self._stream_received(name, frame["data"].encode("latin-1", "replace"))
+        elif self.listener is not None:
+            self.listener.on_frame(frame)
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run `coro` as a task this sandbox keeps a reference to (the loop keeps only weak ones)."""
@@ -185,6 +251,9 @@ class Sandbox(abc.ABC):
 
     def _exited(self, info: ExitInfo) -> None:
         if self._exit.done():
+            return
+        if self._parsing:  # frames before the exit are still being parsed: they come first
+            self._held_exit = info
             return
         if self._protocol_error:
             info = ExitInfo(

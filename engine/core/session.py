@@ -20,7 +20,8 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from engine.callbacks import Callbacks, ItemCallback
-from engine.core.output import DISPLAY_BUDGET_FACTOR, OutputBuffer
+from engine.core.output import DISPLAY_BUDGET_FACTOR, clip_text, frame_limit
+from engine.core.run import Run as _Run
 from engine.core.sandbox import ExitInfo, Sandbox, SessionHost, StreamName
 from engine.errors import SandboxError, SessionBusy, SessionClosed
 from engine.models import (
@@ -37,52 +38,6 @@ from engine.models import (
 )
 
 MAX_FILE_BYTES = 256 << 20
-
-
-class _Run:
-    """The execution in flight: where the sandbox's events for it go. `frame` is the agent's done
-    frame once it arrived; `ended` is set when that happens or the sandbox stops."""
-
-    def __init__(self, exec_id: str, limits: Limits, on_output: ItemCallback | None) -> None:
-        self.id = exec_id
-        self.output = OutputBuffer(limits.output_bytes, on_output)
-        self.frame: dict[str, Any] | None = None
-        self.ended = False
-        self.poked = False  # interrupt() or restart() asked it to stop
-        self.killed = False  # restart() killed its sandbox
-        self._waiter: asyncio.Future[None] | None = None
-
-    def end(self, frame: dict[str, Any] | None) -> None:
-        if self.ended:
-            return
-        self.ended, self.frame = True, frame
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    def poke(self) -> None:
-        """Wake the ladder early: the caller interrupted the cell."""
-        self.poked = True
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def wait(self, timeout: float) -> bool:
-        """Wait up to `timeout` for the end; True when the done frame arrived."""
-        if not self.ended:
-            loop = asyncio.get_running_loop()
-            # A plain future and a timer: cheaper than asyncio.timeout plus shield on the hot path.
-            waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(timeout, _resolve, waiter)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                self._waiter = None
-        return self.frame is not None
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 # A global cap on cells running at once (see `capacity.Capacity.execution`).
@@ -133,6 +88,7 @@ class Session:
             await sandbox.kill()
             raise SessionClosed(f"session {self.id} is closed")
         sandbox.listener = self
+        sandbox.max_frame = frame_limit(self.limits.output_bytes)
         self._sandbox = sandbox
 
     async def close(self) -> None:
@@ -250,10 +206,17 @@ class Session:
                 "code": code,
                 "cpu_s": limits.effective_cpu_s,
                 "max_display_bytes": limits.output_bytes * DISPLAY_BUDGET_FACTOR,
+                "max_text_bytes": limits.output_bytes,
+                "max_frame_bytes": frame_limit(limits.output_bytes),
             }
         )
         try:
             outcome, exit_info = await self._ladder(sandbox, run, timeout)
+            broken = run.frame.get("broken") if run.frame else None
+            if broken:
+                # The cell broke the interpreter's own machinery: it must not serve another cell.
+                outcome, exit_info = Outcome.CRASHED, await self._kill_and_restart(sandbox)
+                exit_info = ExitInfo(exit_info.code, broken=str(broken)[:200])
         except asyncio.CancelledError:
             await asyncio.shield(self._abort(sandbox, run))
             raise
@@ -304,12 +267,16 @@ class Session:
         result: dict[str, Any] = run.frame or {}
         if isinstance(result.get("result"), dict):
             run.output.add_display(ResultOutput(data=_str_dict(result["result"])))
+        if isinstance(result.get("omitted"), int) and result["omitted"] > 0:
+            run.output.omitted += result["omitted"]  # cut by the agent before it was sent
         if result.get("status") == "error" and isinstance(result.get("error"), dict):
             raw = result["error"]
+            budget = limits.output_bytes
+            value, cut_value = clip_text(str(raw.get("value", "")), budget)
+            trace, cut_trace = clip_text(str(raw.get("traceback", "")), budget)
+            run.output.omitted += cut_value + cut_trace
             error = ErrorInfo(
-                name=str(raw.get("name", "Error")),
-                value=str(raw.get("value", "")),
-                traceback=str(raw.get("traceback", "")),
+                name=str(raw.get("name", "Error"))[:200], value=value, traceback=trace
             )
         if outcome is None:
             outcome = Outcome.ERROR if error else Outcome.COMPLETED
@@ -320,6 +287,14 @@ class Session:
                 name="TimeoutError",
                 value=(
                     f"execution exceeded {limits.timeout_s:g} s and did not stop when interrupted; "
+                    "the interpreter was restarted and its state lost"
+                ),
+            )
+        elif outcome is Outcome.CRASHED and exit_info is not None and exit_info.broken:
+            error = ErrorInfo(
+                name="SandboxCrashed",
+                value=(
+                    f"the cell broke the interpreter ({exit_info.broken}); "
                     "the interpreter was restarted and its state lost"
                 ),
             )
@@ -364,6 +339,8 @@ class Session:
         # happened: nothing to reorder here.
         if frame["type"] == "display" and isinstance(frame.get("data"), dict):
             run.output.add_display(DisplayOutput(data=_str_dict(frame["data"])))
+            if isinstance(frame.get("omitted"), int) and frame["omitted"] > 0:
+                run.output.omitted += frame["omitted"]
         elif frame["type"] == "done":
             run.end(frame)
 

@@ -90,11 +90,15 @@ async def test_rich_reprs_become_mime_bundles(session: Session) -> None:
 
 
 async def test_broken_repr_is_reported_not_fatal(session: Session) -> None:
+    # As in IPython: a value whose repr fails is the cell's error, with the repr's traceback.
     result = await session.execute(
-        "class Bad:\n    def __repr__(self): raise RuntimeError('no')\nBad()"
+        "class Bad:\n    def __repr__(self): raise RuntimeError('no')\nbad = Bad()\nbad"
     )
-    assert result.outcome is Outcome.COMPLETED
-    assert "repr of Bad object failed" in (result.result_text or "")
+    assert result.outcome is Outcome.ERROR and result.error is not None
+    assert (
+        result.error.name == "RuntimeError" and "raise RuntimeError('no')" in result.error.traceback
+    )
+    assert (await session.execute("type(bad).__name__")).result_text == "'Bad'"
 
 
 async def test_matplotlib_figures_become_png_in_order(session: Session) -> None:

@@ -114,6 +114,13 @@ class DockerSandbox(Sandbox):
         elif self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
 
+    def _pause_reading(self, paused: bool) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            if paused:
+                self._transport.pause_reading()
+            else:
+                self._transport.resume_reading()
+
     def interrupt(self) -> None:
         self._background(self._signal("SIGINT"))
         # Counted now, not when the task first runs: a cell sent before then must be held back

@@ -5,12 +5,16 @@ by `api.py` alone."""
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.core.agent_files import bootstrap_argv
+from engine.core.output import relay_env
+from engine.core.syscalls import NAME as SECCOMP_NAME
+from engine.core.syscalls import docker_profile
 from engine.models import Isolation, Limits
 
 MIB = 1 << 20
@@ -41,6 +45,7 @@ _AGENT_ARGV = bootstrap_argv("python3", SANDBOX_AGENT)
 # engine's attach connection does (an engine killed outright). python3 is the one program every
 # usable image has.
 _KEEPER_ARGV = ["python3", "-I", "-S", "-c", "import sys\nsys.stdin.buffer.read()"]
+_SECCOMP_PROFILE = json.dumps(docker_profile(), separators=(",", ":"))
 _BASE_ENV = {
     "HOME": SANDBOX_WORKDIR,
     "TMPDIR": "/tmp",
@@ -113,7 +118,12 @@ class ContainerPlan:
             "hostname": "sandbox",
             "user": f"{user[0]}:{user[1]}",
             "working_dir": SANDBOX_WORKDIR,
-            "environment": {**_BASE_ENV, **_thread_env(self.limits), **self.env},
+            "environment": {
+                **_BASE_ENV,
+                **_thread_env(self.limits),
+                **relay_env(self.limits.memory_mb),
+                **self.env,
+            },
             "labels": self.labels,
             # stdin stays open for requests; StdinOnce closes it when the engine's attach
             # connection goes away, so an orphaned agent reads EOF and exits on its own.
@@ -131,7 +141,9 @@ class ContainerPlan:
             "init": True,  # docker-init as PID 1: reaps zombies, forwards SIGINT to the agent
             "network_mode": self.network if limits.network else "none",
             "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges:true"],  # the default seccomp profile still applies
+            # The engine's syscall deny-list (engine/core/syscalls.py) replaces the daemon's
+            # default profile, which lets io_uring and ptrace (of docker-init too) through.
+            "security_opt": ["no-new-privileges:true", f"seccomp={_SECCOMP_PROFILE}"],
             "privileged": False,
             "read_only": True,
             "binds": self.binds(),
@@ -216,5 +228,6 @@ def isolation(limits: Limits) -> Isolation:
         process_limit="exact",
         disk_limit="exact",  # the volume is a tmpfs of disk_mb
         cpu_quota=limits.cpus is not None,
+        syscall_filter=SECCOMP_NAME,
         notes=notes,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
 from itertools import count
@@ -20,6 +21,7 @@ from engine.core.agent_files import stage_agent
 from engine.core.backends.subprocess.forkserver import ForkServer, ForkServerError
 from engine.core.backends.subprocess.host import SubprocessHost, passthrough_env
 from engine.core.backends.subprocess.probe import MachineProbe
+from engine.core.backends.subprocess.uids import lease_uid
 from engine.core.sandbox import Sandbox
 from engine.core.warm_pool import Slot, WarmPool
 from engine.errors import SandboxStartError
@@ -34,7 +36,9 @@ class SubprocessBackend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.probe = MachineProbe.detect(settings, stage_agent(settings.state_dir))
-        self._uids = count()
+        # Where uid leases start: a different place for each engine run, so a restarted engine
+        # does not hand out the previous run's uids first.
+        self._uids = count(int.from_bytes(os.urandom(3), "big"))
         self.forkserver: ForkServer | None = None
         self._forkserver_start: asyncio.Task[None] | None = None
         self._next_revival = 0.0
@@ -165,11 +169,14 @@ class SubprocessBackend:
                 "apt-get install slirp4netns) and, when not root, read-write access to "
                 "/dev/net/tun: it gives the sandbox a network of its own"
             )
-        uid = None
+        lease = None
         if self.probe.is_root:
-            uid = self.settings.sandbox_uid_base + next(self._uids) % 1_000_000
+            try:
+                lease = lease_uid(self.settings.sandbox_uid_base, next(self._uids))
+            except OSError as exc:
+                raise SandboxStartError(f"could not allocate a sandbox uid: {exc}") from exc
         host = SubprocessHost(
-            self.probe, self.settings, session_id, spec, uid, self.forkserver, staged
+            self.probe, self.settings, session_id, spec, lease, self.forkserver, staged
         )
         try:
             await asyncio.to_thread(host.prepare)

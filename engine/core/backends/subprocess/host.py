@@ -12,6 +12,8 @@ from engine.core.backends.subprocess.cgroups import Cgroup
 from engine.core.backends.subprocess.forkserver import ForkServer
 from engine.core.backends.subprocess.probe import MachineProbe, host_addresses
 from engine.core.backends.subprocess.sandbox import SubprocessSandbox
+from engine.core.backends.subprocess.uids import UidLease
+from engine.core.output import relay_env
 from engine.core.sandbox import Sandbox, SessionHost
 from engine.errors import SandboxStartError
 from engine.models import FileInfo, Isolation, SessionSpec
@@ -41,7 +43,7 @@ class SubprocessHost(SessionHost):
         settings: Settings,
         session_id: str,
         spec: SessionSpec,
-        uid: int | None,
+        lease: UidLease | None,
         forkserver: ForkServer | None = None,
         staged: bool = False,
     ) -> None:
@@ -51,7 +53,8 @@ class SubprocessHost(SessionHost):
         self._probe = probe
         self._settings = settings
         self._spec = spec
-        self._uid = uid
+        self._lease = lease
+        self._uid = lease.uid if lease is not None else None
         self._dir = probe.owner_dir / session_id
         self.workdir = str(self._dir / "work")
         self._root = str(self._dir / "root")
@@ -96,6 +99,7 @@ class SubprocessHost(SessionHost):
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
             "MPLBACKEND": "Agg",
+            **relay_env(limits.memory_mb),
             "MPLCONFIGDIR": f"{tmp}/lci-seed/matplotlib"
             if probe.namespaces
             else f"{tmp}/.matplotlib",
@@ -123,6 +127,7 @@ class SubprocessHost(SessionHost):
             "symlinks": probe.symlinks,
             "tmp_mb": 64,
             "staged": self.staged,
+            "seccomp": probe.seccomp,
             "seed_dir": str(probe.seed_dir) if probe.seed_dir else None,
             "env": env,
             "rlimits": {
@@ -215,3 +220,5 @@ class SubprocessHost(SessionHost):
             with contextlib.suppress(OSError):
                 wd.unmount(self.workdir)
         wd.remove_tree(str(self._dir))
+        if self._lease is not None:
+            self._lease.release()  # last: nothing of the session runs as this uid any more

@@ -1,5 +1,5 @@
 """Builds one subprocess sandbox, then runs the agent in it. A standalone script (standard library only,
-run as `python -I -B launcher.py CONFIG_JSON` by the subprocess backend); nothing here runs in the host.
+run as `python -I -B launcher.py --config-fd=N` by the subprocess backend); nothing here runs in the host.
 
 Process layout with namespaces (root, or unprivileged user namespaces):
 
@@ -66,6 +66,7 @@ def _load_sibling(name: str) -> Any:
 rootfs = _load_sibling("rootfs")
 caps = _load_sibling("caps")
 netns = _load_sibling("netns")
+seccomp = _load_sibling("seccomp")
 
 RLIMITS = {
     "cpu": resource.RLIMIT_CPU,
@@ -129,10 +130,14 @@ def _exec_worker(cfg: dict[str, Any]) -> None:
         os.setgroups([])
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
+        if cfg.get("seccomp"):  # the uid may have served an earlier sandbox
+            seccomp.clear_keyrings(_libc, cfg["seccomp"]["keyctl"])
     _apply_rlimits(cfg["rlimits"], bool(cfg.get("in_process")))
     caps.clear_process_sets()  # a user namespace's full set, kept by the fork server's no-exec path
     _prctl(PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
     caps.check_none_left(bounding_dropped)
+    if cfg.get("seccomp"):
+        seccomp.install(_libc, cfg["seccomp"])
     os.chdir(cfg["sandbox_workdir"])
     os.umask(0o077)
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -270,7 +275,11 @@ def run_reporting_errors(cfg: dict[str, Any], parent_pid: int) -> None:
 
 
 def main() -> None:
-    cfg = json.loads(sys.argv[1])
+    """`launcher.py --config-fd=N`: the config is read from descriptor N (a memfd), so nothing
+    of the session's settings shows on the command line."""
+    fd = int(sys.argv[1].removeprefix("--config-fd="))
+    with os.fdopen(fd, "rb") as handle:
+        cfg = json.loads(handle.read())
     run_reporting_errors(cfg, cfg["host_pid"])
 
 

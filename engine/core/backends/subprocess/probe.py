@@ -13,12 +13,15 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.config import Settings
 from engine.core import workdir as wd
 from engine.core.backends.subprocess.cgroups import CgroupTree
 from engine.core.owners import owner_alive, owner_tag
 from engine.core.state_dir import UnsafeStateDir, check_private, prepare_state_dir
+from engine.core.syscalls import NAME as SECCOMP_NAME
+from engine.core.syscalls import sandbox_filter
 from engine.models import Isolation, Limits
 
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -65,7 +68,9 @@ def _prepare_seed(settings: Settings) -> Path | None:
     """Build matplotlib's font cache once per interpreter (when it has matplotlib), to be copied into
     each new sandbox. Returns the directory holding `matplotlib/`, or None."""
     python = os.path.realpath(settings.sandbox_python)
-    key = hashlib.sha256(python.encode()).hexdigest()[:12]
+    # The font cache lists the installed fonts: a font installed later (a CJK one, say) makes
+    # a new seed, not a cache that never shows it.
+    key = hashlib.sha256("\0".join([python, *_font_files()]).encode()).hexdigest()[:12]
     seed = settings.state_dir / f"seed-{key}"
     if _usable_seed(seed):
         return seed
@@ -126,6 +131,20 @@ def _usable_seed(seed: Path) -> bool:
     return True
 
 
+def _kernel_has_seccomp() -> bool:
+    with contextlib.suppress(OSError), open("/proc/self/status") as status:
+        return any(line.startswith("Seccomp:") for line in status)
+    return False
+
+
+def _font_files() -> list[str]:
+    found = []
+    for directory in ("/usr/share/fonts", "/usr/local/share/fonts"):
+        for root, _, files in os.walk(directory):
+            found += [os.path.join(root, name) for name in files]
+    return sorted(found)
+
+
 def _without_nested(paths: list[str]) -> list[str]:
     kept: list[str] = []
     for path in sorted(set(paths)):
@@ -146,6 +165,7 @@ class MachineProbe:
     owner_tag: str = field(default_factory=owner_tag)
     seed_dir: Path | None = None
     slirp4netns: str | None = field(default_factory=_find_slirp4netns)
+    seccomp: dict[str, Any] | None = None  # the filter sandboxes get (see engine/core/syscalls)
 
     @classmethod
     def detect(cls, settings: Settings, agent_root: Path) -> MachineProbe:
@@ -174,6 +194,8 @@ class MachineProbe:
             owner_tag=tag,
         )
         probe.seed_dir = _prepare_seed(settings)
+        if settings.seccomp and _kernel_has_seccomp():
+            probe.seccomp = sandbox_filter()
         probe.reap_orphans()
         return probe
 
@@ -198,6 +220,8 @@ class MachineProbe:
             )
         if not self.is_root:
             notes.append("not root: the sandbox runs as the engine's own user")
+        if self.seccomp is None:
+            notes.append("no syscall filter (turned off, or no seccomp for this kernel or CPU)")
         if self.cgroups is None:
             notes.append(
                 "no usable cgroups: memory is limited per process (RLIMIT_AS) and "
@@ -214,6 +238,7 @@ class MachineProbe:
             process_limit="exact" if self.cgroups else "per_user",
             disk_limit="exact" if self.is_root else "per_file",
             cpu_quota=cpu,
+            syscall_filter=SECCOMP_NAME if self.seccomp is not None else None,
             notes=notes,
         )
 

@@ -117,6 +117,14 @@ class SubprocessSandbox(Sandbox):
         if self._cgroup is not None:
             await asyncio.to_thread(self._cgroup.kill_all)
 
+    def _pause_reading(self, paused: bool) -> None:
+        for fd, name in self._readers.items():
+            if name == "frames":
+                if paused:
+                    self._loop.remove_reader(fd)
+                else:
+                    self._loop.add_reader(fd, self._readable, fd)
+
     def _readable(self, fd: int) -> None:
         self._read_available(fd, limit=4)
 
@@ -222,36 +230,42 @@ def _popen(
         f"--requests-fd={req_r}",
         f"--frames-fd={frames_w}",
     )
-    process = subprocess.Popen(
-        [
-            str(cfg["python"]),
-            "-I",
-            "-B",
-            "-S",
-            LAUNCHER,
-            json.dumps(
-                {
-                    **cfg,
-                    "argv": argv,
-                    "host_pid": os.getpid(),
-                    "requests_fd": req_r,
-                    "frames_fd": frames_w,
-                }
-            ),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=out_w,
-        stderr=err_w,
-        pass_fds=(req_r, frames_w),
-        start_new_session=True,
-        cwd="/",
-        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-    )
+    # The config (the session's environment, with whatever secrets it holds, among it) travels in
+    # a memfd, never on the command line, which every local user can read in /proc/*/cmdline.
+    config = {
+        **cfg,
+        "argv": argv,
+        "host_pid": os.getpid(),
+        "requests_fd": req_r,
+        "frames_fd": frames_w,
+    }
+    config_fd = os.memfd_create("lci-sandbox-config", os.MFD_CLOEXEC)
+    try:
+        _write_all(config_fd, json.dumps(config).encode())
+        os.lseek(config_fd, 0, os.SEEK_SET)
+        process = subprocess.Popen(
+            [str(cfg["python"]), "-I", "-B", "-S", LAUNCHER, f"--config-fd={config_fd}"],
+            stdin=subprocess.DEVNULL,
+            stdout=out_w,
+            stderr=err_w,
+            pass_fds=(req_r, frames_w, config_fd),
+            start_new_session=True,
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        )
+    finally:
+        os.close(config_fd)
 
     async def exit_code() -> int | None:
         return process.wait()  # it has exited: the pidfd said so
 
     return process.pid, exit_code
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _forked_exit_code(

@@ -71,6 +71,9 @@ def _prepare(agent_root: str, preload: list[str]) -> dict[str, Any]:
         "lci_agent.display",
         "lci_agent.channel",
         "lci_agent.figures",
+        "lci_agent.report",
+        "lci_agent.streams",
+        "lci_agent.relay",
         "lci_agent.kernel",
     ]
     if "matplotlib" in sys.modules:
@@ -82,6 +85,9 @@ def _prepare(agent_root: str, preload: list[str]) -> dict[str, Any]:
         # no-op in the children instead of a pyplot backend switch per session.
         with contextlib.suppress(Exception):
             sys.modules["matplotlib"].use("module://lci_agent.mpl_backend")
+            # Found (and registered) once here, the CJK font is known to every sandbox at once.
+            font_manager = importlib.import_module("matplotlib.font_manager")
+            sys.modules["lci_agent.figures"].cjk_font(font_manager)
     # Objects that exist now are never collected in the children; freezing them keeps the GC from
     # writing to their pages, which would unshare them from the zygote copy-on-write.
     gc.collect()
