@@ -32,6 +32,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--llm-api-key", help="API key of the model server")
     p.add_argument("--api-key", help="require this bearer token from clients")
     p.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB)")
+    p.add_argument(
+        "--python-blocks",
+        choices=["auto", "on", "off"],
+        help="run ```python blocks of the model's text as code (default auto: until the model "
+        "makes a native tool call)",
+    )
     p.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     return p
 
@@ -46,7 +52,12 @@ def configure(args: argparse.Namespace) -> tuple[Settings, ServerOptions]:
         "api_key": args.api_key,
     }
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    server = {"host": args.host, "port": args.port, "max_body_bytes": args.max_body_bytes}
+    server = {
+        "host": args.host,
+        "port": args.port,
+        "max_body_bytes": args.max_body_bytes,
+        "python_blocks": args.python_blocks,
+    }
     options = ServerOptions(**{k: v for k, v in server.items() if v is not None})
     return settings, options
 

@@ -10,6 +10,7 @@ make room.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import OrderedDict
 
@@ -24,6 +25,8 @@ class Containers(SessionRunner):
     def __init__(self, manager: SessionManager, spec: SessionSpec | None = None) -> None:
         super().__init__(manager, spec)
         self._kept: OrderedDict[str, None] = OrderedDict()  # kept containers, least recent first
+        self._expiry: dict[str, asyncio.TimerHandle] = {}  # short-lived containers' timers
+        self._closing: set[asyncio.Task[None]] = set()
 
     def bind(self, conversation_id: str, session_id: str) -> None:
         """Run the conversation's code in an existing session. Raises SessionNotFound."""
@@ -32,6 +35,9 @@ class Containers(SessionRunner):
             raise SessionNotFound(f"no session {session_id!r}")
         self._sessions[conversation_id] = session_id
         self._kept.pop(session_id, None)
+        timer = self._expiry.pop(session_id, None)
+        if timer is not None:  # continued: it is the client's container now
+            timer.cancel()
 
     async def create(self, spec: SessionSpec | None) -> Session:
         """A new session, closing kept containers to make room if the manager is full."""
@@ -58,13 +64,33 @@ class Containers(SessionRunner):
                 return True
         return False
 
-    async def release(self, conversation_id: str, *, close: bool) -> None:
+    async def release(
+        self, conversation_id: str, *, close: bool, keep_for_s: float | None = None
+    ) -> None:
         """Forget the conversation; with `close`, close its session too, else keep it as a
-        container that may be closed when room is needed."""
-        if close:
+        container that may be closed when room is needed. `keep_for_s`: close it that long from
+        now unless a request continues in it first (0: now)."""
+        if close or keep_for_s == 0:
             await self.close(conversation_id)
             return
         session_id = self._forget(conversation_id)
-        if session_id is not None:
-            self._kept[session_id] = None
-            self._kept.move_to_end(session_id)
+        if session_id is None:
+            return
+        self._kept[session_id] = None
+        self._kept.move_to_end(session_id)
+        if keep_for_s is not None and session_id not in self._expiry:
+            loop = asyncio.get_running_loop()
+            self._expiry[session_id] = loop.call_later(keep_for_s, self._expire, session_id)
+
+    def _expire(self, session_id: str) -> None:
+        self._expiry.pop(session_id, None)
+        if session_id not in self._kept:
+            return  # in use again, or already closed to make room
+        self._kept.pop(session_id)
+        task = asyncio.get_running_loop().create_task(self._close_quietly(session_id))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _close_quietly(self, session_id: str) -> None:
+        with contextlib.suppress(SessionNotFound, SessionClosed):
+            await self.manager.close(session_id)
