@@ -326,21 +326,24 @@ class Orchestrator:
         )
 
     async def _execute(self, state: _State, code: str) -> Execution:
-        # None lets the session apply its own timeout_s: the time left before the deadline is not
-        # a per-execution limit (a model's infinite loop would hold the request until then).
-        timeout = state.options.exec_timeout_s
-        guard = None
+        # Without exec_timeout_s the session's own timeout_s applies; the time left before the
+        # deadline only caps it (it is no per-execution limit: a model's infinite loop would
+        # hold the request until the deadline).
+        left = guard = None
         if state.deadline is not None:
             left = state.deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 raise _DeadlineExceeded
-            if timeout is not None:
-                timeout = min(timeout, left)
             guard = state.deadline + _EXEC_GRACE_S
         state.executions += 1
         try:
             async with asyncio.timeout_at(guard):
-                return await self.runner.execute(state.conversation_id, code, timeout_s=timeout)
+                return await self.runner.execute(
+                    state.conversation_id,
+                    code,
+                    timeout_s=state.options.exec_timeout_s,
+                    max_timeout_s=left,
+                )
         except TimeoutError:
             raise _DeadlineExceeded from None
 
