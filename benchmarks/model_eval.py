@@ -219,6 +219,18 @@ async def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def combine(paths: list[Path]) -> dict[str, Any]:
+    """One results document from several, each contributing its modes."""
+    merged: dict[str, Any] = {}
+    for path in paths:
+        data = json.loads(path.read_text())
+        data.pop("machine", None)
+        summary, records = data.pop("summary"), data.pop("records")
+        merged = {**data, **merged, "summary": merged.get("summary", {}) | summary}
+        merged["records"] = merged.get("records", {}) | records
+    return merged
+
+
 def _report(record: Record, total: int) -> None:
     mark = "ok " if record.correct else "BAD"
     notes = [
@@ -314,8 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python-blocks", choices=["auto", "on", "off"], default="auto")
     parser.add_argument("--name", default="model_eval", help="file name of the results")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--combine",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="no run: merge the modes of earlier results files (e.g. lci and direct measured "
+        "one after the other) into one",
+    )
     args = parser.parse_args(argv)
-    results = asyncio.run(evaluate(args))
+    results = combine(args.combine) if args.combine else asyncio.run(evaluate(args))
     path = save(results, args.out_dir, args.name)
     print_table(results["summary"])
     print(f"saved {path} and {path.with_suffix('.png').name}", file=sys.stderr)

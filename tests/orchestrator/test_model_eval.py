@@ -67,11 +67,21 @@ def test_model_eval_runs_against_the_fake_model(llm: FakeLLM, tmp_path: Path) ->
         stream(text=""),
         stream(text=f"It is {q3['answer']}."),
     )
-    code = model_eval.main(
-        ["--base-url", llm.base_url, "--model", "m", "--limit", "3", "--out-dir", str(tmp_path)]
-    )
+    common = [
+        "--base-url",
+        llm.base_url,
+        "--model",
+        "m",
+        "--limit",
+        "3",
+        "--out-dir",
+        str(tmp_path),
+    ]
+    assert model_eval.main([*common, "--modes", "lci", "--name", "with"]) == 0
+    assert model_eval.main([*common, "--modes", "direct", "--name", "without"]) == 0
     llm.check()
-    assert code == 0
+    parts = [str(tmp_path / "with.json"), str(tmp_path / "without.json")]
+    assert model_eval.main([*common, "--combine", *parts]) == 0
     data = json.loads((tmp_path / "model_eval.json").read_text())
     assert (tmp_path / "model_eval.png").read_bytes().startswith(b"\x89PNG")
     lci, direct = data["summary"]["lci"], data["summary"]["direct"]
