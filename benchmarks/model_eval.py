@@ -38,7 +38,7 @@ from engine.config import Settings
 from engine.core.manager import SessionManager
 from engine.orchestrator import LoopOptions, Orchestrator, UpstreamClient
 from engine.orchestrator.events import ErrorEvent, Final
-from engine.runner import SessionRunner
+from engine.session_runner import SessionRunner
 
 QUESTIONS = Path(__file__).with_name("model_eval_questions.json")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")

@@ -10,7 +10,7 @@ from engine.core.manager import SessionManager
 from engine.models import Limits, Outcome, SessionSpec
 from engine.orchestrator import Orchestrator, UpstreamClient
 from engine.orchestrator.tool import FINAL_INSTRUCTION
-from engine.runner import SessionRunner
+from engine.session_runner import SessionRunner
 from tests.fake_llm import (
     Call,
     FakeLLM,
