@@ -200,7 +200,7 @@ async def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             for question in questions:
                 record = await ask_lci(orchestrator, runner, question, options)
                 records["lci"].append(record)
-                _report(record, len(questions))
+                _report(record, len(questions), records, args)
     if "direct" in modes:
         async with openai.AsyncOpenAI(
             base_url=args.base_url, api_key=args.api_key, timeout=600, max_retries=1
@@ -208,7 +208,7 @@ async def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             for question in questions:
                 record = await ask_direct(client, args.model, question, params)
                 records["direct"].append(record)
-                _report(record, len(questions))
+                _report(record, len(questions), records, args)
     return {
         "model": args.model,
         "base_url": args.base_url,
@@ -225,13 +225,23 @@ def combine(paths: list[Path]) -> dict[str, Any]:
     for path in paths:
         data = json.loads(path.read_text())
         data.pop("machine", None)
-        summary, records = data.pop("summary"), data.pop("records")
+        records = data.pop("records")
+        summary = data.pop("summary", None) or {  # a .partial.json has only the records
+            mode: summarize([Record(**r) for r in rs]) for mode, rs in records.items()
+        }
         merged = {**data, **merged, "summary": merged.get("summary", {}) | summary}
         merged["records"] = merged.get("records", {}) | records
     return merged
 
 
-def _report(record: Record, total: int) -> None:
+def _report(
+    record: Record, total: int, records: dict[str, list[Record]], args: argparse.Namespace
+) -> None:
+    # What was measured so far survives an interrupted run (a slow machine, a deadline).
+    partial = args.out_dir / f"{args.name}.partial.json"
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    done = {mode: [asdict(r) for r in rs] for mode, rs in records.items()}
+    partial.write_text(json.dumps({"model": args.model, "records": done}, indent=1) + "\n")
     mark = "ok " if record.correct else "BAD"
     notes = [
         note
