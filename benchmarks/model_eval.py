@@ -82,8 +82,11 @@ def is_correct(question: dict[str, Any], text: str) -> bool:
         pattern = rf"(?<![0-9A-Za-z]){re.escape(str(expected))}(?![0-9A-Za-z])"
         return re.search(pattern, text, re.IGNORECASE) is not None
     found = [n for n in numbers(text) if n not in set(numbers(question["question"]))]
-    if question["kind"] == "int":
-        return str(expected) in found
+    if question["kind"] == "int":  # 10281600 or 10281600.0, not 1.02816e7
+        return any(
+            n.split(".")[0] == str(expected) and set(n[len(str(expected)) + 1 :]) <= {"0"}
+            for n in found
+        )
     tolerance = float(question.get("rel_tol", 1e-6))
     return any(_close(n, float(expected), tolerance) for n in found)
 
@@ -226,9 +229,15 @@ def combine(paths: list[Path]) -> dict[str, Any]:
         data = json.loads(path.read_text())
         data.pop("machine", None)
         records = data.pop("records")
-        summary = data.pop("summary", None) or {  # a .partial.json has only the records
-            mode: summarize([Record(**r) for r in rs]) for mode, rs in records.items()
-        }
+        summary = data.pop("summary", None)
+        if summary is None:  # a .partial.json: only records, scored again here
+            questions = {q["id"]: q for q in load_questions()}
+            scored = {
+                m: [_scored(Record(**r), questions[r["id"]]) for r in rs]
+                for m, rs in records.items()
+            }
+            records = {m: [asdict(r) for r in rs] for m, rs in scored.items()}
+            summary = {m: summarize(rs) for m, rs in scored.items()}
         merged = {**data, **merged, "summary": merged.get("summary", {}) | summary}
         merged["records"] = merged.get("records", {}) | records
     return merged
