@@ -63,7 +63,12 @@ class InstantRunner:
         )
 
     async def execute(
-        self, conversation_id: str, code: str, *, timeout_s: float | None = None
+        self,
+        conversation_id: str,
+        code: str,
+        *,
+        timeout_s: float | None = None,
+        max_timeout_s: float | None = None,
     ) -> Execution:
         return self.execution
 

@@ -27,7 +27,12 @@ class SessionRunner:
         self._replaced: set[str] = set()
 
     async def execute(
-        self, conversation_id: str, code: str, *, timeout_s: float | None = None
+        self,
+        conversation_id: str,
+        code: str,
+        *,
+        timeout_s: float | None = None,
+        max_timeout_s: float | None = None,
     ) -> Execution:
         """Run `code` in the conversation's session, queueing behind an execution already running
         there (a session may be shared). Cancelling the caller stops the execution (the session
@@ -37,7 +42,10 @@ class SessionRunner:
             session = await self._session(conversation_id)
             replaced = conversation_id in self._replaced
             self._replaced.discard(conversation_id)
-            execution = await session.execute(code, timeout_s=timeout_s, wait=True)
+            timeout = timeout_s or session.limits.timeout_s
+            if max_timeout_s is not None:
+                timeout = min(timeout, max_timeout_s)
+            execution = await session.execute(code, timeout_s=timeout, wait=True)
         if replaced and execution.state_preserved:
             # The conversation had a session that is gone (expired or closed): whatever the
             # model defined before does not exist any more, and it must be told.

@@ -226,11 +226,15 @@ def stream(
     flavor: Flavor = "vllm",
     usage: tuple[int, int, int] | None = (100, 20, 5),
     piece: int = 7,
+    finish: str | None = None,
+    cached: int | None = None,
     **kw: Any,
 ) -> SSE:
     """One round as `flavor` streams it (api_reference 6.5): reasoning, then text, then tool calls
     (`"code"` strings are shorthand for Call(code=...)), the finish chunk and usage
-    (prompt, completion, reasoning tokens). Text and arguments are cut into `piece`-sized deltas."""
+    (prompt, completion, reasoning tokens; `cached` prompt tokens). Text and arguments are cut into
+    `piece`-sized deltas. `finish` overrides the finish reason (e.g. "length": cut off at
+    max_tokens)."""
     the_calls = [Call(code=c) if isinstance(c, str) else c for c in calls or []]
     cid = "chatcmpl-" + secrets.token_hex(6)
     events: list[dict[str, Any] | str] = [_chunk(cid, _first_delta(flavor))]
@@ -243,8 +247,8 @@ def stream(
             _chunk(cid, _with_role(flavor, {"tool_calls": tc}))
             for tc in _call_deltas(flavor, index, call, piece)
         )
-    finish = "tool_calls" if the_calls else "stop"
-    events.extend(_finish(cid, flavor, finish, usage))
+    finish = finish or ("tool_calls" if the_calls else "stop")
+    events.extend(_finish(cid, flavor, finish, usage, cached))
     return SSE(events, **kw)
 
 
@@ -314,7 +318,11 @@ def _call_deltas(flavor: Flavor, index: int, call: Call, piece: int) -> list[lis
 
 
 def _finish(
-    cid: str, flavor: Flavor, finish: str, usage: tuple[int, int, int] | None
+    cid: str,
+    flavor: Flavor,
+    finish: str,
+    usage: tuple[int, int, int] | None,
+    cached: int | None = None,
 ) -> list[dict[str, Any] | str]:
     block: dict[str, Any] | None = None
     if usage is not None:
@@ -326,6 +334,8 @@ def _finish(
         }
         if flavor != "ollama" and block is not None:
             block["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+        if cached is not None:
+            block["prompt_tokens_details"] = {"cached_tokens": cached}
     if flavor == "llamacpp":  # usage and timings on the finish chunk itself
         extra: dict[str, Any] = {"timings": {"predicted_ms": 12.5}}
         if block is not None:
@@ -363,6 +373,27 @@ def error_event(message: str = "engine overloaded", code: int = 503) -> dict[str
             "code": code,
         }
     }
+
+
+# -- habits of small models and broken servers -----------------------------------------------------
+
+
+def dict_call(code: str, *, fenced: str | None = None) -> str:
+    """A call written as a Python dict (single quotes), as small Qwen coder models do; `fenced`
+    puts it in a fenced block of that language."""
+    text = repr({"name": "code_interpreter", "arguments": {"code": code}})
+    return f"```{fenced}\n{text}\n```" if fenced is not None else text
+
+
+def python_block(code: str, before: str = "", after: str = "") -> str:
+    """A reply that writes its code as a fenced python block instead of calling the tool."""
+    return f"{before}```python\n{code}\n```{after}"
+
+
+def malformed(after: int = 1, text: str = "{this is not json") -> SSE:
+    """A stream that sends `after` good chunks, then a data line that is not JSON."""
+    good = stream(text="Let me think.", piece=4).events[:after]
+    return SSE([*good, text])
 
 
 def unused_port() -> int:

@@ -55,8 +55,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, help="tokens per model reply")
     p.add_argument(
         "--python-blocks",
-        action="store_true",
-        help="also run ```python blocks the model writes in its text",
+        nargs="?",
+        const="on",
+        default="off",
+        choices=["auto", "on", "off"],
+        help="also run ```python blocks the model writes in its text (auto: until it makes a "
+        "native tool call)",
     )
     p.add_argument("--out-dir", type=Path, help="where images are saved (default: here)")
     p.add_argument("--no-reasoning", action="store_true", help="do not print the reasoning")
@@ -74,7 +78,7 @@ def _options(args: argparse.Namespace) -> LoopOptions:
         "max_rounds": args.max_rounds,
         "exec_timeout_s": args.timeout,
         "deadline_s": args.deadline,
-        "python_blocks": args.python_blocks,
+        "python_blocks": {"auto": "auto", "on": True, "off": False}[args.python_blocks],
         "params": params,
     }
     flags = {
@@ -86,7 +90,8 @@ def _options(args: argparse.Namespace) -> LoopOptions:
 
 
 async def run(args: argparse.Namespace) -> int:
-    """Run one question; 0 when the model answered, 1 when the loop ended with an error."""
+    """Run one question; 0 when the model answered, 1 when the loop ended with an error, 3 when
+    the answer was cut short (the model server's token limit, or the round cap)."""
     # One session, used once: pre-started sandboxes and a fork server would only cost start-up.
     settings = load_settings(forkserver=False, subprocess_warm_pool=0, docker_warm_pool=0)
     options = _options(args)  # checked before anything starts
@@ -176,16 +181,12 @@ class _Printer:
             self.exit_code = 1
             if not self.as_json:
                 print(f"\nerror ({event.code}): {event.message}", file=sys.stderr)
-        elif not self.as_json:
-            # The answer was printed as it streamed; only say when it was cut short.
-            self._write(
-                "\n"
-                + (
-                    "(cut short: the model still wanted to run code)\n"
-                    if event.finish_reason == "length"
-                    else ""
-                )
-            )
+        else:
+            if event.finish_reason == "length":
+                self.exit_code = 3
+            if not self.as_json:
+                # The answer was printed as it streamed; only say when it was cut short.
+                self._write("\n" + _CUT.get(event.incomplete or "", ""))
         if self.as_json:
             return
         u = event.usage
@@ -218,6 +219,12 @@ class _Printer:
             text, self._pending = self._pending + text, ""
         self.out.write(text)
         self.out.flush()
+
+
+_CUT = {
+    "max_tokens": "(cut short: the model server's token limit was reached)\n",
+    "max_rounds": "(cut short: the model still wanted to run code)\n",
+}
 
 
 def _count(n: int, noun: str) -> str:

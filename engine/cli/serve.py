@@ -64,6 +64,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         p.add_argument(option, type=kind, help=text)
     p.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB)")
     p.add_argument("--max-connections", type=int, help="open connections at most (default 512)")
+    p.add_argument(
+        "--python-blocks",
+        choices=["auto", "on", "off"],
+        help="run ```python blocks of the model's text as code (default auto: until the model "
+        "makes a native tool call)",
+    )
     p.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     return p
 
@@ -98,6 +104,7 @@ def configure(args: argparse.Namespace) -> tuple[Settings, ServerOptions]:
         "max_body_bytes": args.max_body_bytes,
         "max_connections": args.max_connections,
         "allowed_hosts": args.allow_host,
+        "python_blocks": args.python_blocks,
     }
     flags = {
         "host": "--host",
@@ -105,6 +112,7 @@ def configure(args: argparse.Namespace) -> tuple[Settings, ServerOptions]:
         "max_body_bytes": "--max-body-bytes",
         "max_connections": "--max-connections",
         "allowed_hosts": "--allow-host",
+        "python_blocks": "--python-blocks",
     }
     options = build(ServerOptions, server, flags, "LCI_SERVER_")
     return settings, options

@@ -7,6 +7,7 @@ code instead of an object (Qwen-Agent falls back the same way).
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import secrets
@@ -17,6 +18,7 @@ from engine.orchestrator.tool import TOOL_NAME
 
 _FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 _TRIPLE = re.compile(r'"""\n?(.*?)"""', re.DOTALL)
+_LITERAL_MAX = 200_000  # literal_eval of a huge literal costs memory and stack; JSON does not
 
 
 def new_call_id() -> str:
@@ -80,7 +82,9 @@ def _nonempty(code: str) -> tuple[str | None, str | None]:
 def loads_lenient(text: str) -> Any:
     """JSON as small models write it, or None. strict=False admits raw newlines and tabs inside
     strings; Python triple-quoted strings become JSON strings; the suffixes repair a reply cut off
-    just before its closing quote and braces."""
+    just before its closing quote and braces. A Python dict literal (single quotes, as models
+    that think in Python write it) is read as such: `literal_eval` only builds constants."""
+    original = text
     if '"""' in text:
         text = _TRIPLE.sub(lambda m: json.dumps(m.group(1)), text)
     for suffix in ("", "}", '"}', "}}", '"}}'):
@@ -88,6 +92,11 @@ def loads_lenient(text: str) -> Any:
             return json.loads(text + suffix, strict=False)
         except json.JSONDecodeError:
             continue
+    if original.lstrip().startswith("{") and len(original) <= _LITERAL_MAX:
+        try:
+            return ast.literal_eval(original.strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return None
     return None
 
 

@@ -50,7 +50,9 @@ class Usage(_Event):
 class RoundStart(_Event):
     type: Literal["round_start"] = "round_start"
     round: int
-    final_call: bool = Field(False, description="This round is sent with tool_choice none.")
+    final_call: bool = Field(
+        False, description="This round is sent without tools, asking for the answer."
+    )
 
 
 class ReasoningDelta(_Event):
@@ -82,6 +84,11 @@ class CodeComplete(_Event):
     round: int
     call_id: str
     code: str
+    runs: bool = Field(
+        True,
+        description="False when the call will not be executed (a repeat of an earlier call, or "
+        "unreadable arguments): its result comes from lci, not from running code.",
+    )
 
 
 class ExecutionResult(_Event):
@@ -110,12 +117,18 @@ class UsageEvent(_Event):
 
 
 class Final(_Event):
-    """The answer. finish_reason `length` means the round cap ended the loop (on_max_rounds=stop)
-    or the model still wanted to run code in the last permitted round."""
+    """The answer, never empty. finish_reason `length` means it was cut short: `incomplete` says
+    whether by the model server's token limit (`max_tokens`) or by the round cap with
+    on_max_rounds=stop (`max_rounds`). `fallback`: the model gave no answer (an empty reply, or a
+    call where none could run), so the text is lci's, quoting the last code result. `forced`: why
+    the last round was a forced final one (the round cap, a loop of repeats, too many errors)."""
 
     type: Literal["final"] = "final"
     text: str
     finish_reason: Literal["stop", "length"] = "stop"
+    incomplete: Literal["max_tokens", "max_rounds"] | None = None
+    fallback: bool = False
+    forced: Literal["max_rounds", "repeats", "errors"] | None = None
     rounds: int
     executions: int
     usage: Usage

@@ -36,19 +36,22 @@ from engine.orchestrator.events import (
     Usage,
     UsageEvent,
 )
+from engine.orchestrator.guard import ForceReason, LoopGuard
 from engine.orchestrator.options import LoopOptions
 from engine.orchestrator.textcalls import TextScanner
 from engine.orchestrator.tool import (
+    FINAL_INSTRUCTION,
     TOOL_DEFINITION,
     ToolOutput,
+    fallback_answer,
     invalid_call_text,
     render_execution,
     repeated_call_text,
 )
 from engine.orchestrator.upstream import Chunk, RoundRequest, StreamInterrupted, Upstream
 
-# An execution is given the time left before the deadline; this much more lets the session's own
-# timeout ladder (interrupt, grace, kill) finish and report before the loop gives up on it.
+# An execution gets the session's own timeout; when the deadline comes first, this much more lets
+# the session's timeout ladder (interrupt, grace, kill) finish before the loop gives up on it.
 _EXEC_GRACE_S = 5.0
 
 
@@ -62,15 +65,12 @@ class _State:
     options: LoopOptions
     messages: list[dict[str, Any]]
     deadline: float | None
+    guard: LoopGuard
     rounds: int = 0
     executions: int = 0
     usage: Usage = field(default_factory=Usage)
     figure: int = 0
-    last_code: str | None = None
-    last_output: str = ""
-    last_failed: bool = False
-    repeats: int = 0
-    force_final: bool = False
+    native_seen: bool = False  # the model made a native tool call in this conversation
 
     def error(self, code: str, message: str, status: int | None = None) -> ErrorEvent:
         return ErrorEvent(
@@ -95,12 +95,13 @@ class _Round:
     reasoning: str = ""
     reasoning_field: str = "reasoning_content"
     usage: Usage | None = None
+    finish_reason: str | None = None
     shown: bool = False
 
     def reset(self) -> None:
         self.scanner = self.scanner.fresh()
         self.native, self.announced = CallAccumulator(), set()
-        self.reasoning, self.usage, self.shown = "", None, False
+        self.reasoning, self.usage, self.finish_reason, self.shown = "", None, None, False
 
     def calls(self) -> list[ToolCall]:
         return self.native.finish() + self.scanner.calls
@@ -139,6 +140,7 @@ class Orchestrator:
             options,
             _prepare(messages, options),
             None if options.deadline_s is None else loop.time() + options.deadline_s,
+            LoopGuard(options.max_repeats, options.max_failures),
         )
         try:
             async with aclosing(self._rounds(state)) as events:
@@ -158,28 +160,25 @@ class Orchestrator:
         while True:
             state.rounds += 1
             last = state.rounds >= options.max_rounds
-            final_call = state.force_final or (last and options.on_max_rounds == "final_call")
-            yield RoundStart(round=state.rounds, final_call=final_call)
-            scanner = TextScanner(enabled=options.text_calls, python=options.python_blocks)
-            rnd = _Round(state.rounds, scanner, announce=not (final_call or last))
-            async with aclosing(self._stream_round(state, rnd, final_call)) as events:
+            forced: ForceReason | None = state.guard.reason
+            if forced is None and last and options.on_max_rounds == "final_call":
+                forced = "max_rounds"
+            yield RoundStart(round=state.rounds, final_call=forced is not None)
+            blocks = options.python_blocks
+            python = not state.native_seen if blocks == "auto" else bool(blocks)
+            scanner = TextScanner(enabled=options.text_calls, python=python)
+            rnd = _Round(state.rounds, scanner, announce=not (forced or last))
+            async with aclosing(self._stream_round(state, rnd, forced is not None)) as events:
                 async for event in events:
                     yield event
             if rnd.usage is not None:
                 state.usage += rnd.usage
                 yield UsageEvent(round=rnd.number, usage=rnd.usage, total=state.usage)
             calls = rnd.calls()
-            if not calls or last or final_call:
-                # A call the model still makes when it may not (tools off, or the last round) is
-                # not run, and its markup is not shown: the answer is cut short.
-                length = bool(calls)
-                yield Final(
-                    text=rnd.scanner.visible,
-                    finish_reason="length" if length else "stop",
-                    rounds=state.rounds,
-                    executions=state.executions,
-                    usage=state.usage,
-                )
+            state.native_seen = state.native_seen or bool(rnd.native)
+            if not calls or last or forced:
+                for event in self._final(state, rnd, calls, forced):
+                    yield event
                 return
             state.messages.append(rnd.assistant_message(calls))
             for call in calls:
@@ -187,16 +186,56 @@ class Orchestrator:
                     async for event in events:
                         yield event
 
+    def _final(
+        self, state: _State, rnd: _Round, calls: list[ToolCall], forced: ForceReason | None
+    ) -> list[Event]:
+        """The end of the loop: the model's answer, honest about how it ended, and never empty.
+        A call the model still makes when it may not (a forced final round, or the last round
+        with on_max_rounds=stop) is not run and its markup is not shown."""
+        text = rnd.scanner.visible
+        events: list[Event] = []
+        incomplete: Literal["max_tokens", "max_rounds"] | None = None
+        if rnd.finish_reason == "length":
+            incomplete = "max_tokens"  # the model server cut the reply at its token limit
+        elif calls and forced is None:
+            incomplete = "max_rounds"  # on_max_rounds=stop: it still wanted to run code
+        fallback = False
+        if (calls and forced is not None) or not text.strip():
+            note = fallback_answer(state.guard.last_output, wanted_code=bool(calls))
+            note = f"\n\n{note}" if text.strip() else note
+            events.append(TextDelta(round=rnd.number, text=note))
+            text, fallback = text + note, True
+        events.append(
+            Final(
+                text=text,
+                finish_reason="stop" if incomplete is None else "length",
+                incomplete=incomplete,
+                fallback=fallback,
+                forced=forced,
+                rounds=state.rounds,
+                executions=state.executions,
+                usage=state.usage,
+            )
+        )
+        return events
+
     async def _stream_round(
         self, state: _State, rnd: _Round, final_call: bool
     ) -> AsyncGenerator[Event, None]:
-        request = RoundRequest(
-            model=state.options.model or self.model,
-            messages=state.messages,
-            tools=[TOOL_DEFINITION],
-            tool_choice="none" if final_call else "auto",
-            params=state.options.params,
-        )
+        if final_call:  # no tools, and an explicit request for the answer
+            messages = [*state.messages, {"role": "user", "content": FINAL_INSTRUCTION}]
+            request = RoundRequest(
+                state.options.model or self.model, messages, [], params=state.options.params
+            )
+        else:
+            first = state.rounds == 1
+            request = RoundRequest(
+                model=state.options.model or self.model,
+                messages=state.messages,
+                tools=[TOOL_DEFINITION],
+                tool_choice=state.options.tool_choice if first else "auto",
+                params=state.options.params,
+            )
         for attempt in range(state.options.stream_retries + 1):
             try:
                 async with aclosing(self._stream_once(state, rnd, request)) as events:
@@ -235,6 +274,8 @@ class Orchestrator:
         events: list[Event] = []
         if chunk.usage is not None:
             rnd.usage = chunk.usage  # a round's usage is cumulative: the last report wins
+        if chunk.finish_reason is not None:
+            rnd.finish_reason = chunk.finish_reason
         if chunk.reasoning:
             rnd.reasoning += chunk.reasoning
             rnd.reasoning_field = chunk.reasoning_field or rnd.reasoning_field
@@ -253,16 +294,17 @@ class Orchestrator:
     ) -> AsyncGenerator[Event, None]:
         if call.id not in rnd.announced:
             yield CodeStart(round=rnd.number, call_id=call.id)
-        yield CodeComplete(round=rnd.number, call_id=call.id, code=call.code or "")
+        earlier = state.guard.earlier(call.code) if call.code is not None else None
+        runs = call.code is not None and earlier is None
+        yield CodeComplete(round=rnd.number, call_id=call.id, code=call.code or "", runs=runs)
         execution = None
         status: Literal["executed", "repeated", "invalid"]
         if call.code is None:
             status, output = "invalid", ToolOutput(invalid_call_text(call.name, call.problem))
-        elif state.last_code is not None and call.code.strip() == state.last_code.strip():
-            text = repeated_call_text(state.last_output, failed=state.last_failed)
+        elif earlier is not None:
+            text = repeated_call_text(earlier.output, failed=earlier.failed, last=earlier.last)
             status, output = "repeated", ToolOutput(text)
-            state.repeats += 1
-            state.force_final = state.repeats >= state.options.max_repeats
+            state.guard.refused()
         else:
             status = "executed"
             execution = await self._execute(state, call.code)
@@ -272,8 +314,7 @@ class Orchestrator:
                 images=state.options.images,
                 figure=state.figure,
             )
-            state.last_code, state.last_output, state.repeats = call.code, output.text, 0
-            state.last_failed = not execution.ok
+            state.guard.executed(call.code, output.text, execution)
         state.messages.append(output.message(call.id))
         yield ExecutionResult(
             round=rnd.number,
@@ -285,18 +326,24 @@ class Orchestrator:
         )
 
     async def _execute(self, state: _State, code: str) -> Execution:
-        timeout = state.options.exec_timeout_s
-        guard = None
+        # Without exec_timeout_s the session's own timeout_s applies; the time left before the
+        # deadline only caps it (it is no per-execution limit: a model's infinite loop would
+        # hold the request until the deadline).
+        left = guard = None
         if state.deadline is not None:
             left = state.deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 raise _DeadlineExceeded
-            timeout = left if timeout is None else min(timeout, left)
             guard = state.deadline + _EXEC_GRACE_S
         state.executions += 1
         try:
             async with asyncio.timeout_at(guard):
-                return await self.runner.execute(state.conversation_id, code, timeout_s=timeout)
+                return await self.runner.execute(
+                    state.conversation_id,
+                    code,
+                    timeout_s=state.options.exec_timeout_s,
+                    max_timeout_s=left,
+                )
         except TimeoutError:
             raise _DeadlineExceeded from None
 

@@ -20,14 +20,22 @@ class LoopOptions(BaseModel):
     )
     on_max_rounds: Literal["final_call", "stop"] = Field(
         default="final_call",
-        description="final_call: the last permitted round is sent with tool_choice none, so the "
-        "model must answer; stop: end with finish_reason length if it still wants to run code.",
+        description="final_call: the last permitted round is sent without tools and asks for the "
+        "answer; stop: end with finish_reason length if it still wants to run code.",
+    )
+    tool_choice: Literal["auto", "required"] = Field(
+        default="auto",
+        description="The first round's tool_choice (required: the model must run code once); "
+        "later rounds are auto.",
     )
     deadline_s: float | None = Field(
         default=600.0, gt=0, description="Wall time for the whole request."
     )
     exec_timeout_s: float | None = Field(
-        default=None, gt=0, description="Wall time per execution (default: the session's limit)."
+        default=None,
+        gt=0,
+        description="Wall time per execution (default: the session's timeout_s); the deadline "
+        "bounds the whole request.",
     )
     system_prompt: str | None = Field(
         default=DEFAULT_SYSTEM_PROMPT,
@@ -36,8 +44,11 @@ class LoopOptions(BaseModel):
     text_calls: bool = Field(
         default=True, description="Recognise calls written in the model's text."
     )
-    python_blocks: bool = Field(
-        default=False, description="Also run fenced ```python blocks of the model's text as calls."
+    python_blocks: bool | Literal["auto"] = Field(
+        default=False,
+        description="Also run fenced ```python blocks of the model's text as calls. auto: until "
+        "the model makes a native tool call (a model that has one shows code, not calls, in "
+        "python blocks).",
     )
     images: ImageMode = Field(
         default="placeholder",
@@ -54,7 +65,11 @@ class LoopOptions(BaseModel):
     max_repeats: int = Field(
         default=2,
         ge=1,
-        description="Identical repeated calls tolerated before a forced final answer.",
+        description="Strikes before a forced final answer: a call repeating an earlier one (not "
+        "run again), a near-identical call, an error seen before.",
+    )
+    max_failures: int = Field(
+        default=5, ge=1, description="Failed executions before a forced final answer."
     )
     params: dict[str, Any] = Field(
         default_factory=dict,

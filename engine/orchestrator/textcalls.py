@@ -7,7 +7,7 @@ Recognised forms (api_reference 6.3 and what small Qwen models actually write):
 * `<tool_call><function=code_interpreter><parameter=code>...</parameter></function></tool_call>`
   (Qwen3-Coder XML), with or without the outer tag;
 * a fenced block holding `{"name": "code_interpreter", "arguments": {...}}` (```json or bare ```),
-  or a reply that is nothing but that object;
+  or a reply that is nothing but that object; also written as a Python dict with single quotes;
 * a fenced ```python block, only when the request allows it (a final answer may well show code).
 
 The scanner works on streamed text: it passes plain text through at once and holds back only from a
@@ -28,7 +28,7 @@ from engine.orchestrator.tool import TOOL_NAME
 _CLOSERS = {"<tool_call>": "</tool_call>", "<function=": "</function>", "```": "```"}
 _OPENERS = tuple(_CLOSERS)
 _BARE = "{"  # a reply that is nothing but the call's JSON object; it closes at the end of the reply
-_BARE_HEAD = '{"name":"'  # how such a reply begins, whitespace aside
+_BARE_HEAD = '{"name":"'  # how such a reply begins, whitespace aside (and ' for ")
 _PYTHON_LANGS = ("python", "py", "python3")
 _CALL_NAMES = (TOOL_NAME, "python")
 _XML_FUNC = re.compile(r"<function=([^>\s]+)>(.*?)(?:</function>|$)", re.DOTALL)
@@ -84,7 +84,7 @@ class TextScanner:
     def _check_bare(self, *, final: bool) -> bool:
         """At the start of the reply: hold back what may be a bare JSON call (some models write
         the object alone, without tags or fence). False while it cannot be told yet."""
-        head = "".join(self._buf.split())[: len(_BARE_HEAD)]
+        head = "".join(self._buf.split())[: len(_BARE_HEAD)].replace("'", '"')
         if not head and not final:
             return False
         if head and _BARE_HEAD.startswith(head) and len(head) < len(_BARE_HEAD) and not final:

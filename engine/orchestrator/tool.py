@@ -186,18 +186,39 @@ def clip(text: str, budget_bytes: int) -> str:
     return head + omitted_marker(cut) + tail
 
 
-def repeated_call_text(previous: str, *, failed: bool) -> str:
+def repeated_call_text(previous: str, *, failed: bool, last: bool = True) -> str:
+    which = "the previous call" if last else "an earlier call"
     if failed:
         return (
-            "This code is identical to the previous call, which failed, so it was not run again: "
+            f"This code is identical to {which}, which failed, so it was not run again: "
             f"it would fail the same way. The result was:\n\n{previous}\n\nFix the code before "
             "calling the tool again."
         )
     return (
-        "This code is identical to the previous call, so it was not run again. Its result was:"
+        f"This code is identical to {which}, so it was not run again. Its result was:"
         f"\n\n{previous}\n\nUse this result to answer the user. Call the tool again only with "
         "different code."
     )
+
+
+# Sent as the last message of a forced final round, which goes without tools: small models that
+# are merely told `tool_choice: none` write a call anyway, and the answer comes back empty.
+FINAL_INSTRUCTION = (
+    "No more code can be run. Answer my question now in plain text, using the results of the "
+    "code above. Do not write any code or tool call."
+)
+
+
+def fallback_answer(last_output: str | None, *, wanted_code: bool) -> str:
+    """The answer lci gives when the model gave none: the last code result, saying so."""
+    why = (
+        "it asked to run more code when no more could be run"
+        if wanted_code
+        else "its reply was empty"
+    )
+    if last_output is None:
+        return f"[The model did not answer: {why}.]"
+    return f"[The model did not answer: {why}. The last result of the code was:]\n\n{last_output}"
 
 
 def invalid_call_text(name: str, problem: str | None) -> str:

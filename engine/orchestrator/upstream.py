@@ -31,12 +31,13 @@ REASONING_FIELDS = ("reasoning_content", "reasoning")
 @dataclass
 class RoundRequest:
     """One backend call. `params` are extra top-level request fields (temperature, max_tokens,
-    chat_template_kwargs, ...), sent as they are."""
+    chat_template_kwargs, ...), sent as they are. Without `tools`, neither tools nor tool_choice
+    is sent."""
 
     model: str
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]]
-    tool_choice: Literal["auto", "none"] = "auto"
+    tool_choice: Literal["auto", "none", "required"] = "auto"
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -128,6 +129,12 @@ class UpstreamClient:
             except openai.APIError as exc:
                 if not finished:  # a failure after the finish reason costs at most the usage
                     raise StreamInterrupted(_describe(exc), _status(exc)) from exc
+            except (ValueError, TypeError, AttributeError, KeyError) as exc:
+                # Data that is not JSON (the SDK's decoder raises JSONDecodeError) or not shaped
+                # like a chunk: the server is broken, and asking again would not mend it.
+                raise UpstreamError(
+                    f"the model server sent malformed stream data: {exc}", 502
+                ) from exc
         if not finished:
             raise StreamInterrupted("the stream ended before the model finished its reply")
 
@@ -140,11 +147,11 @@ class UpstreamClient:
             **request.params,
             "model": request.model,
             "messages": request.messages,
-            "tools": request.tools,
-            "tool_choice": request.tool_choice,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if request.tools:
+            body.update(tools=request.tools, tool_choice=request.tool_choice)
         try:
             return await self._client.post(
                 "/chat/completions",
@@ -170,26 +177,34 @@ def normalize(chunk: object) -> Chunk:
         return Chunk()
     usage = chunk.get("usage")
     out = Chunk(usage=_usage(usage) if isinstance(usage, dict) else None)
-    for choice in chunk.get("choices") or ():
-        if choice.get("index", 0) != 0:  # n > 1 is never requested
+    choices = chunk.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict) or choice.get("index", 0) != 0:  # n > 1: never asked
             continue
-        delta = choice.get("delta") or {}
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            delta = {}
         out.text = _str(delta.get("content"))
         for name in REASONING_FIELDS:  # vLLM releases that send both send the same text twice
             if value := _str(delta.get(name)):
                 out.reasoning, out.reasoning_field = value, name
                 break
-        for call in delta.get("tool_calls") or ():
-            function = call.get("function") or {}
+        calls = delta.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
+            if not isinstance(call, dict):
+                continue
+            function = call.get("function")
+            if not isinstance(function, dict):
+                function = {}
             out.tool_calls.append(
                 Fragment(
-                    index=call.get("index"),
-                    id=call.get("id") or None,
-                    name=function.get("name"),
-                    arguments=function.get("arguments"),
+                    index=call["index"] if isinstance(call.get("index"), int) else None,
+                    id=_str(call.get("id")) or None,
+                    name=_str(function.get("name")) or None,
+                    arguments=_str(function.get("arguments")) or None,
                 )
             )
-        out.finish_reason = choice.get("finish_reason")
+        out.finish_reason = _str(choice.get("finish_reason")) or None
     return out
 
 
@@ -198,14 +213,22 @@ def _str(value: Any) -> str:
 
 
 def _usage(usage: dict[str, Any]) -> Usage:
-    completion = usage.get("completion_tokens_details") or {}
-    prompt = usage.get("prompt_tokens_details") or {}
+    completion = _dict(usage.get("completion_tokens_details"))
+    prompt = _dict(usage.get("prompt_tokens_details"))
     return Usage(
-        input_tokens=usage.get("prompt_tokens") or 0,
-        output_tokens=usage.get("completion_tokens") or 0,
-        reasoning_tokens=completion.get("reasoning_tokens") or 0,
-        cached_tokens=prompt.get("cached_tokens") or 0,
+        input_tokens=_int(usage.get("prompt_tokens")),
+        output_tokens=_int(usage.get("completion_tokens")),
+        reasoning_tokens=_int(completion.get("reasoning_tokens")),
+        cached_tokens=_int(prompt.get("cached_tokens")),
     )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _status(exc: openai.APIError) -> int | None:

@@ -61,6 +61,11 @@ class ChatRequest(BaseModel):
     tools: list[dict[str, Any]] | None = Field(
         None, description="Function tools: forwarded without the code interpreter, refused with it."
     )
+    python_blocks: bool | None = Field(
+        None,
+        description="Run fenced ```python blocks of the model's text as code (default: the "
+        "server's --python-blocks).",
+    )
 
 
 @router.post("/v1/chat/completions", responses=CHAT_RESPONSES, response_model=None)
@@ -97,6 +102,7 @@ async def complete(state: ServerState, body: ChatRequest, request: Request) -> R
             model=model,
             params=upstream_params(fields, state.options, body.enable_thinking),
             owner=principal_of(request.scope),
+            python_blocks=body.python_blocks,
         ),
     )
     include_usage = bool((body.stream_options or {}).get("include_usage"))
@@ -174,7 +180,9 @@ class ChatRenderer:
         message = {
             "role": "assistant",
             "content": "".join(self.text),
-            "reasoning_content": "".join(self.reasoning),
+            # null, not "", when the model server sent no reasoning: a model without thinking
+            # is then told apart from one that thought nothing.
+            "reasoning_content": "".join(self.reasoning) if self.reasoning else None,
         }
         completion = ChatCompletion.model_validate(
             {
@@ -204,6 +212,6 @@ def completion_usage(usage: Usage) -> CompletionUsage:
             "completion_tokens": usage.output_tokens,
             "total_tokens": usage.total_tokens,
             "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-            "prompt_tokens_details": None,
+            "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
         }
     )

@@ -14,6 +14,7 @@ make room.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import OrderedDict
 
@@ -31,6 +32,8 @@ class Containers(SessionRunner):
         self._kept: OrderedDict[str, None] = OrderedDict()  # kept containers, least recent first
         self._owners: dict[str, str] = {}  # session id -> principal
         self._conversation_owners: dict[str, str] = {}
+        self._expiry: dict[str, asyncio.TimerHandle] = {}  # short-lived containers' timers
+        self._closing: set[asyncio.Task[None]] = set()
 
     def owned(self, session_id: str, principal: str) -> Session:
         """The session, if `principal` owns it; SessionNotFound otherwise, exactly as if it did not
@@ -55,6 +58,9 @@ class Containers(SessionRunner):
             raise SessionNotFound(f"no session {session_id!r}")
         self._sessions[conversation_id] = session_id
         self._kept.pop(session_id, None)
+        timer = self._expiry.pop(session_id, None)
+        if timer is not None:  # continued: it is the client's container now
+            timer.cancel()
 
     async def create(self, spec: SessionSpec | None, owner: str | None = None) -> Session:
         """A new session of `owner` (None: the caller records it), closing kept containers to
@@ -107,13 +113,33 @@ class Containers(SessionRunner):
                 return True
         return False
 
-    async def release(self, conversation_id: str, *, close: bool) -> None:
+    async def release(
+        self, conversation_id: str, *, close: bool, keep_for_s: float | None = None
+    ) -> None:
         """Forget the conversation; with `close`, close its session too, else keep it as a
-        container that may be closed when room is needed."""
-        if close:
+        container that may be closed when room is needed. `keep_for_s`: close it that long from
+        now unless a request continues in it first (0: now)."""
+        if close or keep_for_s == 0:
             await self.close(conversation_id)
             return
         session_id = self._forget(conversation_id)
-        if session_id is not None:
-            self._kept[session_id] = None
-            self._kept.move_to_end(session_id)
+        if session_id is None:
+            return
+        self._kept[session_id] = None
+        self._kept.move_to_end(session_id)
+        if keep_for_s is not None and session_id not in self._expiry:
+            loop = asyncio.get_running_loop()
+            self._expiry[session_id] = loop.call_later(keep_for_s, self._expire, session_id)
+
+    def _expire(self, session_id: str) -> None:
+        self._expiry.pop(session_id, None)
+        if session_id not in self._kept:
+            return  # in use again, or already closed to make room
+        self._kept.pop(session_id)
+        task = asyncio.get_running_loop().create_task(self._close_quietly(session_id))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _close_quietly(self, session_id: str) -> None:
+        with contextlib.suppress(SessionNotFound, SessionClosed):
+            await self.manager.close(session_id)

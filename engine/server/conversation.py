@@ -9,7 +9,7 @@ import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import anyio
 
@@ -36,7 +36,12 @@ log = logging.getLogger(__name__)
 MUTUALLY_EXCLUSIVE = (
     "enable_code_interpreter cannot be used together with tools (function calling)."
 )
-NEEDS_THINKING = "The code interpreter requires thinking mode: enable_thinking must not be false."
+_OFF = {
+    "enable_thinking": "enable_thinking must not be false",
+    "reasoning.effort": 'reasoning.effort must not be "none"',
+    "parameters.enable_thinking": "enable_thinking must not be false",
+}
+PYTHON_BLOCKS_FIELD = "python_blocks"  # lci's own request field (chat, responses, native)
 STREAM_ONLY = (
     "This model only support stream mode, please enable the stream parameter to access the model."
 )
@@ -60,13 +65,21 @@ FORWARDED_PARAMS = (
 
 
 def check_rules(
-    options: ServerOptions, *, function_tools: bool, thinking: bool | None, stream: bool
+    options: ServerOptions,
+    *,
+    function_tools: bool,
+    thinking: bool | None,
+    stream: bool,
+    thinking_param: str = "enable_thinking",
 ) -> None:
-    """Raise BadParameter when a code-interpreter request breaks a rule of api_reference 1.2."""
+    """Raise BadParameter when a code-interpreter request breaks a rule of api_reference 1.2.
+    Thinking switched off is refused only with `require_thinking` (the hosted service's rule);
+    `thinking_param` names the field the client used to switch it off."""
     if function_tools:
         raise BadParameter(MUTUALLY_EXCLUSIVE, "tools")
-    if thinking is False and not options.force_thinking:
-        raise BadParameter(NEEDS_THINKING, "enable_thinking")
+    if thinking is False and options.require_thinking and not options.force_thinking:
+        off = _OFF.get(thinking_param, _OFF["enable_thinking"])
+        raise BadParameter(f"The code interpreter requires thinking mode: {off}.", thinking_param)
     if not stream and not options.allow_non_stream:
         raise BadParameter(STREAM_ONLY, "stream")
 
@@ -100,6 +113,19 @@ class LoopRequest:
     container: str | None = None  # run in this existing session
     max_rounds: int | None = None
     owner: str = ""  # the principal (API key) whose sessions the conversation may use and starts
+    tool_choice: Literal["auto", "required"] = "auto"
+    python_blocks: bool | None = None  # the request's own choice; None: the server's option
+    keep_for_s: float | None = None  # a kept session is closed this long after the request
+
+
+_PYTHON_BLOCKS: dict[str, bool | Literal["auto"]] = {"auto": "auto", "on": True, "off": False}
+
+
+def python_blocks(value: Any, param: str = PYTHON_BLOCKS_FIELD) -> bool | None:
+    """A request's `python_blocks` field: true, false, or absent (the server decides)."""
+    if value is None or isinstance(value, bool):
+        return value
+    raise BadParameter(f"{param} must be true or false", param)
 
 
 class Conversation:
@@ -112,12 +138,15 @@ class Conversation:
 
     async def events(self) -> AsyncGenerator[Event, None]:
         options = self.state.options
+        blocks = self.request.python_blocks
         loop_options = LoopOptions(
             model=self.request.model,
             max_rounds=min(self.request.max_rounds or options.max_rounds, options.max_rounds),
             on_max_rounds=options.on_max_rounds,
             deadline_s=options.deadline_s,
             params=self.request.params,
+            tool_choice=self.request.tool_choice,
+            python_blocks=_PYTHON_BLOCKS[options.python_blocks] if blocks is None else blocks,
         )
         try:
             self.state.containers.assign(self.id, self.request.owner)
@@ -129,7 +158,9 @@ class Conversation:
                 yield event
         finally:
             with anyio.CancelScope(shield=True):
-                await self.state.containers.release(self.id, close=not self.request.keep_session)
+                await self.state.containers.release(
+                    self.id, close=not self.request.keep_session, keep_for_s=self.request.keep_for_s
+                )
 
     async def container_id(self) -> str:
         """The session the conversation's code runs in, started now if needed."""
@@ -236,4 +267,7 @@ async def collect(events: AsyncGenerator[Event, None], renderer: Renderer) -> Er
                     return event
     except LCIError as exc:
         return failure(exc.code, exc.message)
+    except Exception:  # a bug must not take the connection down with an unhandled exception
+        log.exception("collecting a %s answer failed", renderer.surface)
+        return failure("internal_error", "internal server error")
     return None

@@ -65,6 +65,9 @@ class NativeParameters(BaseModel):
         None, description="true (default): each event has only the new text; false: all so far."
     )
     stream: bool | None = None
+    python_blocks: bool | None = Field(
+        None, description="Run fenced ```python blocks of the model's text as code (lci's own)."
+    )
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
 
@@ -103,6 +106,7 @@ async def generate(state: ServerState, body: NativeRequest, request: Request) ->
         function_tools=bool(params.tools),
         thinking=params.enable_thinking,
         stream=streaming,
+        thinking_param="parameters.enable_thinking",
     )
     if params.result_format not in (None, "message"):
         raise BadParameter(
@@ -113,6 +117,7 @@ async def generate(state: ServerState, body: NativeRequest, request: Request) ->
         model=model,
         params=upstream_params(fields, state.options, params.enable_thinking),
         owner=principal_of(request.scope),
+        python_blocks=params.python_blocks,
     )
     conversation = Conversation(state, loop)
     renderer = DashScopeRenderer(incremental)

@@ -82,7 +82,8 @@ class DashScopeRenderer(_Base):
             return [self._result(*self._texts(event.text, ""))]
         if isinstance(event, UsageEvent):
             self.usage = event.total
-        elif isinstance(event, ExecutionResult) and event.code.strip():
+        elif isinstance(event, ExecutionResult) and event.status == "executed":
+            # Only code that ran: a refused repeat or an unreadable call is not an execution.
             self.tool_info.append(
                 {"type": "code_interpreter", "code_interpreter": {"code": event.code}}
             )
@@ -131,9 +132,10 @@ class PlainRenderer(_Base):
             self.finish_reason = chunk.finish_reason
         calls = [
             call
-            for choice in raw.get("choices") or ()
-            if isinstance(choice, dict)
-            for call in (choice.get("delta") or {}).get("tool_calls") or ()
+            for choice in _list(raw.get("choices"))
+            if isinstance(choice, dict) and isinstance(choice.get("delta"), dict)
+            for call in _list(choice["delta"].get("tool_calls"))
+            if isinstance(call, dict)
         ]
         self.tool_calls.extend(calls)
         if not (chunk.text or chunk.reasoning or calls):
@@ -171,6 +173,10 @@ class PlainRenderer(_Base):
         if self.tool_calls and not self.text_format:
             payload["output"]["choices"][0]["message"]["tool_calls"] = _merge_calls(self.tool_calls)
         return payload
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _merge_calls(fragments: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -44,10 +44,16 @@ class ServerOptions(BaseSettings):
     allow_non_stream: bool = Field(
         True, description="Serve chat and native requests with the code interpreter unstreamed."
     )
+    require_thinking: bool = Field(
+        False,
+        description="Refuse code-interpreter requests that switch thinking off (enable_thinking "
+        "false, reasoning.effort none), as the hosted service does. Off by default: a local "
+        "server fronts models that may have no thinking at all.",
+    )
     force_thinking: bool = Field(
         False,
         description="Turn thinking on when a code-interpreter request disables it, instead of "
-        "rejecting the request.",
+        "passing it on (or, with require_thinking, rejecting the request).",
     )
     strict_openai_include: bool = Field(
         False,
@@ -58,6 +64,18 @@ class ServerOptions(BaseSettings):
         "ignore", description="What to do with built-in tools lci does not have (web_search ...)."
     )
     max_rounds: int = Field(20, ge=1, description="Model calls per request.")
+    python_blocks: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Run fenced ```python blocks of the model's text as code-interpreter calls: "
+        "auto: until the model makes a native tool call (models without working tool calls "
+        "write their code that way); a request's own `python_blocks` overrides it.",
+    )
+    implicit_container_ttl_s: float = Field(
+        300.0,
+        ge=0,
+        description="How long a Responses container the request did not name is kept after the "
+        "request, unless a later request continues in it (0: closed at the request's end).",
+    )
     on_max_rounds: Literal["final_call", "stop"] = "final_call"
     deadline_s: float = Field(600.0, gt=0, description="Wall time of one request's tool loop.")
     heartbeat_s: float = Field(

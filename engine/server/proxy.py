@@ -25,6 +25,8 @@ from engine.errors import UpstreamError
 from engine.server.errors import Surface, error_body, status_for
 from engine.server.sse import DONE, SSE_HEADERS, compact_json
 
+_LCI_ONLY = ("enable_code_interpreter", "python_blocks")  # fields no model server should see
+
 
 class Proxy:
     def __init__(self, settings: Settings, read_timeout_s: float = 300.0) -> None:
@@ -40,7 +42,7 @@ class Proxy:
 
     async def forward_chat(self, body: dict[str, Any]) -> Response:
         """Forward a Chat Completions request; stream the answer back if it asked for a stream."""
-        body = {k: v for k, v in body.items() if k != "enable_code_interpreter"}
+        body = {k: v for k, v in body.items() if k not in _LCI_ONLY}
         body.setdefault("model", self.default_model)
         try:
             upstream = await self._open("POST", "/chat/completions", body)
@@ -77,11 +79,14 @@ class Proxy:
                 if not line.startswith("data:") or line[5:].strip() == "[DONE]":
                     continue
                 chunk = json.loads(line[5:])
-                if isinstance(chunk, dict) and chunk.get("error"):
+                if not isinstance(chunk, dict):
+                    raise json.JSONDecodeError("a chunk must be a JSON object", line, 5)
+                if chunk.get("error"):
                     raise UpstreamError(_error_text(chunk["error"]), _int_code(chunk["error"]))
-                if isinstance(chunk, dict):
-                    yield chunk
-        except (httpx.HTTPError, json.JSONDecodeError) as exc:
+                yield chunk
+        except json.JSONDecodeError as exc:
+            raise UpstreamError(f"the model server sent malformed stream data: {exc}", 502) from exc
+        except httpx.HTTPError as exc:
             raise UpstreamError(f"the model server's stream broke off: {exc}", 502) from exc
         finally:
             with anyio.CancelScope(shield=True):
@@ -106,9 +111,12 @@ async def _whole(upstream: httpx.Response, surface: Surface = "chat") -> Respons
         payload = json.loads(data)
     except json.JSONDecodeError:
         payload = None
-    if upstream.status_code != 200 or not isinstance(payload, dict):
+    if upstream.status_code != 200:
         status = status_for("upstream_error", upstream.status_code)
         return _chat_error(_upstream_message(upstream), status, surface)
+    if not isinstance(payload, dict):
+        text = data[:200].decode(errors="replace")
+        return _chat_error(f"the model server sent a malformed answer: {text}", 502, surface)
     for choice in payload.get("choices") or ():
         if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
             _rename_reasoning(choice["message"])
@@ -122,10 +130,9 @@ async def _relay(upstream: httpx.Response) -> AsyncIterator[str]:
                 yield f"data: {_normalize(line[5:])}\n\n"
             elif line.startswith(":"):
                 yield line + "\n\n"
-    except httpx.HTTPError as exc:
-        body = error_body(
-            "chat", "upstream_error", f"the model server's stream broke off: {exc}", 502
-        )
+    except (httpx.HTTPError, json.JSONDecodeError) as exc:
+        what = "sent malformed stream data" if isinstance(exc, ValueError) else "stream broke off"
+        body = error_body("chat", "upstream_error", f"the model server's {what}: {exc}", 502)
         yield f"data: {json.dumps(body)}\n\n{DONE}"
         return
     finally:
@@ -135,12 +142,11 @@ async def _relay(upstream: httpx.Response) -> AsyncIterator[str]:
 
 
 def _normalize(data: str) -> str:
-    try:
-        chunk = json.loads(data)
-    except json.JSONDecodeError:
-        return data.strip()
+    """The chunk with the normalizations of the module docstring. Raises JSONDecodeError when it
+    is not a JSON object: a client would choke on it."""
+    chunk = json.loads(data)
     if not isinstance(chunk, dict):
-        return data.strip()
+        raise json.JSONDecodeError("a chunk must be a JSON object", data, 0)
     for choice in chunk.get("choices") or ():
         if isinstance(choice, dict) and isinstance(choice.get("delta"), dict):
             _rename_reasoning(choice["delta"])

@@ -78,6 +78,11 @@ class ResponsesRequest(BaseModel):
     parallel_tool_calls: bool | None = None
     store: bool = True
     previous_response_id: str | None = None
+    python_blocks: bool | None = Field(
+        None,
+        description="Run fenced ```python blocks of the model's text as code (default: the "
+        "server's --python-blocks).",
+    )
 
 
 @router.post("/v1/responses", responses=RESPONSES_RESPONSES, response_model=None)
@@ -100,6 +105,10 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
     tools = read_tools(body.tools, state.options.unsupported_builtin_tools)
     effort = body.reasoning.effort if body.reasoning else None
     thinking = False if effort == "none" else body.enable_thinking
+    thinking_param = "reasoning.effort" if effort == "none" else "enable_thinking"
+    # tool_choice none: the model may not run code, so no loop; required (or the tool named):
+    # the first round must call it.
+    run_code = tools.code_interpreter and body.tool_choice != "none"
     owner = principal_of(request.scope)
     history, container = _previous(state, body, owner)
     response_id = new_id("resp")
@@ -117,6 +126,10 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
         container=container if tools.code_interpreter else None,
         max_rounds=None if body.max_tool_calls is None else body.max_tool_calls + 1,
         owner=owner,
+        tool_choice="required" if _requires_code(body.tool_choice) else "auto",
+        python_blocks=body.python_blocks,
+        # A container nobody named is short-lived unless a later request continues in it.
+        keep_for_s=state.options.implicit_container_ttl_s if container is None else None,
     )
 
     def remember(output: list[dict[str, Any]], used: str | None) -> None:
@@ -134,7 +147,14 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
         on_completed=remember,
     )
     if tools.code_interpreter:
-        check_rules(state.options, function_tools=False, thinking=thinking, stream=True)
+        check_rules(
+            state.options,
+            function_tools=False,
+            thinking=thinking,
+            stream=True,
+            thinking_param=thinking_param,
+        )
+    if run_code:
         conversation = Conversation(state, loop)
         ctx.container = responses_container.registering(state, conversation, response_id)
         ctx.files = CallFiles(state.registry)
@@ -180,6 +200,13 @@ def _previous(
     return list(stored.messages), container
 
 
+def _requires_code(choice: str | dict[str, Any]) -> bool:
+    """tool_choice "required", or the code interpreter named: the model must run code."""
+    if isinstance(choice, dict):
+        return choice.get("type") == "code_interpreter"
+    return choice == "required"
+
+
 def _params(body: ResponsesRequest) -> dict[str, Any]:
     fields = body.model_dump(exclude_unset=True)
     if body.max_output_tokens is not None:
@@ -199,7 +226,9 @@ def _echo(body: ResponsesRequest, tools: list[dict[str, Any]]) -> dict[str, Any]
         "store": body.store,
         "temperature": body.temperature,
         "text": {"format": {"type": "text"}},
-        "tool_choice": body.tool_choice if isinstance(body.tool_choice, str) else "auto",
+        "tool_choice": body.tool_choice
+        if isinstance(body.tool_choice, str) or _requires_code(body.tool_choice)
+        else "auto",
         "tools": tools,
         "top_p": body.top_p,
         "truncation": "disabled",

@@ -3,8 +3,10 @@
 Items never interleave: each round's reasoning is one `reasoning` item, visible text a `message`
 item, each code block a `code_interpreter_call` item that is announced (and its container named)
 before the code runs, so the sandbox works strictly between `interpreting` and `completed`. A call
-whose arguments could not be read ran nothing and gets no item; so the calls shown, the executed
-blocks and `usage.x_tools.code_interpreter.count` always agree. Every event is validated against the
+whose arguments could not be read, or that repeats an earlier call (lci answers it with the earlier
+result), runs nothing and gets no item; so the calls shown, the executed blocks and
+`usage.x_tools.code_interpreter.count` always agree. A reply the model server cut at its token
+limit ends as `incomplete` with `incomplete_details.reason: max_output_tokens`. Every event is validated against the
 `openai` package's own type for it before it is sent.
 """
 
@@ -203,8 +205,8 @@ class ResponsesRenderer:
 
     # -- code calls ----------------------------------------------------------------------------
     async def _announce(self, event: CodeComplete) -> list[str]:
-        if not event.code.strip():
-            return []  # unreadable arguments: nothing will run
+        if not event.runs:
+            return []  # a refused repeat or unreadable arguments: nothing will run
         assert self.ctx.container is not None, "code runs only where the code interpreter is on"
         self.container = await self.ctx.container()
         if self.ctx.files is not None:
@@ -243,12 +245,14 @@ class ResponsesRenderer:
 
     # -- the end -------------------------------------------------------------------------------
     async def _final(self, event: Final) -> list[str]:
+        status = "incomplete" if event.finish_reason == "length" else "completed"
         pieces = [] if self.open is not None and self.open.kind == "message" else self._close()
         if self.open is None and (not self.output or self.output[-1]["type"] != "message"):
             pieces += self._begin("message")  # the answer, even when empty
-        pieces += await self._cite() + self._close()
+        pieces += await self._cite() + self._close(status)
         if event.finish_reason == "length":
-            self.result = self.response("incomplete", usage=event.usage)
+            details = {"reason": "max_output_tokens"} if event.incomplete == "max_tokens" else None
+            self.result = self.response("incomplete", usage=event.usage, incomplete=details)
             return [*pieces, self._event("response.incomplete", response=self.result)]
         self.result = self.response("completed", usage=event.usage)
         if self.ctx.on_completed is not None:
@@ -283,7 +287,12 @@ class ResponsesRenderer:
         return [*pieces, self._event("response.failed", response=self.result)]
 
     def response(
-        self, status: str, *, usage: Usage | None = None, error: dict[str, Any] | None = None
+        self,
+        status: str,
+        *,
+        usage: Usage | None = None,
+        error: dict[str, Any] | None = None,
+        incomplete: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """The response object (api_reference 2.3) in its current state."""
         data: dict[str, Any] = {
@@ -293,7 +302,7 @@ class ResponsesRenderer:
             "status": status,
             "background": False,
             "error": error,
-            "incomplete_details": None,
+            "incomplete_details": incomplete,
             **self.ctx.echo,
             "model": self.ctx.model,
             "output": [] if status == "in_progress" else list(self.output),

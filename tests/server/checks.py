@@ -28,9 +28,12 @@ def responses_stream(events: list[SSEEvent]) -> list[dict[str, Any]]:
     assert [p["sequence_number"] for p in payloads] == list(range(len(payloads)))  # 23
     items = _items(payloads[2:-1])
     for item in items:
-        {"reasoning": _reasoning, "code_interpreter_call": _code_call, "message": _message}[
-            item["added"]["type"]
-        ](item)
+        if item["added"]["type"] == "message":
+            # A message cut short (the response is incomplete) is itself incomplete.
+            cut = types[-1] == "response.incomplete" and item is items[-1]
+            _message(item, "incomplete" if cut else "completed")
+            continue
+        {"reasoning": _reasoning, "code_interpreter_call": _code_call}[item["added"]["type"]](item)
     final = payloads[-1].get("response")
     if types[-1] == "response.completed":
         assert final["output"] == [item["done"] for item in items]  # 30
@@ -103,7 +106,7 @@ def _code_call(item: dict[str, Any]) -> None:  # 27
     assert item["done"]["status"] == "completed"
 
 
-def _message(item: dict[str, Any]) -> None:  # 29
+def _message(item: dict[str, Any], status: str = "completed") -> None:  # 29
     added = item["added"]
     assert (added["status"], added["content"]) == ("in_progress", [])
     types = _types(item)
@@ -119,7 +122,7 @@ def _message(item: dict[str, Any]) -> None:  # 29
     assert all(e["logprobs"] == [] and e["content_index"] == 0 for e in deltas)
     text = "".join(e["delta"] for e in deltas)
     assert text == item["events"][-3]["text"] == item["events"][-2]["part"]["text"]
-    assert item["done"]["status"] == "completed"
+    assert item["done"]["status"] == status
     assert item["done"]["content"][0]["text"] == text
 
 

@@ -181,12 +181,11 @@ def test_cumulative_output_served_on_request(fake: FakeModel, server: LciServer)
     assert (messages[-1]["content"], messages[-1]["reasoning_content"]) == (ANSWER, REASONING)
 
 
-@covers(1, 2, 53, 54)
+@covers(1, 53, 54)
 def test_http_errors(fake: FakeModel, native: LciServer) -> None:
     tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
     cases: list[tuple[dict[str, Any], int, str]] = [
         ({**CI, "tools": [tool]}, 400, "InvalidParameter"),  # 1
-        ({**CI, "enable_thinking": False}, 400, "InvalidParameter"),  # 2
         ({**CI, "result_format": "text"}, 400, "InvalidParameter"),  # 53
     ]
     with native.client() as client:

@@ -1,0 +1,125 @@
+"""Loop detection across rounds: when a model goes round in circles, it is steered to an answer.
+
+Small models rarely repeat the previous call exactly; they alternate (A, A, B, B, C, C ...), re-run
+code they ran three rounds ago, wander (`7**77`, then `7**86`), or hit the same error again and
+again. The guard remembers every call of the conversation, so:
+
+* a call whose code matches an earlier executed call (whitespace, comments and a `print(...)`
+  around a lone expression aside) is not run again: the model gets the earlier result;
+* a call nearly identical to an earlier successful one still runs, but counts as a strike;
+* an error the conversation already had counts as a strike;
+* failed executions have a budget of their own.
+
+`max_repeats` strikes, or `max_failures` failed executions, force the final answer.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import re
+import tokenize
+from dataclasses import dataclass, field
+from typing import Literal
+
+from engine.models import Execution
+
+ForceReason = Literal["max_rounds", "repeats", "errors"]
+
+_SKIPPED = {tokenize.COMMENT, tokenize.NL, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
+_PRINT = re.compile(r"^print \( (.*) \)$", re.DOTALL)
+_NEAR = 0.9  # difflib ratio from which two codes count as nearly identical
+_NEAR_MIN_CHARS = 24  # shorter codes differ meaningfully in a character or two
+
+
+def normalize(code: str) -> str:
+    """The code with comments and whitespace removed, and `print(x)` of a lone expression as `x`
+    (the value of the last expression is shown either way)."""
+    try:
+        tokens = [
+            "\n" if tok.type == tokenize.NEWLINE else tok.string
+            for tok in tokenize.generate_tokens(io.StringIO(code).readline)
+            if tok.type not in _SKIPPED
+        ]
+    except (tokenize.TokenError, SyntaxError):  # not Python: compare it as text
+        tokens = code.split()
+    text = " ".join(tokens).strip("\n ")
+    match = _PRINT.match(text)
+    if match and "\n" not in text:
+        text = match.group(1)
+    return text
+
+
+def error_signature(execution: Execution) -> str | None:
+    """What identifies an execution's failure: the exception's name and message."""
+    if execution.error is None:
+        return None
+    return f"{execution.error.name}: {execution.error.value}"
+
+
+@dataclass
+class Earlier:
+    """An executed call: its result as the model was given it, and whether it failed."""
+
+    output: str
+    failed: bool
+    last: bool  # it is the most recent executed call
+
+
+@dataclass
+class LoopGuard:
+    max_repeats: int
+    max_failures: int
+    _results: dict[str, tuple[str, bool]] = field(default_factory=dict)  # normalized -> result
+    _order: list[str] = field(default_factory=list)
+    _errors: set[str] = field(default_factory=set)
+    strikes: int = 0
+    failures: int = 0
+    reason: ForceReason | None = None
+    last_output: str | None = None  # the most recent executed call's result
+
+    def earlier(self, code: str) -> Earlier | None:
+        """The result of an earlier call this code repeats, if it does."""
+        key = normalize(code)
+        result = self._results.get(key)
+        if result is None:
+            return None
+        return Earlier(result[0], result[1], last=bool(self._order) and self._order[-1] == key)
+
+    def refused(self) -> None:
+        """A repeat was not run."""
+        self._strike()
+
+    def executed(self, code: str, output: str, execution: Execution) -> None:
+        """Record an executed call and what it gave the model."""
+        key = normalize(code)
+        failed = not execution.ok
+        if not failed and self._near_earlier_success(key):
+            self._strike()
+        if failed:
+            self.failures += 1
+            signature = error_signature(execution)
+            if signature is not None and signature in self._errors:
+                self._strike()
+            if signature is not None:
+                self._errors.add(signature)
+            if self.failures >= self.max_failures and self.reason is None:
+                self.reason = "errors"
+        self._results[key] = (output, failed)
+        self._order.append(key)
+        self.last_output = output
+
+    def _near_earlier_success(self, key: str) -> bool:
+        if len(key) < _NEAR_MIN_CHARS:
+            return False
+        for other, (_, failed) in self._results.items():
+            if failed or abs(len(other) - len(key)) > len(key) * (1 - _NEAR) * 2:
+                continue
+            if difflib.SequenceMatcher(None, key, other).ratio() >= _NEAR:
+                return True
+        return False
+
+    def _strike(self) -> None:
+        self.strikes += 1
+        if self.strikes >= self.max_repeats and self.reason is None:
+            self.reason = "repeats"

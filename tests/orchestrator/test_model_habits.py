@@ -1,0 +1,228 @@
+"""Habits of real small models (seen with Qwen2.5-Coder-1.5B on llama.cpp) and of broken servers,
+replayed by the fake model: the loop must end with an answer, honestly, and count what really ran."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from engine.core.manager import SessionManager
+from engine.models import Limits, Outcome, SessionSpec
+from engine.orchestrator import Orchestrator, UpstreamClient
+from engine.orchestrator.tool import FINAL_INSTRUCTION
+from engine.session_runner import SessionRunner
+from tests.fake_llm import (
+    Call,
+    FakeLLM,
+    dict_call,
+    last_tool_text,
+    malformed,
+    python_block,
+    stream,
+)
+from tests.orchestrator.conftest import of_type, run_loop
+
+POWER = "7**77"
+VALUE = str(7**77)
+
+
+def _no_tools(body: dict[str, Any]) -> None:
+    assert "tools" not in body and "tool_choice" not in body, body.keys()
+    assert body["messages"][-1] == {"role": "user", "content": FINAL_INSTRUCTION}
+
+
+async def test_forced_final_round_has_no_tools_and_an_answer(
+    llm: FakeLLM, orchestrator: Orchestrator
+) -> None:
+    # Item 1: the model repeats itself; the forced final round goes without tools, and when the
+    # model still writes a call (cut off at max_tokens, as llama.cpp reports it) the answer is
+    # the last tool output, said to be so: never "".
+    llm.script(
+        stream(calls=[POWER]),
+        stream(calls=[POWER]),
+        stream(calls=[POWER]),
+        stream(calls=[Call(arguments='{"code": "7**7')], finish="length", expect=_no_tools),
+    )
+    events = await run_loop(orchestrator, max_repeats=2)
+    llm.check()
+    final = events[-1]
+    assert final.type == "final" and final.forced == "repeats" and final.fallback
+    assert final.text.startswith("[The model did not answer")
+    assert VALUE in final.text
+    shown = "".join(e.text for e in of_type(events, "text_delta"))
+    assert shown == final.text
+    assert final.finish_reason == "length" and final.incomplete == "max_tokens"
+
+
+async def test_empty_reply_after_results_is_answered_from_them(
+    llm: FakeLLM, orchestrator: Orchestrator
+) -> None:
+    llm.script(stream(calls=[POWER]), stream(text=""))
+    events = await run_loop(orchestrator)
+    llm.check()
+    final = events[-1]
+    assert final.fallback and VALUE in final.text and "its reply was empty" in final.text
+    assert final.finish_reason == "stop"
+
+
+async def test_alternating_repeats_are_a_loop(llm: FakeLLM, orchestrator: Orchestrator) -> None:
+    # Item 2: A, A, B, B, C, C ... used to run every round, because each new code reset the
+    # repeat count. Repeats of any earlier call are refused and counted across rounds.
+    llm.script(
+        stream(calls=["import datetime"]),
+        stream(calls=["import datetime"]),
+        stream(calls=["datetime.date(2024, 3, 1).strftime('%A')"]),
+        stream(calls=["datetime.date(2024, 3, 1).strftime('%A')"]),
+        stream(text="Friday", expect=lambda body: [_no_tools(body), _told_earlier(False)(body)]),
+    )
+    events = await run_loop(orchestrator)
+    llm.check()
+    final = events[-1]
+    assert final.text == "Friday" and final.forced == "repeats"
+    assert final.rounds == 5 and final.executions == 2
+    statuses = [e.status for e in of_type(events, "execution_result")]
+    assert statuses == ["executed", "repeated", "executed", "repeated"]
+
+
+def _told_earlier(earlier: bool) -> Any:
+    def check(body: dict[str, Any]) -> None:
+        which = "an earlier call" if earlier else "the previous call"
+        assert last_tool_text(body).startswith(f"This code is identical to {which}")
+
+    return check
+
+
+async def test_repeat_of_an_older_call_is_refused(llm: FakeLLM, orchestrator: Orchestrator) -> None:
+    llm.script(
+        stream(calls=["x = 6 * 7\nx"]),
+        stream(calls=["x + 1"]),
+        stream(calls=["x = 6*7\nx  # once more"]),
+        stream(text="42", expect=_told_earlier(True)),
+    )
+    events = await run_loop(orchestrator, max_repeats=3)
+    llm.check()
+    assert [e.status for e in of_type(events, "execution_result")][-1] == "repeated"
+    assert events[-1].executions == 2
+
+
+async def test_same_error_again_and_again_ends_the_loop(
+    llm: FakeLLM, orchestrator: Orchestrator
+) -> None:
+    llm.script(
+        stream(calls=["import nosuchmodule_a"]),
+        stream(calls=["1/0"]),
+        stream(calls=["x = 1\n1/0"]),
+        stream(calls=["y = 2\n1/0"]),
+        stream(text="It cannot be divided by zero.", expect=_no_tools),
+    )
+    events = await run_loop(orchestrator)
+    llm.check()
+    assert events[-1].forced == "repeats" and events[-1].executions == 4
+
+
+async def test_failure_budget_ends_the_loop(llm: FakeLLM, orchestrator: Orchestrator) -> None:
+    llm.script(
+        stream(calls=["1/0"]),
+        stream(calls=["[][1]"]),
+        stream(calls=["{}['k']"]),
+        stream(text="Everything failed.", expect=_no_tools),
+    )
+    events = await run_loop(orchestrator, max_failures=3)
+    llm.check()
+    assert events[-1].forced == "errors" and events[-1].text == "Everything failed."
+
+
+async def test_upstream_length_is_reported(llm: FakeLLM, orchestrator: Orchestrator) -> None:
+    # Item 3: a reply cut at max_tokens is not a finished answer.
+    llm.script(stream(calls=[POWER]), stream(text="7**77 is 1" + "0" * 20, finish="length"))
+    events = await run_loop(orchestrator)
+    llm.check()
+    final = events[-1]
+    assert (final.finish_reason, final.incomplete, final.fallback) == (
+        "length",
+        "max_tokens",
+        False,
+    )
+
+
+async def test_python_dict_call_is_recognised(llm: FakeLLM, orchestrator: Orchestrator) -> None:
+    # Item 5: `{'name': 'code_interpreter', 'arguments': {...}}` in single quotes is a call.
+    llm.script(
+        stream(text=dict_call("print(7**77)")),
+        stream(text="Here: " + dict_call("7**77 % 1000", fenced="python")),
+        stream(text="Done."),
+    )
+    events = await run_loop(orchestrator)
+    llm.check()
+    assert events[-1].executions == 2 and events[-1].text == "Done."
+    results = of_type(events, "execution_result")
+    assert [r.status for r in results] == ["executed", "executed"]
+    assert VALUE in results[0].output
+    assert "'name'" not in "".join(e.text for e in of_type(events, "text_delta"))
+
+
+async def test_python_blocks_auto(llm: FakeLLM, orchestrator: Orchestrator) -> None:
+    # Item 6: `auto` runs python blocks until the model shows it has native calls.
+    llm.script(
+        stream(text=python_block("print(7**77)", "Let me compute it:\n", "\nThis prints it.")),
+        stream(calls=["len(str(7**77))"]),
+        stream(text=python_block("print(7**77)", "You can check it with:\n")),
+    )
+    events = await run_loop(orchestrator, python_blocks="auto")
+    llm.check()
+    assert events[-1].executions == 2
+    assert events[-1].text == "You can check it with:\n```python\nprint(7**77)\n```"
+
+
+async def test_tool_choice_required_on_the_first_round(
+    llm: FakeLLM, orchestrator: Orchestrator
+) -> None:
+    # Item 7 (the loop's part): required goes upstream on the first round only.
+    llm.script(stream(calls=["1+1"]), stream(text="2"))
+    await run_loop(orchestrator, tool_choice="required")
+    llm.check()
+    assert [r.body["tool_choice"] for r in llm.requests] == ["required", "auto"]
+
+
+async def test_refused_calls_are_marked_as_not_run(
+    llm: FakeLLM, orchestrator: Orchestrator
+) -> None:
+    # Item 8 (the loop's part): a refused repeat's code_complete says it will not run.
+    llm.script(stream(calls=[POWER]), stream(calls=[POWER]), stream(text=VALUE))
+    events = await run_loop(orchestrator, max_repeats=3)
+    llm.check()
+    assert [e.runs for e in of_type(events, "code_complete")] == [True, False]
+    assert events[-1].executions == 1
+
+
+async def test_each_execution_gets_the_session_timeout(
+    llm: FakeLLM, upstream: UpstreamClient, manager: SessionManager
+) -> None:
+    # Item 12: without a per-call timeout an execution gets the session's timeout_s, not the
+    # whole remaining deadline.
+    spec = SessionSpec(limits=Limits(timeout_s=1, memory_mb=256, max_procs=32, disk_mb=32))
+    runner = SessionRunner(manager, spec)
+    try:
+        llm.script(stream(calls=["while True: pass"]), stream(text="It never ends."))
+        started = time.monotonic()
+        events = await run_loop(Orchestrator(upstream, runner), deadline_s=120)
+        took = time.monotonic() - started
+    finally:
+        await runner.aclose()
+    llm.check()
+    result = of_type(events, "execution_result")[0]
+    assert result.execution.outcome in (Outcome.INTERRUPTED, Outcome.KILLED)
+    assert result.execution.limits.timeout_s == 1
+    assert events[-1].text == "It never ends." and took < 60
+
+
+async def test_malformed_stream_data_is_an_upstream_error(
+    llm: FakeLLM, orchestrator: Orchestrator
+) -> None:
+    # Item 13 (the loop's part): not JSON in the stream is a typed error, not a crash.
+    llm.script(malformed())
+    events = await run_loop(orchestrator)
+    llm.check()
+    error = events[-1]
+    assert error.type == "error" and error.code == "upstream_error" and error.status == 502
+    assert "malformed" in error.message
