@@ -70,6 +70,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="run ```python blocks of the model's text as code (default auto: until the model "
         "makes a native tool call)",
     )
+    p.add_argument(
+        "--web-search-url",
+        metavar="URL",
+        help="SearXNG base URL (JSON format enabled): offers web_search and web_extractor to "
+        "requests that enable them (default: none; LCI_SERVER_WEB_SEARCH_URL)",
+    )
+    p.add_argument(
+        "--web-allow-host",
+        action="append",
+        metavar="HOST",
+        help="a host web_extractor may fetch although it resolves to a loopback or private "
+        "address (repeatable; LCI_SERVER_WEB_ALLOW_HOSTS, comma-separated)",
+    )
+    p.add_argument(
+        "--web-extractor",
+        choices=["auto", "on", "off"],
+        help="offer web_extractor (default auto: when --web-search-url is set)",
+    )
     p.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     return p
 
@@ -105,6 +123,9 @@ def configure(args: argparse.Namespace) -> tuple[Settings, ServerOptions]:
         "max_connections": args.max_connections,
         "allowed_hosts": args.allow_host,
         "python_blocks": args.python_blocks,
+        "web_search_url": args.web_search_url,
+        "web_allow_hosts": args.web_allow_host,
+        "web_extractor": args.web_extractor,
     }
     flags = {
         "host": "--host",

@@ -1,5 +1,5 @@
 """The code-interpreter tool loop: upstream model rounds, code_interpreter calls run through a
-`CodeRunner`, results fed back, until the model answers. Knows nothing about HTTP serving or the
+`CodeRunner` (and web_search / web_extractor calls through `WebTools`), results fed back, until the model answers. Knows nothing about HTTP serving or the
 sandbox implementation. The server and the CLI use only the names exported here."""
 
 from engine.orchestrator.calls import ToolCall, new_call_id
@@ -16,32 +16,54 @@ from engine.orchestrator.events import (
     TextDelta,
     Usage,
     UsageEvent,
+    WebCall,
+    WebResult,
+    WebSource,
 )
 from engine.orchestrator.loop import Orchestrator
 from engine.orchestrator.options import LoopOptions
 from engine.orchestrator.tool import NO_OUTPUT, TOOL_NAME, error_text, image_mime, omitted_marker
 from engine.orchestrator.upstream import RoundRequest, UpstreamClient, normalize
+from engine.orchestrator.web import (
+    WEB_EXTRACTOR,
+    WEB_SEARCH,
+    AddressGuard,
+    FetchLimits,
+    PageFetcher,
+    SearxngSearch,
+    WebTools,
+)
 
 __all__ = [
     "NO_OUTPUT",
     "TOOL_NAME",
+    "WEB_EXTRACTOR",
+    "WEB_SEARCH",
+    "AddressGuard",
     "CodeComplete",
     "CodeRunner",
     "CodeStart",
     "ErrorEvent",
     "Event",
     "ExecutionResult",
+    "FetchLimits",
     "Final",
     "LoopOptions",
     "Orchestrator",
+    "PageFetcher",
     "ReasoningDelta",
     "RoundRequest",
     "RoundStart",
+    "SearxngSearch",
     "TextDelta",
     "ToolCall",
     "UpstreamClient",
     "Usage",
     "UsageEvent",
+    "WebCall",
+    "WebResult",
+    "WebSource",
+    "WebTools",
     "error_text",
     "image_mime",
     "new_call_id",

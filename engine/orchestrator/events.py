@@ -4,11 +4,13 @@ print live.
 Ordering contract of one `Orchestrator.run`:
 
     (round_start (reasoning_delta | text_delta | code_start)* usage?
-       (code_complete execution_result)*)+   final | error
+       (code_complete execution_result | web_call web_result)*)+   final | error
 
 * Every round opens with `round_start`; deltas of a round come before its `usage`.
 * Each `code_start` is followed, after the round's stream ended, by exactly one `code_complete` and
   then one `execution_result` with the same `call_id`, in the order the model made the calls.
+* A call of a web tool (web_search, web_extractor) is one `web_call`, then one `web_result` with
+  the same `call_id`, in the same place (they are never announced by `code_start`).
 * The run ends with exactly one terminal event: `final` or `error`. Both carry the aggregated usage
   and the number of code executions.
 """
@@ -109,6 +111,48 @@ class ExecutionResult(_Event):
     output: str
 
 
+class WebSource(_Event):
+    """A search hit, or the page a web_extractor call read."""
+
+    title: str
+    url: str
+    snippet: str = ""
+
+
+class WebCall(_Event):
+    """The model called a web tool; its arguments are known. `runs` is False when lci answers it
+    without running it (a repeat, unreadable arguments, the request's page limit reached)."""
+
+    type: Literal["web_call"] = "web_call"
+    round: int
+    call_id: str
+    tool: Literal["web_search", "web_extractor"]
+    query: str | None = None
+    url: str | None = None
+    runs: bool = True
+
+
+class WebResult(_Event):
+    """What became of one web call. status: `completed` (the provider answered), `failed` (it
+    ran but failed: the search service, a refused or unreachable URL, a timeout), `repeated`,
+    `invalid` or `limit` (nothing ran). `sources`: the hits, or the page read. `output` is
+    exactly the text fed back to the model."""
+
+    type: Literal["web_result"] = "web_result"
+    round: int
+    call_id: str
+    tool: Literal["web_search", "web_extractor"]
+    query: str | None = None
+    url: str | None = None
+    status: Literal["completed", "failed", "repeated", "invalid", "limit"]
+    sources: list[WebSource] = Field(default_factory=list)
+    output: str
+
+    @property
+    def ran(self) -> bool:
+        return self.status in ("completed", "failed")
+
+
 class UsageEvent(_Event):
     type: Literal["usage"] = "usage"
     round: int
@@ -154,6 +198,8 @@ Event = Annotated[
     | CodeStart
     | CodeComplete
     | ExecutionResult
+    | WebCall
+    | WebResult
     | UsageEvent
     | Final
     | ErrorEvent,

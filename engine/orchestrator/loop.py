@@ -49,6 +49,9 @@ from engine.orchestrator.tool import (
     repeated_call_text,
 )
 from engine.orchestrator.upstream import Chunk, RoundRequest, StreamInterrupted, Upstream
+from engine.orchestrator.web.calls import WebState, run_web_call
+from engine.orchestrator.web.tools import DEFINITIONS as WEB_DEFINITIONS
+from engine.orchestrator.web.tools import WebTools, web_prompt
 
 # An execution gets the session's own timeout; when the deadline comes first, this much more lets
 # the session's timeout ladder (interrupt, grace, kill) finish before the loop gives up on it.
@@ -71,6 +74,11 @@ class _State:
     usage: Usage = field(default_factory=Usage)
     figure: int = 0
     native_seen: bool = False  # the model made a native tool call in this conversation
+    web_tools: tuple[str, ...] = ()  # the web tools offered in this run
+    web: WebState = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.web = WebState(self.options.result_budget_bytes, self.deadline, self.guard.refused)
 
     def error(self, code: str, message: str, status: int | None = None) -> ErrorEvent:
         return ErrorEvent(
@@ -90,6 +98,7 @@ class _Round:
     number: int
     scanner: TextScanner
     announce: bool  # emit code_start live for native calls (not in a round that cannot run code)
+    web_tools: tuple[str, ...] = ()  # names of calls that are not announced as code
     native: CallAccumulator = field(default_factory=CallAccumulator)
     announced: set[str] = field(default_factory=set)
     reasoning: str = ""
@@ -119,10 +128,17 @@ class _Round:
 
 
 class Orchestrator:
-    def __init__(self, upstream: Upstream, runner: CodeRunner, model: str = "default") -> None:
+    def __init__(
+        self,
+        upstream: Upstream,
+        runner: CodeRunner,
+        model: str = "default",
+        web: WebTools | None = None,
+    ) -> None:
         self.upstream = upstream
         self.runner = runner
         self.model = model
+        self.web = web  # the web tools' providers; None: no web tools
 
     async def run(
         self,
@@ -135,12 +151,15 @@ class Orchestrator:
         one terminal `Final` or `ErrorEvent`. Code runs in `conversation_id`'s session."""
         options = options or LoopOptions()
         loop = asyncio.get_running_loop()
+        available = self.web.available if self.web is not None else frozenset()
+        web_tools = tuple(name for name in options.web_tools if name in available)
         state = _State(
             conversation_id,
             options,
-            _prepare(messages, options),
+            _prepare(messages, options, web_tools),
             None if options.deadline_s is None else loop.time() + options.deadline_s,
             LoopGuard(options.max_repeats, options.max_failures),
+            web_tools=web_tools,
         )
         try:
             async with aclosing(self._rounds(state)) as events:
@@ -167,7 +186,7 @@ class Orchestrator:
             blocks = options.python_blocks
             python = not state.native_seen if blocks == "auto" else bool(blocks)
             scanner = TextScanner(enabled=options.text_calls, python=python)
-            rnd = _Round(state.rounds, scanner, announce=not (forced or last))
+            rnd = _Round(state.rounds, scanner, not (forced or last), state.web_tools)
             async with aclosing(self._stream_round(state, rnd, forced is not None)) as events:
                 async for event in events:
                     yield event
@@ -232,7 +251,7 @@ class Orchestrator:
             request = RoundRequest(
                 model=state.options.model or self.model,
                 messages=state.messages,
-                tools=[TOOL_DEFINITION],
+                tools=[TOOL_DEFINITION, *(WEB_DEFINITIONS[name] for name in state.web_tools)],
                 tool_choice=state.options.tool_choice if first else "auto",
                 params=state.options.params,
             )
@@ -284,7 +303,9 @@ class Orchestrator:
             events.append(TextDelta(round=rnd.number, text=text))
         for frag in chunk.tool_calls:
             started = rnd.native.add(frag.index, frag.id, frag.name, frag.arguments)
-            if started and rnd.announce:
+            # A web call is no code call; a call whose name comes later may be one.
+            code = not rnd.web_tools or (frag.name is not None and frag.name not in rnd.web_tools)
+            if started and rnd.announce and code:
                 rnd.announced.add(started)
                 events.append(CodeStart(round=rnd.number, call_id=started))
         return events
@@ -292,6 +313,15 @@ class Orchestrator:
     async def _run_call(
         self, state: _State, rnd: _Round, call: ToolCall
     ) -> AsyncGenerator[Event, None]:
+        if call.name in state.web_tools and self.web is not None:
+            web = run_web_call(self.web, state.web, state.messages, rnd.number, call)
+            try:
+                async with aclosing(web) as events:
+                    async for event in events:
+                        yield event
+            except TimeoutError:
+                raise _DeadlineExceeded from None
+            return
         if call.id not in rnd.announced:
             yield CodeStart(round=rnd.number, call_id=call.id)
         earlier = state.guard.earlier(call.code) if call.code is not None else None
@@ -300,7 +330,8 @@ class Orchestrator:
         execution = None
         status: Literal["executed", "repeated", "invalid"]
         if call.code is None:
-            status, output = "invalid", ToolOutput(invalid_call_text(call.name, call.problem))
+            text = invalid_call_text(call.name, call.problem, state.web_tools)
+            status, output = "invalid", ToolOutput(text)
         elif earlier is not None:
             text = repeated_call_text(earlier.output, failed=earlier.failed, last=earlier.last)
             status, output = "repeated", ToolOutput(text)
@@ -348,10 +379,14 @@ class Orchestrator:
             raise _DeadlineExceeded from None
 
 
-def _prepare(messages: list[dict[str, Any]], options: LoopOptions) -> list[dict[str, Any]]:
-    """A copy of the conversation, with the default system prompt in front unless it has its own."""
+def _prepare(
+    messages: list[dict[str, Any]], options: LoopOptions, web_tools: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """A copy of the conversation, with the default system prompt in front unless it has its own
+    (saying which web tools there are, if any)."""
     prepared = [dict(message) for message in messages]
     has_own = bool(prepared) and prepared[0].get("role") in ("system", "developer")
     if options.system_prompt and not has_own:
-        prepared.insert(0, {"role": "system", "content": options.system_prompt})
+        prompt = options.system_prompt + web_prompt(web_tools)
+        prepared.insert(0, {"role": "system", "content": prompt})
     return prepared

@@ -71,6 +71,11 @@ class LoopOptions(BaseModel):
     max_failures: int = Field(
         default=5, ge=1, description="Failed executions before a forced final answer."
     )
+    web_tools: list[Literal["web_search", "web_extractor"]] = Field(
+        default_factory=list,
+        description="Web tools offered beside the code interpreter, among those the orchestrator "
+        "has providers for.",
+    )
     params: dict[str, Any] = Field(
         default_factory=dict,
         description="Extra upstream request fields: temperature, max_tokens, chat_template_kwargs.",

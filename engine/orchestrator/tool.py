@@ -221,8 +221,11 @@ def fallback_answer(last_output: str | None, *, wanted_code: bool) -> str:
     return f"[The model did not answer: {why}. The last result of the code was:]\n\n{last_output}"
 
 
-def invalid_call_text(name: str, problem: str | None) -> str:
+def invalid_call_text(name: str, problem: str | None, others: tuple[str, ...] = ()) -> str:
     if name != TOOL_NAME:
+        if others:
+            names = ", ".join(f"`{tool}`" for tool in (TOOL_NAME, *others))
+            return f"Error: there is no tool named {name!r}. The tools are {names}."
         return f"Error: there is no tool named {name!r}. The only tool is `{TOOL_NAME}`."
     return (
         f"Error: the arguments of this call could not be read ({problem}). Call `{TOOL_NAME}` "

@@ -2,7 +2,9 @@
 
 With `enable_code_interpreter` (top level, or the SDK's `extra_body`) the tool loop runs and the
 stream carries every round's thinking in `delta.reasoning_content` and the answer in
-`delta.content`; code and its output stay server-side. Without it the request is forwarded to the
+`delta.content`; code and its output stay server-side, and so do the web tools that
+`enable_search` turns on (web_search; with `search_options.search_strategy: "agent_max"` also
+web_extractor). Without it the request is forwarded to the
 model server as it came.
 """
 
@@ -26,6 +28,7 @@ from engine.orchestrator import (
     ReasoningDelta,
     TextDelta,
     Usage,
+    WebCall,
 )
 from engine.server.auth import principal_of
 from engine.server.conversation import (
@@ -40,6 +43,7 @@ from engine.server.conversation import (
 from engine.server.errors import Surface, error_body, status_for
 from engine.server.sse import DONE, compact_json, data_event, respond, until_disconnected
 from engine.server.state import ServerState, State
+from engine.server.web import search_tools
 from engine.server.wire import CHAT_RESPONSES
 
 router = APIRouter(tags=["OpenAI-compatible"])
@@ -65,6 +69,14 @@ class ChatRequest(BaseModel):
         None,
         description="Run fenced ```python blocks of the model's text as code (default: the "
         "server's --python-blocks).",
+    )
+    enable_search: bool | None = Field(
+        None,
+        description="With the code interpreter: offer web_search (DashScope's switch), when the "
+        "server has a search provider.",
+    )
+    search_options: dict[str, Any] | None = Field(
+        None, description='{"search_strategy": "agent_max"} adds web_extractor.'
     )
 
 
@@ -103,6 +115,9 @@ async def complete(state: ServerState, body: ChatRequest, request: Request) -> R
             params=upstream_params(fields, state.options, body.enable_thinking),
             owner=principal_of(request.scope),
             python_blocks=body.python_blocks,
+            web_tools=search_tools(
+                body.enable_search, body.search_options, state.web_available, state.options
+            ),
         ),
     )
     include_usage = bool((body.stream_options or {}).get("include_usage"))
@@ -145,6 +160,8 @@ class ChatRenderer:
             return [self._chunk({"content": event.text, "reasoning_content": None})]
         if isinstance(event, CodeComplete):
             return [": keep-alive (code_interpreter running)\n\n"]
+        if isinstance(event, WebCall):
+            return [f": keep-alive ({event.tool} running)\n\n"]
         if isinstance(event, Final):
             self.usage, self.finish_reason = event.usage, event.finish_reason
             pieces = [self._chunk({"content": "", "reasoning_content": None}, event.finish_reason)]

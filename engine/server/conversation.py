@@ -116,6 +116,7 @@ class LoopRequest:
     tool_choice: Literal["auto", "required"] = "auto"
     python_blocks: bool | None = None  # the request's own choice; None: the server's option
     keep_for_s: float | None = None  # a kept session is closed this long after the request
+    web_tools: list[str] = field(default_factory=list)  # web_search, web_extractor
 
 
 _PYTHON_BLOCKS: dict[str, bool | Literal["auto"]] = {"auto": "auto", "on": True, "off": False}
@@ -147,6 +148,7 @@ class Conversation:
             params=self.request.params,
             tool_choice=self.request.tool_choice,
             python_blocks=_PYTHON_BLOCKS[options.python_blocks] if blocks is None else blocks,
+            web_tools=self.request.web_tools,
         )
         try:
             self.state.containers.assign(self.id, self.request.owner)

@@ -31,6 +31,7 @@ from engine.server.dashscope_render import DashScopeRenderer, PlainRenderer
 from engine.server.errors import error_body, status_for
 from engine.server.sse import Piece, Rejection, respond, until_disconnected
 from engine.server.state import ServerState, State
+from engine.server.web import search_tools
 from engine.server.wire import DASHSCOPE_RESPONSES
 
 router = APIRouter(tags=["DashScope-compatible"])
@@ -70,6 +71,12 @@ class NativeParameters(BaseModel):
     )
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
+    enable_search: bool | None = Field(
+        None, description="With the code interpreter: offer web_search (a provider configured)."
+    )
+    search_options: dict[str, Any] | None = Field(
+        None, description='{"search_strategy": "agent_max"} adds web_extractor.'
+    )
 
 
 class NativeRequest(BaseModel):
@@ -118,9 +125,16 @@ async def generate(state: ServerState, body: NativeRequest, request: Request) ->
         params=upstream_params(fields, state.options, params.enable_thinking),
         owner=principal_of(request.scope),
         python_blocks=params.python_blocks,
+        web_tools=search_tools(
+            params.enable_search,
+            params.search_options,
+            state.web_available,
+            state.options,
+            "parameters.enable_search",
+        ),
     )
     conversation = Conversation(state, loop)
-    renderer = DashScopeRenderer(incremental)
+    renderer = DashScopeRenderer(incremental, web=bool(loop.web_tools))
     if streaming:
         return await respond(
             request, stream(conversation.events(), renderer), state.options.heartbeat_s, MEDIA_TYPE

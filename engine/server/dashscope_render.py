@@ -4,12 +4,17 @@ events or one JSON body, and a plain completion's chunks the same way (no code i
 Every event carries the message (`content`, `reasoning_content`: the new text with incremental
 output, all text so far without), `finish_reason` as the string "null" until the last event, the
 cumulative `tool_info` from the first executed block on, the running `usage`, and one `request_id`.
+Web calls that ran are `tool_info` entries of their own type (`{"type": "web_search",
+"web_search": {"query": ...}}`, `{"type": "web_extractor", "web_extractor": {"url": ...}}`), the
+hits of searches are listed in `output.search_info.search_results`, and `usage.plugins` counts
+them as `search` and `web_extractor` (the hosted service's names).
 """
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from engine.orchestrator import (
     ErrorEvent,
@@ -20,6 +25,7 @@ from engine.orchestrator import (
     TextDelta,
     Usage,
     UsageEvent,
+    WebResult,
     normalize,
 )
 from engine.server.errors import Surface, error_body, status_for
@@ -70,10 +76,13 @@ class _Base:
 class DashScopeRenderer(_Base):
     """The code-interpreter loop on the native surface."""
 
-    def __init__(self, incremental: bool) -> None:
+    def __init__(self, incremental: bool, *, web: bool = False) -> None:
         super().__init__(incremental)
         self.tool_info: list[dict[str, Any]] = []
         self.finish_reason = "stop"
+        self.web = web  # the request enabled web tools: their counts are always reported
+        self.counts = {"code_interpreter": 0, "search": 0, "web_extractor": 0}
+        self.search_results: list[dict[str, Any]] = []
 
     async def feed(self, event: Event) -> list[str]:
         if isinstance(event, ReasoningDelta):
@@ -87,6 +96,10 @@ class DashScopeRenderer(_Base):
             self.tool_info.append(
                 {"type": "code_interpreter", "code_interpreter": {"code": event.code}}
             )
+            self.counts["code_interpreter"] += 1
+            return [self._result(*self._texts("", ""))]
+        elif isinstance(event, WebResult) and event.ran:
+            self._web(event)
             return [self._result(*self._texts("", ""))]
         elif isinstance(event, Final):
             self.usage, self.finish_reason = event.usage, event.finish_reason
@@ -103,10 +116,38 @@ class DashScopeRenderer(_Base):
         output: dict[str, Any] = {"choices": [{"message": message, "finish_reason": finish}]}
         if self.tool_info:
             output["tool_info"] = list(self.tool_info)
+        if self.search_results:
+            output["search_info"] = {"search_results": list(self.search_results)}
         usage = self._usage()
         if self.tool_info or finish != "null":
-            usage["plugins"] = {"code_interpreter": {"count": len(self.tool_info)}}
+            plugins = {"code_interpreter": {"count": self.counts["code_interpreter"]}}
+            if self.web:
+                plugins.update(
+                    search={"count": self.counts["search"]},
+                    web_extractor={"count": self.counts["web_extractor"]},
+                )
+            usage["plugins"] = plugins
         return {"output": output, "usage": usage, "request_id": self.request_id}
+
+    def _web(self, event: WebResult) -> None:
+        """A web call that ran: its tool_info entry, and the hits of a search (numbered across
+        the request, as the hosted service's `search_info`)."""
+        if event.tool == "web_search":
+            self.counts["search"] += 1
+            detail = {"query": event.query or ""}
+            for source in event.sources:
+                self.search_results.append(
+                    {
+                        "index": len(self.search_results) + 1,
+                        "title": source.title,
+                        "url": source.url,
+                        "site_name": urlsplit(source.url).hostname or "",
+                    }
+                )
+        else:
+            self.counts["web_extractor"] += 1
+            detail = {"url": event.url or ""}
+        self.tool_info.append({"type": event.tool, event.tool: detail})
 
     def body(self) -> dict[str, Any]:
         """The unstreamed result (api_reference 4.5)."""

@@ -3,10 +3,10 @@ code or by `lci serve` options). The switches marked (cfg) in api_reference sect
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1 << 20
 
@@ -95,6 +95,35 @@ class ServerOptions(BaseSettings):
         ge=1024,
         description="Largest file the MCP download_file tool embeds; larger ones are linked.",
     )
+    web_search_url: str | None = Field(
+        None,
+        description="Base URL of a SearXNG instance (its JSON format enabled): offers web_search "
+        "(and web_extractor) to requests that enable them. Unset: no web tools.",
+    )
+    web_extractor: Literal["auto", "on", "off"] = Field(
+        "auto", description="Offer web_extractor: auto: when web search is configured."
+    )
+    web_allow_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts web_extractor may fetch although they resolve to loopback or private "
+        "addresses (an intranet; comma-separated in the environment).",
+    )
+    web_timeout_s: float = Field(15.0, gt=0, description="One search or one page fetch.")
+    web_max_page_bytes: int = Field(
+        2 * MIB, ge=1024, description="Bytes of one page read; the rest is not downloaded."
+    )
+    web_max_pages: int = Field(5, ge=1, description="Pages one request may read.")
+    web_page_chars: int = Field(
+        8000, ge=200, description="Characters of a page's main text given to the model."
+    )
+    web_max_results: int = Field(5, ge=1, le=50, description="Search hits given to the model.")
     shutdown_grace_s: float = Field(
         5.0, ge=1, description="How long open requests may finish when the server stops."
     )
+
+    @field_validator("web_allow_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [host.strip() for host in value.split(",") if host.strip()]
+        return value

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.errors import ContainerNotFound, ResponseNotFound, SessionNotFound
+from engine.errors import BadParameter, ContainerNotFound, ResponseNotFound, SessionNotFound
 from engine.server import responses_container
 from engine.server.auth import principal_of
 from engine.server.citations import CallFiles
@@ -42,6 +42,7 @@ from engine.server.wire import RESPONSES_RESPONSES
 router = APIRouter(tags=["OpenAI-compatible"])
 
 OUTPUTS_INCLUDE = "code_interpreter_call.outputs"
+SOURCES_INCLUDE = "web_search_call.action.sources"
 
 
 class ReasoningParam(BaseModel):
@@ -62,7 +63,8 @@ class ResponsesRequest(BaseModel):
     tools: list[dict[str, Any]] = Field(
         default_factory=list,
         description='[{"type": "code_interpreter"}] runs code; "container": "<session id>" '
-        "continues in that session. Other built-in tools are ignored.",
+        "continues in that session. web_search and web_extractor work beside it when the "
+        "server has a search provider. Other built-in tools are ignored.",
     )
     tool_choice: Literal["auto", "none", "required"] | dict[str, Any] = "auto"
     stream: bool = False
@@ -102,7 +104,13 @@ async def create_response_alias(body: ResponsesRequest, request: Request, state:
 
 
 async def create(state: ServerState, body: ResponsesRequest, request: Request) -> Response:
-    tools = read_tools(body.tools, state.options.unsupported_builtin_tools)
+    tools = read_tools(body.tools, state.options.unsupported_builtin_tools, state.web_available)
+    if (
+        tools.web
+        and not tools.code_interpreter
+        and state.options.unsupported_builtin_tools == "error"
+    ):
+        raise BadParameter("web tools work only beside the code_interpreter tool", "tools")
     effort = body.reasoning.effort if body.reasoning else None
     thinking = False if effort == "none" else body.enable_thinking
     thinking_param = "reasoning.effort" if effort == "none" else "enable_thinking"
@@ -130,6 +138,7 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
         python_blocks=body.python_blocks,
         # A container nobody named is short-lived unless a later request continues in it.
         keep_for_s=state.options.implicit_container_ttl_s if container is None else None,
+        web_tools=tools.web,
     )
 
     def remember(output: list[dict[str, Any]], used: str | None) -> None:
@@ -145,6 +154,9 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
         outputs_included=not state.options.strict_openai_include
         or OUTPUTS_INCLUDE in (body.include or ()),
         on_completed=remember,
+        web_tools=tuple(tools.web) if run_code else (),
+        sources_included=not state.options.strict_openai_include
+        or SOURCES_INCLUDE in (body.include or ()),
     )
     if tools.code_interpreter:
         check_rules(

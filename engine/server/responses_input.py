@@ -12,7 +12,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from engine.errors import BadParameter
-from engine.orchestrator import NO_OUTPUT, TOOL_NAME, ToolCall, new_call_id
+from engine.orchestrator import (
+    NO_OUTPUT,
+    TOOL_NAME,
+    WEB_EXTRACTOR,
+    WEB_SEARCH,
+    ToolCall,
+    new_call_id,
+)
 from engine.server.container_registry import MEMORY_TIERS_MB
 from engine.server.conversation import MUTUALLY_EXCLUSIVE
 
@@ -20,6 +27,14 @@ log = logging.getLogger(__name__)
 
 CODE_INTERPRETER_ECHO: dict[str, Any] = {"type": "code_interpreter", "container": {"type": "auto"}}
 _SESSION_ID = re.compile(r"^[0-9a-f]{16}$")
+# Tool types that enable a web tool: OpenAI's (and its dated variants), and DashScope's extractor.
+WEB_TOOL_TYPES = {
+    "web_search": WEB_SEARCH,
+    "web_search_preview": WEB_SEARCH,
+    "web_search_2025_08_26": WEB_SEARCH,
+    "web_search_preview_2025_03_11": WEB_SEARCH,
+    "web_extractor": WEB_EXTRACTOR,
+}
 
 
 @dataclass
@@ -31,13 +46,24 @@ class ToolSet:
     container_param: str = "tools"
     functions: bool = False
     echo: list[dict[str, Any]] = field(default_factory=list)  # tools in effect, as echoed back
+    web: list[str] = field(default_factory=list)  # web tools enabled (with a provider)
 
 
-def read_tools(tools: list[Any], unsupported: Literal["ignore", "error"]) -> ToolSet:
+def read_tools(
+    tools: list[Any],
+    unsupported: Literal["ignore", "error"],
+    web_available: frozenset[str] = frozenset(),
+) -> ToolSet:
+    """The tools of a request. Web tools count only where the server has a provider for them;
+    otherwise they are ignored like other built-in tools lci lacks (or refused, when strict)."""
     found = ToolSet()
     for index, tool in enumerate(tools):
         kind = tool.get("type") if isinstance(tool, dict) else None
-        if kind == "code_interpreter":
+        web = WEB_TOOL_TYPES.get(kind) if isinstance(kind, str) else None
+        if web is not None and web in web_available:
+            if web not in found.web:
+                found.web.append(web)
+        elif kind == "code_interpreter":
             found.code_interpreter = True
             param = f"tools[{index}].container"
             found.container = _container(tool.get("container"), param)
@@ -45,7 +71,8 @@ def read_tools(tools: list[Any], unsupported: Literal["ignore", "error"]) -> Too
         elif kind == "function":
             found.functions = True
         elif unsupported == "error":
-            raise BadParameter(f"tool type {kind!r} is not supported", f"tools[{index}].type")
+            why = "is not configured on this server" if web else "is not supported"
+            raise BadParameter(f"tool type {kind!r} {why}", f"tools[{index}].type")
         else:
             log.warning("ignoring a tool of type %r: lci provides only code_interpreter", kind)
     if found.code_interpreter and found.functions:
@@ -57,6 +84,8 @@ def read_tools(tools: list[Any], unsupported: Literal["ignore", "error"]) -> Too
         )
     if found.code_interpreter:
         found.echo = [CODE_INTERPRETER_ECHO]
+    if WEB_SEARCH in found.web:  # web_extractor is no OpenAI tool type: not echoed
+        found.echo.append({"type": "web_search"})
     return found
 
 
@@ -137,7 +166,15 @@ class CodeCallItem(_Loose):
     outputs: list[Annotated[LogsOutput | ImageOutput, Field(discriminator="type")]] | None = None
 
 
-InputItem = MessageItem | ReasoningItem | CodeCallItem
+class WebCallItem(_Loose):
+    """A web_search_call: its action (search with query and sources, or open_page with url)."""
+
+    type: Literal["web_search_call"]
+    id: str | None = None
+    action: dict[str, Any] | None = None
+
+
+InputItem = MessageItem | ReasoningItem | CodeCallItem | WebCallItem
 _ITEMS: TypeAdapter[list[InputItem]] = TypeAdapter(list[InputItem])
 
 
@@ -154,6 +191,9 @@ def input_messages(value: str | list[InputItem]) -> list[dict[str, Any]]:
             reasoning += "".join(part.text for part in [*item.summary, *(item.content or ())])
         elif isinstance(item, CodeCallItem):
             messages.extend(_code_call(item, reasoning))
+            reasoning = ""
+        elif isinstance(item, WebCallItem):
+            messages.extend(_web_call(item, reasoning))
             reasoning = ""
         elif item.role == "assistant":
             messages.append(_assistant(_text(item.content), reasoning))
@@ -198,6 +238,24 @@ def _code_call(item: CodeCallItem, reasoning: str) -> list[dict[str, Any]]:
     assistant = _assistant("", reasoning)
     assistant["tool_calls"] = [call.as_message_entry()]
     return [assistant, {"role": "tool", "tool_call_id": call.id, "content": outputs_text(item)}]
+
+
+def _web_call(item: WebCallItem, reasoning: str) -> list[dict[str, Any]]:
+    """A web call as the tool call it was and a tool message naming what it found (the text
+    the model read then is not kept in the item)."""
+    action = item.action or {}
+    if action.get("type") == "open_page":
+        name, arguments = WEB_EXTRACTOR, {"url": action.get("url") or ""}
+        result = f"(The page {action.get('url')} was read.)"
+    else:
+        name, arguments = WEB_SEARCH, {"query": action.get("query") or ""}
+        sources = action.get("sources") or []
+        urls = [s["url"] for s in sources if isinstance(s, dict) and isinstance(s.get("url"), str)]
+        result = "Results:\n" + "\n".join(urls) if urls else "(The search was run.)"
+    call = ToolCall(item.id or new_call_id(), name, json.dumps(arguments))
+    assistant = _assistant("", reasoning)
+    assistant["tool_calls"] = [call.as_message_entry()]
+    return [assistant, {"role": "tool", "tool_call_id": call.id, "content": result}]
 
 
 def outputs_text(item: CodeCallItem) -> str:

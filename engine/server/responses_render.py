@@ -40,6 +40,9 @@ from openai.types.responses import (
     ResponseReasoningSummaryTextDoneEvent,
     ResponseTextDeltaEvent,
     ResponseTextDoneEvent,
+    ResponseWebSearchCallCompletedEvent,
+    ResponseWebSearchCallInProgressEvent,
+    ResponseWebSearchCallSearchingEvent,
 )
 from pydantic import BaseModel
 
@@ -55,10 +58,13 @@ from engine.orchestrator import (
     TextDelta,
     Usage,
     UsageEvent,
+    WebCall,
+    WebResult,
 )
 from engine.server.citations import CallFiles
 from engine.server.errors import Surface
 from engine.server.responses_items import call_outputs, message_item, new_id, summary, text_part
+from engine.server.responses_web import WebItems
 from engine.server.sse import named_event
 
 _EVENT_TYPES: dict[str, type[BaseModel]] = {
@@ -77,6 +83,9 @@ _EVENT_TYPES: dict[str, type[BaseModel]] = {
         ResponseCodeInterpreterCallCodeDoneEvent,
         ResponseCodeInterpreterCallInterpretingEvent,
         ResponseCodeInterpreterCallCompletedEvent,
+        ResponseWebSearchCallInProgressEvent,
+        ResponseWebSearchCallSearchingEvent,
+        ResponseWebSearchCallCompletedEvent,
         ResponseContentPartAddedEvent,
         ResponseTextDeltaEvent,
         ResponseOutputTextAnnotationAddedEvent,
@@ -101,6 +110,8 @@ class ResponseContext:
     container: Callable[[], Awaitable[str]] | None = None  # the session id, started on demand
     on_completed: Callable[[list[dict[str, Any]], str | None], None] | None = None
     files: CallFiles | None = None  # cites the files the code wrote on the answer
+    web_tools: tuple[str, ...] = ()  # the web tools the request enabled (counted in x_tools)
+    sources_included: bool = True  # web_search_call sources (OpenAI: only when included)
 
 
 @dataclass
@@ -127,6 +138,7 @@ class ResponsesRenderer:
         self.count = 0
         self.container: str | None = None
         self.result: dict[str, Any] | None = None  # the final response object
+        self.web = WebItems(ctx.sources_included)
 
     def start(self) -> list[str]:
         snapshot = self.response("in_progress")
@@ -146,6 +158,16 @@ class ResponsesRenderer:
             return self._close() + await self._announce(event)
         if isinstance(event, ExecutionResult):
             return self._result(event)
+        if isinstance(event, WebCall):
+            closed = self._close()  # first: the item's index is the next one after it
+            added = self.web.announce(event, len(self.output))
+            return closed + [self._event(kind, **fields) for kind, fields in added]
+        if isinstance(event, WebResult):
+            found = self.web.complete(event)
+            if found is None:
+                return []
+            index, item, before = found
+            return [*(self._event(k, **f) for k, f in before), self._done(index, item)]
         if isinstance(event, UsageEvent):
             return []
         if isinstance(event, Final):
@@ -246,7 +268,9 @@ class ResponsesRenderer:
     # -- the end -------------------------------------------------------------------------------
     async def _final(self, event: Final) -> list[str]:
         status = "incomplete" if event.finish_reason == "length" else "completed"
-        pieces = [] if self.open is not None and self.open.kind == "message" else self._close()
+        pieces = (
+            [] if self.open is not None and self.open.kind == "message" else self._close(status)
+        )
         if self.open is None and (not self.output or self.output[-1]["type"] != "message"):
             pieces += self._begin("message")  # the answer, even when empty
         pieces += await self._cite() + self._close(status)
@@ -281,6 +305,7 @@ class ResponsesRenderer:
             index = call.pop("index")
             pieces.append(self._done(index, {**call, "status": "incomplete"}))
         self.calls.clear()
+        pieces += [self._done(index, item) for index, item in self.web.abandon()]
         code = "rate_limit_exceeded" if event.status == 429 else "server_error"
         error = {"code": code, "message": event.message}
         self.result = self.response("failed", usage=event.usage, error=error)
@@ -325,6 +350,8 @@ class ResponsesRenderer:
         }
         if self.ctx.code_interpreter:
             data["x_tools"] = {"code_interpreter": {"count": self.count}}
+        if self.ctx.web_tools:
+            data["x_tools"] = {**data.get("x_tools", {}), **self.web.usage(self.ctx.web_tools)}
         return data
 
     # -- plumbing ------------------------------------------------------------------------------

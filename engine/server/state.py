@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 from engine.config import Settings
 from engine.core.manager import SessionManager
 from engine.models import SessionSpec
-from engine.orchestrator import Orchestrator, UpstreamClient
+from engine.orchestrator import Orchestrator, UpstreamClient, WebTools
 from engine.server.auth import principal_of
 from engine.server.container_registry import ContainerRegistry
 from engine.server.containers import Containers
@@ -22,6 +22,7 @@ from engine.server.e2b.registry import E2BSandboxes
 from engine.server.file_store import FileStore
 from engine.server.options import ServerOptions
 from engine.server.proxy import Proxy
+from engine.server.web import build_web_tools
 
 
 @dataclass
@@ -64,6 +65,11 @@ class ServerState:
     files: FileStore
     registry: ContainerRegistry
     e2b: E2BSandboxes
+    web: WebTools | None = None  # the configured web tools
+
+    @property
+    def web_available(self) -> frozenset[str]:
+        return self.web.available if self.web is not None else frozenset()
 
     @classmethod
     def build(cls, settings: Settings, options: ServerOptions) -> ServerState:
@@ -77,18 +83,20 @@ class ServerState:
             max_file_bytes=options.max_upload_bytes,
             max_total_bytes=options.max_file_store_bytes,
         )
+        web = build_web_tools(options)
         return cls(
             settings=settings,
             options=options,
             manager=manager,
             upstream=upstream,
-            orchestrator=Orchestrator(upstream, containers, settings.llm_model),
+            orchestrator=Orchestrator(upstream, containers, settings.llm_model, web=web),
             containers=containers,
             proxy=Proxy(settings),
             store=ResponseStore(options.stored_responses),
             files=files,
             registry=ContainerRegistry(manager, containers, files, settings),
             e2b=E2BSandboxes(containers),
+            web=web,
         )
 
     async def aclose(self) -> None:
