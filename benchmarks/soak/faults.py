@@ -2,7 +2,7 @@
 
     kill_sandbox    SIGKILL a random process of a session's sandbox (subprocess backend)
     kill_zygote     SIGKILL the fork server's zygote (subprocess backend)
-    docker_kill     `docker kill` a random session container (docker backend)
+    docker_kill     `docker kill` a random session's sandbox container (docker backend)
     disk_full       fill the state dir's filesystem for a few seconds (a private tmpfs)
     upstream_drop   the model server cuts its next stream after the first event
     upstream_hang   the model server goes silent in its next round
@@ -93,15 +93,18 @@ async def kill_zygote(target: Target) -> str:
 
 
 async def docker_kill(target: Target) -> str:
+    """`docker kill` a session's sandbox container. The keeper that holds a session's workdir
+    volume is left alone: it is the workdir's storage, not its sandbox (killing it loses the files,
+    as pulling a disk would)."""
     label = f"label=lci.owner={owner_tag(target.server_pid)}"
     listed = await asyncio.to_thread(
         subprocess.run,
-        ["docker", "ps", "-q", "--filter", label],
+        ["docker", "ps", "--filter", label, "--format", '{{.ID}} {{.Label "lci.role"}}'],
         capture_output=True,
         text=True,
         check=False,
     )
-    ids = listed.stdout.split()
+    ids = [line.split()[0] for line in listed.stdout.splitlines() if line.split()[1:] != ["keeper"]]
     if not ids:
         return "docker_kill: no container"
     victim = target.rng.choice(ids)

@@ -8,11 +8,11 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
 from tests.fake_llm import Turn, stream
-from tests.server.conftest import API_KEY
 from tests.server.helpers import REPO, FakeModel, LciServer
 
 PLOT = "import matplotlib.pyplot as plt\nplt.figure(figsize=(2, 1), dpi=40)\nplt.plot([1, 2])\nplt.show()\n123**23"
@@ -37,9 +37,16 @@ def plotting_round() -> list[Turn]:
     ]
 
 
+@pytest.fixture(scope="module")
+def open_server(shared_fake: FakeModel) -> Iterator[LciServer]:
+    """The README's examples talk to a server started as its quick start does: without keys."""
+    with LciServer(shared_fake.base_url) as running:
+        yield running
+
+
 def run(program: str, server: LciServer) -> str:
     program = program.replace("http://127.0.0.1:8000", server.url)
-    env = {**os.environ, "DASHSCOPE_API_KEY": API_KEY}
+    env = {k: v for k, v in os.environ.items() if k not in ("DASHSCOPE_API_KEY", "OPENAI_API_KEY")}
     done = subprocess.run(
         [sys.executable, "-c", program],
         check=False,
@@ -61,11 +68,13 @@ def run(program: str, server: LciServer) -> str:
         ("DashScope native API", 1),
     ],
 )
-def test_readme_example_runs(fake: FakeModel, server: LciServer, title: str, turns: int) -> None:
+def test_readme_example_runs(
+    fake: FakeModel, open_server: LciServer, title: str, turns: int
+) -> None:
     # Item 4: the streamed Responses example crashed when the code drew a figure.
     for _ in range(turns):
         fake.script(*plotting_round())
-    out = run(examples(title), server)
+    out = run(examples(title), open_server)
     fake.check()
     assert f"123^23 = {VALUE}." in out
     if title == "OpenAI Responses API":
