@@ -56,6 +56,9 @@ def lci_settings(state_dir: Path, **overrides: Any) -> Settings:
         "state_dir": state_dir,
         "limits": limits,
         "max_sessions": 200,
+        # Many sessions that only run `1+1`, each with generous limits: the engine's memory budget
+        # (which charges every session its memory_mb + disk_mb) would stop the suite at about 15.
+        "memory_budget_mb": 1 << 20,
         "preload": DATA_SCIENCE,
         "docker_warm_pool": 0,
     }
