@@ -87,18 +87,18 @@ class Capacity:
     def _check(self, limits: Limits, owner: str | None) -> None:
         s = self.settings
         if self._sessions >= s.max_sessions:
-            raise _refuse(
+            raise CapacityExceeded(
                 f"{s.max_sessions} sessions are live; close one or raise max_sessions",
                 SESSION_RETRY_AFTER_S,
             )
         quota = s.max_sessions_per_owner
         if owner is not None and quota is not None and self._owners[owner] >= quota:
-            raise _refuse(
+            raise CapacityExceeded(
                 f"this key holds {quota} sessions, its quota; close one", SESSION_RETRY_AFTER_S
             )
         charge = charge_mb(limits)
         if self._charged_mb + charge > s.memory_budget_mb:
-            raise _refuse(
+            raise CapacityExceeded(
                 f"the memory budget is spent: live sessions may use {self._charged_mb} MB of "
                 f"{s.memory_budget_mb} MB and this one asks for {charge} MB (memory_mb + disk_mb)",
                 SESSION_RETRY_AFTER_S,
@@ -119,7 +119,7 @@ class Capacity:
         try:
             await asyncio.wait_for(self._executions.acquire(), self.settings.execution_wait_s)
         except TimeoutError:
-            raise _refuse(
+            raise CapacityExceeded(
                 f"{self.settings.max_executions} executions are running; try again shortly",
                 EXECUTION_RETRY_AFTER_S,
             ) from None
@@ -144,7 +144,3 @@ class Admission:
         if not self._released:
             self._released = True
             self._capacity._release(self)
-
-
-def _refuse(message: str, retry_after_s: float) -> CapacityExceeded:
-    return CapacityExceeded(message, retry_after_s=retry_after_s)
