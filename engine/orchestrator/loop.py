@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from engine.errors import LCIError, UpstreamError
 from engine.models import Execution
-from engine.orchestrator.calls import CallAccumulator, ToolCall
+from engine.orchestrator.calls import ToolCall
 from engine.orchestrator.code_runner import CodeRunner
 from engine.orchestrator.events import (
     CodeComplete,
@@ -38,6 +38,7 @@ from engine.orchestrator.events import (
 )
 from engine.orchestrator.guard import ForceReason, LoopGuard
 from engine.orchestrator.options import LoopOptions
+from engine.orchestrator.round import Round
 from engine.orchestrator.textcalls import TextScanner
 from engine.orchestrator.tool import (
     FINAL_INSTRUCTION,
@@ -89,42 +90,6 @@ class _State:
             executions=self.executions,
             usage=self.usage,
         )
-
-
-@dataclass
-class _Round:
-    """What one round's stream produced."""
-
-    number: int
-    scanner: TextScanner
-    announce: bool  # emit code_start live for native calls (not in a round that cannot run code)
-    web_tools: tuple[str, ...] = ()  # names of calls that are not announced as code
-    native: CallAccumulator = field(default_factory=CallAccumulator)
-    announced: set[str] = field(default_factory=set)
-    reasoning: str = ""
-    reasoning_field: str = "reasoning_content"
-    usage: Usage | None = None
-    finish_reason: str | None = None
-    shown: bool = False
-
-    def reset(self) -> None:
-        self.scanner = self.scanner.fresh()
-        self.native, self.announced = CallAccumulator(), set()
-        self.reasoning, self.usage, self.finish_reason, self.shown = "", None, None, False
-
-    def calls(self) -> list[ToolCall]:
-        return self.native.finish() + self.scanner.calls
-
-    def assistant_message(self, calls: list[ToolCall]) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": self.scanner.visible}
-        if self.reasoning:
-            # Qwen templates render the reasoning of tool rounds in <think>, so it must go back.
-            # Most servers read `reasoning_content` (vLLM again since it stopped sending it);
-            # Ollama reads `reasoning`: a server that sent `reasoning` gets both.
-            message["reasoning_content"] = self.reasoning
-            message[self.reasoning_field] = self.reasoning
-        message["tool_calls"] = [call.as_message_entry() for call in calls]
-        return message
 
 
 class Orchestrator:
@@ -186,7 +151,7 @@ class Orchestrator:
             blocks = options.python_blocks
             python = not state.native_seen if blocks == "auto" else bool(blocks)
             scanner = TextScanner(enabled=options.text_calls, python=python)
-            rnd = _Round(state.rounds, scanner, not (forced or last), state.web_tools)
+            rnd = Round(state.rounds, scanner, not (forced or last), state.web_tools)
             async with aclosing(self._stream_round(state, rnd, forced is not None)) as events:
                 async for event in events:
                     yield event
@@ -206,7 +171,7 @@ class Orchestrator:
                         yield event
 
     def _final(
-        self, state: _State, rnd: _Round, calls: list[ToolCall], forced: ForceReason | None
+        self, state: _State, rnd: Round, calls: list[ToolCall], forced: ForceReason | None
     ) -> list[Event]:
         """The end of the loop: the model's answer, honest about how it ended, and never empty.
         A call the model still makes when it may not (a forced final round, or the last round
@@ -239,7 +204,7 @@ class Orchestrator:
         return events
 
     async def _stream_round(
-        self, state: _State, rnd: _Round, final_call: bool
+        self, state: _State, rnd: Round, final_call: bool
     ) -> AsyncGenerator[Event, None]:
         if final_call:  # no tools, and an explicit request for the answer
             messages = [*state.messages, {"role": "user", "content": FINAL_INSTRUCTION}]
@@ -269,7 +234,7 @@ class Orchestrator:
                 rnd.reset()  # nothing of this round was shown, so it can be asked for anew
 
     async def _stream_once(
-        self, state: _State, rnd: _Round, request: RoundRequest
+        self, state: _State, rnd: Round, request: RoundRequest
     ) -> AsyncGenerator[Event, None]:
         chunks = self.upstream.stream(request)
         try:
@@ -289,7 +254,7 @@ class Orchestrator:
         finally:
             await chunks.aclose()
 
-    def _absorb(self, rnd: _Round, chunk: Chunk) -> list[Event]:
+    def _absorb(self, rnd: Round, chunk: Chunk) -> list[Event]:
         events: list[Event] = []
         if chunk.usage is not None:
             rnd.usage = chunk.usage  # a round's usage is cumulative: the last report wins
@@ -311,7 +276,7 @@ class Orchestrator:
         return events
 
     async def _run_call(
-        self, state: _State, rnd: _Round, call: ToolCall
+        self, state: _State, rnd: Round, call: ToolCall
     ) -> AsyncGenerator[Event, None]:
         if call.name in state.web_tools and self.web is not None:
             web = run_web_call(self.web, state.web, state.messages, rnd.number, call)
