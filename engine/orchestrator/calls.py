@@ -48,8 +48,20 @@ class ToolCall:
         return {
             "id": self.id,
             "type": "function",
-            "function": {"name": self.name, "arguments": self.arguments},
+            "function": {"name": self.name, "arguments": self._json_arguments()},
         }
+
+    def _json_arguments(self) -> str:
+        # The call goes back to the model server in the conversation, and servers parse it there:
+        # llama.cpp answers 500 to every later round if a cut-off reply's arguments are no JSON.
+        try:
+            if isinstance(json.loads(self.arguments), dict):
+                return self.arguments
+        except json.JSONDecodeError:
+            pass
+        if self.code is not None:
+            return json.dumps({"code": self.code})
+        return json.dumps({"unreadable": self.arguments})
 
 
 def read_code(arguments: str | dict[str, Any]) -> tuple[str | None, str | None]:

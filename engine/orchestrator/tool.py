@@ -140,13 +140,21 @@ def _note(execution: Execution) -> str:
         "The interpreter was restarted: all variables, imports and definitions from earlier "
         "calls are lost (files in the working directory are kept). Re-create what you need."
     )
+    # Small models run too slow code again unchanged (naive recursion for fib(90)) unless told.
+    slow = (
+        "The code is too slow for this limit: do not run it again as it is, use a faster method "
+        "(for example a loop instead of recursion, or a library function)."
+    )
     if execution.outcome is Outcome.INTERRUPTED:
         return (
             f"Timeout: Code execution exceeded the time limit of {limit} and was interrupted. "
-            "Variables defined before the interruption are kept."
+            f"Variables defined before the interruption are kept. {slow}"
         )
     if execution.outcome is Outcome.KILLED:
-        return f"Timeout: Code execution exceeded the time limit of {limit} and was stopped. {lost}"
+        return (
+            f"Timeout: Code execution exceeded the time limit of {limit} and was stopped. "
+            f"{slow} {lost}"
+        )
     if execution.outcome is Outcome.CRASHED:
         reason = execution.error.value if execution.error else "the sandbox exited"
         return f"The interpreter crashed ({reason}). {lost}"
@@ -205,7 +213,8 @@ def repeated_call_text(previous: str, *, failed: bool, last: bool = True) -> str
 # are merely told `tool_choice: none` write a call anyway, and the answer comes back empty.
 FINAL_INSTRUCTION = (
     "No more code can be run. Answer my question now in plain text, using the results of the "
-    "code above. Do not write any code or tool call."
+    "code above and copying numbers from them exactly. If they do not give the answer, say that "
+    "it could not be computed. Do not write any code or tool call."
 )
 
 

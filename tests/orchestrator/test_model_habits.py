@@ -3,6 +3,7 @@ replayed by the fake model: the loop must end with an answer, honestly, and coun
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -226,3 +227,21 @@ async def test_malformed_stream_data_is_an_upstream_error(
     error = events[-1]
     assert error.type == "error" and error.code == "upstream_error" and error.status == 502
     assert "malformed" in error.message
+
+
+async def test_a_cut_off_call_goes_back_to_the_server_as_json(
+    llm: FakeLLM, orchestrator: Orchestrator
+) -> None:
+    # A call cut off at the token limit is read leniently and runs; the conversation sent with the
+    # next round must hold it as valid JSON: llama.cpp's server parses the arguments of earlier
+    # calls and answers 500 to every later round otherwise.
+    def history_is_json(body: dict[str, Any]) -> None:
+        sent = body["messages"][-2]["tool_calls"][0]["function"]["arguments"]
+        assert json.loads(sent) == {"code": "print(7**77)"}
+
+    cut = Call(arguments='{"code": "print(7**77)')
+    llm.script(stream(calls=[cut], finish="length"), stream(text=VALUE, expect=history_is_json))
+    events = await run_loop(orchestrator)
+    llm.check()
+    final = events[-1]
+    assert final.type == "final" and final.text == VALUE and final.executions == 1

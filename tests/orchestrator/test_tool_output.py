@@ -95,7 +95,9 @@ def test_timeout_notes() -> None:
     )
     assert text_of(interrupted).endswith(
         "Timeout: Code execution exceeded the time limit of 3 s and was interrupted. "
-        "Variables defined before the interruption are kept."
+        "Variables defined before the interruption are kept. The code is too slow for this "
+        "limit: do not run it again as it is, use a faster method (for example a loop instead "
+        "of recursion, or a library function)."
     )
     killed = execution(
         outcome=Outcome.KILLED,
@@ -107,6 +109,7 @@ def test_timeout_notes() -> None:
         "Timeout: Code execution exceeded the time limit of 3 s and was stopped."
     )
     assert "all variables, imports and definitions from earlier calls are lost" in text
+    assert "too slow for this limit" in text
     crashed = execution(
         outcome=Outcome.CRASHED,
         state_preserved=False,
