@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import docker
@@ -34,6 +36,8 @@ def translate(exc: Exception, what: str) -> LCIError:
     if isinstance(exc, docker.errors.ImageNotFound):
         return ImageNotFound(f"{what}: image not found ({exc.explanation}); {_BUILD_HINT}")
     if isinstance(exc, docker.errors.APIError):
+        if exc.is_server_error():  # the daemon failing (shutting down, restarting), not refusing
+            return BackendUnavailable(f"{what}: the Docker daemon failed: {exc.explanation or exc}")
         return SandboxError(f"{what}: Docker refused: {exc.explanation or exc}")
     if isinstance(exc, requests.exceptions.RequestException | docker.errors.DockerException):
         return BackendUnavailable(f"{what}: the Docker daemon is not reachable ({exc})")
@@ -104,6 +108,7 @@ class DockerAPI:
                 "or use the subprocess backend"
             ) from exc
         self._api = self._client.api
+        self.outages = 0  # calls that found the daemon unreachable or failing (see `_guard`)
         try:
             self._guard("pinging the Docker daemon", self._api.ping)
         except LCIError:
@@ -116,7 +121,13 @@ class DockerAPI:
         except LCIError:
             raise
         except Exception as exc:
-            raise translate(exc, what) from exc
+            raise self._translate(exc, what) from exc
+
+    def _translate(self, exc: Exception, what: str) -> LCIError:
+        error = translate(exc, what)
+        if isinstance(error, BackendUnavailable):
+            self.outages += 1  # what this call should have cleaned up may be left behind
+        return error
 
     def close(self) -> None:
         self._client.close()
@@ -169,7 +180,7 @@ class DockerAPI:
             fn(*args, **kwargs)
         except Exception as exc:
             if not (_is_missing(exc) or _is_conflict(exc)):
-                raise translate(exc, what) from exc
+                raise self._translate(exc, what) from exc
 
     def signal(self, container_id: str, signal: str) -> None:
         """Send a signal to the container's init, which forwards it to the agent. A container
@@ -184,6 +195,18 @@ class DockerAPI:
         self._tolerant(
             "removing the container", self._api.remove_container, container_id, force=True, v=True
         )
+
+    def running(self, container_id: str) -> bool:
+        """Whether the container exists and is running."""
+
+        def state() -> bool:
+            try:
+                found = self._api.inspect_container(container_id)
+            except docker.errors.NotFound:
+                return False
+            return bool((found.get("State") or {}).get("Running"))
+
+        return self._guard("inspecting a container", state)
 
     def exit_status(self, container_id: str) -> tuple[int | None, bool]:
         """(exit code, whether the OOM killer struck) of a container that has stopped."""
@@ -262,6 +285,45 @@ class DockerAPI:
         except Exception as exc:
             if not _is_missing(exc):
                 raise translate(exc, f"removing the volume {name}") from exc
+
+    def holders(self, volume: str) -> list[str]:
+        """The ids of the containers, running or not, that mount `volume`."""
+
+        def listing() -> list[str]:
+            found = self._api.containers(all=True, filters={"volume": volume})
+            return [str(c["Id"]) for c in found]
+
+        return self._guard("listing a volume's containers", listing)
+
+    def not_running(self, label: str) -> list[tuple[str, str, float]]:
+        """(id, state, age in seconds) of the containers carrying `label` that were created and
+        never started, or have exited or died."""
+
+        def listing() -> list[tuple[str, str, float]]:
+            found = []
+            for state in ("created", "exited", "dead"):
+                filters = {"label": label, "status": state}
+                found += [
+                    (str(c["Id"]), state, time.time() - float(c.get("Created") or 0))
+                    for c in self._api.containers(all=True, filters=filters)
+                ]
+            return found
+
+        return self._guard("listing containers that do not run", listing)
+
+    def unused_volumes(self, label: str) -> list[tuple[str, float]]:
+        """(name, age in seconds) of every volume carrying `label` that no container mounts."""
+
+        def listing() -> list[tuple[str, float]]:
+            filters = {"label": label, "dangling": True}
+            found = self._api.volumes(filters=filters).get("Volumes") or []
+            now = datetime.now(UTC)
+            return [
+                (str(v["Name"]), (now - datetime.fromisoformat(v["CreatedAt"])).total_seconds())
+                for v in found
+            ]
+
+        return self._guard("listing unused volumes", listing)
 
     def labelled_volumes(self, label: str) -> list[tuple[str, dict[str, str]]]:
         """(name, labels) of every volume that carries `label` (`key` or `key=value`)."""

@@ -32,8 +32,8 @@ from typing import Any
 
 from engine.agent.protocol import PROTOCOL_VERSION
 from engine.config import Settings
-from engine.core import workdir as wd
 from engine.core.agent_files import agent_digest
+from engine.core.backends.docker import cleanup
 from engine.core.backends.docker.agent import AgentSource
 from engine.core.backends.docker.api import DockerAPI
 from engine.core.backends.docker.host import DockerHost, Keeper, Workdir
@@ -50,7 +50,7 @@ from engine.core.backends.docker.spec import (
     container_limits,
     volume_options,
 )
-from engine.core.owners import owner_alive, owner_tag
+from engine.core.owners import owner_tag
 from engine.core.warm_pool import Slot, WarmPool
 from engine.errors import LCIError, SandboxError, SandboxStartError
 from engine.models import Limits, SessionSpec
@@ -58,6 +58,9 @@ from engine.models import Limits, SessionSpec
 log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 30.0
 REAP_INTERVAL_S = 60.0
+# After the daemon was unreachable, what this engine could not remove meanwhile is looked for this
+# often (see cleanup.remove_stragglers).
+STRAGGLER_CHECK_S = 2.0
 IMAGE_TTL_S = 30.0  # how long a name's image id is trusted (a rebuild moves the tag)
 POOL = "pool"
 
@@ -275,45 +278,32 @@ class DockerBackend:
     # -- reaping and shutdown --------------------------------------------------------------------
     def reap_orphans(self) -> int:
         """Remove containers, then volumes, whose owning engine process is gone. Blocking."""
-        reaped = 0
-        for container_id, labels in self.api.labelled(LABEL_OWNER):
-            if self._orphaned(labels):
-                self.api.remove(container_id)
-                reaped += 1
-        for network_id, labels in self.api.labelled_networks(LABEL_OWNER):
-            tag = labels.get(LABEL_OWNER, "")
-            if (
-                labels.get(LABEL_MACHINE) == self.machine
-                and tag != self.owner
-                and not owner_alive(tag)
-            ):
-                self.api.remove_network(network_id)
-        for volume, labels in self.api.labelled_volumes(LABEL_OWNER):
-            if self._orphaned(labels):
-                try:
-                    self.api.remove_volume(volume)
-                except SandboxError as exc:  # still in use: the next round retries
-                    log.info("could not remove the volume %s yet: %s", volume, exc)
-        # Workdirs of engines from before the volumes (a host directory per backend).
-        for entry in self.settings.state_dir.glob("docker-*"):
-            tag = entry.name.removeprefix("docker-").rpartition("-")[0]
-            if tag != self.owner and not owner_alive(tag):
-                wd.remove_dir(entry)
-        return reaped
+        return cleanup.reap_orphans(self.api, self.machine, self.owner, self.settings.state_dir)
 
-    def _orphaned(self, labels: dict[str, str]) -> bool:
-        tag = labels.get(LABEL_OWNER, "")
-        return (
-            labels.get(LABEL_MACHINE) == self.machine and tag != self.owner and not owner_alive(tag)
-        )
+    def _remove_stragglers(self) -> bool:
+        return cleanup.remove_stragglers(self.api, f"{LABEL_BACKEND}={self.backend_id}")
+
+    def _sweep(self) -> None:
+        network = self.network if self._network_made else None
+        cleanup.sweep(self.api, f"{LABEL_BACKEND}={self.backend_id}", network)
 
     def _start_reaper(self) -> None:
         if self._reaper is None:
             self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
 
     async def _reap_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_reap, swept = loop.time() + REAP_INTERVAL_S, self.api.outages
         while True:
-            await asyncio.sleep(REAP_INTERVAL_S)
+            await asyncio.sleep(STRAGGLER_CHECK_S)
+            if self.api.outages != swept:
+                seen = self.api.outages
+                with contextlib.suppress(LCIError):
+                    if await asyncio.to_thread(self._remove_stragglers):
+                        swept = seen
+            if loop.time() < next_reap:
+                continue
+            next_reap = loop.time() + REAP_INTERVAL_S
             self.pools.close_idle(pinned=self._default_image_id())
             try:
                 reaped = await asyncio.to_thread(self.reap_orphans)
@@ -343,15 +333,6 @@ class DockerBackend:
             log.warning("could not remove this backend's containers: %s", exc)
         finally:
             self.api.close()
-
-    def _sweep(self) -> None:
-        mine = f"{LABEL_BACKEND}={self.backend_id}"
-        for container_id, _ in self.api.labelled(mine):
-            self.api.remove(container_id)
-        for volume, _ in self.api.labelled_volumes(mine):
-            self.api.remove_volume(volume)
-        if self._network_made:
-            self.api.remove_network(self.network)
 
 
 def _volume_name(session: str) -> str:
