@@ -17,6 +17,7 @@ and chained with `from`.
     ├── Unauthorized               unauthorized
     ├── SessionBusy                session_busy
     ├── SessionClosed              session_closed
+    ├── SessionLost                session_lost          (its state and files are gone)
     ├── CapacityExceeded           capacity_exceeded
     ├── NotImplementedHere         not_implemented       (a compatible API's feature lci lacks)
     ├── SandboxNotRunning          sandbox_not_running   (an E2B sandbox id, on the data plane)
@@ -111,6 +112,13 @@ class SessionBusy(LCIError):
 
 class SessionClosed(LCIError):
     code = "session_closed"
+
+
+class SessionLost(LCIError):
+    """The session cannot go on: what it stood on is gone (its working directory's storage died
+    with a Docker daemon restart). Every later call says so, until the session is deleted."""
+
+    code = "session_lost"
 
 
 class CapacityExceeded(LCIError):

@@ -286,6 +286,11 @@ class SessionHost(abc.ABC):
     async def delete_file(self, path: str) -> None:
         raise FileAccessError("this backend cannot delete files")
 
+    async def storage_lost(self) -> str | None:
+        """Why the session's working directory is gone, if it is (None while it is there).
+        Asked before a sandbox is replaced and when a file operation fails."""
+        return None
+
     @abc.abstractmethod
     async def release(self) -> None:
         """Free everything; called once, after the last sandbox was killed."""

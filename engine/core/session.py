@@ -15,15 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 from engine.callbacks import Callbacks, ItemCallback
 from engine.core.output import DISPLAY_BUDGET_FACTOR, clip_text, frame_limit
 from engine.core.run import Run as _Run
 from engine.core.sandbox import ExitInfo, Sandbox, SessionHost, StreamName
-from engine.errors import SandboxError, SessionBusy, SessionClosed
+from engine.errors import SandboxError, SessionBusy, SessionClosed, SessionLost
 from engine.models import (
     BackendName,
     DisplayOutput,
@@ -38,6 +38,7 @@ from engine.models import (
 )
 
 MAX_FILE_BYTES = 256 << 20
+T = TypeVar("T")
 
 
 # A global cap on cells running at once (see `capacity.Capacity.execution`).
@@ -68,6 +69,7 @@ class Session:
         self.created_at = self.last_used_at = time.time()
         self.executions = 0
         self.restarts = 0
+        self.lost: str | None = None  # why the session cannot go on (see SessionLost)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -185,6 +187,9 @@ class Session:
         return callbacks.finished(execution)
 
     async def _recover(self) -> None:
+        # A fresh interpreter keeps the files; when they are gone too, the session is lost.
+        if reason := await self._host.storage_lost():
+            self._lose(reason)
         self.restarts += 1
         await self._replace_sandbox()
         self.state = SessionState.IDLE
@@ -251,7 +256,7 @@ class Session:
         if self.state is SessionState.CLOSED:  # closing killed it: nothing to restart for
             return info
         # On failure the state is BROKEN (the next execute retries) or CLOSED (closed meanwhile).
-        with contextlib.suppress(SandboxError, SessionClosed):
+        with contextlib.suppress(SandboxError, SessionClosed, SessionLost):
             await self._recover()
         return info
 
@@ -350,24 +355,38 @@ class Session:
 
     # -- files ---------------------------------------------------------------------------------
     async def write_file(self, path: str, data: bytes) -> None:
-        self._check_open()
-        await self._host.write_file(path, data)
+        await self._on_host(self._host.write_file, path, data)
 
     async def read_file(self, path: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
-        self._check_open()
-        return await self._host.read_file(path, max_bytes)
+        return await self._on_host(self._host.read_file, path, max_bytes)
 
     async def list_files(self) -> list[FileInfo]:
-        self._check_open()
-        return await self._host.list_files()
+        return await self._on_host(self._host.list_files)
 
     async def delete_file(self, path: str) -> None:
+        await self._on_host(self._host.delete_file, path)
+
+    async def _on_host(self, operation: Callable[..., Awaitable[T]], *args: Any) -> T:
         self._check_open()
-        await self._host.delete_file(path)
+        try:
+            return await operation(*args)
+        except SandboxError:
+            if reason := await self._host.storage_lost():
+                self._lose(reason)
+            raise
+
+    def _lose(self, reason: str) -> NoReturn:
+        self.lost = reason
+        self.state = SessionState.BROKEN
+        raise SessionLost(f"session {self.id} is lost: {reason}; delete it and start a new one")
 
     def _check_open(self) -> None:
         if self.state is SessionState.CLOSED:
             raise SessionClosed(f"session {self.id} is closed")
+        if self.lost is not None:
+            raise SessionLost(
+                f"session {self.id} is lost: {self.lost}; delete it and start a new one"
+            )
 
 
 def _str_dict(data: dict[str, Any]) -> dict[str, str]:

@@ -53,6 +53,7 @@ STATUS: dict[str, int] = {
     "request_timeout": 408,
     "session_busy": 409,
     "session_closed": 409,
+    "session_lost": 410,
     "payload_too_large": 413,
     "capacity_exceeded": 429,
     "internal_error": 500,

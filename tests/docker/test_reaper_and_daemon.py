@@ -17,7 +17,7 @@ import pytest
 from engine.config import Settings
 from engine.core.backends.docker.backend import DockerBackend
 from engine.core.manager import SessionManager
-from engine.errors import BackendUnavailable
+from engine.errors import BackendUnavailable, SessionLost
 from engine.models import BackendName, Outcome, SessionSpec
 from tests.conftest import TEST_LIMITS
 from tests.docker.conftest import labelled, volumes_labelled
@@ -190,9 +190,14 @@ async def _lose_and_regain_the_daemon(
             with pytest.raises(BackendUnavailable, match="Docker daemon"):
                 await file_operation()
         assert (await bystander.execute("4 + 4")).result_text == "8"
-        # The daemon comes back: the session starts a fresh container and carries on.
+        # The daemon comes back. The keeper held its workdir only as long as the engine's
+        # connection, so the files went with it: the session says it is lost rather than carry
+        # on without them, and a new session works.
         await proxy.start()
-        assert (await session.execute("5 + 5")).result_text == "10"
+        with pytest.raises(SessionLost, match="working directory is gone"):
+            await session.execute("5 + 5")
+        fresh = await manager.create(SessionSpec(backend=DOCKER, limits=TEST_LIMITS))
+        assert (await fresh.execute("5 + 5")).result_text == "10"
         backend = await manager.backend(DOCKER)
         assert isinstance(backend, DockerBackend)
     assert labelled(docker_client, f"lci.backend={backend.backend_id}") == []

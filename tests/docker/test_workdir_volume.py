@@ -15,10 +15,10 @@ import pytest
 
 from engine.core.manager import SessionManager
 from engine.core.session import Session
-from engine.errors import FileAccessError, FileNotFound, SandboxStartError
+from engine.errors import FileAccessError, FileNotFound, SandboxStartError, SessionLost
 from engine.models import BackendName, Outcome, SessionSpec
 from tests.conftest import TEST_LIMITS
-from tests.docker.conftest import keepers_of
+from tests.docker.conftest import containers_of, keepers_of, workdir_volume
 
 pytestmark = pytest.mark.docker
 MIB = 1 << 20
@@ -64,6 +64,38 @@ async def test_files_survive_cells_and_restarts(
         assert await docker_session.read_file("uploaded.bin") == b"up" * 1000
     assert docker_session.info().restarts == 2
     assert [k.id for k in keepers_of(docker_client, docker_session)] == [keeper.id]
+
+
+async def test_a_session_whose_files_are_gone_says_it_is_lost(
+    docker_manager: SessionManager, docker_session: Session, docker_client: docker.DockerClient
+) -> None:
+    # The keeper holds the tmpfs; when it stops (a daemon restart stops every container), the
+    # files are gone. The session must not carry on as if they were there: every call says it
+    # is lost, until it is deleted, and the volume and containers go with it.
+    await docker_session.write_file("kept.txt", b"kept")
+    [keeper] = keepers_of(docker_client, docker_session)
+    volume = workdir_volume(keeper)
+    keeper.kill()
+    [sandbox] = containers_of(docker_client, docker_session)
+    sandbox.kill()
+    try:  # a cell sent before the engine saw the sandbox die ends crashed; the next calls say why
+        crashed = await docker_session.execute("1 + 1")
+    except SessionLost:
+        pass
+    else:
+        assert crashed.outcome is Outcome.CRASHED, crashed
+    for call in (
+        lambda: docker_session.execute("1 + 1"),
+        lambda: docker_session.read_file("kept.txt"),
+        lambda: docker_session.write_file("new.txt", b"x"),
+    ):
+        with pytest.raises(SessionLost, match="working directory is gone"):
+            await call()
+    assert docker_session.info().state == "broken"
+    await docker_manager.close(docker_session.id)
+    assert containers_of(docker_client, docker_session) == []
+    assert keepers_of(docker_client, docker_session) == []
+    assert docker_client.volumes.list(filters={"name": volume}) == []
 
 
 async def test_the_disk_limit_is_exact(docker_session: Session) -> None:

@@ -66,6 +66,19 @@ class Workdir:
             self._files = VolumeFiles(self.api, keeper.container_id, self.disk_mb, self.owner)
         return self._files
 
+    async def lost(self) -> str | None:
+        """Why the files are gone, if they are: the keeper stopped, so its tmpfs went with it (a
+        daemon restart stops every container; `docker kill` of the keeper does the same)."""
+        keeper = self._keeper
+        if keeper is None or not keeper.done() or keeper.cancelled() or keeper.exception():
+            return None  # still starting, or never started (that failure was reported then)
+        if await asyncio.to_thread(self.api.running, keeper.result().container_id):
+            return None
+        return (
+            "its working directory is gone: the container that held it stopped (was the Docker "
+            "daemon restarted?)"
+        )
+
     async def remove(self) -> None:
         """Remove the keeper, then the volume; never raises (the reaper retries what fails)."""
         if self._files is not None:
@@ -81,10 +94,24 @@ class Workdir:
                     await asyncio.to_thread(self.api.remove, keeper.container_id)
             finally:
                 keeper.stdin.close()
+        await asyncio.to_thread(self._remove_volume)
+
+    def _remove_volume(self) -> None:
         try:
-            await asyncio.to_thread(self.api.remove_volume, self.volume)
+            self.api.remove_volume(self.volume)
+            return
         except LCIError as exc:
-            log.warning("could not remove the volume %s: %s", self.volume, exc)
+            failure = exc
+        # A sandbox whose removal failed while the daemon was away (a restart) still holds the
+        # volume, stopped: remove it and try again.
+        with contextlib.suppress(LCIError):
+            holders = self.api.holders(self.volume)
+            for container_id in holders:
+                self.api.remove(container_id)
+            if holders:
+                self.api.remove_volume(self.volume)
+                return
+        log.warning("could not remove the volume %s: %s", self.volume, failure)
 
 
 class DockerHost(SessionHost):
@@ -122,6 +149,9 @@ class DockerHost(SessionHost):
     async def delete_file(self, path: str) -> None:
         files = await self._workdir.files()
         await wd.off_loop(files.delete, path)
+
+    async def storage_lost(self) -> str | None:
+        return await self._workdir.lost()
 
     async def release(self) -> None:
         if self._warm is not None:
