@@ -2,6 +2,7 @@
 
     python -m benchmarks.soak                       # 8 clients, 30 s, subprocess backend
     python -m benchmarks.soak --backend docker --clients 16 --duration 600 --fault-every 3
+    python -m benchmarks.soak --backend docker --private-daemon   # adds daemon restarts
 
 Writes results/soak_<backend>.json and a PNG (throughput, latency, server memory over time); exits
 non-zero when a promise was broken (a 500, a hang, a lost file, silent state loss, a stuck session,
@@ -30,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--faults", default=None, help=f"comma-separated subset of: {', '.join(FAULTS)}"
     )
+    parser.add_argument(
+        "--private-daemon",
+        action="store_true",
+        help="docker: run on a Docker daemon of the soak's own (root), adds the daemon_restart fault",
+    )
     parser.add_argument("--quick", action="store_true", help="4 clients for 15 s (CI)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -43,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             duration_s=args.duration,
             fault_every_s=args.fault_every,
             faults=args.faults.split(",") if args.faults else None,
+            private_daemon=args.private_daemon,
         )
         result = run_soak(config)
         path = save(f"soak_{backend}", result)

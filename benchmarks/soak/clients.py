@@ -39,6 +39,7 @@ class Stats:
     lost_files: int = 0
     silent_state_loss: int = 0
     announced_state_loss: int = 0
+    lost_sessions: int = 0  # sessions that answered 410 session_lost (their files went too)
     outcomes: Counter[str] = field(default_factory=Counter)
     executions_without_outcome: int = 0
     errors: list[str] = field(default_factory=list)
@@ -126,6 +127,7 @@ class Client:
             "upload", "POST", f"/v1/sessions/{session_id}/files", files=files
         )
         if uploaded is None or uploaded.status_code != 201:
+            self._lost(uploaded)
             return
         expected = 0
         for _ in range(self.rng.randint(2, 5)):
@@ -136,7 +138,8 @@ class Client:
                 return
             self.stats.outcomes[execution["outcome"]] += 1
             expected = self._check_counter(execution, expected)
-            await self._check_file(session_id, payload)
+            if not await self._check_file(session_id, payload):
+                return
 
     async def _execute_streamed(self, session_id: str) -> dict[str, Any] | None:
         started = time.monotonic()
@@ -152,6 +155,7 @@ class Client:
                     if status != 200:
                         text = (await response.aread()).decode(errors="replace")
                         self.stats.record("execute", status, time.monotonic() - started)
+                        self._lost(response)
                         if status >= 500:
                             self.stats.note(f"execute: {status} {text[:300]}")
                         return None
@@ -168,7 +172,10 @@ class Client:
             return None
         self.stats.record("execute", 200, time.monotonic() - started)
         if kind == "error":  # a session-level failure, said clearly (a sandbox that cannot start)
-            self.stats.outcomes["refused"] += 1
+            error = (execution or {}).get("error") or {}
+            lost = error.get("code") == "session_lost"
+            self.stats.outcomes["lost" if lost else "refused"] += 1
+            self.stats.lost_sessions += lost
             return None
         if execution is None:
             self.stats.executions_without_outcome += 1
@@ -191,12 +198,26 @@ class Client:
         self.stats.note(f"counter {value} after {expected}, state_preserved still true")
         return value
 
-    async def _check_file(self, session_id: str, payload: bytes) -> None:
+    async def _check_file(self, session_id: str, payload: bytes) -> bool:
+        """Whether the session can go on (False: it is lost, or the download failed)."""
         url = f"/v1/sessions/{session_id}/files/keep.bin"
         response = await self.request("download", "GET", url)
-        if response is not None and (response.status_code != 200 or response.content != payload):
+        if self._lost(response):
+            return False  # said so: the files went with the session, and nothing claims otherwise
+        if response is None or response.status_code in (429, 503):
+            return False  # refused for now (a cap, the daemon restarting): the file's fate unknown
+        if response.status_code != 200 or response.content != payload:
             self.stats.lost_files += 1
             self.stats.note(f"keep.bin: {response.status_code}, {len(response.content)} bytes")
+            return False
+        return response is not None
+
+    def _lost(self, response: httpx.Response | None) -> bool:
+        """Whether `response` says the session is lost (410), counting it."""
+        if response is None or response.status_code != 410:
+            return False
+        self.stats.lost_sessions += 1
+        return True
 
     # -- the model-driven surfaces ---------------------------------------------------------------
     async def _chat(self, deadline: float) -> None:

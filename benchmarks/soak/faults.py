@@ -3,6 +3,7 @@
     kill_sandbox    SIGKILL a random process of a session's sandbox (subprocess backend)
     kill_zygote     SIGKILL the fork server's zygote (subprocess backend)
     docker_kill     `docker kill` a random session's sandbox container (docker backend)
+    daemon_restart  restart the Docker daemon (docker backend, on the soak's private daemon only)
     disk_full       fill the state dir's filesystem for a few seconds (a private tmpfs)
     upstream_drop   the model server cuts its next stream after the first event
     upstream_hang   the model server goes silent in its next round
@@ -28,6 +29,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from benchmarks.soak.daemon import PrivateDaemon
 from benchmarks.soak.model import SoakModel
 from benchmarks.soak.resources import owner_tag
 
@@ -44,7 +46,9 @@ class Target:
     state_dir: Path
     model: SoakModel
     rng: random.Random
+    daemon: PrivateDaemon | None = None  # the soak's own Docker daemon, if it has one
     stuck_sessions: int = 0  # sessions still busy long after their client vanished
+    unannounced_losses: int = 0  # sessions that lost their files and did not say so
 
     @property
     def url(self) -> str:
@@ -112,6 +116,30 @@ async def docker_kill(target: Target) -> str:
         subprocess.run, ["docker", "kill", victim], capture_output=True, check=False
     )
     return f"docker_kill: {victim}"
+
+
+async def daemon_restart(target: Target) -> str:
+    """Restart the Docker daemon: every container stops, keepers included, so every session's
+    files are gone. A probe session made before must then say it is lost (410), not carry on as
+    if its files were there; the clients' sessions are checked by the clients."""
+    if target.daemon is None:
+        return "daemon_restart: no private daemon (restarting the host's would disturb others)"
+    async with httpx.AsyncClient(base_url=target.url, timeout=60) as http:
+        created = await http.post("/v1/sessions", json={})
+        probe = created.json()["id"] if created.status_code == 201 else None
+        started = asyncio.get_running_loop().time()
+        await asyncio.to_thread(target.daemon.restart)
+        line = f"daemon_restart: back after {asyncio.get_running_loop().time() - started:.1f} s"
+        if probe is None:
+            return f"{line}; no probe session ({created.status_code})"
+        try:
+            answer = await http.post(f"/v1/sessions/{probe}/execute", json={"code": "1"})
+        finally:
+            with contextlib.suppress(httpx.HTTPError):
+                await http.delete(f"/v1/sessions/{probe}")
+    if answer.status_code != 410:
+        target.unannounced_losses += 1
+    return f"{line}; a session from before answered {answer.status_code}"
 
 
 async def disk_full(target: Target) -> str:
@@ -217,6 +245,7 @@ FAULTS: dict[str, Fault] = {
     "kill_sandbox": kill_sandbox,
     "kill_zygote": kill_zygote,
     "docker_kill": docker_kill,
+    "daemon_restart": daemon_restart,
     "disk_full": disk_full,
     "upstream_drop": upstream_drop,
     "upstream_hang": upstream_hang,
@@ -230,5 +259,6 @@ BACKEND_FAULTS = {
 COMMON_FAULTS = ["disk_full", "upstream_drop", "upstream_hang", "slow_client", "vanish"]
 
 
-def faults_for(backend: str) -> list[str]:
-    return [*BACKEND_FAULTS[backend], *COMMON_FAULTS]
+def faults_for(backend: str, private_daemon: bool = False) -> list[str]:
+    restart = ["daemon_restart"] if private_daemon and backend == "docker" else []
+    return [*BACKEND_FAULTS[backend], *restart, *COMMON_FAULTS]

@@ -89,6 +89,23 @@ def _docker_count(args: list[str]) -> int:
     return len(result.stdout.split()) if result.returncode == 0 else 0
 
 
+def docker_leftovers(pid: int) -> list[str]:
+    """One line per container (state, role, name) and volume the server in `pid` still has: what
+    a leak consists of."""
+    label = f"label=lci.owner={owner_tag(pid)}"
+    lines = []
+    for args in (
+        ["ps", "-a", "--filter", label, "--format", '{{.State}} {{.Label "lci.role"}} {{.Names}}'],
+        ["volume", "ls", "--filter", label, "--format", "volume {{.Name}}"],
+    ):
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            found = subprocess.run(
+                ["docker", *args], capture_output=True, text=True, timeout=30, check=False
+            )
+            lines += found.stdout.splitlines()
+    return lines
+
+
 def leaks(before: Snapshot, after: Snapshot) -> dict[str, int]:
     """What the server holds after the soak (every session closed) beyond what it held before.
     Sockets are left out of the descriptors: the keep-alive pool of the model server's client

@@ -2,7 +2,9 @@
 bounded time, faults injected at random, and the server's resources measured before and after.
 
 The server's state dir is a private tmpfs (root) so the disk-full fault fills that alone; its model
-server read timeout is short, so a hung model ends a round in seconds, not minutes.
+server read timeout is short, so a hung model ends a round in seconds, not minutes. With
+`private_daemon`, the docker backend runs on a Docker daemon of the soak's own (see `daemon.py`),
+which the daemon_restart fault restarts without touching anyone else's containers.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import httpx
 
 from benchmarks.common import progress, summarize
 from benchmarks.soak.clients import Client, Stats
+from benchmarks.soak.daemon import PrivateDaemon
 from benchmarks.soak.faults import FAULTS, Target, faults_for
 from benchmarks.soak.model import SoakModel
-from benchmarks.soak.resources import Snapshot, leaks, snapshot
+from benchmarks.soak.resources import Snapshot, docker_leftovers, leaks, snapshot
 from tests.server.helpers import LciServer
 
 STATE_TMPFS_MB = 256
@@ -43,6 +46,7 @@ class SoakConfig:
     faults: list[str] | None = None  # None: every fault that applies to the backend
     client_timeout_s: float = 90.0
     seed: int = 1
+    private_daemon: bool = False  # docker: a daemon of the soak's own (needed for daemon_restart)
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -68,9 +72,41 @@ def private_state_dir() -> Iterator[Path]:
                 subprocess.run(["umount", "-l", path], capture_output=True, check=False)
 
 
+@contextlib.contextmanager
+def docker_daemon(config: SoakConfig) -> Iterator[PrivateDaemon | None]:
+    """The soak's own Docker daemon when the config asks for one, used by everything in this
+    process (the server, `docker` commands) through DOCKER_HOST; else None."""
+    if not (config.private_daemon and config.backend == "docker"):
+        yield None
+        return
+    # Short: the daemon's socket path must stay within 108 bytes.
+    base = Path(tempfile.mkdtemp(prefix="lci-dd-"))
+    daemon = PrivateDaemon(base)
+    previous = os.environ.get("DOCKER_HOST")
+    try:
+        daemon.start()
+        daemon.load(os.environ.get("LCI_DOCKER_IMAGE", "lci-sandbox:latest"))
+        os.environ["DOCKER_HOST"] = daemon.host
+        yield daemon
+    finally:
+        if previous is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = previous
+        daemon.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def run_soak(config: SoakConfig, log_dir: Path | None = None) -> dict[str, Any]:
     """Run one soak; the server's log is kept in `log_dir` (default: a temporary directory, kept
     only when a promise was broken) and named in the result."""
+    with docker_daemon(config) as daemon:
+        return _run_soak(config, daemon, log_dir)
+
+
+def _run_soak(
+    config: SoakConfig, daemon: PrivateDaemon | None, log_dir: Path | None
+) -> dict[str, Any]:
     model = SoakModel()
     keep = Path(tempfile.mkdtemp(prefix="lci-soak-logs-")) if log_dir is None else log_dir
     previous = os.environ.get("LCI_TEST_SERVER_LOGS")
@@ -84,7 +120,7 @@ def run_soak(config: SoakConfig, log_dir: Path | None = None) -> dict[str, Any]:
             }
             args = ["--backend", config.backend, "--log-level", "info"]
             with LciServer(model.base_url, env=env, args=args) as server:
-                result = asyncio.run(_soak(config, server, model, state_dir))
+                result = asyncio.run(_soak(config, server, model, state_dir, daemon))
                 result["server_log"] = str(server.log_path)
     finally:
         model.close()
@@ -99,11 +135,15 @@ def run_soak(config: SoakConfig, log_dir: Path | None = None) -> dict[str, Any]:
 
 
 async def _soak(
-    config: SoakConfig, server: LciServer, model: SoakModel, state_dir: Path
+    config: SoakConfig,
+    server: LciServer,
+    model: SoakModel,
+    state_dir: Path,
+    daemon: PrivateDaemon | None,
 ) -> dict[str, Any]:
     pid = server.process.pid
     rng = random.Random(config.seed)
-    target = Target(pid, "127.0.0.1", server.port, config.backend, state_dir, model, rng)
+    target = Target(pid, "127.0.0.1", server.port, config.backend, state_dir, model, rng, daemon)
     limits = httpx.Limits(max_connections=config.clients * 2)
     async with httpx.AsyncClient(base_url=server.url, timeout=None, limits=limits) as http:
         await _warm_up(http)
@@ -135,7 +175,10 @@ async def _soak(
         )
         await _close_all(http)
         after = await _settled_snapshot(pid, state_dir, before)
-    return _report(config, stats, target, injected, samples, before, after)
+    result = _report(config, stats, target, injected, samples, before, after)
+    if config.backend == "docker" and leaks(before, after):
+        result["docker_leftovers"] = await asyncio.to_thread(docker_leftovers, pid)
+    return result
 
 
 async def _warm_up(http: httpx.AsyncClient) -> None:
@@ -148,7 +191,9 @@ async def _warm_up(http: httpx.AsyncClient) -> None:
 
 
 async def _inject(config: SoakConfig, target: Target, deadline: float, log: list[str]) -> None:
-    names = config.faults if config.faults is not None else faults_for(config.backend)
+    names = config.faults
+    if names is None:
+        names = faults_for(config.backend, target.daemon is not None)
     if not names:
         return
     while time.monotonic() + config.fault_every_s < deadline:
@@ -219,12 +264,14 @@ def _report(
             "hangs": stats.hangs,
             "executions_without_outcome": stats.executions_without_outcome,
             "lost_files": stats.lost_files,
-            "silent_state_loss": stats.silent_state_loss,
+            "silent_state_loss": stats.silent_state_loss + target.unannounced_losses,
             "stuck_sessions": target.stuck_sessions,
             "leaks": leaks(before, after),
             "rss_growth_second_half_mb": round(growth, 1),
         },
         "announced_state_loss": stats.announced_state_loss,
+        "lost_sessions": stats.lost_sessions,
+        "daemon_restarts": target.daemon.restarts if target.daemon else 0,
         "before": before.as_dict(),
         "after": after.as_dict(),
         "rss_samples": samples,

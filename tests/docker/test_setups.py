@@ -8,19 +8,17 @@ with `pytest -m setups` (the default run leaves them out)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from benchmarks.soak.daemon import PrivateDaemon
 from engine.config import Settings
 from tests.conftest import IN_CI, require_docker
 
@@ -90,76 +88,11 @@ def test_the_docker_suite_from_a_private_mount_and_pid_namespace(private: Path) 
     assert not any(private.iterdir())  # nothing reached the host's side of the mount point
 
 
-class SecondDaemon:
-    """A dockerd of its own: its own mount and network namespaces (its bridge and firewall rules
-    touch nothing of the host's daemon), data root, exec root, pid file and socket."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.socket = base / "docker.sock"
-        self.host = f"unix://{self.socket}"
-        self.log = base / "dockerd.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 90) -> None:
-        dockerd = [
-            "dockerd",
-            f"--host={self.host}",
-            f"--data-root={self.base / 'data'}",
-            f"--exec-root={self.base / 'exec'}",
-            f"--pidfile={self.base / 'dockerd.pid'}",
-        ]
-        script = 'ip link set lo up && exec "$@"'
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                ["unshare", "--mount", "--net", "--fork", "sh", "-c", script, "sh", *dockerd],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while self.docker("info").returncode != 0:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(
-                    f"the second dockerd did not answer:\n{self.log.read_text()[-3000:]}"
-                )
-            time.sleep(0.5)
-
-    def docker(self, *args: str) -> subprocess.CompletedProcess[bytes]:
-        env = {**os.environ, "DOCKER_HOST": self.host}
-        return subprocess.run(["docker", *args], env=env, capture_output=True, check=False)
-
-    def load(self, image: str) -> None:
-        """The sandbox image, copied from the host's daemon."""
-        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-        env = {**os.environ, "DOCKER_HOST": self.host}
-        loaded = subprocess.run(
-            ["docker", "load"], stdin=save.stdout, env=env, capture_output=True, check=False
-        )
-        assert save.stdout is not None
-        save.stdout.close()
-        assert save.wait() == 0 and loaded.returncode == 0, loaded.stderr
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        # Its mounts lived in its own namespace: the data root is plain directories now.
-        shutil.rmtree(self.base / "data", ignore_errors=True)
-        shutil.rmtree(self.base / "exec", ignore_errors=True)
-
-
 @pytest.fixture
-def second_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondDaemon]:
+def second_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateDaemon]:
     need("unshare", "dockerd", "docker", "ip")
     require_docker(Settings())
-    daemon = SecondDaemon(tmp_path_factory.mktemp("dockerd"))
+    daemon = PrivateDaemon(tmp_path_factory.mktemp("dockerd"))
     try:
         daemon.start()
         daemon.load(Settings().docker_image)
@@ -168,7 +101,7 @@ def second_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondDa
         daemon.stop()
 
 
-def test_the_docker_suite_against_a_second_daemon(second_daemon: SecondDaemon) -> None:
+def test_the_docker_suite_against_a_second_daemon(second_daemon: PrivateDaemon) -> None:
     env = {**os.environ, "DOCKER_HOST": second_daemon.host, "CI": os.environ.get("CI", "true")}
     # That test connects from a container to a listener of its own through the daemon's bridge,
     # which here lives in the second daemon's network namespace, not the test's.
