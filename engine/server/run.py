@@ -9,6 +9,7 @@ import logging
 import resource
 import signal
 import sys
+import tracemalloc
 
 import uvicorn
 
@@ -50,9 +51,20 @@ async def serve(settings: Settings, options: ServerOptions, log_level: str = "in
 
 def _dump_tasks() -> None:
     """SIGUSR1 writes what every task waits on to the log (its whole chain of awaits, which a
-    task's own stack does not show): what a request that seems stuck waits for."""
+    task's own stack does not show): what a request that seems stuck waits for. With
+    PYTHONTRACEMALLOC set, it also writes where memory grew most since the previous SIGUSR1."""
     for task in asyncio.all_tasks():
         log.warning("task %s:\n%s", task.get_name(), "\n".join(_awaiting(task.get_coro())))
+    if tracemalloc.is_tracing():
+        global _last_snapshot
+        snapshot = tracemalloc.take_snapshot()
+        if _last_snapshot is not None:
+            growth = snapshot.compare_to(_last_snapshot, "lineno")[:25]
+            log.warning("memory growth since the last dump:\n%s", "\n".join(map(str, growth)))
+        _last_snapshot = snapshot
+
+
+_last_snapshot: tracemalloc.Snapshot | None = None
 
 
 def _awaiting(coro: object) -> list[str]:
