@@ -5,6 +5,7 @@ missing daemon skips with the reason, in CI (CI=true) it fails."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,20 @@ def require_docker(settings: Settings) -> None:
     if IN_CI:
         pytest.fail(f"Docker is required in CI: {reason}")
     pytest.skip(f"Docker unavailable: {reason}")
+
+
+def require_root_tools(*commands: str) -> None:
+    """Root and `commands` (namespaces, a private dockerd): a skip without them, a failure in CI."""
+    reason = None
+    if os.geteuid() != 0:
+        reason = "needs root"
+    for command in commands:
+        if shutil.which(command) is None:
+            reason = reason or f"needs {command}"
+    if reason is not None:
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
 
 
 @pytest.fixture

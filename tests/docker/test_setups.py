@@ -20,7 +20,7 @@ import pytest
 
 from benchmarks.soak.daemon import PrivateDaemon
 from engine.config import Settings
-from tests.conftest import IN_CI, require_docker
+from tests.conftest import require_docker, require_root_tools
 
 pytestmark = [pytest.mark.setups, pytest.mark.timeout(1800)]
 ROOT = Path(__file__).parents[2]
@@ -36,19 +36,6 @@ SUITE = [
     "tests/docker",
 ]
 SUITE_TIMEOUT_S = 1500
-
-
-def need(*commands: str) -> None:
-    reason = None
-    if os.geteuid() != 0:
-        reason = "needs root (unshare, dockerd)"
-    for command in commands:
-        if shutil.which(command) is None:
-            reason = reason or f"needs {command}"
-    if reason is not None:
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 def run_suite(argv: list[str], env: dict[str, str]) -> None:
@@ -79,7 +66,7 @@ def private() -> Iterator[Path]:
 def test_the_docker_suite_from_a_private_mount_and_pid_namespace(private: Path) -> None:
     """The engine cannot see the daemon's filesystem, nor the daemon the engine's: its state dir
     and temporary files are on a tmpfs mounted in its own mount namespace only."""
-    need("unshare")
+    require_root_tools("unshare")
     require_docker(Settings())
     script = 'mount -t tmpfs -o size=256m,mode=1777 lci-private "$1" && shift && exec "$@"'
     argv = ["unshare", "--mount", "--pid", "--fork", "--mount-proc", "sh", "-c", script, "sh"]
@@ -90,7 +77,7 @@ def test_the_docker_suite_from_a_private_mount_and_pid_namespace(private: Path) 
 
 @pytest.fixture
 def second_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateDaemon]:
-    need("unshare", "dockerd", "docker", "ip")
+    require_root_tools("unshare", "dockerd", "docker", "ip")
     require_docker(Settings())
     daemon = PrivateDaemon(tmp_path_factory.mktemp("dockerd"))
     try:

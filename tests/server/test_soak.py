@@ -9,7 +9,9 @@ import pytest
 from benchmarks.soak import SoakConfig, broken_promises, run_soak
 from benchmarks.soak.faults import BACKEND_FAULTS, COMMON_FAULTS
 from engine.config import Settings
-from tests.conftest import require_docker
+from tests.conftest import require_docker, require_root_tools
+
+PRIVATE_DAEMON_TOOLS = ("unshare", "ip", "dockerd", "docker")
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +54,7 @@ def test_docker_kill_alone() -> None:
 def test_daemon_restart_alone() -> None:
     # On a daemon of the soak's own: restarting the host's would stop other engines' sandboxes.
     require_docker(Settings())
+    require_root_tools(*PRIVATE_DAEMON_TOOLS)
     config = SoakConfig(
         backend="docker",
         clients=3,
@@ -76,6 +79,7 @@ def test_short_soak_with_every_fault(backend: str) -> None:
     faults = BACKEND_FAULTS[backend] + COMMON_FAULTS
     if backend == "docker":
         require_docker(Settings())
+        require_root_tools(*PRIVATE_DAEMON_TOOLS)
         faults.append("daemon_restart")
     result = soak(backend, faults, clients=4, duration_s=15.0, private_daemon=backend == "docker")
     assert len(result["faults"]) >= 2  # slow ones (a slow client, a full disk) take seconds
