@@ -157,7 +157,14 @@ class ProtocolError(SandboxError):
 
 
 class BackendUnavailable(SandboxError):
+    """The backend cannot serve now; `retry_after_s` when it is likely back soon (a Docker daemon
+    restarting)."""
+
     code = "backend_unavailable"
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class ImageNotFound(BackendUnavailable):

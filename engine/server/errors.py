@@ -156,7 +156,7 @@ def exception_response(path: str, exc: LCIError) -> JSONResponse:
     param = getattr(exc, "param", None)
     response = error_response(surface_of(path), exc.code, exc.message, status, param)
     retry_after = getattr(exc, "retry_after_s", None)
-    if retry_after is not None:  # a cap was hit: say when to come back (RFC 9110 10.2.3)
+    if retry_after is not None:  # a cap, or a backend away: say when to come back (RFC 9110 10.2.3)
         response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return response
 

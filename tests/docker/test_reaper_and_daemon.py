@@ -180,8 +180,9 @@ async def _lose_and_regain_the_daemon(
         else:
             assert result.outcome is Outcome.CRASHED and result.error is not None
             assert "Docker daemon" in result.error.value
-        with pytest.raises(BackendUnavailable, match="Docker daemon"):
+        with pytest.raises(BackendUnavailable, match="Docker daemon") as away:
             await session.execute("3 + 3")
+        assert away.value.retry_after_s == 5  # the server's 503 says when to come back
         for file_operation in (
             session.list_files,
             lambda: session.read_file("x"),

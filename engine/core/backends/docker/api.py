@@ -31,16 +31,24 @@ _ATTACH = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
 _BUILD_HINT = "build it with `lci image build`"
 
 
+# What a client is told to wait when the daemon is away: a restart takes a few seconds.
+DAEMON_RETRY_S = 5.0
+
+
 def translate(exc: Exception, what: str) -> LCIError:
     """The engine error for a failure of the Docker SDK while doing `what`."""
     if isinstance(exc, docker.errors.ImageNotFound):
         return ImageNotFound(f"{what}: image not found ({exc.explanation}); {_BUILD_HINT}")
     if isinstance(exc, docker.errors.APIError):
         if exc.is_server_error():  # the daemon failing (shutting down, restarting), not refusing
-            return BackendUnavailable(f"{what}: the Docker daemon failed: {exc.explanation or exc}")
+            return BackendUnavailable(
+                f"{what}: the Docker daemon failed: {exc.explanation or exc}", DAEMON_RETRY_S
+            )
         return SandboxError(f"{what}: Docker refused: {exc.explanation or exc}")
     if isinstance(exc, requests.exceptions.RequestException | docker.errors.DockerException):
-        return BackendUnavailable(f"{what}: the Docker daemon is not reachable ({exc})")
+        return BackendUnavailable(
+            f"{what}: the Docker daemon is not reachable ({exc})", DAEMON_RETRY_S
+        )
     return SandboxError(f"{what}: {exc}")
 
 
