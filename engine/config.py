@@ -125,6 +125,23 @@ class Settings(BaseSettings):
         600.0, gt=0, description="Another image's pool is closed after this long unclaimed."
     )
 
+    # Ray cluster (engine.cluster): sessions as actors on the cluster's nodes, any replica serves any.
+    ray_address: str | None = Field(
+        None, description="Run sessions on this Ray cluster (e.g. 10.0.0.5:6379); None: locally."
+    )
+    ray_namespace: str = Field("lci", min_length=1, description="The Ray namespace of sessions.")
+    ray_allow_network: bool = Field(
+        False,
+        description="Allow network=True sessions on a Ray cluster. Only where sandboxes cannot "
+        "reach Ray's ports (a firewall drops them): whoever reaches Ray runs code on every node.",
+    )
+    ray_call_timeout_s: float = Field(
+        10.0, gt=0, description="A session's actor that does not answer this long is lost (410)."
+    )
+    ray_placement_timeout_s: float = Field(
+        30.0, gt=0, description="A session no node can take within this long is refused (429)."
+    )
+
     # Upstream model (orchestrator)
     llm_base_url: str = "http://127.0.0.1:8080/v1"
     llm_model: str = "default"

@@ -242,6 +242,8 @@ class SessionInfo(_Model):
     last_used_at: float
     executions: int = 0
     restarts: int = 0
+    node_id: str | None = Field(None, description="The Ray node it runs on; None when local.")
+    node_ip: str | None = Field(None, description="That node's address; None when local.")
 
 
 class ExecuteRequest(_Model):

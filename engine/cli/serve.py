@@ -88,6 +88,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         choices=["auto", "on", "off"],
         help="offer web_extractor (default auto: when --web-search-url is set)",
     )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="run sessions on this Ray cluster (its GCS address, e.g. 10.0.0.5:6379); any number "
+        "of replicas given the same address serve the same sessions (LCI_RAY_ADDRESS)",
+    )
     p.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     return p
 
@@ -105,6 +111,7 @@ def configure(args: argparse.Namespace) -> tuple[Settings, ServerOptions]:
         "llm_model": args.llm_model,
         "llm_api_key": args.llm_api_key,
         "api_key_file": args.api_key_file,
+        "ray_address": args.ray_address,
     }
     env_settings = load_settings()
     maxima = env_settings.max_limits.model_dump()

@@ -29,6 +29,10 @@ from engine.models import BackendName, SessionSpec
 log = logging.getLogger(__name__)
 
 
+def new_session_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
 class SessionManager:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
@@ -70,16 +74,19 @@ class SessionManager:
                 self._backends[name] = backend
             return self._backends[name]
 
-    async def create(self, spec: SessionSpec | None = None, owner: str | None = None) -> Session:
+    async def create(
+        self, spec: SessionSpec | None = None, owner: str | None = None, session_id: str = ""
+    ) -> Session:
         """Start a session and return it once its interpreter is ready. `owner` (an API key's
-        identity) counts towards that owner's quota. Raises CapacityExceeded past a cap."""
+        identity) counts towards that owner's quota. Raises CapacityExceeded past a cap.
+        `session_id`: the id to use (a cluster names the session's actor first); default new."""
         spec = spec or SessionSpec(backend=self.settings.backend, limits=self.settings.limits)
         self.settings.max_limits.check(spec.limits)  # whichever surface the limits came from
         # Settings may be changed on a live manager (tests, embedders): the count cap follows.
         self.capacity.settings.max_sessions = self.settings.max_sessions
         with self.capacity.admit(spec.limits, owner) as admission:
             backend = await self.backend(spec.backend)
-            session_id = uuid.uuid4().hex[:16]
+            session_id = session_id or new_session_id()
             host = await backend.open(session_id, spec)
             session = Session(
                 session_id,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, NoReturn, TypeVar
 
@@ -359,6 +359,19 @@ class Session:
 
     async def read_file(self, path: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
         return await self._on_host(self._host.read_file, path, max_bytes)
+
+    async def write_file_chunks(self, path: str, chunks: AsyncIterator[bytes]) -> int:
+        """Write a file given in pieces; returns its size. (A session in a cluster sends them on
+        as they come; a local one joins them, as its sandbox takes a file whole.)"""
+        data = b"".join([chunk async for chunk in chunks])
+        await self.write_file(path, data)
+        return len(data)
+
+    async def read_file_chunks(
+        self, path: str, max_bytes: int = MAX_FILE_BYTES
+    ) -> AsyncIterator[bytes]:
+        """A file in pieces (one, locally); errors are raised before the first piece."""
+        yield await self.read_file(path, max_bytes)
 
     async def list_files(self) -> list[FileInfo]:
         return await self._on_host(self._host.list_files)

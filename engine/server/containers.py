@@ -39,12 +39,17 @@ class Containers(SessionRunner):
         """The session, if `principal` owns it; SessionNotFound otherwise, exactly as if it did not
         exist (another key must not even learn that the id is live)."""
         session = self.manager.get(session_id)
-        if self._owners.get(session_id, ANONYMOUS) != principal:
+        # A session another replica of a cluster made is not in `_owners`: its owner is its own.
+        if self._owners.get(session_id, session.owner or ANONYMOUS) != principal:
             raise SessionNotFound(f"no session {session_id!r}")
         return session
 
     def owned_sessions(self, principal: str) -> list[Session]:
-        return [s for s in self.manager.list() if self._owners.get(s.id, ANONYMOUS) == principal]
+        return [
+            s
+            for s in self.manager.list()
+            if self._owners.get(s.id, s.owner or ANONYMOUS) == principal
+        ]
 
     def assign(self, conversation_id: str, principal: str) -> None:
         """Sessions the conversation starts will belong to `principal`."""

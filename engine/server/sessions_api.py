@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import anyio
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from engine.core.session import Session
@@ -53,6 +53,7 @@ router = APIRouter(prefix="/v1/sessions", tags=["Sessions"])
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 EnvValue = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
 _COMMON = (401, 413, 500)
+_CHUNK_BYTES = 1 << 20  # uploads are passed on in pieces (a cluster session's node gets them)
 
 
 class LimitsChange(Limits):
@@ -216,11 +217,15 @@ async def upload_file(
     target = path or file.filename
     if not target:
         raise BadParameter("give the file a name or a path", "path")
-    data = await file.read()
-    await session.write_file(target, data)
+
+    async def pieces() -> AsyncIterator[bytes]:
+        while chunk := await file.read(_CHUNK_BYTES):
+            yield chunk
+
+    size = await session.write_file_chunks(target, pieces())
     # The path as the listing shows it: relative to the working directory, whatever was sent.
     stored = "/".join(split_path(target, session.info().workdir))
-    return FileInfo(path=stored, size=len(data), modified_at=time.time())
+    return FileInfo(path=stored, size=size, modified_at=time.time())
 
 
 @router.get(
@@ -240,11 +245,18 @@ async def list_files(session_id: str, state: State, owner: Owner) -> FileList:
     responses={**_DOWNLOAD_200, **errors(PlainError, 400, 404, 409, *_COMMON)},
 )
 async def download_file(session_id: str, path: str, state: State, owner: Owner) -> Response:
-    data = await state.containers.owned(session_id, owner).read_file(path)
+    chunks = state.containers.owned(session_id, owner).read_file_chunks(path)
+    first = await anext(chunks, b"")  # a missing file is a 404 before the response starts
     name = quote(PurePosixPath(path).name or "file")
     disposition = f"attachment; filename*=UTF-8''{name}"
-    return Response(
-        data, media_type="application/octet-stream", headers={"Content-Disposition": disposition}
+
+    async def body() -> AsyncIterator[bytes]:
+        yield first
+        async for chunk in chunks:
+            yield chunk
+
+    return StreamingResponse(
+        body(), media_type="application/octet-stream", headers={"Content-Disposition": disposition}
     )
 
 

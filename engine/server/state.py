@@ -73,7 +73,7 @@ class ServerState:
 
     @classmethod
     def build(cls, settings: Settings, options: ServerOptions) -> ServerState:
-        manager = SessionManager(settings)
+        manager = SessionManager(settings) if not settings.ray_address else _cluster(settings)
         upstream = UpstreamClient.from_settings(settings)
         containers = Containers(
             manager, SessionSpec(backend=settings.backend, limits=settings.limits)
@@ -110,6 +110,13 @@ class ServerState:
                 await self.upstream.aclose()
             with contextlib.suppress(Exception):
                 await self.proxy.aclose()
+
+
+def _cluster(settings: Settings) -> SessionManager:
+    """Sessions on the Ray cluster (imported only then: a local server never loads Ray)."""
+    from engine.cluster import ClusterSessionManager
+
+    return ClusterSessionManager(settings)
 
 
 def get_state(request: Request) -> ServerState:

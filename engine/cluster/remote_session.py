@@ -1,0 +1,244 @@
+"""`RemoteSession`: a session that runs in a Ray actor, with the surface of a local `Session`.
+
+It holds only the actor's handle and the last snapshot the actor sent (state, counters, where it
+runs), refreshed by every call; the actor is the truth. Every remote call is bounded: an actor that
+died with its node, or does not answer within `ray_call_timeout_s`, makes the call fail with
+`SessionLost` (410) and the session is cleaned up (the actor killed, the replica forgets it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import ray
+from pydantic import TypeAdapter
+from ray.exceptions import GetTimeoutError, RayActorError
+
+from engine import errors
+from engine.callbacks import Callbacks, ItemCallback
+from engine.cluster.actor import CHUNK_BYTES, Reply
+from engine.core.session import MAX_FILE_BYTES, Session
+from engine.errors import LCIError, SessionLost, SessionNotFound
+from engine.models import (
+    DisplayOutput,
+    ErrorInfo,
+    Execution,
+    FileInfo,
+    OutputItem,
+    ResultOutput,
+    SessionInfo,
+    SessionState,
+)
+
+_ITEM: TypeAdapter[OutputItem] = TypeAdapter(OutputItem)
+
+
+def rebuild(error: dict[str, Any]) -> LCIError:
+    """The lci error an actor reported, as its own class (LCIError for a name not known here)."""
+    cls = getattr(errors, str(error.get("type")), None)
+    if not (isinstance(cls, type) and issubclass(cls, LCIError)):
+        cls = LCIError
+    exc = cls.__new__(cls)
+    LCIError.__init__(exc, str(error.get("message", "")))
+    for name in ("param", "retry_after_s"):
+        if error.get(name) is not None or hasattr(cls, name):
+            setattr(exc, name, error.get(name))
+    return exc
+
+
+def fetch(ref: Any, timeout_s: float) -> Reply:
+    """An actor's reply, blocking (for the synchronous parts of the Session surface)."""
+    reply: Reply = ray.get([ref], timeout=timeout_s)[0]
+    return reply
+
+
+def unwrap(reply: Reply) -> Any:
+    if "error" in reply:
+        raise rebuild(reply["error"])
+    return reply.get("ok")
+
+
+class RemoteSession(Session):
+    """Not a local Session's machinery (no sandbox here): its public methods, over Ray."""
+
+    def __init__(
+        self,
+        handle: Any,  # the actor's ActorHandle
+        snapshot: dict[str, Any],
+        timeout_s: float,
+        forget: Callable[[str], None],
+    ) -> None:
+        info = SessionInfo.model_validate(snapshot["info"])
+        self.id = info.id
+        self.owner = snapshot.get("owner")
+        self.handle = handle
+        self._timeout = timeout_s
+        self._forget = forget
+        self._apply(snapshot)
+
+    @classmethod
+    def unreachable(
+        cls, handle: Any, session_id: str, timeout_s: float, forget: Callable[[str], None]
+    ) -> RemoteSession:
+        """A session whose actor never answered this replica (only to report it lost)."""
+        session = cls.__new__(cls)
+        session.id, session.handle, session._forget = session_id, handle, forget
+        return session
+
+    def _apply(self, snapshot: dict[str, Any]) -> None:
+        self._info = info = SessionInfo.model_validate(snapshot["info"])
+        self.backend, self.limits, self.state = info.backend, info.limits, info.state
+        self.created_at, self.last_used_at = info.created_at, info.last_used_at
+        self.executions, self.restarts = info.executions, info.restarts
+        self._busy = bool(snapshot.get("busy"))
+
+    @property
+    def busy(self) -> bool:
+        """As of the last answer of the actor (which refuses a second execution itself)."""
+        return self._busy
+
+    # -- calls ---------------------------------------------------------------------------------
+    def lost(self, cause: BaseException) -> LCIError:
+        """Clean up after an actor that cannot be reached; the error to raise."""
+        self._forget(self.id)
+        with contextlib.suppress(Exception):
+            ray.kill(self.handle, no_restart=True)
+        self.state = SessionState.CLOSED
+        if "ray.kill" in str(cause):  # closed or expired on purpose, by another replica
+            return SessionNotFound(f"no session {self.id!r}")
+        return SessionLost(
+            f"session {self.id} was lost: the cluster node it ran on died or stopped answering "
+            "(its variables and files are gone); start a new session"
+        )
+
+    def _reply(self, reply: Reply) -> Any:
+        if "info" in reply:
+            self._apply(reply["info"])
+        return unwrap(reply)
+
+    async def call(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
+        ref = getattr(self.handle, method).remote(*args)
+        try:
+            reply = await asyncio.wait_for(ref, timeout_s or self._timeout)
+        except asyncio.CancelledError:
+            ray.cancel(ref)  # the actor's task is cancelled too (an execution runs its ladder)
+            raise
+        except (RayActorError, TimeoutError) as exc:
+            raise self.lost(exc) from exc
+        return self._reply(reply)
+
+    def refresh(self) -> None:
+        """Fetch the actor's snapshot now (blocking: one round trip)."""
+        try:
+            reply = fetch(self.handle.info.remote(), self._timeout)
+        except (RayActorError, GetTimeoutError) as exc:
+            raise self.lost(exc) from exc
+        self._reply(reply)
+
+    async def _stream(self, method: str, *args: Any, timeout_s: float) -> AsyncIterator[Reply]:
+        """The replies of an actor's generator method, each within the call timeout."""
+        generator = getattr(self.handle, method).remote(*args)
+        try:
+            while True:
+                try:
+                    ref = await asyncio.wait_for(generator.__anext__(), timeout_s)
+                    yield await asyncio.wait_for(ref, self._timeout)
+                except StopAsyncIteration:
+                    return
+                except (RayActorError, TimeoutError) as exc:
+                    raise self.lost(exc) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                ray.cancel(generator)
+
+    # -- the Session surface -------------------------------------------------------------------
+    async def start(self) -> None:
+        return None  # the actor started it
+
+    async def close(self) -> None:
+        if self.state is SessionState.CLOSED:
+            return
+        try:
+            await self.call("close")
+        finally:
+            self.state = SessionState.CLOSED
+            with contextlib.suppress(Exception):
+                ray.kill(self.handle, no_restart=True)
+
+    def info(self) -> SessionInfo:
+        if self.state is not SessionState.CLOSED:
+            self.refresh()
+        return self._info
+
+    async def interrupt(self) -> bool:
+        return bool(await self.call("interrupt"))
+
+    async def restart(self) -> None:
+        await self.call("restart")
+
+    async def execute(
+        self,
+        code: str,
+        *,
+        timeout_s: float | None = None,
+        wait: bool = False,
+        on_output: ItemCallback | None = None,
+        on_stdout: Callable[[str], None] | None = None,
+        on_stderr: Callable[[str], None] | None = None,
+        on_display: Callable[[DisplayOutput], None] | None = None,
+        on_result: Callable[[ResultOutput], None] | None = None,
+        on_error: Callable[[ErrorInfo], None] | None = None,
+    ) -> Execution:
+        callbacks = Callbacks(on_output, on_stdout, on_stderr, on_display, on_result, on_error)
+        # The actor bounds the cell (timeout, then grace); a queued call may wait for another.
+        bound = (timeout_s or self.limits.timeout_s) * (4 if wait else 2) + self._timeout
+        listener = callbacks.item_callback()
+        if listener is None:
+            raw = await self.call("execute", code, timeout_s, wait, timeout_s=bound)
+            return callbacks.finished(Execution.model_validate(raw))
+        async for reply in self._stream("execute_stream", code, timeout_s, wait, timeout_s=bound):
+            if "item" in reply:
+                listener(_ITEM.validate_python(reply["item"]))
+                continue
+            raw = self._reply(reply)
+            return callbacks.finished(Execution.model_validate(raw))
+        raise SessionLost(f"session {self.id}: the execution ended without a result")
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        async def one() -> AsyncIterator[bytes]:
+            yield data
+
+        await self.write_file_chunks(path, one())
+
+    async def write_file_chunks(self, path: str, chunks: AsyncIterator[bytes]) -> int:
+        """Sent on in pieces as they come: the replica never holds the whole file."""
+        token = await self.call("upload_begin", path)
+        size = 0
+        async for chunk in chunks:
+            for start in range(0, len(chunk), CHUNK_BYTES):
+                piece = chunk[start : start + CHUNK_BYTES]
+                await self.call("upload_chunk", token, piece)
+                size += len(piece)
+        await self.call("upload_end", token)
+        return size
+
+    async def read_file(self, path: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+        return b"".join([chunk async for chunk in self.read_file_chunks(path, max_bytes)])
+
+    async def read_file_chunks(
+        self, path: str, max_bytes: int = MAX_FILE_BYTES
+    ) -> AsyncIterator[bytes]:
+        async for reply in self._stream("download", path, max_bytes, timeout_s=self._timeout):
+            if "chunk" in reply:
+                yield reply["chunk"]
+            else:
+                unwrap(reply)  # the size first, or the error
+
+    async def list_files(self) -> list[FileInfo]:
+        return [FileInfo.model_validate(f) for f in await self.call("list_files")]
+
+    async def delete_file(self, path: str) -> None:
+        await self.call("delete_file", path)

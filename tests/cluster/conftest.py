@@ -1,0 +1,115 @@
+"""One real two-node Ray cluster on this machine for the whole module (token auth, own temp dir,
+quick node-death detection), shared by the cluster tests and torn down afterwards: every actor,
+Ray process and sandbox it started must be gone."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import ray
+from ray._private.authentication_test_utils import reset_auth_token_state
+from ray.cluster_utils import Cluster
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "lci"
+SESSIONS_PER_NODE = 3
+# A dead node is noticed within about a second and a half, not Ray's default of many seconds.
+HEALTH = {
+    "health_check_initial_delay_ms": 0,
+    "health_check_period_ms": 500,
+    "health_check_timeout_ms": 500,
+    "health_check_failure_threshold": 3,
+}
+
+
+@dataclass
+class LocalCluster:
+    cluster: Any
+    head: Any
+    worker: Any
+    address: str
+    env: dict[str, str]
+
+    @property
+    def head_id(self) -> str:
+        return str(self.head.node_id)
+
+    @property
+    def worker_id(self) -> str:
+        return str(self.worker.node_id)
+
+
+def node_args(resources: dict[str, float]) -> dict[str, Any]:
+    return {
+        "num_cpus": 1,
+        "resources": resources,
+        "object_store_memory": 80 << 20,
+    }
+
+
+def lci_processes(temp_dir: str) -> list[psutil.Process]:
+    """Processes of this cluster: Ray's own (they name its temp dir) and sandboxes (their
+    environment names it too, inherited through the actor's worker)."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "environ"]):
+        with_dir = " ".join(process.info["cmdline"] or [])
+        environ = process.info["environ"] or {}
+        if temp_dir in with_dir or environ.get("LCI_TEST_CLUSTER") == temp_dir:
+            found.append(process)
+    return found
+
+
+@pytest.fixture(scope="session")
+def local_cluster() -> Iterator[LocalCluster]:
+    temp_dir = tempfile.mkdtemp(prefix="lray", dir="/tmp")  # short: Ray's socket paths are long
+    env = {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(24),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "LCI_TEST_CLUSTER": temp_dir,
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    reset_auth_token_state()  # Ray read the auth mode when it was imported
+    cluster = None
+    try:
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                **node_args({"lci": SESSIONS_PER_NODE}),
+                "include_dashboard": False,
+                "temp_dir": temp_dir,
+                "_system_config": HEALTH,
+            },
+        )
+        worker = cluster.add_node(**node_args({"lci": SESSIONS_PER_NODE}))
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, namespace=NAMESPACE, logging_level="warning")
+        yield LocalCluster(cluster, cluster.head_node, worker, cluster.address, env)
+    finally:
+        if ray.is_initialized():
+            for name in ray.util.list_named_actors():
+                ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+            ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        reset_auth_token_state()
+    deadline = time.monotonic() + 10
+    while (left := lci_processes(temp_dir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, [p.info["cmdline"] for p in left]

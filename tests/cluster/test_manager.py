@@ -1,0 +1,50 @@
+"""The cluster session manager in-process against the real two-node cluster."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.cluster import ClusterSessionManager
+from engine.config import Settings
+from engine.errors import BadParameter, SessionNotFound
+from engine.models import Limits
+from tests.cluster.conftest import LocalCluster
+
+LIMITS = Limits(timeout_s=10, memory_mb=256, max_procs=32, disk_mb=32)
+
+
+def settings(cluster: LocalCluster) -> Settings:
+    return Settings(ray_address=cluster.address, limits=LIMITS, ray_call_timeout_s=10)
+
+
+async def test_sessions_spread_over_both_nodes_and_keep_state(
+    local_cluster: LocalCluster,
+) -> None:
+    manager = ClusterSessionManager(settings(local_cluster))
+    first = await manager.create()
+    second = await manager.create()
+    try:
+        nodes = {first.info().node_id, second.info().node_id}
+        assert nodes == {local_cluster.head_id, local_cluster.worker_id}
+        assert (await first.execute("x = 41")).outcome.value == "completed"
+        execution = await first.execute("x + 1")
+        assert execution.result_text == "42"
+        # Another manager (another replica) finds it by id, with its state.
+        other = ClusterSessionManager(settings(local_cluster))
+        again = other.get(first.id)
+        assert (await again.execute("x * 2")).result_text == "82"
+        assert {s.id for s in other.list()} >= {first.id, second.id}
+    finally:
+        await manager.close(first.id)
+        await manager.close(second.id)
+    with pytest.raises(SessionNotFound):
+        ClusterSessionManager(settings(local_cluster)).get(first.id)
+
+
+async def test_network_is_refused_on_a_cluster(local_cluster: LocalCluster) -> None:
+    manager = ClusterSessionManager(settings(local_cluster))
+    spec_limits = LIMITS.model_copy(update={"network": True})
+    from engine.models import SessionSpec
+
+    with pytest.raises(BadParameter, match="Ray's ports"):
+        await manager.create(SessionSpec(limits=spec_limits))
