@@ -20,6 +20,8 @@ import asyncio
 import contextlib
 import logging
 import re
+import signal
+import threading
 from typing import Any
 
 import ray
@@ -38,8 +40,9 @@ log = logging.getLogger(__name__)
 
 RESOURCE = "lci"  # the custom resource lci nodes advertise: how many sessions each takes
 _SESSION_ID = re.compile(r"[0-9a-f]{16}")
-# Settings a node must not receive: the replica's secrets.
-_PRIVATE = {"api_key", "api_key_file", "llm_api_key"}
+# Settings a node does not receive: the replica's secrets, and its own paths (a node has its own
+# state directory and interpreter, from its environment).
+_PRIVATE = {"api_key", "api_key_file", "llm_api_key", "state_dir", "sandbox_python"}
 _ACTOR: Any = ray.remote(SessionActor)
 
 
@@ -48,12 +51,18 @@ def connect(settings: Settings) -> None:
     auth, comes from RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH, as for any Ray client."""
     if ray.is_initialized():
         return
-    ray.init(
-        address=settings.ray_address,
-        namespace=settings.ray_namespace,
-        logging_level=logging.WARNING,
-        log_to_driver=False,
-    )
+    # Ray makes SIGTERM exit the process at once; the server's own graceful shutdown stays.
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        ray.init(
+            address=settings.ray_address,
+            namespace=settings.ray_namespace,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
 
 
 class ClusterSessionManager(SessionManager):

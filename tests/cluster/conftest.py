@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -68,14 +69,25 @@ def lci_processes(temp_dir: str) -> list[psutil.Process]:
     return found
 
 
+_SEEN: set[psutil.Process] = set()
+
+
+def remember_processes() -> None:
+    """Note every process this test process started so far (Ray's, workers, sandboxes): all
+    must be gone after the teardown, whichever node they ran on."""
+    _SEEN.update(psutil.Process().children(recursive=True))
+
+
 @pytest.fixture(scope="session")
 def local_cluster() -> Iterator[LocalCluster]:
     temp_dir = tempfile.mkdtemp(prefix="lray", dir="/tmp")  # short: Ray's socket paths are long
+    state_dir = Path(tempfile.mkdtemp(prefix="lci-cluster-")) / "state"  # Ray opens up its own
     env = {
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": secrets.token_hex(24),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "LCI_TEST_CLUSTER": temp_dir,
+        "LCI_STATE_DIR": str(state_dir),  # the nodes' own
         "RAY_USAGE_STATS_ENABLED": "0",
     }
     saved = {name: os.environ.get(name) for name in env}
@@ -97,6 +109,7 @@ def local_cluster() -> Iterator[LocalCluster]:
         ray.init(address=cluster.address, namespace=NAMESPACE, logging_level="warning")
         yield LocalCluster(cluster, cluster.head_node, worker, cluster.address, env)
     finally:
+        remember_processes()
         if ray.is_initialized():
             for name in ray.util.list_named_actors():
                 ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
@@ -110,6 +123,18 @@ def local_cluster() -> Iterator[LocalCluster]:
                 os.environ[name] = value
         reset_auth_token_state()
     deadline = time.monotonic() + 10
-    while (left := lci_processes(temp_dir)) and time.monotonic() < deadline:
+    while (left := alive(temp_dir)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not left, [p.info["cmdline"] for p in left]
+    assert not left, left
+    mounts = [
+        line for line in Path("/proc/mounts").read_text().splitlines() if str(state_dir) in line
+    ]
+    assert not mounts, mounts
+    shutil.rmtree(state_dir.parent)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def alive(temp_dir: str) -> list[str]:
+    left = {p for p in _SEEN if p.is_running() and p.status() != psutil.STATUS_ZOMBIE}
+    left.update(lci_processes(temp_dir))
+    return [" ".join(p.cmdline()) for p in left if p.is_running()]

@@ -1,0 +1,170 @@
+"""Two `lci serve --ray-address` replicas sharing the sessions of the real two-node cluster: any
+replica serves any session, a full cluster answers 429, and a stopped node's sessions answer 410
+while the others carry on. The node-loss test stops the worker node, so it runs last."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from engine.models import Execution
+from tests.cluster.conftest import SESSIONS_PER_NODE, LocalCluster, remember_processes
+from tests.server.helpers import FakeModel, LciServer
+
+ALICE, BOB = "alice-key-0123456789", "bob-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LciServer, LciServer]]:
+    keys = tmp_path_factory.mktemp("keys") / "keys"
+    keys.write_text(f"alice {ALICE}\nbob {BOB}\n")
+    keys.chmod(0o600)
+    env = {"LCI_RAY_CALL_TIMEOUT_S": "8", "LCI_RAY_PLACEMENT_TIMEOUT_S": "20"}
+    args = ["--ray-address", local_cluster.address, "--api-key-file", str(keys)]
+    with (
+        FakeModel() as fake,
+        LciServer(fake.base_url, env=env, args=args) as one,
+        LciServer(fake.base_url, env=env, args=args) as two,
+    ):
+        one.api_key = two.api_key = ALICE
+        yield one, two
+        for server in (one, two):
+            server.stop()
+            assert "Traceback" not in server.logs(), server.logs()
+
+
+def create(client: httpx.Client) -> dict[str, object]:
+    response = client.post("/v1/sessions", json={})
+    assert response.status_code == 201, response.text
+    info: dict[str, object] = response.json()
+    return info
+
+
+def run(client: httpx.Client, session_id: object, code: str) -> httpx.Response:
+    return client.post(f"/v1/sessions/{session_id}/execute", json={"code": code})
+
+
+def result(response: httpx.Response) -> str | None:
+    assert response.status_code == 200, response.text
+    return Execution.model_validate(response.json()).result_text
+
+
+def test_any_replica_serves_any_session(replicas: tuple[LciServer, LciServer]) -> None:
+    one, two = replicas
+    with one.client() as a, two.client() as b:
+        first, second = create(a), create(a)
+        try:
+            assert {first["node_id"], second["node_id"]} == {
+                n for n in (first["node_id"], second["node_id"]) if n
+            }
+            assert first["node_id"] != second["node_id"], "SPREAD puts them on both nodes"
+            assert run(a, first["id"], "x = 20").json()["outcome"] == "completed"
+            assert result(run(b, first["id"], "x + 22")) == "42"
+            assert b.get(f"/v1/sessions/{first['id']}").json()["executions"] == 2
+            listed = {s["id"] for s in b.get("/v1/sessions").json()["sessions"]}
+            assert {first["id"], second["id"]} <= listed
+
+            # Files: up through one replica, down through the other, in several pieces.
+            blob = bytes(range(256)) * (3 * 4096 + 7)  # 3 MiB and a bit: four pieces
+            up = b.post(f"/v1/sessions/{second['id']}/files", files={"file": ("d.bin", blob)})
+            assert up.status_code == 201 and up.json()["size"] == len(blob), up.text
+            down = a.get(f"/v1/sessions/{second['id']}/files/d.bin")
+            assert down.status_code == 200 and down.content == blob
+            assert a.get(f"/v1/sessions/{second['id']}/files/missing").status_code == 404
+            size = result(run(b, second["id"], "import os; os.path.getsize('d.bin')"))
+            assert size == str(len(blob))
+
+            # Streaming through the other replica: events as they happen, then the Execution.
+            body = {"code": "print('a'); print('b'); 6 * 7", "stream": True}
+            with b.stream("POST", f"/v1/sessions/{first['id']}/execute", json=body) as stream:
+                text = "".join(stream.iter_text())
+            assert "event: stdout" in text and "event: execution" in text
+            data = text.split("event: execution\ndata: ")[1].split("\n")[0]
+            assert Execution.model_validate_json(data).result_text == "42"
+
+            # Another key sees none of them on the replica that did not make them: the owner
+            # is the actor's, not a replica's.
+            bob = {"Authorization": f"Bearer {BOB}"}
+            assert b.get(f"/v1/sessions/{first['id']}", headers=bob).status_code == 404
+            assert run(b, first["id"], "x").status_code == 200
+            assert (
+                b.post(
+                    f"/v1/sessions/{first['id']}/execute", json={"code": "x"}, headers=bob
+                ).status_code
+                == 404
+            )
+            assert b.get("/v1/sessions", headers=bob).json()["sessions"] == []
+        finally:
+            assert a.delete(f"/v1/sessions/{first['id']}").status_code == 200
+            assert b.delete(f"/v1/sessions/{second['id']}").status_code == 200
+        assert b.get(f"/v1/sessions/{first['id']}").status_code == 404
+        assert run(a, second["id"], "1").status_code == 404
+
+
+def test_network_sessions_are_refused(replicas: tuple[LciServer, LciServer]) -> None:
+    with replicas[0].client() as a:
+        response = a.post("/v1/sessions", json={"limits": {"network": True}})
+    assert response.status_code == 400
+    assert "Ray's ports" in response.json()["error"]["message"]
+
+
+def test_a_full_cluster_answers_429(replicas: tuple[LciServer, LciServer]) -> None:
+    one, two = replicas
+    made = []
+    with one.client() as a, two.client() as b:
+        try:
+            for _ in range(2 * SESSIONS_PER_NODE):
+                made.append(create(a if len(made) % 2 else b)["id"])
+            refused = a.post("/v1/sessions", json={})
+            assert refused.status_code == 429, refused.text
+            assert float(refused.headers["Retry-After"]) > 0
+        finally:
+            for session_id in made:
+                a.delete(f"/v1/sessions/{session_id}")
+        create_again = create(b)  # room again once they are closed
+        b.delete(f"/v1/sessions/{create_again['id']}")
+
+
+def test_a_stopped_node_loses_only_its_sessions(
+    local_cluster: LocalCluster, replicas: tuple[LciServer, LciServer]
+) -> None:
+    one, two = replicas
+    with one.client() as a, two.client() as b:
+        sessions = [create(a) for _ in range(4)]
+        on_worker = [s for s in sessions if s["node_id"] == local_cluster.worker_id]
+        on_head = [s for s in sessions if s["node_id"] == local_cluster.head_id]
+        assert on_worker and on_head
+        for session in sessions:
+            assert run(b, session["id"], "y = 5").status_code == 200
+        remember_processes()
+        local_cluster.cluster.remove_node(local_cluster.worker, allow_graceful=False)
+
+        started = time.monotonic()
+        lost = run(b, on_worker[0]["id"], "y")
+        while lost.status_code == 200 and time.monotonic() - started < 20:
+            time.sleep(0.2)  # the node's processes may take a moment to go
+            lost = run(b, on_worker[0]["id"], "y")
+        elapsed = time.monotonic() - started
+        assert lost.status_code == 410, lost.text
+        assert lost.json()["error"]["code"] == "session_lost"
+        assert elapsed < 15, elapsed
+        for session in on_worker[1:]:
+            assert run(a, session["id"], "y").status_code in (404, 410)
+        # The others carry on, on both replicas; the lost one is forgotten.
+        for session in on_head:
+            assert result(run(a, session["id"], "y + 1")) == "6"
+            assert result(run(b, session["id"], "y + 2")) == "7"
+        assert b.get(f"/v1/sessions/{on_worker[0]['id']}").status_code == 404
+        listed = {s["id"] for s in a.get("/v1/sessions").json()["sessions"]}
+        assert listed == {s["id"] for s in on_head}
+        # New sessions go to the node that is left; its start reaps what the dead sessions
+        # left on this machine's disk (their owner processes are gone).
+        fresh = create(b)
+        assert fresh["node_id"] == local_cluster.head_id
+        for session in [*on_head, fresh]:
+            assert a.delete(f"/v1/sessions/{session['id']}").status_code == 200
