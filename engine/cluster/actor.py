@@ -93,7 +93,10 @@ class SessionActor:
         return {"info": info.model_dump(mode="json"), "owner": self._owner, "busy": session.busy}
 
     async def info(self) -> Reply:
-        return self._ok(None)
+        try:
+            return self._ok(None)
+        except LCIError as exc:  # not started yet
+            return error_reply(exc)
 
     def _live(self) -> Session:
         if self._session is None:

@@ -25,7 +25,7 @@ import threading
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import GetTimeoutError, RayActorError, RayError
 
 from engine.cluster.actor import SessionActor
 from engine.cluster.remote_session import RemoteSession, fetch, unwrap
@@ -186,7 +186,7 @@ class ClusterSessionManager(SessionManager):
         for name, ref in refs.items():
             if ref not in done:
                 continue
-            with contextlib.suppress(RayActorError, GetTimeoutError):
+            with contextlib.suppress(RayError):  # died meanwhile: not live
                 reply = fetch(ref, 0)
                 session = self._adopt(handles[name], reply)
                 if session is not None:

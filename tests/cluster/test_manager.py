@@ -13,6 +13,9 @@ from tests.cluster.conftest import LocalCluster
 LIMITS = Limits(timeout_s=10, memory_mb=256, max_procs=32, disk_mb=32)
 
 
+pytestmark = pytest.mark.cluster
+
+
 def settings(cluster: LocalCluster) -> Settings:
     return Settings(ray_address=cluster.address, limits=LIMITS, ray_call_timeout_s=10)
 

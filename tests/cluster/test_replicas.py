@@ -17,6 +17,9 @@ from tests.server.helpers import FakeModel, LciServer
 ALICE, BOB = "alice-key-0123456789", "bob-key-0123456789"
 
 
+pytestmark = pytest.mark.cluster
+
+
 @pytest.fixture(scope="module")
 def replicas(
     local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory

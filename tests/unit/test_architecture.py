@@ -74,6 +74,14 @@ def test_only_the_docker_api_module_imports_docker() -> None:
         assert path == allowed or not uses, f"{path.relative_to(ENGINE)} imports {uses}"
 
 
+def test_only_the_cluster_package_imports_ray() -> None:
+    """A local engine never loads Ray; the server reaches the cluster through engine.cluster."""
+    cluster = ENGINE / "cluster"
+    for path in ENGINE.rglob("*.py"):
+        uses = {n for n in imported_modules(path) if n.split(".")[0] == "ray"}
+        assert cluster in path.parents or not uses, f"{path.relative_to(ENGINE)} imports {uses}"
+
+
 def test_server_and_cli_use_the_orchestrators_public_names_only() -> None:
     for layer in ("server", "cli"):
         for module, names in layer_imports(layer).items():
