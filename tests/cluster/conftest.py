@@ -78,7 +78,7 @@ def remember_processes() -> None:
     _SEEN.update(psutil.Process().children(recursive=True))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # gone before the rest of the suite runs
 def local_cluster() -> Iterator[LocalCluster]:
     temp_dir = tempfile.mkdtemp(prefix="lray", dir="/tmp")  # short: Ray's socket paths are long
     state_dir = Path(tempfile.mkdtemp(prefix="lci-cluster-")) / "state"  # Ray opens up its own
