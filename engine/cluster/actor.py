@@ -45,6 +45,20 @@ def error_reply(exc: LCIError) -> Reply:
     }
 
 
+async def _stop(run: asyncio.Future[Any]) -> None:
+    """Cancel an execution once and wait until the session has finished its interrupt-then-kill
+    ladder. Ray may deliver a cancellation more than once; a second one must not cut the ladder
+    short, or the next cell could start while the interpreter is being replaced."""
+    if run.done():
+        return
+    run.cancel()
+    while not run.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({run})
+    with contextlib.suppress(asyncio.CancelledError, LCIError):
+        run.result()
+
+
 class SessionActor:
     def __init__(
         self, settings: dict[str, Any], spec: dict[str, Any], owner: str | None, session_id: str
@@ -128,7 +142,12 @@ class SessionActor:
         """A cancelled call (the replica's client went away) cancels the execution here, which
         runs the session's interrupt-then-kill ladder."""
         try:
-            execution = await self._live().execute(code, timeout_s=timeout_s, wait=wait)
+            run = asyncio.ensure_future(self._live().execute(code, timeout_s=timeout_s, wait=wait))
+            try:
+                execution = await asyncio.shield(run)
+            except asyncio.CancelledError:
+                await _stop(run)
+                raise
         except LCIError as exc:
             return error_reply(exc)
         return self._ok(execution.model_dump(mode="json"))
@@ -163,10 +182,7 @@ class SessionActor:
                 return
             yield self._ok(execution.model_dump(mode="json"))
         finally:
-            if not run.done():
-                run.cancel()
-                with contextlib.suppress(asyncio.CancelledError, LCIError):
-                    await run
+            await _stop(run)
 
     # -- files ---------------------------------------------------------------------------------
     async def list_files(self) -> Reply:

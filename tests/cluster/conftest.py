@@ -111,8 +111,7 @@ def local_cluster() -> Iterator[LocalCluster]:
     finally:
         remember_processes()
         if ray.is_initialized():
-            for name in ray.util.list_named_actors():
-                ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+            close_every_session()
             ray.shutdown()
         if cluster is not None:
             cluster.shutdown()
@@ -132,6 +131,15 @@ def local_cluster() -> Iterator[LocalCluster]:
     assert not mounts, mounts
     shutil.rmtree(state_dir.parent)
     shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def close_every_session() -> None:
+    """What a failed test left open: closed properly (its sandbox's mounts removed), then its
+    actor killed."""
+    actors = [ray.get_actor(name, namespace=NAMESPACE) for name in ray.util.list_named_actors()]
+    ray.wait([a.close.remote() for a in actors], num_returns=len(actors), timeout=20)
+    for actor in actors:
+        ray.kill(actor, no_restart=True)
 
 
 def alive(temp_dir: str) -> list[str]:

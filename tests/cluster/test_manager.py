@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any
+
 import pytest
+import ray
 
 from engine.cluster import ClusterSessionManager
 from engine.config import Settings
@@ -16,8 +21,8 @@ LIMITS = Limits(timeout_s=10, memory_mb=256, max_procs=32, disk_mb=32)
 pytestmark = pytest.mark.cluster
 
 
-def settings(cluster: LocalCluster) -> Settings:
-    return Settings(ray_address=cluster.address, limits=LIMITS, ray_call_timeout_s=10)
+def settings(cluster: LocalCluster, **more: Any) -> Settings:
+    return Settings(ray_address=cluster.address, limits=LIMITS, ray_call_timeout_s=10, **more)
 
 
 async def test_sessions_spread_over_both_nodes_and_keep_state(
@@ -42,6 +47,22 @@ async def test_sessions_spread_over_both_nodes_and_keep_state(
         await manager.close(second.id)
     with pytest.raises(SessionNotFound):
         ClusterSessionManager(settings(local_cluster)).get(first.id)
+
+
+async def test_an_idle_session_ends_with_its_actor(local_cluster: LocalCluster) -> None:
+    """Expiry runs on the session's node: the session closes, and the actor (which would hold
+    its node's `lci` unit for ever) ends itself."""
+    manager = ClusterSessionManager(settings(local_cluster, idle_timeout_s=1.0))
+    session = await manager.create()
+    assert session.id in ray.util.list_named_actors()
+    deadline = time.monotonic() + 20
+    while session.id in ray.util.list_named_actors() and time.monotonic() < deadline:
+        await asyncio.sleep(0.3)
+    assert session.id not in ray.util.list_named_actors()
+    with pytest.raises(SessionNotFound):
+        await session.execute("1")  # the replica's cached handle: gone, not lost
+    with pytest.raises(SessionNotFound):
+        ClusterSessionManager(settings(local_cluster)).get(session.id)
 
 
 async def test_network_is_refused_on_a_cluster(local_cluster: LocalCluster) -> None:

@@ -109,6 +109,27 @@ def test_any_replica_serves_any_session(replicas: tuple[LciServer, LciServer]) -
         assert run(a, second["id"], "1").status_code == 404
 
 
+def test_a_client_that_goes_away_stops_its_cell(replicas: tuple[LciServer, LciServer]) -> None:
+    """The replica cancels its call to the actor, which interrupts the cell on its node: the
+    session is free again within seconds, its state kept."""
+    with replicas[0].client() as a, replicas[1].client() as b:
+        session = create(a)
+        assert run(a, session["id"], "x = 7").status_code == 200
+        with pytest.raises(httpx.ReadTimeout):
+            a.post(
+                f"/v1/sessions/{session['id']}/execute",
+                json={"code": "import time; time.sleep(60)"},
+                timeout=1.5,
+            )
+        started = time.monotonic()
+        reply = run(b, session["id"], "x")
+        while reply.status_code == 409 and time.monotonic() - started < 10:
+            time.sleep(0.2)
+            reply = run(b, session["id"], "x")
+        assert result(reply) == "7", reply.text
+        assert a.delete(f"/v1/sessions/{session['id']}").status_code == 200
+
+
 def test_network_sessions_are_refused(replicas: tuple[LciServer, LciServer]) -> None:
     with replicas[0].client() as a:
         response = a.post("/v1/sessions", json={"limits": {"network": True}})

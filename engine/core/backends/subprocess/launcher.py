@@ -277,6 +277,9 @@ def run_reporting_errors(cfg: dict[str, Any], parent_pid: int) -> None:
 def main() -> None:
     """`launcher.py --config-fd=N`: the config is read from descriptor N (a memfd), so nothing
     of the session's settings shows on the command line."""
+    # A blocked signal mask survives exec: an engine thread that blocks signals (a Ray worker's
+    # do) would pass it on, and the cell would never see the SIGINT of an interrupt.
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     fd = int(sys.argv[1].removeprefix("--config-fd="))
     with os.fdopen(fd, "rb") as handle:
         cfg = json.loads(handle.read())
