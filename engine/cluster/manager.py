@@ -87,6 +87,7 @@ class ClusterSessionManager(SessionManager):
                 "limits.network",
             )
         await asyncio.to_thread(self._check_room)
+        self._check_quota(owner)
         session_id = session_id or new_session_id()
         handle = _ACTOR.options(
             name=session_id,
@@ -133,6 +134,17 @@ class ClusterSessionManager(SessionManager):
         if ray.available_resources().get(RESOURCE, 0) < 1:
             raise CapacityExceeded(
                 "every node of the cluster holds as many sessions as it takes",
+                SESSION_RETRY_AFTER_S,
+            )
+
+    def _check_quota(self, owner: str | None) -> None:
+        """An owner's quota counts its sessions on the whole cluster (their actors know them)."""
+        cap = self.settings.max_sessions_per_owner
+        if cap is None or owner is None:
+            return
+        if sum(1 for s in self.list() if s.owner == owner) >= cap:
+            raise CapacityExceeded(
+                f"this API key holds {cap} live sessions, its quota; close one first",
                 SESSION_RETRY_AFTER_S,
             )
 

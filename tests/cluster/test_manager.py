@@ -11,7 +11,7 @@ import ray
 
 from engine.cluster import ClusterSessionManager
 from engine.config import Settings
-from engine.errors import BadParameter, SessionNotFound
+from engine.errors import BadParameter, CapacityExceeded, SessionNotFound
 from engine.models import Limits
 from tests.cluster.conftest import LocalCluster
 
@@ -63,6 +63,21 @@ async def test_an_idle_session_ends_with_its_actor(local_cluster: LocalCluster) 
         await session.execute("1")  # the replica's cached handle: gone, not lost
     with pytest.raises(SessionNotFound):
         ClusterSessionManager(settings(local_cluster)).get(session.id)
+
+
+async def test_an_owners_quota_counts_its_sessions_on_every_node(
+    local_cluster: LocalCluster,
+) -> None:
+    manager = ClusterSessionManager(settings(local_cluster, max_sessions_per_owner=1))
+    mine = await manager.create(owner="alice")
+    try:
+        other_replica = ClusterSessionManager(settings(local_cluster, max_sessions_per_owner=1))
+        with pytest.raises(CapacityExceeded, match="quota"):
+            await other_replica.create(owner="alice")
+        theirs = await other_replica.create(owner="bob")
+        await other_replica.close(theirs.id)
+    finally:
+        await manager.close(mine.id)
 
 
 async def test_network_is_refused_on_a_cluster(local_cluster: LocalCluster) -> None:

@@ -12,8 +12,11 @@ import pytest
 
 from engine.models import Execution
 from tests.cluster.conftest import SESSIONS_PER_NODE, LocalCluster, remember_processes
+from tests.fake_llm import stream
 from tests.server.helpers import FakeModel, LciServer
 
+CI = [{"type": "code_interpreter"}]
+CALL = "code_interpreter_call"
 ALICE, BOB = "alice-key-0123456789", "bob-key-0123456789"
 
 
@@ -21,8 +24,14 @@ pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture(scope="module")
+def model() -> Iterator[FakeModel]:
+    with FakeModel() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
 def replicas(
-    local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+    local_cluster: LocalCluster, model: FakeModel, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[LciServer, LciServer]]:
     keys = tmp_path_factory.mktemp("keys") / "keys"
     keys.write_text(f"alice {ALICE}\nbob {BOB}\n")
@@ -30,9 +39,8 @@ def replicas(
     env = {"LCI_RAY_CALL_TIMEOUT_S": "8", "LCI_RAY_PLACEMENT_TIMEOUT_S": "20"}
     args = ["--ray-address", local_cluster.address, "--api-key-file", str(keys)]
     with (
-        FakeModel() as fake,
-        LciServer(fake.base_url, env=env, args=args) as one,
-        LciServer(fake.base_url, env=env, args=args) as two,
+        LciServer(model.base_url, env=env, args=args) as one,
+        LciServer(model.base_url, env=env, args=args) as two,
     ):
         one.api_key = two.api_key = ALICE
         yield one, two
@@ -128,6 +136,28 @@ def test_a_client_that_goes_away_stops_its_cell(replicas: tuple[LciServer, LciSe
             reply = run(b, session["id"], "x")
         assert result(reply) == "7", reply.text
         assert a.delete(f"/v1/sessions/{session['id']}").status_code == 200
+
+
+def test_a_responses_container_continues_on_the_other_replica(
+    model: FakeModel, replicas: tuple[LciServer, LciServer]
+) -> None:
+    """The tool loop's sessions are cluster sessions too: a Responses container made through one
+    replica is continued through the other, variables and files kept."""
+    one, two = replicas
+    model.reset()
+    model.script(stream(calls=["x = 20\nopen('n.txt', 'w').write('kept')"]), stream(text="ok"))
+    first = one.openai().responses.create(model="m", input="x", tools=CI)
+    (call,) = [item for item in first.model_dump()["output"] if item["type"] == CALL]
+    container = call["container_id"]
+    model.script(stream(calls=["x * 2, open('n.txt').read()"]), stream(text="ok"))
+    tools = [{"type": "code_interpreter", "container": container}]
+    second = two.openai().responses.create(model="m", input="y", tools=tools)
+    model.check()
+    (call,) = [item for item in second.model_dump()["output"] if item["type"] == CALL]
+    assert call["container_id"] == container
+    assert call["outputs"][-1]["logs"] == "(40, 'kept')"
+    with two.client() as b:
+        assert b.delete(f"/v1/sessions/{container}").status_code == 200
 
 
 def test_network_sessions_are_refused(replicas: tuple[LciServer, LciServer]) -> None:
