@@ -6,14 +6,16 @@ import asyncio
 import time
 from typing import Any
 
+import docker
 import pytest
 import ray
 
 from engine.cluster import ClusterSessionManager
 from engine.config import Settings
 from engine.errors import BadParameter, CapacityExceeded, SessionNotFound
-from engine.models import Limits
+from engine.models import BackendName, Limits, SessionSpec
 from tests.cluster.conftest import LocalCluster
+from tests.conftest import require_docker
 
 LIMITS = Limits(timeout_s=10, memory_mb=256, max_procs=32, disk_mb=32)
 
@@ -83,7 +85,26 @@ async def test_an_owners_quota_counts_its_sessions_on_every_node(
 async def test_network_is_refused_on_a_cluster(local_cluster: LocalCluster) -> None:
     manager = ClusterSessionManager(settings(local_cluster))
     spec_limits = LIMITS.model_copy(update={"network": True})
-    from engine.models import SessionSpec
-
     with pytest.raises(BadParameter, match="Ray's ports"):
         await manager.create(SessionSpec(limits=spec_limits))
+
+
+@pytest.mark.docker
+async def test_a_docker_session_runs_on_a_node(local_cluster: LocalCluster) -> None:
+    """The actor runs whichever backend the session asks for on its node; its container goes
+    when the session is closed."""
+    require_docker(Settings())
+    client = docker.from_env(timeout=30)
+    before = {c.id for c in client.containers.list(all=True, filters={"label": "lci.owner"})}
+    manager = ClusterSessionManager(settings(local_cluster))
+    session = await manager.create(SessionSpec(backend=BackendName.DOCKER, limits=LIMITS))
+    try:
+        assert session.info().node_id in {local_cluster.head_id, local_cluster.worker_id}
+        execution = await session.execute("import socket; y = 6; y * 7")
+        assert execution.result_text == "42"
+        assert (await session.execute("y")).result_text == "6"
+    finally:
+        await manager.close(session.id)
+    after = {c.id for c in client.containers.list(all=True, filters={"label": "lci.owner"})}
+    assert after <= before
+    client.close()
