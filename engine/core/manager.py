@@ -116,6 +116,10 @@ class SessionManager:
     def list(self) -> list[Session]:
         return list(self._sessions.values())
 
+    def count(self) -> int:
+        """How many sessions are live (cheaper than `list` where sessions are remote)."""
+        return len(self._sessions)
+
     async def close(self, session_id: str) -> None:
         session = self._sessions.pop(session_id, None)
         if session is None:

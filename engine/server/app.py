@@ -61,7 +61,7 @@ misc = APIRouter(tags=["Server"])
 
 @misc.get("/health", response_model=Health)
 async def health(state: State) -> Health:
-    return Health(status="ok", sessions=len(state.manager.list()))
+    return Health(status="ok", sessions=state.manager.count())
 
 
 @misc.get("/v1/models", responses=error_statuses(OpenAIError, 401, 502), response_model=None)

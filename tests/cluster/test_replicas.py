@@ -79,6 +79,7 @@ def test_any_replica_serves_any_session(replicas: tuple[LciServer, LciServer]) -
             assert b.get(f"/v1/sessions/{first['id']}").json()["executions"] == 2
             listed = {s["id"] for s in b.get("/v1/sessions").json()["sessions"]}
             assert {first["id"], second["id"]} <= listed
+            assert b.get("/health").json()["sessions"] >= 2  # the cluster's, not the replica's
 
             # Files: up through one replica, down through the other, in several pieces.
             blob = bytes(range(256)) * (3 * 4096 + 7)  # 3 MiB and a bit: four pieces
