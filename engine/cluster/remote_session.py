@@ -119,16 +119,32 @@ class RemoteSession(Session):
             self._apply(reply["info"])
         return unwrap(reply)
 
-    async def call(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
+    async def call(self, method: str, *args: Any, long: bool = False) -> Any:
+        """One call to the actor. A short one must answer within the call timeout; a `long` one
+        (an execution) may take as long as it takes while the actor answers a ping within it."""
         ref = getattr(self.handle, method).remote(*args)
         try:
-            reply = await asyncio.wait_for(ref, timeout_s or self._timeout)
+            reply = await self._await(ref, long)
         except asyncio.CancelledError:
             ray.cancel(ref)  # the actor's task is cancelled too (an execution runs its ladder)
             raise
+        return self._reply(reply)
+
+    async def _await(self, awaitable: Any, long: bool) -> Any:
+        future = asyncio.ensure_future(awaitable)
+        try:
+            while True:
+                done, _ = await asyncio.wait({future}, timeout=self._timeout)
+                if done:
+                    return future.result()
+                if not long:
+                    raise TimeoutError(f"no answer within {self._timeout:g} s")
+                await asyncio.wait_for(self.handle.info.remote(), self._timeout)  # still there?
         except (RayActorError, TimeoutError) as exc:
             raise self.lost(exc) from exc
-        return self._reply(reply)
+        finally:
+            if not future.done():
+                future.cancel()
 
     def refresh(self) -> None:
         """Fetch the actor's snapshot now (blocking: one round trip)."""
@@ -138,18 +154,16 @@ class RemoteSession(Session):
             raise self.lost(exc) from exc
         self._reply(reply)
 
-    async def _stream(self, method: str, *args: Any, timeout_s: float) -> AsyncIterator[Reply]:
-        """The replies of an actor's generator method, each within the call timeout."""
+    async def _stream(self, method: str, *args: Any, long: bool = False) -> AsyncIterator[Reply]:
+        """The replies of an actor's generator method, each bounded as `call` bounds its one."""
         generator = getattr(self.handle, method).remote(*args)
         try:
             while True:
                 try:
-                    ref = await asyncio.wait_for(generator.__anext__(), timeout_s)
-                    yield await asyncio.wait_for(ref, self._timeout)
+                    ref = await self._await(generator.__anext__(), long)
                 except StopAsyncIteration:
                     return
-                except (RayActorError, TimeoutError) as exc:
-                    raise self.lost(exc) from exc
+                yield await self._await(ref, False)
         finally:
             with contextlib.suppress(Exception):
                 ray.cancel(generator)
@@ -177,7 +191,7 @@ class RemoteSession(Session):
         return bool(await self.call("interrupt"))
 
     async def restart(self) -> None:
-        await self.call("restart")
+        await self.call("restart", long=True)
 
     async def execute(
         self,
@@ -193,13 +207,12 @@ class RemoteSession(Session):
         on_error: Callable[[ErrorInfo], None] | None = None,
     ) -> Execution:
         callbacks = Callbacks(on_output, on_stdout, on_stderr, on_display, on_result, on_error)
-        # The actor bounds the cell (timeout, then grace); a queued call may wait for another.
-        bound = (timeout_s or self.limits.timeout_s) * (4 if wait else 2) + self._timeout
+        # The actor bounds the cell (timeout, then grace); meanwhile it must answer pings.
         listener = callbacks.item_callback()
         if listener is None:
-            raw = await self.call("execute", code, timeout_s, wait, timeout_s=bound)
+            raw = await self.call("execute", code, timeout_s, wait, long=True)
             return callbacks.finished(Execution.model_validate(raw))
-        async for reply in self._stream("execute_stream", code, timeout_s, wait, timeout_s=bound):
+        async for reply in self._stream("execute_stream", code, timeout_s, wait, long=True):
             if "item" in reply:
                 listener(_ITEM.validate_python(reply["item"]))
                 continue
@@ -231,7 +244,7 @@ class RemoteSession(Session):
     async def read_file_chunks(
         self, path: str, max_bytes: int = MAX_FILE_BYTES
     ) -> AsyncIterator[bytes]:
-        async for reply in self._stream("download", path, max_bytes, timeout_s=self._timeout):
+        async for reply in self._stream("download", path, max_bytes):
             if "chunk" in reply:
                 yield reply["chunk"]
             else:

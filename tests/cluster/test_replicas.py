@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -197,7 +198,15 @@ def test_a_stopped_node_loses_only_its_sessions(
         for session in sessions:
             assert run(b, session["id"], "y = 5").status_code == 200
         remember_processes()
-        local_cluster.cluster.remove_node(local_cluster.worker, allow_graceful=False)
+        # A cell running when the node goes must not hang its request either.
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(run, a, on_worker[-1]["id"], "import time; time.sleep(60)")
+            time.sleep(1.0)
+            started = time.monotonic()
+            local_cluster.cluster.remove_node(local_cluster.worker, allow_graceful=False)
+            cut = running.result(timeout=30)
+        assert cut.status_code == 410, cut.text
+        assert time.monotonic() - started < 8  # the cell's own timeout is 10 s
 
         started = time.monotonic()
         lost = run(b, on_worker[0]["id"], "y")
