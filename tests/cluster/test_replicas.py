@@ -10,11 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import ray
 
 from engine.models import Execution
 from tests.cluster.conftest import SESSIONS_PER_NODE, LocalCluster, remember_processes
 from tests.fake_llm import stream
 from tests.server.helpers import FakeModel, LciServer
+from tests.server.mcp_helpers import http_client
+from tests.server.mcp_helpers import run as run_tool
 
 CI = [{"type": "code_interpreter"}]
 CALL = "code_interpreter_call"
@@ -160,6 +163,22 @@ def test_a_responses_container_continues_on_the_other_replica(
     assert call["outputs"][-1]["logs"] == "(40, 'kept')"
     with two.client() as b:
         assert b.delete(f"/v1/sessions/{container}").status_code == 200
+
+
+async def test_mcp_sessions_run_on_the_cluster(
+    local_cluster: LocalCluster, replicas: tuple[LciServer, LciServer]
+) -> None:
+    """MCP's sessions are cluster sessions too (its session ids stay with the replica that
+    made them, as the README says)."""
+    async with http_client(replicas[0]) as client:
+        _, first = await run_tool(client, "x = 41\nx + 1")
+        assert first["result"] == "42"
+        session_id = first["session_id"]
+        assert session_id in ray.util.list_named_actors()
+        _, second = await run_tool(client, "x + 2", session_id=session_id)
+        assert second["result"] == "43"
+        await client.call_tool("close_session", {"session_id": session_id})
+    assert session_id not in ray.util.list_named_actors()
 
 
 def test_network_sessions_are_refused(replicas: tuple[LciServer, LciServer]) -> None:
