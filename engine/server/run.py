@@ -38,10 +38,13 @@ async def serve(settings: Settings, options: ServerOptions, log_level: str = "in
     )
     server = uvicorn.Server(config)
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
+    cluster = (
+        f", sessions on the Ray cluster at {settings.ray_address}" if settings.ray_address else ""
+    )
     print(
         f"lci: serving on http://{options.host}:{options.port} "
         f"(model server {settings.llm_base_url}, backend {settings.backend.value}, "
-        f"auth {'on' if settings.api_key else 'off'})",
+        f"auth {'on' if settings.api_key else 'off'}{cluster})",
         file=sys.stderr,
         flush=True,
     )

@@ -47,6 +47,7 @@ def replicas(
         LciServer(model.base_url, env=env, args=args) as two,
     ):
         one.api_key = two.api_key = ALICE
+        assert f"sessions on the Ray cluster at {local_cluster.address}" in one.logs()
         yield one, two
         for server in (one, two):
             server.stop()
