@@ -167,15 +167,23 @@ class ClusterSessionManager(SessionManager):
             reply = fetch(handle.info.remote(), self._timeout)
         except (RayActorError, GetTimeoutError) as exc:
             stub = RemoteSession.unreachable(handle, session_id, self._timeout, self._forget)
-            raise stub.lost(exc) from exc
+            raise stub._mark_lost(exc, keep=False) from exc
         session = self._adopt(handle, reply)
         if session is None:
             raise SessionNotFound(f"no session {session_id!r}")
         return session
 
     def _adopt(self, handle: Any, reply: dict[str, Any]) -> RemoteSession | None:
+        """The session an actor's reply describes, known from now on (None: not started yet,
+        closed meanwhile, or already known to be lost)."""
         if "error" in reply:
-            return None  # an actor whose session is not started (yet) or already closed
+            return None
+        known = self._known.get(reply["info"]["info"]["id"])
+        if known is not None:
+            if known.lost is not None:
+                return None
+            known.apply(reply["info"])
+            return known
         session = RemoteSession(handle, reply["info"], self._timeout, self._forget)
         self._known[session.id] = session
         return session
@@ -203,6 +211,8 @@ class ClusterSessionManager(SessionManager):
                 session = self._adopt(handles[name], reply)
                 if session is not None:
                     sessions.append(session)
+        # Lost ones this replica knows answer 410 until deleted, and are listed until then.
+        sessions += [s for s in self._known.values() if s.lost is not None]
         return sessions
 
     def count(self) -> int:

@@ -77,7 +77,8 @@ class RemoteSession(Session):
         self.handle = handle
         self._timeout = timeout_s
         self._forget = forget
-        self._apply(snapshot)
+        self.lost: str | None = None
+        self.apply(snapshot)
 
     @classmethod
     def unreachable(
@@ -86,9 +87,10 @@ class RemoteSession(Session):
         """A session whose actor never answered this replica (only to report it lost)."""
         session = cls.__new__(cls)
         session.id, session.handle, session._forget = session_id, handle, forget
+        session.lost = None
         return session
 
-    def _apply(self, snapshot: dict[str, Any]) -> None:
+    def apply(self, snapshot: dict[str, Any]) -> None:
         self._info = info = SessionInfo.model_validate(snapshot["info"])
         self.backend, self.limits, self.state = info.backend, info.limits, info.state
         self.created_at, self.last_used_at = info.created_at, info.last_used_at
@@ -101,27 +103,30 @@ class RemoteSession(Session):
         return self._busy
 
     # -- calls ---------------------------------------------------------------------------------
-    def lost(self, cause: BaseException) -> LCIError:
-        """Clean up after an actor that cannot be reached; the error to raise."""
-        self._forget(self.id)
+    def _mark_lost(self, cause: BaseException, keep: bool = True) -> LCIError:
+        """Clean up after an actor that cannot be reached; the error to raise. A lost session
+        answers 410 on this replica until it is deleted, as a local one whose storage died."""
         with contextlib.suppress(Exception):
             ray.kill(self.handle, no_restart=True)
-        self.state = SessionState.CLOSED
-        if "ray.kill" in str(cause):  # closed or expired on purpose, by another replica
-            return SessionNotFound(f"no session {self.id!r}")
-        return SessionLost(
-            f"session {self.id} was lost: the cluster node it ran on died or stopped answering "
-            "(its variables and files are gone); start a new session"
-        )
+        if "ray.kill" in str(cause) or not keep:  # closed or expired on purpose, elsewhere
+            self._forget(self.id)
+            self.state = SessionState.CLOSED
+            if "ray.kill" in str(cause):
+                return SessionNotFound(f"no session {self.id!r}")
+        self.lost = "the cluster node it ran on died or stopped answering (variables and files)"
+        if keep:
+            self.state = SessionState.BROKEN
+        return SessionLost(f"session {self.id} is lost: {self.lost}; delete it and start a new one")
 
     def _reply(self, reply: Reply) -> Any:
         if "info" in reply:
-            self._apply(reply["info"])
+            self.apply(reply["info"])
         return unwrap(reply)
 
     async def call(self, method: str, *args: Any, long: bool = False) -> Any:
         """One call to the actor. A short one must answer within the call timeout; a `long` one
         (an execution) may take as long as it takes while the actor answers a ping within it."""
+        self._check_open()
         ref = getattr(self.handle, method).remote(*args)
         try:
             reply = await self._await(ref, long)
@@ -141,7 +146,7 @@ class RemoteSession(Session):
                     raise TimeoutError(f"no answer within {self._timeout:g} s")
                 await asyncio.wait_for(self.handle.info.remote(), self._timeout)  # still there?
         except (RayActorError, TimeoutError) as exc:
-            raise self.lost(exc) from exc
+            raise self._mark_lost(exc) from exc
         finally:
             if not future.done():
                 future.cancel()
@@ -151,11 +156,12 @@ class RemoteSession(Session):
         try:
             reply = fetch(self.handle.info.remote(), self._timeout)
         except (RayActorError, GetTimeoutError) as exc:
-            raise self.lost(exc) from exc
+            raise self._mark_lost(exc) from exc
         self._reply(reply)
 
     async def _stream(self, method: str, *args: Any, long: bool = False) -> AsyncIterator[Reply]:
         """The replies of an actor's generator method, each bounded as `call` bounds its one."""
+        self._check_open()
         generator = getattr(self.handle, method).remote(*args)
         try:
             while True:
@@ -176,16 +182,18 @@ class RemoteSession(Session):
         if self.state is SessionState.CLOSED:
             return
         try:
-            await self.call("close")
+            if self.lost is None:  # a lost one's actor is killed already
+                with contextlib.suppress(SessionLost):  # found lost now: deleted all the same
+                    await self.call("close")
         finally:
             self.state = SessionState.CLOSED
             with contextlib.suppress(Exception):
                 ray.kill(self.handle, no_restart=True)
 
     def info(self) -> SessionInfo:
-        if self.state is not SessionState.CLOSED:
+        if self.state is not SessionState.CLOSED and self.lost is None:
             self.refresh()
-        return self._info
+        return self._info.model_copy(update={"state": self.state})
 
     async def interrupt(self) -> bool:
         return bool(await self.call("interrupt"))
