@@ -20,7 +20,8 @@ from ray.exceptions import GetTimeoutError, RayActorError
 from engine import errors
 from engine.callbacks import Callbacks, ItemCallback
 from engine.cluster.actor import CHUNK_BYTES, Reply
-from engine.core.session import MAX_FILE_BYTES, Session
+from engine.core.chunked import MAX_FILE_BYTES
+from engine.core.session import Session
 from engine.errors import LCIError, SessionLost, SessionNotFound
 from engine.models import (
     DisplayOutput,

@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, NoReturn, TypeVar
 
 from engine.callbacks import Callbacks, ItemCallback
+from engine.core.chunked import MAX_FILE_BYTES, ChunkedFiles
 from engine.core.output import DISPLAY_BUDGET_FACTOR, clip_text, frame_limit
 from engine.core.run import Run as _Run
 from engine.core.sandbox import ExitInfo, Sandbox, SessionHost, StreamName
@@ -37,7 +38,6 @@ from engine.models import (
     SessionState,
 )
 
-MAX_FILE_BYTES = 256 << 20
 T = TypeVar("T")
 
 
@@ -45,7 +45,7 @@ T = TypeVar("T")
 ExecutionSlots = Callable[[], AbstractAsyncContextManager[None]]
 
 
-class Session:
+class Session(ChunkedFiles):
     def __init__(
         self,
         session_id: str,
@@ -359,19 +359,6 @@ class Session:
 
     async def read_file(self, path: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
         return await self._on_host(self._host.read_file, path, max_bytes)
-
-    async def write_file_chunks(self, path: str, chunks: AsyncIterator[bytes]) -> int:
-        """Write a file given in pieces; returns its size. (A session in a cluster sends them on
-        as they come; a local one joins them, as its sandbox takes a file whole.)"""
-        data = b"".join([chunk async for chunk in chunks])
-        await self.write_file(path, data)
-        return len(data)
-
-    async def read_file_chunks(
-        self, path: str, max_bytes: int = MAX_FILE_BYTES
-    ) -> AsyncIterator[bytes]:
-        """A file in pieces (one, locally); errors are raised before the first piece."""
-        yield await self.read_file(path, max_bytes)
 
     async def list_files(self) -> list[FileInfo]:
         return await self._on_host(self._host.list_files)
