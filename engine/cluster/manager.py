@@ -28,12 +28,18 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayError
 
 from engine.cluster.actor import SessionActor
-from engine.cluster.remote_session import RemoteSession, fetch, unwrap
+from engine.cluster.remote_session import RemoteSession, fetch, unreachable, unwrap
 from engine.config import Settings
 from engine.core.capacity import SESSION_RETRY_AFTER_S, charge_mb
 from engine.core.manager import SessionManager, new_session_id
 from engine.core.session import Session
-from engine.errors import BackendUnavailable, BadParameter, CapacityExceeded, SessionNotFound
+from engine.errors import (
+    BackendUnavailable,
+    BadParameter,
+    CapacityExceeded,
+    SandboxStartError,
+    SessionNotFound,
+)
 from engine.models import SessionSpec
 
 log = logging.getLogger(__name__)
@@ -112,6 +118,8 @@ class ClusterSessionManager(SessionManager):
                 f"{self.settings.ray_placement_timeout_s:g} s",
                 SESSION_RETRY_AFTER_S,
             ) from None
+        except RayActorError as exc:  # its process failed to start on the node
+            raise SandboxStartError(f"the session's actor did not start: {exc}") from exc
         except BaseException:
             ray.kill(handle, no_restart=True)
             raise
@@ -166,8 +174,7 @@ class ClusterSessionManager(SessionManager):
         try:
             reply = fetch(handle.info.remote(), self._timeout)
         except (RayActorError, GetTimeoutError) as exc:
-            stub = RemoteSession.unreachable(handle, session_id, self._timeout, self._forget)
-            raise stub._mark_lost(exc, keep=False) from exc
+            raise unreachable(handle, session_id, exc) from exc
         session = self._adopt(handle, reply)
         if session is None:
             raise SessionNotFound(f"no session {session_id!r}")

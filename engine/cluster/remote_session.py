@@ -62,6 +62,20 @@ def unwrap(reply: Reply) -> Any:
     return reply.get("ok")
 
 
+LOST = "the cluster node it ran on died or stopped answering; its variables and files are gone"
+
+
+def unreachable(handle: Any, session_id: str, cause: BaseException) -> LCIError:
+    """The error for an actor that did not answer (its handle killed, to be sure it is gone):
+    SessionNotFound when it was closed on purpose (by another replica, or its idle expiry),
+    SessionLost when its node died or it hangs."""
+    with contextlib.suppress(Exception):
+        ray.kill(handle, no_restart=True)
+    if "ray.kill" in str(cause):
+        return SessionNotFound(f"no session {session_id!r}")
+    return SessionLost(f"session {session_id} is lost: {LOST}; delete it and start a new one")
+
+
 class RemoteSession(Session):
     """Not a local Session's machinery (no sandbox here): its public methods, over Ray."""
 
@@ -81,16 +95,6 @@ class RemoteSession(Session):
         self.lost: str | None = None
         self.apply(snapshot)
 
-    @classmethod
-    def unreachable(
-        cls, handle: Any, session_id: str, timeout_s: float, forget: Callable[[str], None]
-    ) -> RemoteSession:
-        """A session whose actor never answered this replica (only to report it lost)."""
-        session = cls.__new__(cls)
-        session.id, session.handle, session._forget = session_id, handle, forget
-        session.lost = None
-        return session
-
     def apply(self, snapshot: dict[str, Any]) -> None:
         self._info = info = SessionInfo.model_validate(snapshot["info"])
         self.backend, self.limits, self.state = info.backend, info.limits, info.state
@@ -104,20 +108,16 @@ class RemoteSession(Session):
         return self._busy
 
     # -- calls ---------------------------------------------------------------------------------
-    def _mark_lost(self, cause: BaseException, keep: bool = True) -> LCIError:
+    def _mark_lost(self, cause: BaseException) -> LCIError:
         """Clean up after an actor that cannot be reached; the error to raise. A lost session
         answers 410 on this replica until it is deleted, as a local one whose storage died."""
-        with contextlib.suppress(Exception):
-            ray.kill(self.handle, no_restart=True)
-        if "ray.kill" in str(cause) or not keep:  # closed or expired on purpose, elsewhere
+        error = unreachable(self.handle, self.id, cause)
+        if isinstance(error, SessionLost):
+            self.lost, self.state = LOST, SessionState.BROKEN
+        else:
             self._forget(self.id)
             self.state = SessionState.CLOSED
-            if "ray.kill" in str(cause):
-                return SessionNotFound(f"no session {self.id!r}")
-        self.lost = "the cluster node it ran on died or stopped answering (variables and files)"
-        if keep:
-            self.state = SessionState.BROKEN
-        return SessionLost(f"session {self.id} is lost: {self.lost}; delete it and start a new one")
+        return error
 
     def _reply(self, reply: Reply) -> Any:
         if "info" in reply:
