@@ -224,8 +224,8 @@ def main() -> None:
         "sessions started per second (nodes share this machine's cores)",
         {
             "": {
-                "replica, 1 node": one_node["per_second"],
-                "replica, 2 nodes": two_nodes["per_second"],
+                "lci replica, 1 node": one_node["per_second"],
+                "lci replica, 2 nodes": two_nodes["per_second"],
                 "lci local serve": local_rate["per_second"],
             }
         },
