@@ -94,6 +94,7 @@ def local_cluster() -> Iterator[LocalCluster]:
     os.environ.update(env)
     reset_auth_token_state()  # Ray read the auth mode when it was imported
     cluster = None
+    leaked: list[str] = []
     try:
         cluster = Cluster(
             initialize_head=True,
@@ -106,11 +107,17 @@ def local_cluster() -> Iterator[LocalCluster]:
         )
         worker = cluster.add_node(**node_args({"lci": SESSIONS_PER_NODE}))
         cluster.wait_for_nodes()
-        ray.init(address=cluster.address, namespace=NAMESPACE, logging_level="warning")
+        ray.init(
+            address=cluster.address,
+            namespace=NAMESPACE,
+            logging_level="warning",
+            log_to_driver=False,
+        )
         yield LocalCluster(cluster, cluster.head_node, worker, cluster.address, env)
     finally:
         remember_processes()
         if ray.is_initialized():
+            leaked = ray.util.list_named_actors()  # every test deletes what it made
             close_every_session()
             ray.shutdown()
         if cluster is not None:
@@ -121,6 +128,7 @@ def local_cluster() -> Iterator[LocalCluster]:
             else:
                 os.environ[name] = value
         reset_auth_token_state()
+    assert not leaked, f"sessions left open by the tests: {leaked}"
     deadline = time.monotonic() + 10
     while (left := alive(temp_dir)) and time.monotonic() < deadline:
         time.sleep(0.2)
