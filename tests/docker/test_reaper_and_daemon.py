@@ -172,6 +172,7 @@ async def _lose_and_regain_the_daemon(
         session = await manager.create(SessionSpec(backend=DOCKER, limits=TEST_LIMITS))
         bystander = await manager.create(SessionSpec(limits=TEST_LIMITS))  # subprocess backend
         assert (await session.execute("1 + 1")).result_text == "2"
+        await session.write_file("kept.txt", b"kept")
         await proxy.die()
         try:
             result = await session.execute("2 + 2")
@@ -191,12 +192,16 @@ async def _lose_and_regain_the_daemon(
             with pytest.raises(BackendUnavailable, match="Docker daemon"):
                 await file_operation()
         assert (await bystander.execute("4 + 4")).result_text == "8"
-        # The daemon comes back. The keeper held its workdir only as long as the engine's
-        # connection, so the files went with it: the session says it is lost rather than carry
-        # on without them, and a new session works.
+        # The daemon comes back. The keeper holds the workdir only as long as the engine's
+        # connection: if it has stopped by now, the files went with it and the session says it
+        # is lost; if not yet, the session carries on with its files. Never on without them.
         await proxy.start()
-        with pytest.raises(SessionLost, match="working directory is gone"):
-            await session.execute("5 + 5")
+        try:
+            carried_on = await session.execute("open('kept.txt').read()")
+        except SessionLost as exc:
+            assert "working directory is gone" in exc.message
+        else:
+            assert carried_on.result_text == "'kept'", carried_on
         fresh = await manager.create(SessionSpec(backend=DOCKER, limits=TEST_LIMITS))
         assert (await fresh.execute("5 + 5")).result_text == "10"
         backend = await manager.backend(DOCKER)
