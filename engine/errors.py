@@ -115,10 +115,15 @@ class SessionClosed(LCIError):
 
 
 class SessionLost(LCIError):
-    """The session cannot go on: what it stood on is gone (its working directory's storage died
-    with a Docker daemon restart). Every later call says so, until the session is deleted."""
+    """The session cannot go on: what it stood on is gone (its cluster node died, or its working
+    directory's storage died with a Docker daemon restart). Every later call says so, until the
+    session is deleted."""
 
     code = "session_lost"
+
+    @classmethod
+    def of(cls, session_id: str, reason: str) -> SessionLost:
+        return cls(f"session {session_id} is lost: {reason}; delete it and start a new one")
 
 
 class CapacityExceeded(LCIError):

@@ -73,7 +73,7 @@ def unreachable(handle: Any, session_id: str, cause: BaseException) -> LCIError:
         ray.kill(handle, no_restart=True)
     if "ray.kill" in str(cause):
         return SessionNotFound(f"no session {session_id!r}")
-    return SessionLost(f"session {session_id} is lost: {LOST}; delete it and start a new one")
+    return SessionLost.of(session_id, LOST)
 
 
 class RemoteSession(Session):

@@ -378,15 +378,13 @@ class Session(ChunkedFiles):
     def _lose(self, reason: str) -> NoReturn:
         self.lost = reason
         self.state = SessionState.BROKEN
-        raise SessionLost(f"session {self.id} is lost: {reason}; delete it and start a new one")
+        raise SessionLost.of(self.id, reason)
 
     def _check_open(self) -> None:
         if self.state is SessionState.CLOSED:
             raise SessionClosed(f"session {self.id} is closed")
         if self.lost is not None:
-            raise SessionLost(
-                f"session {self.id} is lost: {self.lost}; delete it and start a new one"
-            )
+            raise SessionLost.of(self.id, self.lost)
 
 
 def _str_dict(data: dict[str, Any]) -> dict[str, str]:

@@ -308,14 +308,11 @@ class DockerAPI:
         never started, or have exited or died."""
 
         def listing() -> list[tuple[str, str, float]]:
-            found = []
-            for state in ("created", "exited", "dead"):
-                filters = {"label": label, "status": state}
-                found += [
-                    (str(c["Id"]), state, time.time() - float(c.get("Created") or 0))
-                    for c in self._api.containers(all=True, filters=filters)
-                ]
-            return found
+            filters = {"label": label, "status": ["created", "exited", "dead"]}
+            return [
+                (str(c["Id"]), str(c.get("State")), time.time() - float(c.get("Created") or 0))
+                for c in self._api.containers(all=True, filters=filters)
+            ]
 
         return self._guard("listing containers that do not run", listing)
 
