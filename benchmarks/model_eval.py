@@ -8,12 +8,13 @@ code executions, empty answers, answers lci had to give itself from the last cod
 (a forced final answer after repeats or errors), answers cut short, and errors.
 
     python -m benchmarks.model_eval --base-url http://127.0.0.1:18080/v1 --model qwen2.5-coder-1.5b
-    options: --limit N (the first N questions), --modes lci,direct, --temperature 0,
-             --max-tokens 1024, --python-blocks auto|on|off, --name model_eval, --out-dir DIR
+    options: --questions FILE, --limit N (the first N questions), --only q02,q05,
+             --modes lci,direct, --temperature 0, --seed 0, --max-tokens 1024,
+             --python-blocks auto|on|off, --system-prompt FILE, --name model_eval, --out-dir DIR
 
 An answer is correct when it states the expected value: an integer among the numbers of the answer
-that are not in the question, a float within the question's tolerance, a word or hex string as a
-whole word.
+that are not in the question (the answer's last number when the expected value is one of the
+question's own), a float within the question's tolerance, a word or hex string as a whole word.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import statistics
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from benchmarks.common import RESULTS, machine, progress
 from engine.config import Settings
 from engine.core.manager import SessionManager
 from engine.orchestrator import LoopOptions, Orchestrator, UpstreamClient
-from engine.orchestrator.events import ErrorEvent, Final
+from engine.orchestrator.events import ErrorEvent, ExecutionResult, Final
 from engine.session_runner import SessionRunner
 
 QUESTIONS = Path(__file__).with_name("model_eval_questions.json")
@@ -61,6 +62,8 @@ class Record:
     seconds: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0
+    # What the model ran and what it got back, so a wrong answer can be read, not guessed at.
+    steps: list[dict[str, str]] = field(default_factory=list)
 
 
 def load_questions(path: Path = QUESTIONS) -> list[dict[str, Any]]:
@@ -81,7 +84,10 @@ def is_correct(question: dict[str, Any], text: str) -> bool:
     if question["kind"] == "text":
         pattern = rf"(?<![0-9A-Za-z]){re.escape(str(expected))}(?![0-9A-Za-z])"
         return re.search(pattern, text, re.IGNORECASE) is not None
-    found = [n for n in numbers(text) if n not in set(numbers(question["question"]))]
+    given = set(numbers(question["question"]))
+    found = [n for n in numbers(text) if n not in given]
+    if str(expected) in given:  # the answer is one of the question's numbers (pick the third...)
+        found = numbers(text)[-1:]  # only a reply that ends on it states it
     if question["kind"] == "int":  # 10281600 or 10281600.0, not 1.02816e7
         return any(
             n.split(".")[0] == str(expected) and set(n[len(str(expected)) + 1 :]) <= {"0"}
@@ -113,6 +119,9 @@ async def ask_lci(
         async for event in orchestrator.run(
             messages, conversation_id=conversation, options=options
         ):
+            if isinstance(event, ExecutionResult):
+                step = {"code": event.code, "status": event.status, "output": event.output}
+                record.steps.append(step)
             if isinstance(event, (Final, ErrorEvent)):
                 record.rounds, record.calls = event.rounds, event.executions
                 record.input_tokens = event.usage.input_tokens
@@ -184,8 +193,13 @@ def summarize(records: list[Record]) -> dict[str, Any]:
 
 
 async def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    questions = load_questions()[: args.limit or None]
+    questions = load_questions(args.questions)[: args.limit or None]
+    if args.only:
+        wanted = set(args.only.split(","))
+        questions = [q for q in questions if q["id"] in wanted]
     params: dict[str, Any] = {"temperature": args.temperature}
+    if args.seed >= 0:  # rounds lci samples less greedily (after a repeated failure) repeat too
+        params["seed"] = args.seed
     if args.max_tokens:
         params["max_tokens"] = args.max_tokens
     modes = args.modes.split(",")
@@ -194,6 +208,8 @@ async def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         settings = Settings(subprocess_warm_pool=1, docker_warm_pool=0)
         blocks = {"auto": "auto", "on": True, "off": False}[args.python_blocks]
         options = LoopOptions(params=params, python_blocks=blocks, deadline_s=args.deadline)
+        if args.system_prompt is not None:
+            options.system_prompt = args.system_prompt.read_text().strip()
         async with (
             SessionManager(settings) as manager,
             UpstreamClient(args.base_url, args.api_key, read_timeout_s=600) as upstream,
@@ -222,7 +238,7 @@ async def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def combine(paths: list[Path]) -> dict[str, Any]:
+def combine(paths: list[Path], question_file: Path = QUESTIONS) -> dict[str, Any]:
     """One results document from several, each contributing its modes."""
     merged: dict[str, Any] = {}
     for path in paths:
@@ -231,7 +247,7 @@ def combine(paths: list[Path]) -> dict[str, Any]:
         records = data.pop("records")
         summary = data.pop("summary", None)
         if summary is None:  # a .partial.json: only records, scored again here
-            questions = {q["id"]: q for q in load_questions()}
+            questions = {q["id"]: q for q in load_questions(question_file)}
             scored = {
                 m: [_scored(Record(**r), questions[r["id"]]) for r in rs]
                 for m, rs in records.items()
@@ -337,12 +353,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-url", required=True, help="the model server's /v1 URL")
     parser.add_argument("--model", required=True, help="model name sent to the server")
     parser.add_argument("--api-key", default="none")
+    parser.add_argument(
+        "--questions",
+        type=Path,
+        default=QUESTIONS,
+        help="the question set (default: model_eval_questions.json; model_eval_heldout.json is "
+        "a second set, for checking that a change tuned on the first carries over)",
+    )
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
+    parser.add_argument("--only", default="", help="only these question ids (q02,q05)")
     parser.add_argument("--modes", default="lci,direct", help="lci, direct or both (lci,direct)")
     parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed sent; -1: none")
     parser.add_argument("--max-tokens", type=int, default=1024)
     parser.add_argument("--deadline", type=float, default=300.0, help="seconds per question")
     parser.add_argument("--python-blocks", choices=["auto", "on", "off"], default="auto")
+    parser.add_argument(
+        "--system-prompt", type=Path, help="a file whose text replaces lci's default system prompt"
+    )
     parser.add_argument("--name", default="model_eval", help="file name of the results")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument(
@@ -354,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         "one after the other) into one",
     )
     args = parser.parse_args(argv)
-    results = combine(args.combine) if args.combine else asyncio.run(evaluate(args))
+    results = combine(args.combine, args.questions) if args.combine else asyncio.run(evaluate(args))
     path = save(results, args.out_dir, args.name)
     print_table(results["summary"])
     print(f"saved {path} and {path.with_suffix('.png').name}", file=sys.stderr)

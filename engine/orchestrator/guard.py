@@ -10,7 +10,11 @@ again. The guard remembers every call of the conversation, so:
 * an error the conversation already had counts as a strike;
 * failed executions have a budget of their own.
 
-`max_repeats` strikes, or `max_failures` failed executions, force the final answer.
+`max_repeats` strikes, or `max_failures` failed executions, force the final answer. With
+`answer_after_repeat`, so does the first repeat of a successful call: the model already has that
+result, and a small model that is only told so goes on to wander (`7**77` again, then `7**78`).
+Repeats of failed calls are counted (`failed_repeats`) so the loop can ask such a round again
+rather than keep it (see `LoopOptions.retry_temperature`).
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ class Earlier:
 class LoopGuard:
     max_repeats: int
     max_failures: int
+    answer_after_repeat: bool = False
     _results: dict[str, tuple[str, bool]] = field(default_factory=dict)  # normalized -> result
     _order: list[str] = field(default_factory=list)
     _errors: set[str] = field(default_factory=set)
@@ -77,6 +82,7 @@ class LoopGuard:
     failures: int = 0
     reason: ForceReason | None = None
     last_output: str | None = None  # the most recent executed call's result
+    failed_repeats: int = 0  # refused repeats of calls that failed
 
     def earlier(self, code: str) -> Earlier | None:
         """The result of an earlier call this code repeats, if it does."""
@@ -86,9 +92,13 @@ class LoopGuard:
             return None
         return Earlier(result[0], result[1], last=bool(self._order) and self._order[-1] == key)
 
-    def refused(self) -> None:
-        """A repeat was not run."""
+    def refused(self, earlier: Earlier | None = None) -> None:
+        """A repeat (of the executed call `earlier`, if it was one) was not run."""
         self._strike()
+        if earlier is not None and earlier.failed:
+            self.failed_repeats += 1
+        elif earlier is not None and self.answer_after_repeat and self.reason is None:
+            self.reason = "repeats"
 
     def executed(self, code: str, output: str, execution: Execution) -> None:
         """Record an executed call and what it gave the model."""

@@ -75,6 +75,7 @@ class _State:
     usage: Usage = field(default_factory=Usage)
     figure: int = 0
     native_seen: bool = False  # the model made a native tool call in this conversation
+    retry: int = 0  # >0: this round asks again for one that only repeated failing code
     web_tools: tuple[str, ...] = ()  # the web tools offered in this run
     web: WebState = field(init=False)
 
@@ -123,7 +124,7 @@ class Orchestrator:
             options,
             _prepare(messages, options, web_tools),
             None if options.deadline_s is None else loop.time() + options.deadline_s,
-            LoopGuard(options.max_repeats, options.max_failures),
+            LoopGuard(options.max_repeats, options.max_failures, options.answer_after_repeat),
             web_tools=web_tools,
         )
         try:
@@ -164,11 +165,19 @@ class Orchestrator:
                 for event in self._final(state, rnd, calls, forced):
                     yield event
                 return
+            kept, failed_repeats = len(state.messages), state.guard.failed_repeats
             state.messages.append(rnd.assistant_message(calls))
             for call in calls:
                 async with aclosing(self._run_call(state, rnd, call)) as events:
                     async for event in events:
                         yield event
+            state.retry = 0
+            only_failed_repeats = state.guard.failed_repeats - failed_repeats == len(calls)
+            if only_failed_repeats and options.retry_temperature is not None:
+                # Nothing but failing code sent again: the round is asked anew, less greedily,
+                # without the repeat, which in the conversation only invites another.
+                del state.messages[kept:]
+                state.retry = state.guard.failed_repeats
 
     def _final(
         self, state: _State, rnd: Round, calls: list[ToolCall], forced: ForceReason | None
@@ -218,7 +227,7 @@ class Orchestrator:
                 messages=state.messages,
                 tools=[TOOL_DEFINITION, *(WEB_DEFINITIONS[name] for name in state.web_tools)],
                 tool_choice=state.options.tool_choice if first else "auto",
-                params=state.options.params,
+                params=_round_params(state),
             )
         for attempt in range(state.options.stream_retries + 1):
             try:
@@ -300,7 +309,7 @@ class Orchestrator:
         elif earlier is not None:
             text = repeated_call_text(earlier.output, failed=earlier.failed, last=earlier.last)
             status, output = "repeated", ToolOutput(text)
-            state.guard.refused()
+            state.guard.refused(earlier)
         else:
             status = "executed"
             execution = await self._execute(state, call.code)
@@ -342,6 +351,20 @@ class Orchestrator:
                 )
         except TimeoutError:
             raise _DeadlineExceeded from None
+
+
+def _round_params(state: _State) -> dict[str, Any]:
+    """The request's extra fields for a round that offers tools. A round asked again is sampled
+    at `retry_temperature` at least, and with another seed if the request gives one (the same
+    seed on the same conversation would give the same reply)."""
+    params, floor = state.options.params, state.options.retry_temperature
+    if not state.retry or floor is None:
+        return params
+    temperature = params.get("temperature")
+    retry = {**params, "temperature": max(temperature, floor) if temperature else floor}
+    if isinstance(params.get("seed"), int):
+        retry["seed"] = params["seed"] + state.retry
+    return retry
 
 
 def _prepare(

@@ -63,13 +63,26 @@ class LoopOptions(BaseModel):
         description="Retries of a round whose stream broke off before anything was shown.",
     )
     max_repeats: int = Field(
-        default=2,
+        default=3,
         ge=1,
         description="Strikes before a forced final answer: a call repeating an earlier one (not "
         "run again), a near-identical call, an error seen before.",
     )
     max_failures: int = Field(
         default=5, ge=1, description="Failed executions before a forced final answer."
+    )
+    answer_after_repeat: bool = Field(
+        default=True,
+        description="A call repeating an earlier successful one is not run and forces the final "
+        "answer at once (the model has the result; small models otherwise wander off).",
+    )
+    retry_temperature: float | None = Field(
+        default=0.7,
+        ge=0,
+        description="A round whose calls all repeat code that failed is asked again, without the "
+        "repeat in the conversation, at this temperature (or the request's, if higher): a "
+        "greedy model sends the same failing code however it is told. The repeat still counts "
+        "toward max_repeats. None: the refusal stays in the conversation.",
     )
     web_tools: list[Literal["web_search", "web_extractor"]] = Field(
         default_factory=list,

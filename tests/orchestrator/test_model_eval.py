@@ -14,9 +14,10 @@ from benchmarks import model_eval
 from tests.fake_llm import SSE, FakeLLM, Reply, dict_call, last_tool_text, stream
 
 
-def test_question_set_answers_are_what_their_code_computes() -> None:
-    questions = model_eval.load_questions()
-    assert len(questions) >= 30
+@pytest.mark.parametrize("name", ["model_eval_questions.json", "model_eval_heldout.json"])
+def test_question_set_answers_are_what_their_code_computes(name: str) -> None:
+    questions = model_eval.load_questions(model_eval.QUESTIONS.with_name(name))
+    assert len(questions) >= (30 if name == "model_eval_questions.json" else 12)
     assert len({q["id"] for q in questions}) == len(questions)
     for question in questions:
         scope: dict[str, Any] = {}
@@ -46,6 +47,20 @@ def test_scoring(kind: str, expected: Any, text: str, correct: bool) -> None:
     assert model_eval.is_correct(question, text) is correct
 
 
+@pytest.mark.parametrize(
+    ("text", "correct"),
+    [
+        ("58", True),
+        ("Sorted: 99, 71, 58, 42, 23, 17, 3. The third one is 58.", True),
+        ("The numbers were 42, 17, 99, 3, 58, 23 and 71.", False),
+        ("The third largest is 71.", False),
+    ],
+)
+def test_scoring_when_the_answer_is_one_of_the_question_numbers(text: str, correct: bool) -> None:
+    question = {"question": "Sort 42, 17, 99, 3, 58, 23, 71; the third largest?", "kind": "int"}
+    assert model_eval.is_correct({**question, "answer": "58"}, text) is correct
+
+
 def _answer_from_result(body: dict[str, Any]) -> SSE:
     return stream(text="The answer is " + last_tool_text(body).split("```")[1].strip() + ".")
 
@@ -59,8 +74,7 @@ def test_model_eval_runs_against_the_fake_model(llm: FakeLLM, tmp_path: Path) ->
         stream(text=dict_call("7**77")),
         Reply(_answer_from_result),
         stream(calls=["x = 1"]),
-        stream(calls=["x = 1"]),
-        stream(calls=["x = 1"]),
+        stream(calls=["x = 1"]),  # a repeat of a call that worked forces the answer
         stream(text=""),  # the forced final round, and still no answer
         # without lci
         stream(text="123**21 is about 7.7e43."),
@@ -96,4 +110,10 @@ def test_model_eval_runs_against_the_fake_model(llm: FakeLLM, tmp_path: Path) ->
     records = {r["id"]: r for r in data["records"]["lci"]}
     assert records[q1["id"]]["correct"] and records[q2["id"]]["calls"] == 1
     assert records[q3["id"]]["loop"] and not records[q3["id"]]["correct"]
-    assert [r["body"]["temperature"] for r in map(vars, llm.requests)] == [0.0] * 11
+    assert [r["body"]["temperature"] for r in map(vars, llm.requests)] == [0.0] * 10
+    steps = records[q3["id"]]["steps"]  # what the model ran, kept for reading a wrong answer
+    assert [(s["code"], s["status"]) for s in steps] == [
+        ("x = 1", "executed"),
+        ("x = 1", "repeated"),
+    ]
+    assert records[q1["id"]]["steps"][0]["output"].startswith("execute_result:")

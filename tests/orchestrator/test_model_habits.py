@@ -44,7 +44,7 @@ async def test_forced_final_round_has_no_tools_and_an_answer(
         stream(calls=[POWER]),
         stream(calls=[Call(arguments='{"code": "7**7')], finish="length", expect=_no_tools),
     )
-    events = await run_loop(orchestrator, max_repeats=2)
+    events = await run_loop(orchestrator, max_repeats=2, answer_after_repeat=False)
     llm.check()
     final = events[-1]
     assert final.type == "final" and final.forced == "repeats" and final.fallback
@@ -76,7 +76,7 @@ async def test_alternating_repeats_are_a_loop(llm: FakeLLM, orchestrator: Orches
         stream(calls=["datetime.date(2024, 3, 1).strftime('%A')"]),
         stream(text="Friday", expect=lambda body: [_no_tools(body), _told_earlier(False)(body)]),
     )
-    events = await run_loop(orchestrator)
+    events = await run_loop(orchestrator, max_repeats=2, answer_after_repeat=False)
     llm.check()
     final = events[-1]
     assert final.text == "Friday" and final.forced == "repeats"
@@ -116,7 +116,7 @@ async def test_same_error_again_and_again_ends_the_loop(
         stream(calls=["y = 2\n1/0"]),
         stream(text="It cannot be divided by zero.", expect=_no_tools),
     )
-    events = await run_loop(orchestrator)
+    events = await run_loop(orchestrator, max_repeats=2)
     llm.check()
     assert events[-1].forced == "repeats" and events[-1].executions == 4
 
