@@ -158,9 +158,16 @@ def _note(execution: Execution) -> str:
     if execution.outcome is Outcome.CRASHED:
         reason = execution.error.value if execution.error else "the sandbox exited"
         return f"The interpreter crashed ({reason}). {lost}"
+    notes = []
     if not execution.state_preserved:
-        return f"Note: before this code ran, the session had to be started anew. {lost}"
-    return ""
+        notes.append(f"Note: before this code ran, the session had to be started anew. {lost}")
+    if execution.outcome is Outcome.ERROR:
+        # A small model shown only the traceback sends the same code again far more often.
+        notes.append(FAILED_NOTE)
+    return "\n\n".join(notes)
+
+
+FAILED_NOTE = "The code failed: correct it and call the tool again with the corrected code."
 
 
 def image_mime(data: dict[str, str]) -> str | None:

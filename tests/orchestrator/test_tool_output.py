@@ -43,6 +43,7 @@ def test_qwen_agent_format() -> None:
     )
     assert text_of(ex) == (
         "stdout:\n\n```\nhi\n```\n\nerror:\n\n```\nZeroDivisionError: division by zero\n```"
+        "\n\nThe code failed: correct it and call the tool again with the corrected code."
     )
 
 
