@@ -2,7 +2,8 @@
 
 Arguments are read leniently, because small models and some servers produce almost-JSON: literal
 newlines inside strings, a JSON string holding the JSON object, a truncated closing brace, or plain
-code instead of an object (Qwen-Agent falls back the same way).
+code instead of an object (Qwen-Agent falls back the same way). The closing brackets at the end of
+the code are mended when the call's JSON braces bled into them (`brackets`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.orchestrator.brackets import mend_closing_brackets
 from engine.orchestrator.tool import TOOL_NAME
 
 _FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
@@ -41,6 +43,9 @@ class ToolCall:
         call = cls(call_id, name or TOOL_NAME, raw)
         if call.name == TOOL_NAME:
             call.code, call.problem = read_code(arguments)
+        if call.code is not None and (mended := mend_closing_brackets(call.code)) != call.code:
+            # What ran is what the conversation records, so the model does not copy the slip.
+            call.code, call.arguments = mended, json.dumps({"code": mended})
         return call
 
     def as_message_entry(self) -> dict[str, Any]:

@@ -141,9 +141,11 @@ def _note(execution: Execution) -> str:
         "calls are lost (files in the working directory are kept). Re-create what you need."
     )
     # Small models run too slow code again unchanged (naive recursion for fib(90)) unless told.
+    # Worded as what to do next: advice phrased for nobody in particular came back as the answer
+    # ("the code is too slow, consider using a loop").
     slow = (
-        "The code is too slow for this limit: do not run it again as it is, use a faster method "
-        "(for example a loop instead of recursion, or a library function)."
+        "The code is too slow for this limit: write faster code (for example a loop instead of "
+        "recursion, or a library function) and call the tool again with it."
     )
     if execution.outcome is Outcome.INTERRUPTED:
         return (

@@ -97,8 +97,8 @@ def test_timeout_notes() -> None:
     assert text_of(interrupted).endswith(
         "Timeout: Code execution exceeded the time limit of 3 s and was interrupted. "
         "Variables defined before the interruption are kept. The code is too slow for this "
-        "limit: do not run it again as it is, use a faster method (for example a loop instead "
-        "of recursion, or a library function)."
+        "limit: write faster code (for example a loop instead of recursion, or a library "
+        "function) and call the tool again with it."
     )
     killed = execution(
         outcome=Outcome.KILLED,
