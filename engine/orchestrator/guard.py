@@ -5,7 +5,8 @@ code they ran three rounds ago, wander (`7**77`, then `7**86`), or hit the same 
 again. The guard remembers every call of the conversation, so:
 
 * a call whose code matches an earlier executed call (whitespace, comments and a `print(...)`
-  around a lone expression aside) is not run again: the model gets the earlier result;
+  around a lone expression aside) is not run again: the model gets the earlier result (unless
+  that call failed and other code ran since, which may have made it work);
 * a call nearly identical to an earlier successful one still runs, but counts as a strike;
 * an error the conversation already had counts as a strike;
 * failed executions have a budget of their own.
@@ -85,12 +86,16 @@ class LoopGuard:
     failed_repeats: int = 0  # refused repeats of calls that failed
 
     def earlier(self, code: str) -> Earlier | None:
-        """The result of an earlier call this code repeats, if it does."""
+        """The result of an earlier call this code repeats, if it does. Code that failed before
+        other code ran is no repeat: it may work now (`print(math.pi)` after `import math`)."""
         key = normalize(code)
         result = self._results.get(key)
         if result is None:
             return None
-        return Earlier(result[0], result[1], last=bool(self._order) and self._order[-1] == key)
+        last = bool(self._order) and self._order[-1] == key
+        if result[1] and not last:
+            return None
+        return Earlier(result[0], result[1], last=last)
 
     def refused(self, earlier: Earlier | None = None) -> None:
         """A repeat (of the executed call `earlier`, if it was one) was not run."""

@@ -106,6 +106,24 @@ async def test_repeat_of_an_older_call_is_refused(llm: FakeLLM, orchestrator: Or
     assert events[-1].executions == 2
 
 
+async def test_code_that_failed_runs_again_once_other_code_ran(
+    llm: FakeLLM, orchestrator: Orchestrator
+) -> None:
+    # It failed for want of an import the model made next; refusing it as a repeat told the
+    # model it would fail again, which was no longer true.
+    llm.script(
+        stream(calls=["print(math.factorial(5))"]),
+        stream(calls=["import math"]),
+        stream(calls=["print(math.factorial(5))"]),
+        stream(text="120"),
+    )
+    events = await run_loop(orchestrator)
+    llm.check()
+    results = of_type(events, "execution_result")
+    assert [r.status for r in results] == ["executed", "executed", "executed"]
+    assert results[-1].output == "stdout:\n\n```\n120\n```"
+
+
 async def test_same_error_again_and_again_ends_the_loop(
     llm: FakeLLM, orchestrator: Orchestrator
 ) -> None:
