@@ -6,7 +6,7 @@ again. The guard remembers every call of the conversation, so:
 
 * a call whose code matches an earlier executed call (whitespace, comments and a `print(...)`
   around a lone expression aside) is not run again: the model gets the earlier result (unless
-  that call failed and other code ran since, which may have made it work);
+  that call failed and other code worked since, which may have fixed it);
 * a call nearly identical to an earlier successful one still runs, but counts as a strike;
 * an error the conversation already had counts as a strike;
 * failed executions have a budget of their own.
@@ -78,6 +78,8 @@ class LoopGuard:
     answer_after_repeat: bool = False
     _results: dict[str, tuple[str, bool]] = field(default_factory=dict)  # normalized -> result
     _order: list[str] = field(default_factory=list)
+    _ran_at: dict[str, int] = field(default_factory=dict)  # normalized -> its last place in _order
+    _last_success: int = -1  # the place in _order of the last call that worked
     _errors: set[str] = field(default_factory=set)
     strikes: int = 0
     failures: int = 0
@@ -87,15 +89,15 @@ class LoopGuard:
 
     def earlier(self, code: str) -> Earlier | None:
         """The result of an earlier call this code repeats, if it does. Code that failed before
-        other code ran is no repeat: it may work now (`print(math.pi)` after `import math`)."""
+        other code ran successfully is no repeat: it may work now (`print(math.pi)` after
+        `import math`)."""
         key = normalize(code)
         result = self._results.get(key)
         if result is None:
             return None
-        last = bool(self._order) and self._order[-1] == key
-        if result[1] and not last:
+        if result[1] and self._last_success > self._ran_at[key]:
             return None
-        return Earlier(result[0], result[1], last=last)
+        return Earlier(result[0], result[1], last=bool(self._order) and self._order[-1] == key)
 
     def refused(self, earlier: Earlier | None = None) -> None:
         """A repeat (of the executed call `earlier`, if it was one) was not run."""
@@ -121,6 +123,9 @@ class LoopGuard:
             if self.failures >= self.max_failures and self.reason is None:
                 self.reason = "errors"
         self._results[key] = (output, failed)
+        self._ran_at[key] = len(self._order)
+        if not failed:
+            self._last_success = len(self._order)
         self._order.append(key)
         self.last_output = output
 

@@ -106,7 +106,7 @@ async def test_repeat_of_an_older_call_is_refused(llm: FakeLLM, orchestrator: Or
     assert events[-1].executions == 2
 
 
-async def test_code_that_failed_runs_again_once_other_code_ran(
+async def test_code_that_failed_runs_again_once_other_code_worked(
     llm: FakeLLM, orchestrator: Orchestrator
 ) -> None:
     # It failed for want of an import the model made next; refusing it as a repeat told the
@@ -122,6 +122,22 @@ async def test_code_that_failed_runs_again_once_other_code_ran(
     results = of_type(events, "execution_result")
     assert [r.status for r in results] == ["executed", "executed", "executed"]
     assert results[-1].output == "stdout:\n\n```\n120\n```"
+
+
+async def test_failing_code_in_between_does_not_make_a_repeat_new(
+    llm: FakeLLM, orchestrator: Orchestrator
+) -> None:
+    # A, B, A with both failing: nothing that worked ran in between, so A would fail again.
+    llm.script(
+        stream(calls=["print(undefined_a)"]),
+        stream(calls=["print(undefined_b)"]),
+        stream(calls=["print(undefined_a)"]),
+        stream(text="cannot"),
+    )
+    events = await run_loop(orchestrator, retry_temperature=None)
+    llm.check()
+    statuses = [r.status for r in of_type(events, "execution_result")]
+    assert statuses == ["executed", "executed", "repeated"]
 
 
 async def test_same_error_again_and_again_ends_the_loop(
