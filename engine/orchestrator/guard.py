@@ -77,9 +77,9 @@ class LoopGuard:
     max_failures: int
     answer_after_repeat: bool = False
     _results: dict[str, tuple[str, bool]] = field(default_factory=dict)  # normalized -> result
-    _order: list[str] = field(default_factory=list)
-    _ran_at: dict[str, int] = field(default_factory=dict)  # normalized -> its last place in _order
-    _last_success: int = -1  # the place in _order of the last call that worked
+    _ran_at: dict[str, int] = field(default_factory=dict)  # normalized -> when it last ran
+    _executed: int = 0  # executed calls so far (the clock of _ran_at)
+    _last_success: int = -1  # when the last call that worked ran
     _errors: set[str] = field(default_factory=set)
     strikes: int = 0
     failures: int = 0
@@ -97,7 +97,7 @@ class LoopGuard:
             return None
         if result[1] and self._last_success > self._ran_at[key]:
             return None
-        return Earlier(result[0], result[1], last=bool(self._order) and self._order[-1] == key)
+        return Earlier(result[0], result[1], last=self._ran_at[key] == self._executed - 1)
 
     def refused(self, earlier: Earlier | None = None) -> None:
         """A repeat (of the executed call `earlier`, if it was one) was not run."""
@@ -123,10 +123,10 @@ class LoopGuard:
             if self.failures >= self.max_failures and self.reason is None:
                 self.reason = "errors"
         self._results[key] = (output, failed)
-        self._ran_at[key] = len(self._order)
+        self._ran_at[key] = self._executed
         if not failed:
-            self._last_success = len(self._order)
-        self._order.append(key)
+            self._last_success = self._executed
+        self._executed += 1
         self.last_output = output
 
     def _near_earlier_success(self, key: str) -> bool:

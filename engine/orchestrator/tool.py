@@ -49,6 +49,10 @@ DEFAULT_SYSTEM_PROMPT = (
     "the final answer in plain text."
 )
 
+# Ends the result of code that raised: a small model shown only the traceback sends the same code
+# again far more often.
+FAILED_NOTE = "The code failed: correct it and call the tool again with the corrected code."
+
 ImageMode = Literal["placeholder", "parts"]
 _IMAGE_TYPES = ("image/png", "image/jpeg")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -164,12 +168,8 @@ def _note(execution: Execution) -> str:
     if not execution.state_preserved:
         notes.append(f"Note: before this code ran, the session had to be started anew. {lost}")
     if execution.outcome is Outcome.ERROR:
-        # A small model shown only the traceback sends the same code again far more often.
         notes.append(FAILED_NOTE)
     return "\n\n".join(notes)
-
-
-FAILED_NOTE = "The code failed: correct it and call the tool again with the corrected code."
 
 
 def image_mime(data: dict[str, str]) -> str | None:
