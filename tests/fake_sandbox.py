@@ -6,6 +6,7 @@ The cell's code selects the behaviour:
     "hang"            never answers; an interrupt ends it with KeyboardInterrupt
     "hang-hard"       never answers, ignores interrupts (the ladder must kill it)
     "crash"           the sandbox exits with status 3
+    "junk"            garbage on the frame channel (a protocol violation: the sandbox is killed)
     "print:<text>"    writes <text> to stdout, then answers
     anything else     answers at once with the code itself as the displayed value
 """
@@ -40,6 +41,9 @@ class FakeSandbox(Sandbox):
             return
         if code == "crash":
             self._exited(ExitInfo(3))
+            return
+        if code == "junk":
+            self._frames_received(b"\xff" * 64)
             return
         if code.startswith("print:"):
             self._stream_received("stdout", code[len("print:") :].encode())
@@ -76,14 +80,15 @@ def _frame(message: dict[str, Any]) -> bytes:
 
 
 class FakeHost(SessionHost):
-    def __init__(self) -> None:
+    def __init__(self, sandbox: type[FakeSandbox] = FakeSandbox) -> None:
+        self._sandbox = sandbox
         self.isolation = Isolation(notes=["fake sandbox: no isolation at all"])
         self.sandbox_workdir = "/fake"
         self.spawned: list[FakeSandbox] = []
         self.files: dict[str, bytes] = {}
 
     async def spawn(self) -> Sandbox:
-        sandbox = FakeSandbox()
+        sandbox = self._sandbox()
         await sandbox.wait_ready(timeout=5)
         self.spawned.append(sandbox)
         return sandbox

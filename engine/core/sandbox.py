@@ -81,6 +81,9 @@ class Sandbox(abc.ABC):
         self._exit: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
         self._startup_log = bytearray()
         self._killing = False
+        # The one termination of this sandbox, once started (by `kill`, or by a protocol
+        # violation): its process tree may outlive the exit the agent's death reports.
+        self._terminating: asyncio.Task[None] | None = None
         self._protocol_error: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._parsing = False  # a big frame is being parsed off the loop
@@ -144,10 +147,20 @@ class Sandbox(abc.ABC):
         return milestone.result()
 
     async def kill(self) -> ExitInfo:
+        """Destroy the sandbox; returns once its exit is known and its termination complete, so
+        a replacement started next (in the same cgroup, on the same workdir) is not swept with it.
+        A termination already under way (a protocol violation started one) is waited for: the
+        agent's death is reported before its sweep has finished."""
         self._killing = True
         if not self._exit.done():
-            await self._terminate()
+            self._start_terminating()
+        if self._terminating is not None:
+            await asyncio.shield(self._terminating)
         return await asyncio.shield(self._exit)
+
+    def _start_terminating(self) -> None:
+        if self._terminating is None:
+            self._terminating = asyncio.get_running_loop().create_task(self._terminate())
 
     async def wait(self) -> ExitInfo:
         return await asyncio.shield(self._exit)
@@ -247,7 +260,7 @@ class Sandbox(abc.ABC):
 
     def _protocol_violation(self, detail: str) -> None:
         self._protocol_error = detail
-        self._background(self._terminate())
+        self._start_terminating()
 
     def _exited(self, info: ExitInfo) -> None:
         if self._exit.done():

@@ -8,14 +8,16 @@ import hashlib
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from engine.core.backends.subprocess.cgroups import Cgroup
 from engine.core.session import Session
 from engine.models import BackendName, Outcome
-from tests.conftest import TEST_LIMITS
+from tests.conftest import TEST_LIMITS, SessionFactory
 
 AGENT_KERNEL = Path(__file__).parents[2] / "engine" / "agent" / "kernel.py"
 
@@ -295,9 +297,37 @@ async def test_forged_frames_and_junk_on_stdout_are_just_text(session: Session) 
     assert '"type": "done"' in result.stdout and "\ufffd" in result.stdout
 
 
+JUNK_ON_EVERY_FD = "import os\nfor fd in range(3, 64):\n    try:\n        os.write(fd, b'\\xff' * 64)\n    except OSError:\n        pass"
+
+
 async def test_junk_written_to_every_fd_is_survived(session: Session) -> None:
-    code = "import os\nfor fd in range(3, 64):\n    try:\n        os.write(fd, b'\\xff' * 64)\n    except OSError:\n        pass"
-    result = await session.execute(code)
+    result = await session.execute(JUNK_ON_EVERY_FD)
     # Garbage on the protocol channel is a broken sandbox: reported as a crash, then replaced.
     assert result.outcome in (Outcome.COMPLETED, Outcome.CRASHED)
     await assert_recovers(session)
+
+
+async def test_a_broken_sandbox_is_swept_before_its_replacement_starts(
+    make_session: SessionFactory, backend: BackendName, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A protocol violation kills the sandbox at once; its agent's death is reported while the
+    # sweep of its cgroup still runs (on a loaded host, for a while). The replacement joins the
+    # same cgroup, so it must not start before that sweep has ended, or the sweep kills it.
+    if backend is not BackendName.SUBPROCESS:
+        pytest.skip("the cgroup sweep is the subprocess backend's")
+    session = await make_session()
+    if session.info().isolation.memory_limit != "exact":
+        pytest.skip("no cgroup here (they need root)")
+    sweep = Cgroup.kill_all
+
+    def late_sweep(group: Cgroup) -> None:
+        time.sleep(0.5)  # what a loaded host does to the sweeping thread
+        sweep(group)
+
+    monkeypatch.setattr(Cgroup, "kill_all", late_sweep)
+    result = await session.execute(JUNK_ON_EVERY_FD)
+    assert result.outcome is Outcome.CRASHED, result
+    await assert_recovers(session)
+    await asyncio.sleep(1)  # any sweep still under way has ended by now
+    await assert_recovers(session)
+    assert session.info().restarts == 1

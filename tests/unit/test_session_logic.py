@@ -6,10 +6,11 @@ import asyncio
 
 import pytest
 
+from engine.core.sandbox import Sandbox
 from engine.core.session import Session
 from engine.errors import SessionBusy, SessionClosed
 from engine.models import BackendName, Limits, Outcome, SessionState
-from tests.fake_sandbox import FakeHost
+from tests.fake_sandbox import FakeHost, FakeSandbox
 
 
 @pytest.fixture
@@ -81,4 +82,37 @@ async def test_cancel_runs_the_ladder(fake: tuple[Session, FakeHost]) -> None:
     with pytest.raises(asyncio.CancelledError):
         await running
     assert host.spawned[0].interrupts == 1 and len(host.spawned) == 2
+    assert (await session.execute("x")).outcome is Outcome.COMPLETED
+
+
+class _LateSweep(FakeSandbox):
+    """Its death is reported at once, the sweep of what it left ends later (as a cgroup's)."""
+
+    swept = False
+
+    async def _terminate(self) -> None:
+        await super()._terminate()
+        await asyncio.sleep(0.2)
+        self.swept = True
+
+
+class _SweepWatchingHost(FakeHost):
+    def __init__(self) -> None:
+        super().__init__(_LateSweep)
+        self.unswept_at_spawn: list[int] = []
+
+    async def spawn(self) -> Sandbox:
+        self.unswept_at_spawn.append(sum(not s.swept for s in self.spawned))
+        return await super().spawn()
+
+
+async def test_a_replacement_starts_after_the_sweep_of_the_sandbox_it_replaces() -> None:
+    # A protocol violation starts the kill itself; the session's kill waits for that one.
+    host = _SweepWatchingHost()
+    session = Session("s1", BackendName.SUBPROCESS, host, Limits(timeout_s=5), 0.1)
+    await session.start()
+    result = await session.execute("junk")
+    assert result.outcome is Outcome.CRASHED and result.error is not None
+    assert "protocol" in result.error.value
+    assert host.unswept_at_spawn == [0, 0] and len(host.spawned) == 2
     assert (await session.execute("x")).outcome is Outcome.COMPLETED
