@@ -301,7 +301,8 @@ class SessionHost(abc.ABC):
 
     async def storage_lost(self) -> str | None:
         """Why the session's working directory is gone, if it is (None while it is there).
-        Asked before a sandbox is replaced and when a file operation fails."""
+        Asked before a sandbox is replaced, again once the replacement runs (it may have gone
+        meanwhile), and when a file operation fails."""
         return None
 
     @abc.abstractmethod

@@ -192,6 +192,15 @@ class Session(ChunkedFiles):
             self._lose(reason)
         self.restarts += 1
         await self._replace_sandbox()
+        # Asked again once the new sandbox holds the workdir, which may have gone while it started
+        # (a docker keeper stops a moment after the daemon connection it hangs on broke).
+        try:
+            if reason := await self._host.storage_lost():
+                self._lose(reason)
+        except BaseException:  # not known to have the files: it must run no cell
+            assert self._sandbox is not None
+            await asyncio.shield(self._sandbox.kill())
+            raise
         self.state = SessionState.IDLE
 
     async def _execute(

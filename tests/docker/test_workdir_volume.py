@@ -13,7 +13,9 @@ from collections.abc import Iterator
 import docker
 import pytest
 
+from engine.core.backends.docker.host import DockerHost
 from engine.core.manager import SessionManager
+from engine.core.sandbox import Sandbox
 from engine.core.session import Session
 from engine.errors import FileAccessError, FileNotFound, SandboxStartError, SessionLost
 from engine.models import BackendName, Outcome, SessionSpec
@@ -96,6 +98,29 @@ async def test_a_session_whose_files_are_gone_says_it_is_lost(
     assert containers_of(docker_client, docker_session) == []
     assert keepers_of(docker_client, docker_session) == []
     assert docker_client.volumes.list(filters={"name": volume}) == []
+
+
+async def test_files_gone_while_a_sandbox_is_replaced_are_noticed(
+    docker_session: Session, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The keeper may stop after the check made before a replacement starts (after a daemon
+    # outage it stops a moment after the connection it hangs on broke): the replacement then
+    # mounts an empty volume. The session must say it is lost, not run cells without its files.
+    await docker_session.write_file("kept.txt", b"kept")
+    [keeper] = keepers_of(docker_client, docker_session)
+    spawn = DockerHost.spawn
+
+    async def spawn_once_the_keeper_stopped(host: DockerHost) -> Sandbox:
+        await asyncio.to_thread(keeper.kill)
+        await asyncio.to_thread(keeper.wait, timeout=30)
+        return await spawn(host)
+
+    monkeypatch.setattr(DockerHost, "spawn", spawn_once_the_keeper_stopped)
+    killed = await docker_session.execute(UNSTOPPABLE, timeout_s=0.5)  # replaced: the race
+    assert killed.outcome is Outcome.KILLED
+    with pytest.raises(SessionLost, match="working directory is gone"):
+        await docker_session.execute("open('kept.txt').read()")
+    assert containers_of(docker_client, docker_session) == []  # the replacement is not kept
 
 
 async def test_the_disk_limit_is_exact(docker_session: Session) -> None:

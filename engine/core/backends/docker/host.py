@@ -68,7 +68,9 @@ class Workdir:
 
     async def lost(self) -> str | None:
         """Why the files are gone, if they are: the keeper stopped, so its tmpfs went with it (a
-        daemon restart stops every container; `docker kill` of the keeper does the same)."""
+        daemon restart stops every container; `docker kill` of the keeper does the same). A
+        keeper still running after a new sandbox mounted the volume has held it all along, so
+        the new sandbox has the files: the session asks then too (see `Session._recover`)."""
         keeper = self._keeper
         if keeper is None or not keeper.done() or keeper.cancelled() or keeper.exception():
             return None  # still starting, or never started (that failure was reported then)
