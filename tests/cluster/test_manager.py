@@ -95,16 +95,18 @@ async def test_a_docker_session_runs_on_a_node(local_cluster: LocalCluster) -> N
     when the session is closed."""
     require_docker(Settings())
     client = docker.from_env(timeout=30)
-    manager = ClusterSessionManager(settings(local_cluster))
-    session = await manager.create(SessionSpec(backend=BackendName.DOCKER, limits=LIMITS))
     try:
-        assert session.info().node_id in {local_cluster.head_id, local_cluster.worker_id}
-        execution = await session.execute("import socket; y = 6; y * 7")
-        assert execution.result_text == "42"
-        mine = {"label": f"lci.session={session.id}"}
-        assert client.containers.list(all=True, filters=mine)
-        assert (await session.execute("y")).result_text == "6"
+        manager = ClusterSessionManager(settings(local_cluster))
+        session = await manager.create(SessionSpec(backend=BackendName.DOCKER, limits=LIMITS))
+        try:
+            assert session.info().node_id in {local_cluster.head_id, local_cluster.worker_id}
+            execution = await session.execute("import socket; y = 6; y * 7")
+            assert execution.result_text == "42"
+            mine = {"label": f"lci.session={session.id}"}
+            assert client.containers.list(all=True, filters=mine)
+            assert (await session.execute("y")).result_text == "6"
+        finally:
+            await manager.close(session.id)
+        assert client.containers.list(all=True, filters=mine) == []
     finally:
-        await manager.close(session.id)
-    assert client.containers.list(all=True, filters=mine) == []
-    client.close()
+        client.close()

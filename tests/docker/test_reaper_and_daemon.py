@@ -144,11 +144,9 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.write_eof()
 
 
-# While the daemon is down, docker-py leaks the socket of each failed connect (docker/docker-py#3356,
-# unfixed in 7.1): harmless, but pytest would report it against whichever test collects it.
-@pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
-)
+# While the daemon is down, every call fails to connect; none may leave a socket open (docker-py
+# leaks those, docker/docker-py#3356: the engine closes them). Garbage is collected before the test
+# ends, so a socket left open would be reported against this test, not a later one.
 @pytest.mark.usefixtures("collect_garbage")
 async def test_daemon_dying_mid_session_is_a_specific_error(
     docker_settings: Settings,

@@ -23,7 +23,9 @@ from typing import Any, TypeVar
 import docker
 import docker.errors
 import requests.exceptions
+from docker.transport.unixconn import UnixHTTPConnection
 
+from engine.core.backends.docker.leaks import close_leaked_sockets
 from engine.errors import BackendUnavailable, ImageNotFound, LCIError, SandboxError
 
 T = TypeVar("T")
@@ -35,8 +37,16 @@ _BUILD_HINT = "build it with `lci image build`"
 DAEMON_RETRY_S = 5.0
 
 
+# docker-py's unix transport does not close the socket of a connect that fails (the daemon is gone
+# or restarting; docker/docker-py#3356): it stays open while the failure's traceback lives, then
+# warns wherever the garbage collector happens to run. The engine closes it.
+_UNIX_CONNECT = UnixHTTPConnection.connect.__code__
+
+
 def translate(exc: Exception, what: str) -> LCIError:
-    """The engine error for a failure of the Docker SDK while doing `what`."""
+    """The engine error for a failure of the Docker SDK while doing `what` (and the socket the
+    SDK leaked in it, if any, closed)."""
+    close_leaked_sockets(exc, _UNIX_CONNECT)
     if isinstance(exc, docker.errors.ImageNotFound):
         return ImageNotFound(f"{what}: image not found ({exc.explanation}); {_BUILD_HINT}")
     if isinstance(exc, docker.errors.APIError):
@@ -111,6 +121,7 @@ class DockerAPI:
         try:
             self._client = docker.from_env(timeout=int(timeout_s), max_pool_size=32)
         except docker.errors.DockerException as exc:
+            close_leaked_sockets(exc, _UNIX_CONNECT)
             raise BackendUnavailable(
                 f"no Docker daemon is reachable ({exc}); start dockerd, set DOCKER_HOST, "
                 "or use the subprocess backend"

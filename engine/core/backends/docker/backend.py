@@ -8,6 +8,7 @@ that this backend fills once, through the archive API, and mounts read-only. The
 is a tmpfs volume held by a keeper container (see `host.py`).
 
     api.py      the Docker SDK, and the translation of its errors (the only module importing docker)
+    leaks.py    closes the sockets a failed SDK call left open (docker-py leaks them)
     spec.py     the hardened container configuration, labels, isolation report
     sandbox.py  one container as a Sandbox (attach stream, interrupt, kill, exit)
     host.py     a session's workdir volume, its keeper, and container factory (SessionHost)
