@@ -20,7 +20,7 @@ _CLOSERS = ")]}"
 def mend_closing_brackets(code: str) -> str:
     """`code`, or `code` with the run of closing brackets at its end replaced by the closers its
     open brackets need, if only that makes it compile."""
-    if _compiles(code) is not False:
+    if compiles(code) is not False:
         return code
     body = code.rstrip()
     stem = body.rstrip(_CLOSERS)
@@ -29,7 +29,7 @@ def mend_closing_brackets(code: str) -> str:
     if not tail or needed is None or not _one_slip_apart(tail, needed):
         return code
     mended = stem + needed + code[len(body) :]
-    return mended if _compiles(mended) else code
+    return mended if compiles(mended) else code
 
 
 def _one_slip_apart(written: str, needed: str) -> bool:
@@ -43,7 +43,7 @@ def _one_slip_apart(written: str, needed: str) -> bool:
     return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
 
 
-def _compiles(code: str) -> bool | None:
+def compiles(code: str) -> bool | None:
     """Whether `code` compiles; None when that cannot be told (too large, too deep)."""
     try:
         compile(code, "<call>", "exec", dont_inherit=True)

@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.orchestrator.brackets import mend_closing_brackets
+from engine.orchestrator.brackets import compiles, mend_closing_brackets
 from engine.orchestrator.tool import TOOL_NAME
 
 _FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
@@ -36,6 +36,7 @@ class ToolCall:
     arguments: str
     code: str | None = None
     problem: str | None = None
+    cut_off: bool = False  # cut off by the model server's token limit before its code was whole
 
     @classmethod
     def parse(cls, call_id: str, name: str, arguments: str | dict[str, Any]) -> ToolCall:
@@ -47,6 +48,13 @@ class ToolCall:
             # What ran is what the conversation records, so the model does not copy the slip.
             call.code, call.arguments = mended, json.dumps({"code": mended})
         return call
+
+    def end_of_cut_reply(self) -> None:
+        """This call ends a reply the model server cut at its token limit. Its arguments are read
+        leniently, so a call missing only its closing `"}` still runs; one whose code does not
+        compile (or cannot be read) was cut inside the code and must not run as if whole."""
+        if self.name == TOOL_NAME and (self.code is None or compiles(self.code) is False):
+            self.cut_off = True
 
     def as_message_entry(self) -> dict[str, Any]:
         """The entry of the assistant message's `tool_calls` list that records this call."""

@@ -9,7 +9,9 @@ again. The guard remembers every call of the conversation, so:
   that call failed and other code worked since, which may have fixed it);
 * a call nearly identical to an earlier successful one still runs, but counts as a strike;
 * an error the conversation already had counts as a strike;
-* failed executions have a budget of their own.
+* failed executions have a budget of their own;
+* a call the model server cut off inside its code (at its token limit) is not run, and counts as
+  a strike.
 
 `max_repeats` strikes, or `max_failures` failed executions, force the final answer. With
 `answer_after_repeat`, so does the first repeat of a successful call: the model already has that
@@ -98,6 +100,11 @@ class LoopGuard:
         if result[1] and self._last_success > self._ran_at[key]:
             return None
         return Earlier(result[0], result[1], last=self._ran_at[key] == self._executed - 1)
+
+    @property
+    def nothing_worked(self) -> bool:
+        """Code ran, and every execution failed."""
+        return self._executed > 0 and self._last_success < 0
 
     def refused(self, earlier: Earlier | None = None) -> None:
         """A repeat (of the executed call `earlier`, if it was one) was not run."""

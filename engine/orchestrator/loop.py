@@ -41,7 +41,9 @@ from engine.orchestrator.options import LoopOptions
 from engine.orchestrator.round import Round
 from engine.orchestrator.textcalls import TextScanner
 from engine.orchestrator.tool import (
+    CUT_OFF_TEXT,
     FINAL_INSTRUCTION,
+    NOTHING_WORKED_INSTRUCTION,
     TOOL_DEFINITION,
     ToolOutput,
     fallback_answer,
@@ -75,7 +77,8 @@ class _State:
     usage: Usage = field(default_factory=Usage)
     figure: int = 0
     native_seen: bool = False  # the model made a native tool call in this conversation
-    retry: int = 0  # >0: this round asks again for one that only repeated failing code
+    retry: int = 0  # >0: this round asks again for one whose every call was refused
+    reasked: int = 0  # rounds asked again so far (the seed offset of the next)
     web_tools: tuple[str, ...] = ()  # the web tools offered in this run
     web: WebState = field(init=False)
 
@@ -160,6 +163,8 @@ class Orchestrator:
                 state.usage += rnd.usage
                 yield UsageEvent(round=rnd.number, usage=rnd.usage, total=state.usage)
             calls = rnd.calls()
+            if calls and rnd.finish_reason == "length":
+                calls[-1].end_of_cut_reply()
             state.native_seen = state.native_seen or bool(rnd.native)
             if not calls or last or forced:
                 for event in self._final(state, rnd, calls, forced):
@@ -172,12 +177,14 @@ class Orchestrator:
                     async for event in events:
                         yield event
             state.retry = 0
-            only_failed_repeats = state.guard.failed_repeats - failed_repeats == len(calls)
-            if only_failed_repeats and options.retry_temperature is not None:
-                # Nothing but failing code sent again: the round is asked anew, less greedily,
-                # without the repeat, which in the conversation only invites another.
+            refused = state.guard.failed_repeats - failed_repeats + sum(c.cut_off for c in calls)
+            if refused == len(calls) and options.retry_temperature is not None:
+                # Nothing but failing code sent again, or code cut off by the token limit: the
+                # round is asked anew, less greedily, without it, as in the conversation it only
+                # invites the same again.
                 del state.messages[kept:]
-                state.retry = state.guard.failed_repeats
+                state.reasked += 1
+                state.retry = state.reasked
 
     def _final(
         self, state: _State, rnd: Round, calls: list[ToolCall], forced: ForceReason | None
@@ -216,7 +223,8 @@ class Orchestrator:
         self, state: _State, rnd: Round, final_call: bool
     ) -> AsyncGenerator[Event, None]:
         if final_call:  # no tools, and an explicit request for the answer
-            messages = [*state.messages, {"role": "user", "content": FINAL_INSTRUCTION}]
+            ask = NOTHING_WORKED_INSTRUCTION if state.guard.nothing_worked else FINAL_INSTRUCTION
+            messages = [*state.messages, {"role": "user", "content": ask}]
             request = RoundRequest(
                 state.options.model or self.model, messages, [], params=state.options.params
             )
@@ -298,12 +306,16 @@ class Orchestrator:
             return
         if call.id not in rnd.announced:
             yield CodeStart(round=rnd.number, call_id=call.id)
-        earlier = state.guard.earlier(call.code) if call.code is not None else None
-        runs = call.code is not None and earlier is None
+        code = None if call.cut_off else call.code
+        earlier = state.guard.earlier(code) if code is not None else None
+        runs = code is not None and earlier is None
         yield CodeComplete(round=rnd.number, call_id=call.id, code=call.code or "", runs=runs)
         execution = None
         status: Literal["executed", "repeated", "invalid"]
-        if call.code is None:
+        if call.cut_off:
+            status, output = "invalid", ToolOutput(CUT_OFF_TEXT)
+            state.guard.refused()
+        elif call.code is None:
             text = invalid_call_text(call.name, call.problem, state.web_tools)
             status, output = "invalid", ToolOutput(text)
         elif earlier is not None:

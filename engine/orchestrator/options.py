@@ -79,10 +79,11 @@ class LoopOptions(BaseModel):
     retry_temperature: float | None = Field(
         default=0.7,
         ge=0,
-        description="A round whose calls all repeat code that failed is asked again, without the "
-        "repeat in the conversation, at this temperature (or the request's, if higher): a "
-        "greedy model sends the same failing code however it is told. The repeat still counts "
-        "toward max_repeats. None: the refusal stays in the conversation.",
+        description="A round whose calls all repeat code that failed, or whose code the model "
+        "server cut off at its token limit, is asked again, without it in the conversation, at "
+        "this temperature (or the request's, if higher): a greedy model sends the same failing "
+        "code however it is told, and repeats itself into the limit again. The refused round "
+        "still counts toward max_repeats. None: the refusal stays in the conversation.",
     )
     web_tools: list[Literal["web_search", "web_extractor"]] = Field(
         default_factory=list,

@@ -227,6 +227,22 @@ FINAL_INSTRUCTION = (
 )
 
 
+# The forced final round when every execution failed: told only to answer from the results, a small
+# model makes a number up (a "90th Fibonacci number" of 2584 after three timeouts).
+NOTHING_WORKED_INSTRUCTION = (
+    "No more code can be run, and none of the code above worked, so there is no result to answer "
+    "from. Tell me in plain text that the answer could not be computed, and why. Do not guess "
+    "the answer. Do not write any code or tool call."
+)
+
+# A call the model server cut off at its token limit mid-code (often a degenerate repetition such
+# as `10000000...` at temperature 0): it cannot run, and the same reply would come again.
+CUT_OFF_TEXT = (
+    "This call was cut off at the model server's output limit before its code was complete, so "
+    "it was not run. Call the tool again with shorter code."
+)
+
+
 def fallback_answer(last_output: str | None, *, wanted_code: bool) -> str:
     """The answer lci gives when the model gave none: the last code result, saying so."""
     why = (

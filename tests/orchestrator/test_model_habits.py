@@ -10,7 +10,7 @@ from typing import Any
 from engine.core.manager import SessionManager
 from engine.models import Limits, Outcome, SessionSpec
 from engine.orchestrator import Orchestrator, UpstreamClient
-from engine.orchestrator.tool import FINAL_INSTRUCTION
+from engine.orchestrator.tool import CUT_OFF_TEXT, FINAL_INSTRUCTION, NOTHING_WORKED_INSTRUCTION
 from engine.session_runner import SessionRunner
 from tests.fake_llm import (
     Call,
@@ -20,6 +20,7 @@ from tests.fake_llm import (
     malformed,
     python_block,
     stream,
+    tool_messages,
 )
 from tests.orchestrator.conftest import of_type, run_loop
 
@@ -27,9 +28,13 @@ POWER = "7**77"
 VALUE = str(7**77)
 
 
-def _no_tools(body: dict[str, Any]) -> None:
+def _no_tools(body: dict[str, Any], instruction: str = FINAL_INSTRUCTION) -> None:
     assert "tools" not in body and "tool_choice" not in body, body.keys()
-    assert body["messages"][-1] == {"role": "user", "content": FINAL_INSTRUCTION}
+    assert body["messages"][-1] == {"role": "user", "content": instruction}
+
+
+def _nothing_worked(body: dict[str, Any]) -> None:
+    _no_tools(body, NOTHING_WORKED_INSTRUCTION)
 
 
 async def test_forced_final_round_has_no_tools_and_an_answer(
@@ -148,7 +153,7 @@ async def test_same_error_again_and_again_ends_the_loop(
         stream(calls=["1/0"]),
         stream(calls=["x = 1\n1/0"]),
         stream(calls=["y = 2\n1/0"]),
-        stream(text="It cannot be divided by zero.", expect=_no_tools),
+        stream(text="It cannot be divided by zero.", expect=_nothing_worked),
     )
     events = await run_loop(orchestrator, max_repeats=2)
     llm.check()
@@ -160,7 +165,7 @@ async def test_failure_budget_ends_the_loop(llm: FakeLLM, orchestrator: Orchestr
         stream(calls=["1/0"]),
         stream(calls=["[][1]"]),
         stream(calls=["{}['k']"]),
-        stream(text="Everything failed.", expect=_no_tools),
+        stream(text="Everything failed.", expect=_nothing_worked),
     )
     events = await run_loop(orchestrator, max_failures=3)
     llm.check()
@@ -279,3 +284,91 @@ async def test_a_cut_off_call_goes_back_to_the_server_as_json(
     llm.check()
     final = events[-1]
     assert final.type == "final" and final.text == VALUE and final.executions == 1
+
+
+# A greedy small model sometimes repeats a digit until the token limit inside its call
+# (`sys.set_int_max_str_digits(1000000...`): llama.cpp ends the reply with finish_reason length.
+DEGENERATE = Call(arguments='{"code": "import sys\\nsys.set_int_max_str_digits(1000000000000')
+
+
+async def test_a_call_cut_off_inside_its_code_is_not_run_and_asked_again(
+    llm: FakeLLM, orchestrator: Orchestrator
+) -> None:
+    def asked(temperature: float, seed: int) -> Any:
+        def check(body: dict[str, Any]) -> None:
+            assert (body["temperature"], body["seed"]) == (temperature, seed)
+            # The cut-off call is not in the conversation: it would only invite the same again.
+            assert [m["role"] for m in body["messages"]] == ["system", "user"]
+
+        return check
+
+    llm.script(
+        stream(calls=[DEGENERATE], finish="length", expect=asked(0.0, 5)),
+        stream(calls=[f"print({POWER})"], expect=asked(0.7, 6)),
+        stream(text=VALUE, expect=lambda body: _results(body, 1)),
+    )
+    events = await run_loop(orchestrator, params={"temperature": 0.0, "seed": 5})
+    llm.check()
+    results = of_type(events, "execution_result")
+    assert [r.status for r in results] == ["invalid", "executed"]
+    assert results[0].output == CUT_OFF_TEXT and results[0].execution is None
+    assert [c.runs for c in of_type(events, "code_complete")] == [False, True]
+    final = events[-1]
+    assert (final.text, final.executions, final.forced) == (VALUE, 1, None)
+
+
+def _results(body: dict[str, Any], n: int) -> None:
+    assert len(tool_messages(body)) == n
+
+
+async def test_a_cut_off_call_is_refused_in_the_conversation_when_asking_again_is_off(
+    llm: FakeLLM, orchestrator: Orchestrator
+) -> None:
+    def told(body: dict[str, Any]) -> None:
+        assert last_tool_text(body) == CUT_OFF_TEXT
+
+    llm.script(stream(calls=[DEGENERATE], finish="length"), stream(text="?", expect=told))
+    events = await run_loop(orchestrator, retry_temperature=None)
+    llm.check()
+    assert events[-1].executions == 0
+
+
+async def test_cut_off_calls_count_as_strikes(llm: FakeLLM, orchestrator: Orchestrator) -> None:
+    # The model that repeats itself into the token limit every time is steered to an answer.
+    llm.script(
+        *[stream(calls=[DEGENERATE], finish="length") for _ in range(3)],
+        stream(text="I could not compute it.", expect=_no_tools),
+    )
+    events = await run_loop(orchestrator, max_repeats=3)
+    llm.check()
+    final = events[-1]
+    assert (final.forced, final.executions) == ("repeats", 0)
+
+
+async def test_when_no_code_worked_the_final_round_asks_not_to_guess(
+    llm: FakeLLM, orchestrator: Orchestrator
+) -> None:
+    # Told only to answer from the results, a small model made a number up after three
+    # timeouts; with nothing that worked, it is told so.
+    llm.script(
+        stream(calls=["1 / 0"]),
+        stream(calls=["int('x')"]),
+        stream(text="It could not be computed: every attempt failed.", expect=_nothing_worked),
+    )
+    events = await run_loop(orchestrator, max_failures=2)
+    llm.check()
+    assert events[-1].forced == "errors"
+
+
+async def test_once_code_worked_the_final_round_asks_for_the_answer(
+    llm: FakeLLM, orchestrator: Orchestrator
+) -> None:
+    llm.script(
+        stream(calls=["x = 6 * 7"]),
+        stream(calls=["1 / 0"]),
+        stream(calls=["int('x')"]),
+        stream(text="42", expect=_no_tools),
+    )
+    events = await run_loop(orchestrator, max_failures=2)
+    llm.check()
+    assert events[-1].forced == "errors"
