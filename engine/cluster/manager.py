@@ -40,7 +40,7 @@ from engine.errors import (
     SandboxStartError,
     SessionNotFound,
 )
-from engine.models import SessionSpec
+from engine.models import SessionSpec, SessionState
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,11 @@ class ClusterSessionManager(SessionManager):
         closed meanwhile, or already known to be lost)."""
         if "error" in reply:
             return None
-        known = self._known.get(reply["info"]["info"]["id"])
+        info = reply["info"]["info"]
+        if info["state"] == SessionState.CLOSED:  # deleted through a replica that kills it next
+            self._forget(info["id"])
+            return None
+        known = self._known.get(info["id"])
         if known is not None:
             if known.lost is not None:
                 return None

@@ -22,7 +22,7 @@ from engine.callbacks import Callbacks, ItemCallback
 from engine.cluster.actor import CHUNK_BYTES, Reply
 from engine.core.chunked import MAX_FILE_BYTES
 from engine.core.session import Session
-from engine.errors import LCIError, SessionLost, SessionNotFound
+from engine.errors import LCIError, SessionClosed, SessionLost, SessionNotFound
 from engine.models import (
     DisplayOutput,
     ErrorInfo,
@@ -122,7 +122,14 @@ class RemoteSession(Session):
     def _reply(self, reply: Reply) -> Any:
         if "info" in reply:
             self.apply(reply["info"])
-        return unwrap(reply)
+        try:
+            return unwrap(reply)
+        except SessionClosed:
+            # Closed through another replica (or by its idle expiry) while this one still held
+            # the handle: here, as on any replica that looks it up, the session no longer exists.
+            self._forget(self.id)
+            self.state = SessionState.CLOSED
+            raise SessionNotFound(f"no session {self.id!r}") from None
 
     async def call(self, method: str, *args: Any, long: bool = False) -> Any:
         """One call to the actor. A short one must answer within the call timeout; a `long` one
@@ -257,7 +264,7 @@ class RemoteSession(Session):
             if "chunk" in reply:
                 yield reply["chunk"]
             else:
-                unwrap(reply)  # the size first, or the error
+                self._reply(reply)  # the size first, or the error
 
     async def list_files(self) -> list[FileInfo]:
         return [FileInfo.model_validate(f) for f in await self.call("list_files")]

@@ -67,6 +67,26 @@ async def test_an_idle_session_ends_with_its_actor(local_cluster: LocalCluster) 
         ClusterSessionManager(settings(local_cluster)).get(session.id)
 
 
+async def test_a_session_closed_through_another_replica_is_not_found_here(
+    local_cluster: LocalCluster,
+) -> None:
+    """A replica deleting a session closes it in its actor, then kills the actor. In between,
+    another replica that holds the handle must find it gone (404), not closed (409)."""
+    manager = ClusterSessionManager(settings(local_cluster))
+    session = await manager.create()
+    try:
+        other = ClusterSessionManager(settings(local_cluster))
+        held = other.get(session.id)
+        assert (await held.execute("1 + 1")).result_text == "2"
+        await session.handle.close.remote()  # the delete's first step; the actor lives on
+        with pytest.raises(SessionNotFound):
+            await held.execute("1")
+        with pytest.raises(SessionNotFound):
+            other.get(session.id)  # forgotten, and its actor says it is not started
+    finally:
+        await manager.close(session.id)
+
+
 async def test_an_owners_quota_counts_its_sessions_on_every_node(
     local_cluster: LocalCluster,
 ) -> None:
