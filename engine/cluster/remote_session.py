@@ -115,9 +115,13 @@ class RemoteSession(Session):
         if isinstance(error, SessionLost):
             self.lost, self.state = LOST, SessionState.BROKEN
         else:
-            self._forget(self.id)
-            self.state = SessionState.CLOSED
+            self._closed_elsewhere()
         return error
+
+    def _closed_elsewhere(self) -> None:
+        """Closed through another replica, or by its idle expiry: this replica forgets it."""
+        self._forget(self.id)
+        self.state = SessionState.CLOSED
 
     def _reply(self, reply: Reply) -> Any:
         if "info" in reply:
@@ -125,10 +129,9 @@ class RemoteSession(Session):
         try:
             return unwrap(reply)
         except SessionClosed:
-            # Closed through another replica (or by its idle expiry) while this one still held
-            # the handle: here, as on any replica that looks it up, the session no longer exists.
-            self._forget(self.id)
-            self.state = SessionState.CLOSED
+            # Closed elsewhere while this replica still held the handle (the deleting replica
+            # kills the actor next): here, as on any replica, the session no longer exists.
+            self._closed_elsewhere()
             raise SessionNotFound(f"no session {self.id!r}") from None
 
     async def call(self, method: str, *args: Any, long: bool = False) -> Any:

@@ -77,8 +77,8 @@ class _State:
     usage: Usage = field(default_factory=Usage)
     figure: int = 0
     native_seen: bool = False  # the model made a native tool call in this conversation
-    retry: int = 0  # >0: this round asks again for one whose every call was refused
-    reasked: int = 0  # rounds asked again so far (the seed offset of the next)
+    retrying: bool = False  # this round asks again for one whose every call was refused
+    reasked: int = 0  # rounds asked again so far (the seed offset of a retry)
     web_tools: tuple[str, ...] = ()  # the web tools offered in this run
     web: WebState = field(init=False)
 
@@ -176,7 +176,7 @@ class Orchestrator:
                 async with aclosing(self._run_call(state, rnd, call)) as events:
                     async for event in events:
                         yield event
-            state.retry = 0
+            state.retrying = False
             refused = state.guard.failed_repeats - failed_repeats + sum(c.cut_off for c in calls)
             if refused == len(calls) and options.retry_temperature is not None:
                 # Nothing but failing code sent again, or code cut off by the token limit: the
@@ -184,7 +184,7 @@ class Orchestrator:
                 # invites the same again.
                 del state.messages[kept:]
                 state.reasked += 1
-                state.retry = state.reasked
+                state.retrying = True
 
     def _final(
         self, state: _State, rnd: Round, calls: list[ToolCall], forced: ForceReason | None
@@ -370,12 +370,12 @@ def _round_params(state: _State) -> dict[str, Any]:
     at `retry_temperature` at least, and with another seed if the request gives one (the same
     seed on the same conversation would give the same reply)."""
     params, floor = state.options.params, state.options.retry_temperature
-    if not state.retry or floor is None:
+    if not state.retrying or floor is None:
         return params
     temperature = params.get("temperature")
     retry = {**params, "temperature": max(temperature, floor) if temperature else floor}
     if isinstance(params.get("seed"), int):
-        retry["seed"] = params["seed"] + state.retry
+        retry["seed"] = params["seed"] + state.reasked
     return retry
 
 
