@@ -71,16 +71,20 @@ def lci_processes(temp_dir: str) -> list[psutil.Process]:
 
 
 _SEEN: set[psutil.Process] = set()
+# What ran before the cluster started (servers and sandboxes of other tests, which end on their
+# own schedule): not the cluster's to clean up.
+_BEFORE: set[psutil.Process] = set()
 
 
 def remember_processes() -> None:
-    """Note every process this test process started so far (Ray's, workers, sandboxes): all
-    must be gone after the teardown, whichever node they ran on."""
-    _SEEN.update(psutil.Process().children(recursive=True))
+    """Note every process this test process started since the cluster did (Ray's, workers,
+    sandboxes): all must be gone after the teardown, whichever node they ran on."""
+    _SEEN.update(set(psutil.Process().children(recursive=True)) - _BEFORE)
 
 
 @pytest.fixture(scope="package")  # gone before the rest of the suite runs
 def local_cluster() -> Iterator[LocalCluster]:
+    _BEFORE.update(psutil.Process().children(recursive=True))
     temp_dir = tempfile.mkdtemp(prefix="lray", dir="/tmp")  # short: Ray's socket paths are long
     state_dir = Path(tempfile.mkdtemp(prefix="lci-cluster-")) / "state"  # Ray opens up its own
     env = {
