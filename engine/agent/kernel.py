@@ -43,6 +43,10 @@ _CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE, without importing inspect into e
 class CPUTimeExceeded(BaseException):
     """Raised in the cell when it used up its CPU-time allowance."""
 
+    # Named in tracebacks like a built-in exception, not by the agent's module path: the reader (a
+    # model, often) should see the limit, not lci's internals.
+    __module__ = "builtins"
+
 
 class Kernel:
     def __init__(self, channel: Channel) -> None:

@@ -58,6 +58,12 @@ class CellPrinter:
                 lines.pop()
             _err("\n".join(lines))
             _err(f"lci: timed out after {limit} (interrupted; the session keeps its state)")
+        elif execution.outcome is Outcome.ERROR and error.name == "CPUTimeExceeded":
+            _err(traceback)
+            cpu = f"{execution.limits.effective_cpu_s:g} s"
+            _err(
+                f"lci: used up its CPU time limit of {cpu} (interrupted; the session keeps its state)"
+            )
         elif execution.outcome is Outcome.KILLED and error.name == "TimeoutError":
             _err(traceback)
             _err(

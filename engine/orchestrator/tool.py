@@ -156,6 +156,12 @@ def _note(execution: Execution) -> str:
             f"Timeout: Code execution exceeded the time limit of {limit} and was interrupted. "
             f"Variables defined before the interruption are kept. {slow}"
         )
+    if execution.outcome is Outcome.ERROR and _used_up_cpu(execution):
+        return (
+            f"Timeout: Code execution used up its CPU time limit of "
+            f"{execution.limits.effective_cpu_s:g} s and was interrupted. "
+            f"Variables defined before the interruption are kept. {slow}"
+        )
     if execution.outcome is Outcome.KILLED:
         return (
             f"Timeout: Code execution exceeded the time limit of {limit} and was stopped. "
@@ -170,6 +176,13 @@ def _note(execution: Execution) -> str:
     if execution.outcome is Outcome.ERROR:
         notes.append(FAILED_NOTE)
     return "\n\n".join(notes)
+
+
+def _used_up_cpu(execution: Execution) -> bool:
+    """Whether the cell was stopped by its CPU-time allowance: with `cpu_s` equal to the timeout
+    (the default), busy code meets that limit as often as the wall-clock one, and it is the same
+    message for the model: too slow."""
+    return execution.error is not None and execution.error.name == "CPUTimeExceeded"
 
 
 def image_mime(data: dict[str, str]) -> str | None:

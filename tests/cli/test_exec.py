@@ -39,6 +39,15 @@ def test_timeout_is_reported_as_a_timeout(state: Path) -> None:
     assert done.stdout.strip().endswith("1")  # the next cell ran in the same session
 
 
+def test_cpu_time_limit_is_reported_as_such(state: Path) -> None:
+    done = lci("exec", "--cpu-s", "1", "--timeout", "20", "while True: pass", state_dir=state)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == (
+        "lci: used up its CPU time limit of 1 s (interrupted; the session keeps its state)"
+    ), done.stderr
+
+
 def test_every_limit_has_an_option(state: Path) -> None:
     code = (
         "import resource\nprint('x' * 5000)\n"

@@ -116,5 +116,8 @@ async def test_cpu_time_limit_is_a_catchable_error(make_session) -> None:  # typ
     result = await session.execute("while True: pass")
     assert result.outcome is Outcome.ERROR
     assert result.error is not None and result.error.name == "CPUTimeExceeded"
+    # Named like a built-in in the traceback, without the agent's module path.
+    assert result.error.traceback.rstrip().splitlines()[-1].startswith("CPUTimeExceeded: ")
+    assert "lci_agent" not in result.error.traceback
     assert result.state_preserved
     assert (await session.execute("1")).result_text == "1"

@@ -111,6 +111,26 @@ def test_timeout_notes() -> None:
     )
     assert "all variables, imports and definitions from earlier calls are lost" in text
     assert "too slow for this limit" in text
+    out_of_cpu = Execution(
+        id="e",
+        session_id="s",
+        limits=Limits(timeout_s=30, cpu_s=20),
+        outcome=Outcome.ERROR,
+        error=ErrorInfo(
+            name="CPUTimeExceeded",
+            value="CPU time limit of this execution exceeded",
+            traceback="Traceback (most recent call last):\nCPUTimeExceeded: CPU time limit ...",
+        ),
+    )
+    text = text_of(out_of_cpu)
+    # The same advice as a wall-clock timeout, with the limit that fired; not "the code failed".
+    assert text.endswith(
+        "Timeout: Code execution used up its CPU time limit of 20 s and was interrupted. "
+        "Variables defined before the interruption are kept. The code is too slow for this "
+        "limit: write faster code (for example a loop instead of recursion, or a library "
+        "function) and call the tool again with it."
+    )
+    assert "The code failed" not in text
     crashed = execution(
         outcome=Outcome.CRASHED,
         state_preserved=False,
