@@ -79,7 +79,11 @@ def ray_cluster(temp_dir: str, state_dir: str) -> Iterator[Any]:
         RAY_USAGE_STATS_ENABLED="0",
         LCI_STATE_DIR=state_dir,  # the nodes' (inherited by their workers)
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        # Ray's test cluster writes its address under this directory (otherwise /tmp/ray, which a
+        # fresh machine does not have, and where another Ray user's `ray.init()` would find it).
+        RAY_TMPDIR=temp_dir,
     )
+    os.makedirs(os.path.join(temp_dir, "ray"))
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(

@@ -94,7 +94,12 @@ def local_cluster() -> Iterator[LocalCluster]:
         "LCI_TEST_CLUSTER": temp_dir,
         "LCI_STATE_DIR": str(state_dir),  # the nodes' own
         "RAY_USAGE_STATS_ENABLED": "0",
+        # Ray's test cluster writes its address for `ray.init()` to find under this directory
+        # (otherwise /tmp/ray, which a fresh machine does not have, and where it would send
+        # another Ray user's `ray.init()` to this cluster).
+        "RAY_TMPDIR": temp_dir,
     }
+    os.makedirs(os.path.join(temp_dir, "ray"))
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     reset_auth_token_state()  # Ray read the auth mode when it was imported
