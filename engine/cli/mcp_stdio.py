@@ -55,7 +55,7 @@ def configure(args: argparse.Namespace) -> Settings:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from engine.server.mcp_stdio import serve_stdio
+    from engine.server.mcp.stdio import serve_stdio
 
     try:
         version = importlib.metadata.version("lci")

@@ -22,7 +22,7 @@ from typing import Any
 from engine.cli.common import UsageError, build, load_settings
 from engine.config import Settings
 from engine.models import BackendName
-from engine.server.options import ServerOptions
+from engine.server.runtime.options import ServerOptions
 
 _MAXIMA = {  # option -> (LimitMaxima field, type, help)
     "--max-memory-mb": ("memory_mb", int, "largest memory_mb a client may ask for (default 8192)"),
@@ -163,7 +163,7 @@ def check_address(host: str, port: int) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     from engine.server import serve
-    from engine.server.auth import KeyFileError
+    from engine.server.http.auth import KeyFileError
 
     settings, options = configure(args)  # a mistake is a UsageError: one line, exit 2
     check_address(options.host, options.port)

@@ -1,7 +1,7 @@
 """The HTTP edge of lci: OpenAI- and DashScope-compatible code-interpreter endpoints and the plain
 session API. Translation only: requests become core or orchestrator calls, their results become
 wire responses (JSON or SSE). `create_app` builds the ASGI application; `serve` runs it (that is
-`lci serve`). Names are imported lazily, so reading `engine.server.options` needs no web stack."""
+`lci serve`). Names are imported lazily, so reading `engine.server.runtime.options` needs no web stack."""
 
 from __future__ import annotations
 

@@ -14,25 +14,23 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from engine.config import Settings
-from engine.server import (
-    chat,
-    container_files_api,
-    containers_api,
-    dashscope,
-    errors,
-    files_api,
-    responses,
-    sessions_api,
-)
-from engine.server.auth import KeyRing
+from engine.server.dashscope import api as dashscope
 from engine.server.e2b import mount as e2b
-from engine.server.hosts import HostCheck
-from engine.server.mcp_http import McpEndpoint
-from engine.server.middleware import OPEN_PATHS, Gate
-from engine.server.options import ServerOptions
-from engine.server.state import ServerState, State
-from engine.server.wire import OpenAIError
-from engine.server.wire import errors as error_statuses
+from engine.server.http import errors
+from engine.server.http.auth import KeyRing
+from engine.server.http.gate import OPEN_PATHS, Gate
+from engine.server.http.hosts import HostCheck
+from engine.server.http.openapi import OpenAIError
+from engine.server.http.openapi import errors as error_statuses
+from engine.server.mcp.http import McpEndpoint
+from engine.server.openai import chat
+from engine.server.openai.containers import api as containers_api
+from engine.server.openai.containers import files as container_files_api
+from engine.server.openai.files import api as files_api
+from engine.server.openai.responses import api as responses
+from engine.server.runtime.options import ServerOptions
+from engine.server.runtime.state import ServerState, State
+from engine.server.sessions import api as sessions_api
 
 DESCRIPTION = """\
 A local code interpreter for any LLM, behind three compatible surfaces:

@@ -15,8 +15,8 @@ import uvicorn
 
 from engine.config import Settings
 from engine.server.app import create_app
-from engine.server.connections import guarded_protocol
-from engine.server.options import ServerOptions
+from engine.server.http.connections import guarded_protocol
+from engine.server.runtime.options import ServerOptions
 
 log = logging.getLogger(__name__)
 

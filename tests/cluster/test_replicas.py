@@ -16,8 +16,8 @@ from engine.models import Execution
 from tests.cluster.conftest import SESSIONS_PER_NODE, LocalCluster, remember_processes
 from tests.fake_llm import stream
 from tests.server.helpers import FakeModel, LciServer
-from tests.server.mcp_helpers import http_client
-from tests.server.mcp_helpers import run as run_tool
+from tests.server.mcp.helpers import http_client
+from tests.server.mcp.helpers import run as run_tool
 
 CI = [{"type": "code_interpreter"}]
 CALL = "code_interpreter_call"

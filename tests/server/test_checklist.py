@@ -16,10 +16,10 @@ CHECKLIST = range(1, 55)
 
 def covered_items() -> dict[int, list[str]]:
     found: dict[int, list[str]] = {}
-    for module_info in pkgutil.iter_modules(tests.server.__path__):
-        if not module_info.name.startswith("test_"):
+    for module_info in pkgutil.walk_packages(tests.server.__path__, "tests.server."):
+        if not module_info.name.rpartition(".")[2].startswith("test_"):
             continue
-        module = importlib.import_module(f"tests.server.{module_info.name}")
+        module = importlib.import_module(module_info.name)
         for name, function in inspect.getmembers(module, inspect.isfunction):
             for mark in getattr(function, "pytestmark", []):
                 if isinstance(mark, pytest.Mark) and mark.name == "covers":

@@ -28,7 +28,7 @@ from engine.core.session import Session
 from engine.errors import BadParameter, FileNotFound, NotImplementedHere, PayloadTooLarge
 from engine.models import FileInfo
 from engine.server.e2b.routing import PREFIX, Sandbox, sandbox_of
-from engine.server.state import State
+from engine.server.runtime.state import State
 
 router = APIRouter(prefix=PREFIX, dependencies=[Depends(sandbox_of)], include_in_schema=False)
 

@@ -29,7 +29,7 @@ from engine.models import Execution, OutputItem, ResultOutput, StreamOutput
 from engine.server.e2b import ndjson, shell
 from engine.server.e2b.registry import Context
 from engine.server.e2b.routing import PREFIX, Sandbox, sandbox_of
-from engine.server.state import State
+from engine.server.runtime.state import State
 
 router = APIRouter(prefix=PREFIX, dependencies=[Depends(sandbox_of)], include_in_schema=False)
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.errors import BadParameter, NotImplementedHere
 from engine.models import Limits, SessionSpec
 from engine.server.e2b.registry import E2BSandbox, E2BSandboxes
-from engine.server.state import Owner, ServerState, State
+from engine.server.runtime.state import Owner, ServerState, State
 
 # Out of lci's OpenAPI document: the wire is E2B's, described by E2B's own document.
 router = APIRouter(tags=["E2B sandboxes"], include_in_schema=False)

@@ -1,5 +1,5 @@
 """What the application adds for E2B: its routers, in order, and the routing middleware. (Kept out of
-the package's `__init__` so that `engine.server.state` can import the registry without the routes.)"""
+the package's `__init__` so that `engine.server.runtime.state` can import the registry without the routes.)"""
 
 from engine.server.e2b.files import router as files_router
 from engine.server.e2b.interpreter import router as interpreter_router

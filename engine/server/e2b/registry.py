@@ -31,7 +31,7 @@ from engine.errors import (
     SessionNotFound,
 )
 from engine.models import SessionSpec, SessionState
-from engine.server.containers import Containers
+from engine.server.runtime.runner import Containers
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from engine.errors import SandboxNotFound, SandboxNotRunning, Unauthorized
 from engine.models import SessionSpec
-from engine.server.auth import ANONYMOUS
 from engine.server.e2b.registry import MAX_TIMEOUT_S, E2BSandbox
-from engine.server.state import ServerState, get_state
+from engine.server.http.auth import ANONYMOUS
+from engine.server.runtime.state import ServerState, get_state
 
 PREFIX = "/e2b-sandbox"
 SANDBOX_HEADER = "e2b-sandbox-id"

@@ -1,0 +1,145 @@
+"""The gate every request passes before routing: the Host/Origin check, bearer-token auth (which
+also names the request's principal), and the request body's size and read time.
+
+It is plain ASGI so it can answer before FastAPI reads anything: an oversized body is refused from
+its Content-Length at once, a chunked body is read only up to the limit, and a body that trickles in
+slower than `body_timeout_s` allows is answered with 408. Refusals use the error shape of the
+surface the request was sent to.
+
+The key comes as `Authorization: Bearer <key>` or, as E2B's SDKs send it, `X-API-Key: <key>`.
+Paths under `delegated` prefixes are authorized by their routes instead (E2B's sandbox-addressed
+requests carry a per-sandbox token, not the key).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import anyio
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from engine.server.http.auth import PRINCIPAL, KeyRing
+from engine.server.http.errors import error_body, status_for, surface_of
+from engine.server.http.hosts import HostCheck
+
+# Reachable without a key: liveness and the API description hold nothing secret.
+OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+
+
+class Gate:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keys: KeyRing | None,
+        hosts: HostCheck,
+        body_limit: Callable[[str], int],
+        body_timeout_s: float,
+        delegated: tuple[str, ...] = (),
+    ) -> None:
+        self.app = app
+        self.keys = keys
+        self.hosts = hosts
+        self.body_limit = body_limit
+        self.body_timeout_s = body_timeout_s
+        self.delegated = delegated
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        headers = Headers(scope=scope)
+        if not self.hosts.host_allowed(headers.get("host")):
+            await _refuse(send, path, "forbidden_host", "this server does not answer to that Host")
+            return
+        if not self.hosts.origin_allowed(headers.get("origin")):
+            await _refuse(send, path, "forbidden_host", "requests from that Origin are refused")
+            return
+        if self.keys is not None:
+            principal = self._principal(headers)
+            open_path = path in OPEN_PATHS or path.startswith(self.delegated)
+            if principal is None and not open_path:
+                await _refuse(
+                    send, path, "unauthorized", "missing or invalid API key (Bearer token)"
+                )
+                return
+            if principal is not None:
+                scope[PRINCIPAL] = principal
+        limit = self.body_limit(path)
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _refuse(send, path, "payload_too_large", f"request body exceeds {limit} bytes")
+            return
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            with anyio.move_on_after(self.body_timeout_s) as reading:
+                body = await _read_body(receive, limit)
+            if reading.cancelled_caught:
+                await _refuse(
+                    send,
+                    path,
+                    "request_timeout",
+                    f"the request body did not arrive within {self.body_timeout_s:g} s",
+                )
+                return
+            if body is None:
+                await _refuse(
+                    send, path, "payload_too_large", f"request body exceeds {limit} bytes"
+                )
+                return
+            receive = _replay(body, receive)
+        await self.app(scope, receive, send)
+
+    def _principal(self, headers: Headers) -> str | None:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        assert self.keys is not None
+        if scheme.lower() != "bearer":
+            token = headers.get("x-api-key", "")
+        return self.keys.identify(token.strip())
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it grows past `limit`."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away; the app will see an empty body and a disconnect
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(parts)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive channel that hands out the already-read body once, then the real channel (so the
+    app still learns when the client disconnects)."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+async def _refuse(send: Send, path: str, code: str, message: str) -> None:
+    status = status_for(code)
+    payload = json.dumps(error_body(surface_of(path), code, message, status)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
+    if code == "request_timeout":
+        headers.append((b"connection", b"close"))
+    if code == "unauthorized":
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
