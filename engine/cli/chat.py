@@ -78,7 +78,7 @@ def _options(args: argparse.Namespace) -> LoopOptions:
         "max_rounds": args.max_rounds,
         "exec_timeout_s": args.timeout,
         "deadline_s": args.deadline,
-        "python_blocks": {"auto": "auto", "on": True, "off": False}[args.python_blocks],
+        "python_blocks": args.python_blocks,
         "params": params,
     }
     flags = {

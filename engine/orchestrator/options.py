@@ -6,6 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.loop_settings import (
+    DEADLINE_S,
+    MAX_ROUNDS,
+    LoopDeadline,
+    MaxRounds,
+    OnMaxRounds,
+    PythonBlocks,
+)
 from engine.orchestrator.tool import DEFAULT_SYSTEM_PROMPT, ImageMode
 
 
@@ -15,22 +23,14 @@ class LoopOptions(BaseModel):
     model: str | None = Field(
         default=None, description="Upstream model name (default: the orchestrator's)."
     )
-    max_rounds: int = Field(
-        default=20, ge=1, description="Backend calls per request (Qwen-Agent: 20)."
-    )
-    on_max_rounds: Literal["final_call", "stop"] = Field(
-        default="final_call",
-        description="final_call: the last permitted round is sent without tools and asks for the "
-        "answer; stop: end with finish_reason length if it still wants to run code.",
-    )
+    max_rounds: MaxRounds = MAX_ROUNDS
+    on_max_rounds: OnMaxRounds = "final_call"
     tool_choice: Literal["auto", "required"] = Field(
         default="auto",
         description="The first round's tool_choice (required: the model must run code once); "
         "later rounds are auto.",
     )
-    deadline_s: float | None = Field(
-        default=600.0, gt=0, description="Wall time for the whole request."
-    )
+    deadline_s: LoopDeadline | None = DEADLINE_S
     exec_timeout_s: float | None = Field(
         default=None,
         gt=0,
@@ -44,12 +44,7 @@ class LoopOptions(BaseModel):
     text_calls: bool = Field(
         default=True, description="Recognise calls written in the model's text."
     )
-    python_blocks: bool | Literal["auto"] = Field(
-        default=False,
-        description="Also run fenced ```python blocks of the model's text as calls. auto: until "
-        "the model makes a native tool call (a model that has one shows code, not calls, in "
-        "python blocks).",
-    )
+    python_blocks: PythonBlocks = False
     images: ImageMode = Field(
         default="placeholder",
         description="parts: images go to the model as image_url content parts.",

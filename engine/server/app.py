@@ -4,6 +4,7 @@ every session."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,23 +15,20 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from engine.config import Settings
-from engine.server.dashscope import api as dashscope
+from engine.server.dashscope import mount as dashscope
 from engine.server.e2b import mount as e2b
 from engine.server.http import errors
 from engine.server.http.auth import KeyRing
+from engine.server.http.errors import OpenAIError
 from engine.server.http.gate import OPEN_PATHS, Gate
 from engine.server.http.hosts import HostCheck
-from engine.server.http.openapi import OpenAIError
 from engine.server.http.openapi import errors as error_statuses
-from engine.server.mcp.http import McpEndpoint
-from engine.server.openai import chat
-from engine.server.openai.containers import api as containers_api
-from engine.server.openai.containers import files as container_files_api
-from engine.server.openai.files import api as files_api
-from engine.server.openai.responses import api as responses
+from engine.server.mcp import mount as mcp
+from engine.server.openai import mount as openai
 from engine.server.runtime.options import ServerOptions
 from engine.server.runtime.state import ServerState, State
-from engine.server.sessions import api as sessions_api
+from engine.server.runtime.surface import Surface
+from engine.server.sessions import mount as sessions
 
 DESCRIPTION = """\
 A local code interpreter for any LLM, behind three compatible surfaces:
@@ -95,30 +93,39 @@ def _version() -> str:
         return "0+unknown"
 
 
+def surfaces(options: ServerOptions, version: str) -> tuple[Surface, ...]:
+    """Every surface the server offers, in the order their routes are matched and documented."""
+    return (
+        sessions.surface(),
+        openai.surface(),
+        dashscope.surface(),
+        e2b.surface(),
+        mcp.surface(options, version),
+    )
+
+
 def create_app(settings: Settings | None = None, options: ServerOptions | None = None) -> FastAPI:
     settings = settings or Settings()
     options = options or ServerOptions()
+    mounted = surfaces(options, _version())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = ServerState.build(settings, options)
         app.state.lci = state
         try:
-            async with mcp.running(state):
+            async with contextlib.AsyncExitStack() as running:
+                for surface in mounted:
+                    await running.enter_async_context(surface.running(state))
                 yield
         finally:
             await state.aclose()
 
     app = FastAPI(title="lci", description=DESCRIPTION, version=_version(), lifespan=lifespan)
-    mcp = McpEndpoint(options, _version())
-    upload_prefixes = ("/v1/sessions/", "/v1/containers/")
 
     def body_limit(path: str) -> int:
         path = path.rstrip("/")
-        if (path.startswith(upload_prefixes) and path.endswith("/files")) or path in (
-            "/v1/files",
-            e2b.PREFIX + "/files",
-        ):
+        if any(surface.is_upload(path) for surface in mounted):
             return options.max_upload_bytes
         return options.max_body_bytes
 
@@ -129,23 +136,18 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
         hosts=HostCheck(options.host, options.allowed_hosts),
         body_limit=body_limit,
         body_timeout_s=options.body_timeout_s,
-        delegated=(e2b.PREFIX + "/",),
+        delegated=tuple(prefix for surface in mounted for prefix in surface.delegated),
     )
-    app.add_middleware(e2b.SandboxRouting)  # outermost: the gate sees where a request goes
+    for surface in mounted:  # outside the gate: it sees where a request goes
+        for middleware in surface.middleware:
+            app.add_middleware(middleware)
     if keys is not None:
         _declare_bearer_auth(app)
     errors.install(app)
-    for router in (
-        sessions_api.router,
-        responses.router,
-        containers_api.router,
-        container_files_api.router,
-        files_api.router,
-        chat.router,
-        dashscope.router,
-        *e2b.ROUTERS,
-        misc,
-    ):
-        app.include_router(router)
-    app.router.routes.extend(mcp.routes)
+    for surface in mounted:
+        for router in surface.routers:
+            app.include_router(router)
+    app.include_router(misc)
+    for surface in mounted:
+        app.router.routes.extend(surface.routes)
     return app

@@ -32,7 +32,7 @@ checks.negative_data_rejection.enabled = false
 
 # Ids of containers and files come from creates that generated data rarely passes (random file_ids
 # are unknown), so these are mostly reached with unknown ids: still fuzzed, without the warning.
-# test_containers_api.py and test_files_api.py run them with real ids.
+# openai/containers/test_api.py and openai/files/test_api.py run them with real ids.
 [[operations]]
 include-path-regex = "^/v1/(containers/[^/]+|files/[^/]+)"
 warnings = false

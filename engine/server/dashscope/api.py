@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.errors import BadParameter, UpstreamError
 from engine.server.dashscope.render import DashScopeRenderer, PlainRenderer
 from engine.server.http.auth import principal_of
-from engine.server.http.errors import error_body, status_for
-from engine.server.http.openapi import DASHSCOPE_RESPONSES
+from engine.server.http.errors import DashScopeError, error_body, status_for
+from engine.server.http.openapi import LOOP_STATUSES, errors, streamed
 from engine.server.http.sse import Piece, Rejection, respond, until_disconnected
 from engine.server.runtime.conversation import (
     Conversation,
@@ -35,6 +35,11 @@ from engine.server.runtime.state import ServerState, State
 from engine.server.runtime.web import search_tools
 
 router = APIRouter(tags=["DashScope-compatible"])
+DASHSCOPE_RESPONSES = {
+    **streamed("A generation result, or DashScope SSE events when streaming"),
+    **errors(DashScopeError, *LOOP_STATUSES),
+}
+
 
 MEDIA_TYPE = "text/event-stream;charset=UTF-8"
 

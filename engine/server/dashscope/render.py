@@ -29,7 +29,15 @@ from engine.orchestrator import (
     normalize,
 )
 from engine.server.http.errors import Surface, error_body, status_for
-from engine.server.http.sse import compact_json, dashscope_event
+from engine.server.http.sse import compact_json
+
+
+def dashscope_event(number: int, payload: str, status: int = 200) -> str:
+    """DashScope native framing: no space after the colons; errors carry a `status:` line, which
+    is what the SDK reads the status code from."""
+    if status == 200:
+        return f"id:{number}\nevent:result\n:HTTP_STATUS/200\ndata:{payload}\n\n"
+    return f"id:{number}\nevent:error\n:HTTP_STATUS/{status}\nstatus:{status}\ndata:{payload}\n\n"
 
 
 class _Base:

@@ -8,5 +8,6 @@ builds on them, such as smolagents' `E2BExecutor`) runs against lci unchanged, p
     ndjson       lci's output items as E2B's execution lines
     files        envd's /files, and the ListDir/Stat calls of its filesystem service
     registry     which sandbox is which lci session(s), and when it expires
-    mount        what `create_app` adds: the routers and the routing middleware
+    state        the sandboxes, kept while the server runs
+    mount        what the application adds: the routers, the routing middleware, the state
 """

@@ -28,6 +28,7 @@ from engine.core.session import Session
 from engine.errors import BadParameter, FileNotFound, NotImplementedHere, PayloadTooLarge
 from engine.models import FileInfo
 from engine.server.e2b.routing import PREFIX, Sandbox, sandbox_of
+from engine.server.e2b.state import sandboxes
 from engine.server.runtime.state import State
 
 router = APIRouter(prefix=PREFIX, dependencies=[Depends(sandbox_of)], include_in_schema=False)
@@ -44,7 +45,7 @@ class RpcPath(BaseModel):
 
 @router.get("/files")
 async def read_file(sandbox: Sandbox, state: State, path: str = Query(...)) -> Response:
-    session = state.e2b.session(sandbox)
+    session = sandboxes(state).session(sandbox)
     data = await session.read_file(str(_relative(session, path)))
     return Response(data, media_type="application/octet-stream")
 
@@ -53,7 +54,7 @@ async def read_file(sandbox: Sandbox, state: State, path: str = Query(...)) -> R
 async def write_files(
     request: Request, sandbox: Sandbox, state: State, path: str | None = Query(None)
 ) -> list[dict[str, str]]:
-    session = state.e2b.session(sandbox)
+    session = sandboxes(state).session(sandbox)
     uploads: list[tuple[str, bytes]] = []
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         form = await request.form()
@@ -80,7 +81,7 @@ async def write_files(
 
 @router.post("/filesystem.Filesystem/ListDir")
 async def list_dir(body: RpcPath, sandbox: Sandbox, state: State) -> dict[str, Any]:
-    session = state.e2b.session(sandbox)
+    session = sandboxes(state).session(sandbox)
     base = _relative(session, body.path, allow_root=True)
     depth = body.depth or 1
     entries: dict[PurePosixPath, dict[str, Any]] = {}
@@ -100,7 +101,7 @@ async def list_dir(body: RpcPath, sandbox: Sandbox, state: State) -> dict[str, A
 
 @router.post("/filesystem.Filesystem/Stat")
 async def stat(body: RpcPath, sandbox: Sandbox, state: State) -> dict[str, Any]:
-    session = state.e2b.session(sandbox)
+    session = sandboxes(state).session(sandbox)
     target = _relative(session, body.path, allow_root=True)
     if target == PurePosixPath("."):
         return {"entry": _entry(session, target, None)}

@@ -29,6 +29,7 @@ from engine.models import Execution, OutputItem, ResultOutput, StreamOutput
 from engine.server.e2b import ndjson, shell
 from engine.server.e2b.registry import Context
 from engine.server.e2b.routing import PREFIX, Sandbox, sandbox_of
+from engine.server.e2b.state import sandboxes
 from engine.server.runtime.state import State
 
 router = APIRouter(prefix=PREFIX, dependencies=[Depends(sandbox_of)], include_in_schema=False)
@@ -63,7 +64,7 @@ async def execute(body: ExecuteBody, sandbox: Sandbox, state: State) -> Streamin
     if body.context_id and body.language:
         raise BadParameter("give context_id or language, not both", "context_id")
     _check_language(body.language)
-    session = state.e2b.session(sandbox, body.context_id)
+    session = sandboxes(state).session(sandbox, body.context_id)
     stream = _run(session, shell.translate(body.code), body.env_vars or {})
     return StreamingResponse(stream, media_type="application/x-ndjson")
 
@@ -73,8 +74,8 @@ async def create_context(
     sandbox: Sandbox, state: State, body: ContextBody | None = None
 ) -> dict[str, str]:
     _check_language(body.language if body else None)
-    context = await state.e2b.create_context(sandbox)
-    return _context(state.e2b.session(sandbox, context.id), context)
+    context = await sandboxes(state).create_context(sandbox)
+    return _context(sandboxes(state).session(sandbox, context.id), context)
 
 
 @router.get("/contexts")
@@ -82,18 +83,18 @@ async def list_contexts(sandbox: Sandbox, state: State) -> list[dict[str, str]]:
     contexts = [sandbox.default] + [
         c for c in sandbox.contexts.values() if c is not sandbox.default
     ]
-    return [_context(state.e2b.session(sandbox, c.id), c) for c in contexts]
+    return [_context(sandboxes(state).session(sandbox, c.id), c) for c in contexts]
 
 
 @router.delete("/contexts/{context_id}")
 async def remove_context(context_id: str, sandbox: Sandbox, state: State) -> Response:
-    await state.e2b.remove_context(sandbox, context_id)
+    await sandboxes(state).remove_context(sandbox, context_id)
     return Response(status_code=200)
 
 
 @router.post("/contexts/{context_id}/restart")
 async def restart_context(context_id: str, sandbox: Sandbox, state: State) -> Response:
-    await state.e2b.restart_context(sandbox, context_id)
+    await sandboxes(state).restart_context(sandbox, context_id)
     return Response(status_code=200)
 
 

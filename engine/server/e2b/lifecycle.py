@@ -27,8 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import BadParameter, NotImplementedHere
 from engine.models import Limits, SessionSpec
-from engine.server.e2b.registry import E2BSandbox, E2BSandboxes
-from engine.server.runtime.state import Owner, ServerState, State
+from engine.server.e2b.registry import E2BSandbox
+from engine.server.e2b.state import sandboxes
+from engine.server.runtime.state import Owner, State
 
 # Out of lci's OpenAPI document: the wire is E2B's, described by E2B's own document.
 router = APIRouter(tags=["E2B sandboxes"], include_in_schema=False)
@@ -60,10 +61,6 @@ class TimeoutBody(BaseModel):
     timeout: int | None = None
 
 
-def _registry(state: ServerState) -> E2BSandboxes:
-    return state.e2b
-
-
 @router.post("/v2/sandboxes", status_code=201)
 @router.post("/sandboxes", status_code=201)
 async def create_sandbox(body: NewSandbox, state: State, owner: Owner) -> dict[str, Any]:
@@ -79,7 +76,7 @@ async def create_sandbox(body: NewSandbox, state: State, owner: Owner) -> dict[s
             {**limits.model_dump(), "network": body.allow_internet_access}
         )
     spec = SessionSpec(backend=state.settings.backend, limits=limits, env=envs)
-    sandbox = await _registry(state).create(
+    sandbox = await sandboxes(state).create(
         spec,
         template=body.template_id,
         metadata=body.metadata or {},
@@ -104,7 +101,7 @@ async def list_sandboxes(
     wanted = {unquote(k): unquote(v) for k, v in parse_qsl(metadata or "")}
     found = [
         _listed(s)
-        for s in _registry(state).list(owner)
+        for s in sandboxes(state).list(owner)
         if all(s.metadata.get(k) == v for k, v in wanted.items())
     ]
     return found[:limit] if limit else found
@@ -112,7 +109,7 @@ async def list_sandboxes(
 
 @router.get("/sandboxes/{sandbox_id}")
 async def get_sandbox(sandbox_id: str, state: State, owner: Owner) -> dict[str, Any]:
-    sandbox = _registry(state).get(sandbox_id, owner)
+    sandbox = sandboxes(state).get(sandbox_id, owner)
     return {
         **_listed(sandbox),
         "envdAccessToken": sandbox.token,
@@ -123,7 +120,7 @@ async def get_sandbox(sandbox_id: str, state: State, owner: Owner) -> dict[str, 
 
 @router.delete("/sandboxes/{sandbox_id}", status_code=204)
 async def kill_sandbox(sandbox_id: str, state: State, owner: Owner) -> Response:
-    registry = _registry(state)
+    registry = sandboxes(state)
     registry.get(sandbox_id, owner)
     await registry.kill(sandbox_id)
     return Response(status_code=204)
@@ -131,7 +128,7 @@ async def kill_sandbox(sandbox_id: str, state: State, owner: Owner) -> Response:
 
 @router.post("/sandboxes/{sandbox_id}/timeout", status_code=204)
 async def set_timeout(sandbox_id: str, body: TimeoutBody, state: State, owner: Owner) -> Response:
-    registry = _registry(state)
+    registry = sandboxes(state)
     if body.timeout is None:
         raise BadParameter("timeout is required", "timeout")
     registry.set_timeout(registry.get(sandbox_id, owner), body.timeout, only_extend=False)
@@ -144,7 +141,7 @@ async def connect_sandbox(
     sandbox_id: str, state: State, owner: Owner, body: TimeoutBody | None = None
 ) -> JSONResponse:
     """A running sandbox's tokens again; a longer timeout extends it (a shorter one does not)."""
-    registry = _registry(state)
+    registry = sandboxes(state)
     sandbox = registry.get(sandbox_id, owner)
     if body is not None and body.timeout is not None:
         registry.set_timeout(sandbox, body.timeout, only_extend=True)
@@ -154,20 +151,20 @@ async def connect_sandbox(
 @router.get("/sandboxes/{sandbox_id}/metrics")
 async def metrics(sandbox_id: str, state: State, owner: Owner) -> list[dict[str, Any]]:
     """lci keeps no metrics history: an empty list, not an error."""
-    _registry(state).get(sandbox_id, owner)
+    sandboxes(state).get(sandbox_id, owner)
     return []
 
 
 @router.get("/sandboxes/{sandbox_id}/{what}")
 @router.get("/v2/sandboxes/{sandbox_id}/{what}")
 async def unsupported_view(sandbox_id: str, what: str, state: State, owner: Owner) -> Response:
-    _registry(state).get(sandbox_id, owner)
+    sandboxes(state).get(sandbox_id, owner)
     raise NotImplementedHere(f"lci does not keep sandbox {what!r}")
 
 
 @router.post("/sandboxes/{sandbox_id}/{action}")
 async def unsupported_action(sandbox_id: str, action: str, state: State, owner: Owner) -> Response:
-    _registry(state).get(sandbox_id, owner)
+    sandboxes(state).get(sandbox_id, owner)
     raise NotImplementedHere(
         f"lci does not support {action!r} for sandboxes: they run until killed or timed out"
     )

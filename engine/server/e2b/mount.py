@@ -1,12 +1,26 @@
-"""What the application adds for E2B: its routers, in order, and the routing middleware. (Kept out of
-the package's `__init__` so that `engine.server.runtime.state` can import the registry without the routes.)"""
+"""What the E2B surface adds to the application: its routers, in order, the routing middleware that
+moves sandbox-addressed requests under `PREFIX`, and its sandboxes."""
 
 from engine.server.e2b.files import router as files_router
 from engine.server.e2b.interpreter import router as interpreter_router
 from engine.server.e2b.lifecycle import router as lifecycle_router
 from engine.server.e2b.routing import PREFIX, SandboxRouting
+from engine.server.e2b.state import running
+from engine.server.runtime.surface import Surface
 
-# Order matters: the files router ends with a catch-all for envd's unimplemented services.
-ROUTERS = (lifecycle_router, interpreter_router, files_router)
 
-__all__ = ["PREFIX", "ROUTERS", "SandboxRouting"]
+def _is_upload(path: str) -> bool:
+    return path == PREFIX + "/files"
+
+
+def surface() -> Surface:
+    return Surface(
+        name="e2b",
+        # Order matters: the files router ends with a catch-all for envd's unimplemented services.
+        routers=(lifecycle_router, interpreter_router, files_router),
+        is_upload=_is_upload,
+        # Sandbox-addressed requests carry the sandbox's token, not the key: `sandbox_of` checks it.
+        delegated=(PREFIX + "/",),
+        middleware=(SandboxRouting,),
+        running=running,
+    )

@@ -31,7 +31,7 @@ from engine.errors import (
     SessionNotFound,
 )
 from engine.models import SessionSpec, SessionState
-from engine.server.runtime.runner import Containers
+from engine.server.runtime.runner import ServerRunner
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,8 @@ class E2BSandbox:
 
 
 class E2BSandboxes:
-    def __init__(self, containers: Containers) -> None:
-        self.containers = containers
+    def __init__(self, runner: ServerRunner) -> None:
+        self.runner = runner
         self._sandboxes: dict[str, E2BSandbox] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # context changes of every sandbox: rare, and short
@@ -83,7 +83,7 @@ class E2BSandboxes:
         sandbox_id: str | None = None,
     ) -> E2BSandbox:
         lifetime = _timeout(timeout_s)  # checked before anything is started
-        session = await self.containers.create(spec, owner)
+        session = await self.runner.create(spec, owner)
         now = time.time()
         default = Context(id=uuid.uuid4().hex[:12], session_id=session.id)
         sandbox = E2BSandbox(
@@ -145,7 +145,7 @@ class E2BSandboxes:
         """The session running `context_id` (default: the default context)."""
         context = sandbox.default if context_id is None else self.context(sandbox, context_id)
         try:
-            session = self.containers.manager.get(context.session_id)
+            session = self.runner.manager.get(context.session_id)
         except SessionNotFound:
             raise SessionClosed(f"context {context.id} of sandbox {sandbox.id} is gone") from None
         return session
@@ -157,7 +157,7 @@ class E2BSandboxes:
             raise NotFound(f"context {context_id!r} not found") from None
 
     async def create_context(self, sandbox: E2BSandbox) -> Context:
-        session = await self.containers.create(sandbox.spec, sandbox.owner)
+        session = await self.runner.create(sandbox.spec, sandbox.owner)
         context = Context(id=uuid.uuid4().hex[:12], session_id=session.id)
         async with self._lock:
             if sandbox.id not in self._sandboxes:  # killed meanwhile
@@ -182,14 +182,14 @@ class E2BSandboxes:
         if sandbox.end_at <= time.time():
             return False
         try:
-            session = self.containers.manager.get(sandbox.default.session_id)
+            session = self.runner.manager.get(sandbox.default.session_id)
         except SessionNotFound:
             return False
         return session.state is not SessionState.CLOSED
 
     async def _close_session(self, session_id: str) -> None:
         with contextlib.suppress(SessionNotFound, SessionClosed):
-            await self.containers.manager.close(session_id)
+            await self.runner.manager.close(session_id)
 
     def _ensure_reaper(self) -> None:
         if self._reaper is None or self._reaper.done():

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from engine.errors import SandboxNotFound, SandboxNotRunning, Unauthorized
 from engine.models import SessionSpec
 from engine.server.e2b.registry import MAX_TIMEOUT_S, E2BSandbox
+from engine.server.e2b.state import sandboxes
 from engine.server.http.auth import ANONYMOUS
 from engine.server.runtime.state import ServerState, get_state
 
@@ -55,7 +56,7 @@ async def sandbox_of(request: Request) -> E2BSandbox:
     state = get_state(request)
     sandbox_id = request.headers.get(SANDBOX_HEADER, "")
     try:
-        sandbox = state.e2b.get(sandbox_id)
+        sandbox = sandboxes(state).get(sandbox_id)
     except SandboxNotFound:
         if sandbox_id != DEBUG_SANDBOX_ID or _keyed(state):
             raise SandboxNotRunning(f"The sandbox {sandbox_id} was not found") from None
@@ -71,11 +72,11 @@ async def sandbox_of(request: Request) -> E2BSandbox:
 async def _debug_sandbox(request: Request) -> E2BSandbox:
     state = get_state(request)
     spec = SessionSpec(backend=state.settings.backend, limits=state.settings.limits)
-    async with state.e2b.debug_lock:
+    async with sandboxes(state).debug_lock:
         try:
-            return state.e2b.get(DEBUG_SANDBOX_ID)
+            return sandboxes(state).get(DEBUG_SANDBOX_ID)
         except SandboxNotFound:
-            return await state.e2b.create(
+            return await sandboxes(state).create(
                 spec,
                 template="debug",
                 metadata={},

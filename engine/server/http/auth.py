@@ -3,7 +3,7 @@
 Keys come from `LCI_API_KEY` (principal `default`) and from a keys file (`--api-key-file`,
 `LCI_API_KEY_FILE`): one key per line, either `KEY` alone or `NAME KEY`; blank lines and lines
 starting with `#` are skipped. Never from the command line, where every local user can read them
-(`/proc/<pid>/cmdline`). Sessions belong to the principal that created them (see `containers.py`);
+(`/proc/<pid>/cmdline`). Sessions belong to the principal that created them (see `runtime/runner.py`);
 with no keys at all every request is the anonymous principal `""`.
 """
 

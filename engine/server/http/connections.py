@@ -10,7 +10,7 @@ hundred clients trickling partial headers starve everyone else.
   idle between requests) is closed to make room; only when every connection is serving a request
   is the new one refused.
 
-Bodies are bounded in time by the gate (`middleware.py`), idle keep-alive by uvicorn itself.
+Bodies are bounded in time by the gate (`gate.py`), idle keep-alive by uvicorn itself.
 """
 
 from __future__ import annotations

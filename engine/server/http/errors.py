@@ -22,6 +22,7 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
@@ -85,6 +86,44 @@ _DASHSCOPE_CODES = {
     413: "RequestTooLarge",
     429: "Throttling",
 }
+
+
+# The error bodies as the OpenAPI document describes them (`error_body` builds them).
+
+
+class PlainErrorDetail(BaseModel):
+    code: str = Field(description="Stable error code, e.g. session_not_found, session_busy.")
+    message: str
+    param: str | None = None
+
+
+class PlainError(BaseModel):
+    """Error body of the session API."""
+
+    error: PlainErrorDetail
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(BaseModel):
+    """OpenAI error body (Responses API; Chat Completions adds `id` and `request_id`)."""
+
+    error: OpenAIErrorDetail
+    id: str | None = None
+    request_id: str | None = None
+
+
+class DashScopeError(BaseModel):
+    """DashScope native error body."""
+
+    code: str = Field(description="InvalidParameter, InvalidApiKey, Throttling, InternalError ...")
+    message: str
+    request_id: str
 
 
 def status_for(code: str, upstream_status: int | None = None) -> int:

@@ -1,47 +1,12 @@
-"""The OpenAPI description of what the routes answer: error bodies per surface (errors.error_body
-builds them) and the statuses each kind of route can return."""
+"""The OpenAPI description of what the routes answer: the statuses each kind of route can return,
+with the error body model of its surface (`errors.py` defines them beside the code that builds
+them), and how a streamed answer is described."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
-
-
-class PlainErrorDetail(BaseModel):
-    code: str = Field(description="Stable error code, e.g. session_not_found, session_busy.")
-    message: str
-    param: str | None = None
-
-
-class PlainError(BaseModel):
-    """Error body of the session API."""
-
-    error: PlainErrorDetail
-
-
-class OpenAIErrorDetail(BaseModel):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class OpenAIError(BaseModel):
-    """OpenAI error body (Responses API; Chat Completions adds `id` and `request_id`)."""
-
-    error: OpenAIErrorDetail
-    id: str | None = None
-    request_id: str | None = None
-
-
-class DashScopeError(BaseModel):
-    """DashScope native error body."""
-
-    code: str = Field(description="InvalidParameter, InvalidApiKey, Throttling, InternalError ...")
-    message: str
-    request_id: str
-
+from pydantic import BaseModel
 
 _DESCRIPTIONS = {
     400: "Invalid request",
@@ -73,7 +38,8 @@ def errors(model: type[BaseModel], *statuses: int) -> dict[int | str, dict[str, 
     return {status: {"model": model, "description": _DESCRIPTIONS[status]} for status in statuses}
 
 
-def _streamed(description: str, **extra: Any) -> dict[int | str, dict[str, Any]]:
+def streamed(description: str, **extra: Any) -> dict[int | str, dict[str, Any]]:
+    """A 200 that is JSON, or server-sent events when the request asked to stream."""
     return {
         200: {
             "description": description,
@@ -86,17 +52,5 @@ def _streamed(description: str, **extra: Any) -> dict[int | str, dict[str, Any]]
     }
 
 
-_LOOP_STATUSES = (400, 401, 404, 409, 413, 429, 500, 502, 503, 504)
-
-CHAT_RESPONSES = {
-    **_streamed("A chat.completion, or chat.completion.chunk events when streaming"),
-    **errors(OpenAIError, *_LOOP_STATUSES),
-}
-RESPONSES_RESPONSES = {
-    **_streamed("A response object, or response.* events when streaming"),
-    **errors(OpenAIError, *_LOOP_STATUSES),
-}
-DASHSCOPE_RESPONSES = {
-    **_streamed("A generation result, or DashScope SSE events when streaming"),
-    **errors(DashScopeError, *_LOOP_STATUSES),
-}
+# What a request that runs the tool loop can answer besides its 200.
+LOOP_STATUSES = (400, 401, 404, 409, 413, 429, 500, 502, 503, 504)

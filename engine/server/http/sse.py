@@ -41,14 +41,6 @@ def named_event(name: str, payload: str) -> str:
     return f"event: {name}\ndata: {payload}\n\n"
 
 
-def dashscope_event(number: int, payload: str, status: int = 200) -> str:
-    """DashScope native framing: no space after the colons; errors carry a `status:` line, which
-    is what the SDK reads the status code from."""
-    if status == 200:
-        return f"id:{number}\nevent:result\n:HTTP_STATUS/200\ndata:{payload}\n\n"
-    return f"id:{number}\nevent:error\n:HTTP_STATUS/{status}\nstatus:{status}\ndata:{payload}\n\n"
-
-
 @dataclass
 class Rejection:
     """The stream failed before anything was sent: answer with this status and JSON body."""

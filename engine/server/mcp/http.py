@@ -45,7 +45,7 @@ class McpEndpoint:
         self._ref.set(
             Workspace(
                 state.manager,
-                state.containers.create,
+                state.runner.create,
                 SessionSpec(backend=settings.backend, limits=settings.limits),
                 auth=bool(settings.api_key),
                 inline_bytes=self.options.mcp_inline_bytes,

@@ -31,8 +31,8 @@ from engine.orchestrator import (
     WebCall,
 )
 from engine.server.http.auth import principal_of
-from engine.server.http.errors import Surface, error_body, status_for
-from engine.server.http.openapi import CHAT_RESPONSES
+from engine.server.http.errors import OpenAIError, Surface, error_body, status_for
+from engine.server.http.openapi import LOOP_STATUSES, errors, streamed
 from engine.server.http.sse import DONE, compact_json, data_event, respond, until_disconnected
 from engine.server.runtime.conversation import (
     Conversation,
@@ -47,6 +47,10 @@ from engine.server.runtime.state import ServerState, State
 from engine.server.runtime.web import search_tools
 
 router = APIRouter(tags=["OpenAI-compatible"])
+CHAT_RESPONSES = {
+    **streamed("A chat.completion, or chat.completion.chunk events when streaming"),
+    **errors(OpenAIError, *LOOP_STATUSES),
+}
 
 
 class ChatRequest(BaseModel):

@@ -119,9 +119,6 @@ class LoopRequest:
     web_tools: list[str] = field(default_factory=list)  # web_search, web_extractor
 
 
-_PYTHON_BLOCKS: dict[str, bool | Literal["auto"]] = {"auto": "auto", "on": True, "off": False}
-
-
 def python_blocks(value: Any, param: str = PYTHON_BLOCKS_FIELD) -> bool | None:
     """A request's `python_blocks` field: true, false, or absent (the server decides)."""
     if value is None or isinstance(value, bool):
@@ -147,26 +144,26 @@ class Conversation:
             deadline_s=options.deadline_s,
             params=self.request.params,
             tool_choice=self.request.tool_choice,
-            python_blocks=_PYTHON_BLOCKS[options.python_blocks] if blocks is None else blocks,
+            python_blocks=options.python_blocks if blocks is None else blocks,
             web_tools=self.request.web_tools,
         )
         try:
-            self.state.containers.assign(self.id, self.request.owner)
+            self.state.runner.assign(self.id, self.request.owner)
             if self.request.container is not None:  # SessionNotFound comes before any output
-                self.state.containers.bind(self.id, self.request.container, self.request.owner)
+                self.state.runner.bind(self.id, self.request.container, self.request.owner)
             async for event in self.state.orchestrator.run(
                 self.request.messages, conversation_id=self.id, options=loop_options
             ):
                 yield event
         finally:
             with anyio.CancelScope(shield=True):
-                await self.state.containers.release(
+                await self.state.runner.release(
                     self.id, close=not self.request.keep_session, keep_for_s=self.request.keep_for_s
                 )
 
     async def container_id(self) -> str:
         """The session the conversation's code runs in, started now if needed."""
-        return (await self.state.containers.session(self.id)).id
+        return (await self.state.runner.session(self.id)).id
 
 
 async def plain_events(state: ServerState, request: LoopRequest) -> AsyncGenerator[Event, None]:

@@ -8,6 +8,15 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from engine.loop_settings import (
+    DEADLINE_S,
+    MAX_ROUNDS,
+    LoopDeadline,
+    MaxRounds,
+    OnMaxRounds,
+    PythonBlocks,
+)
+
 MIB = 1 << 20
 
 
@@ -63,21 +72,18 @@ class ServerOptions(BaseSettings):
     unsupported_builtin_tools: Literal["ignore", "error"] = Field(
         "ignore", description="What to do with built-in tools lci does not have (web_search ...)."
     )
-    max_rounds: int = Field(20, ge=1, description="Model calls per request.")
-    python_blocks: Literal["auto", "on", "off"] = Field(
-        "auto",
-        description="Run fenced ```python blocks of the model's text as code-interpreter calls: "
-        "auto: until the model makes a native tool call (models without working tool calls "
-        "write their code that way); a request's own `python_blocks` overrides it.",
-    )
+    max_rounds: MaxRounds = MAX_ROUNDS
+    # Models without working tool calls write their code that way; a request's own
+    # `python_blocks` overrides it.
+    python_blocks: PythonBlocks = "auto"
     implicit_container_ttl_s: float = Field(
         300.0,
         ge=0,
         description="How long a Responses container the request did not name is kept after the "
         "request, unless a later request continues in it (0: closed at the request's end).",
     )
-    on_max_rounds: Literal["final_call", "stop"] = "final_call"
-    deadline_s: float = Field(600.0, gt=0, description="Wall time of one request's tool loop.")
+    on_max_rounds: OnMaxRounds = "final_call"
+    deadline_s: LoopDeadline = DEADLINE_S
     heartbeat_s: float = Field(
         10.0, gt=0, description="An SSE comment is sent when a stream was quiet this long."
     )

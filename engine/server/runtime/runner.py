@@ -1,4 +1,4 @@
-"""`Containers`: the server's CodeRunner. One session per conversation, created on its first code
+"""`ServerRunner`: the server's CodeRunner. One session per conversation, created on its first code
 block, or bound to an existing session: a Responses `container` is an lci session id, so passing it
 back continues in that session with its variables and files.
 
@@ -26,7 +26,7 @@ from engine.server.http.auth import ANONYMOUS
 from engine.session_runner import SessionRunner
 
 
-class Containers(SessionRunner):
+class ServerRunner(SessionRunner):
     def __init__(self, manager: SessionManager, spec: SessionSpec | None = None) -> None:
         super().__init__(manager, spec)
         self._kept: OrderedDict[str, None] = OrderedDict()  # kept containers, least recent first

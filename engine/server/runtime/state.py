@@ -1,13 +1,16 @@
-"""What the server holds while it runs: the session manager, the tool loop wired to it, the client
-of the model server, and the stored Responses conversations. Built at startup, closed at shutdown
-(which closes every session)."""
+"""What the server holds while it runs and every surface shares: the session manager, the tool loop
+wired to it, the client of the model server, the web tools. Built at startup, closed at shutdown
+(which closes every session).
+
+Each surface keeps its own state (stored conversations, containers, sandboxes) as a part attached
+here when it starts (see `runtime.surface`): shared code never names a surface's state, and a
+surface reads its own with `state.part(ItsState)`."""
 
 from __future__ import annotations
 
 import contextlib
-from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Annotated, Any
+from dataclasses import dataclass, field
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 
@@ -15,41 +18,13 @@ from engine.config import Settings
 from engine.core.manager import SessionManager
 from engine.models import SessionSpec
 from engine.orchestrator import Orchestrator, UpstreamClient, WebTools
-from engine.server.e2b.registry import E2BSandboxes
 from engine.server.http.auth import principal_of
-from engine.server.openai.containers.registry import ContainerRegistry
-from engine.server.openai.files.store import FileStore
 from engine.server.runtime.options import ServerOptions
 from engine.server.runtime.proxy import Proxy
-from engine.server.runtime.runner import Containers
+from engine.server.runtime.runner import ServerRunner
 from engine.server.runtime.web import build_web_tools
 
-
-@dataclass
-class Stored:
-    """A finished Responses conversation: every message so far, and its container (session)."""
-
-    messages: list[dict[str, Any]]
-    container: str | None
-    owner: str = ""  # the principal that made it; for any other it does not exist
-
-
-class ResponseStore:
-    """The last `capacity` responses, for `previous_response_id`."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[str, Stored] = OrderedDict()
-
-    def put(self, response_id: str, stored: Stored) -> None:
-        if self.capacity <= 0:
-            return
-        self._items[response_id] = stored
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
-
-    def get(self, response_id: str) -> Stored | None:
-        return self._items.get(response_id)
+Part = TypeVar("Part")
 
 
 @dataclass
@@ -59,29 +34,36 @@ class ServerState:
     manager: SessionManager
     upstream: UpstreamClient
     orchestrator: Orchestrator
-    containers: Containers
+    runner: ServerRunner  # runs code for every surface, in sessions that belong to a principal
     proxy: Proxy
-    store: ResponseStore
-    files: FileStore
-    registry: ContainerRegistry
-    e2b: E2BSandboxes
     web: WebTools | None = None  # the configured web tools
+    _parts: dict[type, object] = field(default_factory=dict)
 
     @property
     def web_available(self) -> frozenset[str]:
         return self.web.available if self.web is not None else frozenset()
 
+    @property
+    def defaults(self) -> SessionSpec:
+        """The spec of a session started without one: the configured backend and limits."""
+        return SessionSpec(backend=self.settings.backend, limits=self.settings.limits)
+
+    def attach(self, part: object) -> None:
+        """Keep a surface's own state, found again by its type."""
+        self._parts[type(part)] = part
+
+    def part(self, kind: type[Part]) -> Part:
+        part = self._parts.get(kind)
+        if not isinstance(part, kind):
+            raise LookupError(f"no {kind.__name__} attached: its surface is not mounted")
+        return part
+
     @classmethod
     def build(cls, settings: Settings, options: ServerOptions) -> ServerState:
         manager = SessionManager(settings) if not settings.ray_address else _cluster(settings)
         upstream = UpstreamClient.from_settings(settings)
-        containers = Containers(
+        runner = ServerRunner(
             manager, SessionSpec(backend=settings.backend, limits=settings.limits)
-        )
-        files = FileStore(
-            settings.state_dir / "files",
-            max_file_bytes=options.max_upload_bytes,
-            max_total_bytes=options.max_file_store_bytes,
         )
         web = build_web_tools(options)
         return cls(
@@ -89,21 +71,15 @@ class ServerState:
             options=options,
             manager=manager,
             upstream=upstream,
-            orchestrator=Orchestrator(upstream, containers, settings.llm_model, web=web),
-            containers=containers,
+            orchestrator=Orchestrator(upstream, runner, settings.llm_model, web=web),
+            runner=runner,
             proxy=Proxy(settings),
-            store=ResponseStore(options.stored_responses),
-            files=files,
-            registry=ContainerRegistry(manager, containers, files, settings),
-            e2b=E2BSandboxes(containers),
             web=web,
         )
 
     async def aclose(self) -> None:
         """Close every session, then the clients of the model server."""
         try:
-            await self.registry.aclose()
-            await self.e2b.aclose()
             await self.manager.close_all()
         finally:
             with contextlib.suppress(Exception):

@@ -20,9 +20,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from pathlib import PurePosixPath
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import anyio
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -43,9 +41,10 @@ from engine.models import (
     SessionSpec,
     StreamOutput,
 )
-from engine.server.http.errors import error_body, status_for
-from engine.server.http.openapi import SSE_EVENT, PlainError, errors
+from engine.server.http.errors import PlainError, error_body, status_for
+from engine.server.http.openapi import SSE_EVENT, errors
 from engine.server.http.sse import Piece, named_event, respond, until_disconnected
+from engine.server.http.transfer import attachment
 from engine.server.runtime.state import Owner, ServerState, State
 
 router = APIRouter(prefix="/v1/sessions", tags=["Sessions"])
@@ -135,7 +134,7 @@ async def create_session(
 ) -> SessionInfo:
     """Start a session and return it once its interpreter is ready. It belongs to the API key
     that made it: to other keys it does not exist."""
-    return (await state.containers.create(_spec(state, body or CreateSession()), owner)).info()
+    return (await state.runner.create(_spec(state, body or CreateSession()), owner)).info()
 
 
 @router.get(
@@ -146,7 +145,7 @@ async def create_session(
 )
 async def list_sessions(state: State, owner: Owner) -> SessionList:
     """The sessions of this API key."""
-    return SessionList(sessions=[s.info() for s in state.containers.owned_sessions(owner)])
+    return SessionList(sessions=[s.info() for s in state.runner.owned_sessions(owner)])
 
 
 @router.get(
@@ -156,7 +155,7 @@ async def list_sessions(state: State, owner: Owner) -> SessionList:
     responses=errors(PlainError, 404, *_COMMON),
 )
 async def get_session(session_id: str, state: State, owner: Owner) -> SessionInfo:
-    return state.containers.owned(session_id, owner).info()
+    return state.runner.owned(session_id, owner).info()
 
 
 @router.delete(
@@ -167,7 +166,7 @@ async def get_session(session_id: str, state: State, owner: Owner) -> SessionInf
 )
 async def delete_session(session_id: str, state: State, owner: Owner) -> Deleted:
     """Close the session (a running execution is stopped) and free everything it held."""
-    state.containers.owned(session_id, owner)
+    state.runner.owned(session_id, owner)
     await state.manager.close(session_id)
     return Deleted(id=session_id)
 
@@ -183,7 +182,7 @@ async def execute(
 ) -> Response:
     """Run code in the session. Errors in the code are part of the Execution, not HTTP errors;
     a second execution while one runs is refused (409) unless `wait` queues it."""
-    session = state.containers.owned(session_id, owner)
+    session = state.runner.owned(session_id, owner)
     maximum = state.settings.max_limits.timeout_s
     if body.timeout_s is not None and body.timeout_s > maximum:
         raise BadParameter(
@@ -213,7 +212,7 @@ async def upload_file(
     path: Annotated[str | None, Form(description="Where to put it (default: its name).")] = None,
 ) -> FileInfo:
     """Put a file into the session's working directory."""
-    session = state.containers.owned(session_id, owner)
+    session = state.runner.owned(session_id, owner)
     target = path or file.filename
     if not target:
         raise BadParameter("give the file a name or a path", "path")
@@ -235,7 +234,7 @@ async def upload_file(
     responses=errors(PlainError, 404, 409, *_COMMON),
 )
 async def list_files(session_id: str, state: State, owner: Owner) -> FileList:
-    return FileList(files=await state.containers.owned(session_id, owner).list_files())
+    return FileList(files=await state.runner.owned(session_id, owner).list_files())
 
 
 @router.get(
@@ -245,10 +244,8 @@ async def list_files(session_id: str, state: State, owner: Owner) -> FileList:
     responses={**_DOWNLOAD_200, **errors(PlainError, 400, 404, 409, *_COMMON)},
 )
 async def download_file(session_id: str, path: str, state: State, owner: Owner) -> Response:
-    chunks = state.containers.owned(session_id, owner).read_file_chunks(path)
+    chunks = state.runner.owned(session_id, owner).read_file_chunks(path)
     first = await anext(chunks, b"")  # a missing file is a 404 before the response starts
-    name = quote(PurePosixPath(path).name or "file")
-    disposition = f"attachment; filename*=UTF-8''{name}"
 
     async def body() -> AsyncIterator[bytes]:
         yield first
@@ -256,7 +253,7 @@ async def download_file(session_id: str, path: str, state: State, owner: Owner) 
             yield chunk
 
     return StreamingResponse(
-        body(), media_type="application/octet-stream", headers={"Content-Disposition": disposition}
+        body(), media_type="application/octet-stream", headers=attachment(path)
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.core.manager import SessionManager
-from engine.server.runtime.runner import Containers
+from engine.server.runtime.runner import ServerRunner
 
 
 async def test_a_replacement_made_before_the_code_runs_is_reported(
@@ -11,7 +11,7 @@ async def test_a_replacement_made_before_the_code_runs_is_reported(
 ) -> None:
     """The Responses surface asks for the session to name the container before the code runs: a
     lost session replaced then must still make that execution report the state as lost."""
-    containers = Containers(manager)
+    containers = ServerRunner(manager)
     assert (await containers.execute("a", "x = 1")).state_preserved
     lost = containers.session_id("a")
     assert lost is not None
@@ -25,7 +25,7 @@ async def test_a_replacement_made_before_the_code_runs_is_reported(
 
 
 async def test_release_forgets_a_replacement(manager: SessionManager) -> None:
-    containers = Containers(manager)
+    containers = ServerRunner(manager)
     await containers.execute("a", "x = 1")
     lost = containers.session_id("a")
     assert lost is not None

@@ -1,4 +1,4 @@
-"""OpenAI's Containers API over lci sessions (see container_registry for what a container is).
+"""OpenAI's Containers API over lci sessions (see `registry` for what a container is).
 
     POST   /v1/containers          create (name, expires_after, memory_limit, file_ids)
     GET    /v1/containers          list, paginated (after, limit, order, name)
@@ -19,9 +19,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import BadParameter
-from engine.server.http.openapi import OpenAIError, errors
+from engine.server.http.errors import OpenAIError
+from engine.server.http.openapi import errors
 from engine.server.openai.containers.registry import DEFAULT_MINUTES, MAX_MINUTES, Container
 from engine.server.openai.paging import Order, page
+from engine.server.openai.state import openai_state
 from engine.server.runtime.state import Owner, State
 
 router = APIRouter(prefix="/v1/containers", tags=["OpenAI-compatible"])
@@ -87,8 +89,8 @@ async def create_container(body: CreateContainer, state: State, owner: Owner) ->
             'only network_policy {"type": "disabled"} is possible',
             "network_policy",
         )
-    await state.registry.sweep()
-    container = await state.registry.create(
+    await openai_state(state).registry.sweep()
+    container = await openai_state(state).registry.create(
         body.name,
         minutes=body.expires_after.minutes if body.expires_after else DEFAULT_MINUTES,
         memory_limit=body.memory_limit,
@@ -107,8 +109,10 @@ async def list_containers(
     order: Order = "desc",
     name: str | None = None,
 ) -> JSONResponse:
-    await state.registry.sweep()
-    containers = [c for c in state.registry.all(owner) if name is None or c.name == name]
+    await openai_state(state).registry.sweep()
+    containers = [
+        c for c in openai_state(state).registry.all(owner) if name is None or c.name == name
+    ]
     return JSONResponse(
         page(containers, id_of=lambda c: c.id, wire=_wire, after=after, limit=limit, order=order)
     )
@@ -120,8 +124,8 @@ async def list_containers(
     responses=errors(OpenAIError, 404, *_COMMON),
 )
 async def retrieve_container(container_id: str, state: State, owner: Owner) -> JSONResponse:
-    await state.registry.sweep()
-    return JSONResponse(_wire(state.registry.get(container_id, owner=owner)))
+    await openai_state(state).registry.sweep()
+    return JSONResponse(_wire(openai_state(state).registry.get(container_id, owner=owner)))
 
 
 @router.delete(
@@ -129,7 +133,7 @@ async def retrieve_container(container_id: str, state: State, owner: Owner) -> J
 )
 async def delete_container(container_id: str, state: State, owner: Owner) -> JSONResponse:
     """Close the container's session (a running execution is stopped) and forget it."""
-    await state.registry.delete(container_id, owner)
+    await openai_state(state).registry.delete(container_id, owner)
     return JSONResponse({"id": container_id, "object": "container.deleted", "deleted": True})
 
 

@@ -12,19 +12,20 @@ Files the code wrote are listed with `source: "assistant"`, uploads with `source
 from __future__ import annotations
 
 import json
-import mimetypes
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
 from engine.errors import BadParameter, FileNotFound
-from engine.server.http.openapi import OpenAIError, errors
+from engine.server.http.errors import OpenAIError
+from engine.server.http.openapi import errors
+from engine.server.http.transfer import download
 from engine.server.openai.containers.registry import Container, ContainerFile
 from engine.server.openai.files.store import clean_filename
 from engine.server.openai.paging import Order, page
+from engine.server.openai.state import openai_state
 from engine.server.runtime.state import Owner, State
 
 router = APIRouter(prefix="/v1/containers/{container_id}/files", tags=["OpenAI-compatible"])
@@ -78,19 +79,21 @@ async def create_container_file(
 ) -> JSONResponse:
     """Put a file into the container: uploaded (multipart `file`) or copied from `/v1/files`
     (JSON `file_id`). It lands at the top of the working directory under its file name."""
-    await state.registry.sweep()
-    container = state.registry.get(container_id, owner=owner)
-    state.registry.session(container)  # an expired container takes no files, read nothing first
+    await openai_state(state).registry.sweep()
+    container = openai_state(state).registry.get(container_id, owner=owner)
+    openai_state(state).registry.session(
+        container
+    )  # an expired container takes no files, read nothing first
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         name, data = await _upload(request)
     else:
         file_id = await _file_id(request)
         try:
-            record = state.files.get(file_id, owner)
+            record = openai_state(state).files.get(file_id, owner)
         except FileNotFound as exc:
             raise FileNotFound(exc.message, "file_id") from None
-        name, data = record.filename, await state.files.read(file_id, owner)
-    item = await state.registry.add_file(container, name, data, source="user")
+        name, data = record.filename, await openai_state(state).files.read(file_id, owner)
+    item = await openai_state(state).registry.add_file(container, name, data, source="user")
     return JSONResponse(item.wire(container))
 
 
@@ -106,7 +109,7 @@ async def list_container_files(
     order: Order = "desc",
 ) -> JSONResponse:
     container = await _container(state, container_id, owner)
-    files = await state.registry.files(container)
+    files = await openai_state(state).registry.files(container)
     return JSONResponse(
         page(
             files,
@@ -128,7 +131,9 @@ async def retrieve_container_file(
     container_id: str, file_id: str, state: State, owner: Owner
 ) -> JSONResponse:
     container = await _container(state, container_id, owner)
-    return JSONResponse((await state.registry.file(container, file_id)).wire(container))
+    return JSONResponse(
+        (await openai_state(state).registry.file(container, file_id)).wire(container)
+    )
 
 
 @router.get(
@@ -147,8 +152,8 @@ async def container_file_content(
     container_id: str, file_id: str, state: State, owner: Owner
 ) -> Response:
     container = await _container(state, container_id, owner)
-    item = await state.registry.file(container, file_id)
-    return download(await state.registry.read_file(container, item), item.path)
+    item = await openai_state(state).registry.file(container, file_id)
+    return download(await openai_state(state).registry.read_file(container, item), item.path)
 
 
 @router.delete(
@@ -160,22 +165,15 @@ async def delete_container_file(
     container_id: str, file_id: str, state: State, owner: Owner
 ) -> JSONResponse:
     container = await _container(state, container_id, owner)
-    item: ContainerFile = await state.registry.file(container, file_id)
-    await state.registry.delete_file(container, item)
+    item: ContainerFile = await openai_state(state).registry.file(container, file_id)
+    await openai_state(state).registry.delete_file(container, item)
     return JSONResponse({"id": file_id, "object": "container.file.deleted", "deleted": True})
 
 
-def download(data: bytes, path: str) -> Response:
-    name = path.rsplit("/", 1)[-1] or "file"
-    media = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    disposition = f"attachment; filename*=UTF-8''{quote(name)}"
-    return Response(data, media_type=media, headers={"Content-Disposition": disposition})
-
-
 async def _container(state: State, container_id: str, owner: str) -> Container:
-    await state.registry.sweep()
-    container = state.registry.get(container_id, owner=owner)
-    state.registry.session(container)
+    await openai_state(state).registry.sweep()
+    container = openai_state(state).registry.get(container_id, owner=owner)
+    openai_state(state).registry.session(container)
     return container
 
 

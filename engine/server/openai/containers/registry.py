@@ -37,7 +37,7 @@ from engine.errors import (
 )
 from engine.models import Limits, SessionSpec
 from engine.server.openai.files.store import FileStore
-from engine.server.runtime.runner import Containers
+from engine.server.runtime.runner import ServerRunner
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class ContainerRegistry:
     def __init__(
         self,
         manager: SessionManager,
-        runner: Containers,
+        runner: ServerRunner,
         files: FileStore,
         settings: Settings,
         sweep_interval_s: float = 30.0,

@@ -18,10 +18,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
 from engine.errors import BadParameter
-from engine.server.http.openapi import OpenAIError, errors
-from engine.server.openai.containers.files import download
+from engine.server.http.errors import OpenAIError
+from engine.server.http.openapi import errors
+from engine.server.http.transfer import download
 from engine.server.openai.files.store import PURPOSES, clean_filename
 from engine.server.openai.paging import Order, page
+from engine.server.openai.state import openai_state
 from engine.server.runtime.state import Owner, State
 
 router = APIRouter(prefix="/v1/files", tags=["OpenAI-compatible"])
@@ -85,7 +87,7 @@ async def create_file(request: Request, state: State, owner: Owner) -> JSONRespo
         data = await upload.read()
     finally:
         await form.close()
-    record = await state.files.put(name, purpose, data, expires, owner)
+    record = await openai_state(state).files.put(name, purpose, data, expires, owner)
     return JSONResponse(record.wire())
 
 
@@ -98,7 +100,7 @@ async def list_files(
     order: Order = "desc",
     purpose: str | None = None,
 ) -> JSONResponse:
-    records = sorted(state.files.all(owner), key=lambda f: (f.created_at, f.id))
+    records = sorted(openai_state(state).files.all(owner), key=lambda f: (f.created_at, f.id))
     records = [f for f in records if purpose is None or f.purpose == purpose]
     return JSONResponse(
         page(
@@ -116,7 +118,7 @@ async def list_files(
     "/{file_id}", operation_id="retrieve_file", responses=errors(OpenAIError, 404, *_COMMON)
 )
 async def retrieve_file(file_id: str, state: State, owner: Owner) -> JSONResponse:
-    return JSONResponse(state.files.get(file_id, owner).wire())
+    return JSONResponse(openai_state(state).files.get(file_id, owner).wire())
 
 
 @router.get(
@@ -132,15 +134,15 @@ async def retrieve_file(file_id: str, state: State, owner: Owner) -> JSONRespons
     },
 )
 async def file_content(file_id: str, state: State, owner: Owner) -> Response:
-    record = state.files.get(file_id, owner)
-    return download(await state.files.read(file_id, owner), record.filename)
+    record = openai_state(state).files.get(file_id, owner)
+    return download(await openai_state(state).files.read(file_id, owner), record.filename)
 
 
 @router.delete(
     "/{file_id}", operation_id="delete_file_openai", responses=errors(OpenAIError, 404, *_COMMON)
 )
 async def delete_file(file_id: str, state: State, owner: Owner) -> JSONResponse:
-    await state.files.delete(file_id, owner)
+    await openai_state(state).files.delete(file_id, owner)
     return JSONResponse({"id": file_id, "object": "file", "deleted": True})
 
 

@@ -6,7 +6,7 @@ passing it back as the tool's `container` continues in that session, with its va
 (it is also a session of the `/v1/sessions` API, so its files can be downloaded there). Responses
 are kept for `previous_response_id`, which continues the conversation and its container. A
 `{"type": "auto", "file_ids", "memory_limit"}` container is made before the loop starts
-(responses_container), and files the code wrote are cited on the answer (citations).
+(`container`), and files the code wrote are cited on the answer (citations).
 Without the code interpreter the request is a plain completion rendered as a response.
 """
 
@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import BadParameter, ContainerNotFound, ResponseNotFound, SessionNotFound
 from engine.server.http.auth import principal_of
-from engine.server.http.openapi import RESPONSES_RESPONSES
+from engine.server.http.errors import OpenAIError
+from engine.server.http.openapi import LOOP_STATUSES, errors, streamed
 from engine.server.http.sse import respond, until_disconnected
 from engine.server.openai.responses import container as responses_container
 from engine.server.openai.responses.citations import CallFiles
@@ -32,6 +33,8 @@ from engine.server.openai.responses.input import (
 )
 from engine.server.openai.responses.items import new_id
 from engine.server.openai.responses.render import ResponseContext, ResponsesRenderer
+from engine.server.openai.responses.store import Stored
+from engine.server.openai.state import openai_state
 from engine.server.runtime.conversation import (
     Conversation,
     LoopRequest,
@@ -42,9 +45,14 @@ from engine.server.runtime.conversation import (
     stream,
     upstream_params,
 )
-from engine.server.runtime.state import ServerState, State, Stored
+from engine.server.runtime.state import ServerState, State
 
 router = APIRouter(tags=["OpenAI-compatible"])
+RESPONSES_RESPONSES = {
+    **streamed("A response object, or response.* events when streaming"),
+    **errors(OpenAIError, *LOOP_STATUSES),
+}
+
 
 OUTPUTS_INCLUDE = "code_interpreter_call.outputs"
 SOURCES_INCLUDE = "web_search_call.action.sources"
@@ -149,7 +157,9 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
     def remember(output: list[dict[str, Any]], used: str | None) -> None:
         if body.store:
             conversation = history + new_messages + output_messages(output)
-            state.store.put(response_id, Stored(conversation, used or container, owner))
+            openai_state(state).store.put(
+                response_id, Stored(conversation, used or container, owner)
+            )
 
     ctx = ResponseContext(
         id=response_id,
@@ -174,7 +184,7 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
     if run_code:
         conversation = Conversation(state, loop)
         ctx.container = responses_container.registering(state, conversation, response_id)
-        ctx.files = CallFiles(state.registry)
+        ctx.files = CallFiles(openai_state(state).registry)
         events = conversation.events()
     else:
         events = plain_events(state, loop)
@@ -191,9 +201,11 @@ def _check_owner(state: ServerState, container: str, owner: str) -> None:
     """A live container of another key does not exist for this one; an expired container is left
     to the registry, which says it expired."""
     try:
-        state.containers.owned(container, owner)
+        state.runner.owned(container, owner)
     except SessionNotFound:
-        if container in {s.id for s in state.manager.list()} or not state.registry.knows(container):
+        if container in {s.id for s in state.manager.list()} or not openai_state(
+            state
+        ).registry.knows(container):
             raise ContainerNotFound(f"no container {container!r}", "tools") from None
 
 
@@ -203,7 +215,7 @@ def _previous(
     """The stored conversation `previous_response_id` continues, and its container if it lives."""
     if body.previous_response_id is None:
         return [], None
-    stored = state.store.get(body.previous_response_id)
+    stored = openai_state(state).store.get(body.previous_response_id)
     if stored is None or stored.owner != owner:
         raise ResponseNotFound(
             f"no stored response {body.previous_response_id!r}", "previous_response_id"
@@ -211,7 +223,7 @@ def _previous(
     container = stored.container
     if container is not None:
         try:
-            state.containers.owned(container, owner)
+            state.runner.owned(container, owner)
         except SessionNotFound:
             container = None  # expired: the conversation goes on in a new container
     return list(stored.messages), container

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from engine.server.openai.responses.input import ToolSet
+from engine.server.openai.state import openai_state
 from engine.server.runtime.conversation import Conversation
 from engine.server.runtime.state import ServerState
 
@@ -18,7 +19,7 @@ async def resolve(
 ) -> str | None:
     """The container the call continues in, if any is set already (the caller checked that a
     named one belongs to `owner`; files and new containers are `owner`'s too)."""
-    registry = state.registry
+    registry = openai_state(state).registry
     registry.check_files(tools.file_ids, f"{tools.container_param}.file_ids", owner)
     await registry.sweep()
     if tools.container is not None:
@@ -29,8 +30,8 @@ async def resolve(
     if previous is not None:
         container = registry.get(previous)
         for file_id in tools.file_ids:
-            record = state.files.get(file_id, owner)
-            data = await state.files.read(file_id, owner)
+            record = openai_state(state).files.get(file_id, owner)
+            data = await openai_state(state).files.read(file_id, owner)
             await registry.add_file(container, record.filename, data, source="user")
         return previous
     if tools.file_ids or tools.memory_limit:
@@ -51,7 +52,7 @@ def registering(
 
     async def container() -> str:
         session_id = await conversation.container_id()
-        state.registry.register(state.manager.get(session_id), _name(response_id))
+        openai_state(state).registry.register(state.manager.get(session_id), _name(response_id))
         return session_id
 
     return container

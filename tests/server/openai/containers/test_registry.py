@@ -19,13 +19,13 @@ from engine.errors import (
 )
 from engine.server.openai.containers.registry import ContainerRegistry
 from engine.server.openai.files.store import FileStore
-from engine.server.runtime.runner import Containers
+from engine.server.runtime.runner import ServerRunner
 
 
 @pytest.fixture
 async def registry(manager: SessionManager, tmp_path: Path) -> AsyncIterator[ContainerRegistry]:
     files = FileStore(tmp_path / "files", max_file_bytes=1 << 20, max_total_bytes=1 << 21)
-    registry = ContainerRegistry(manager, Containers(manager), files, manager.settings)
+    registry = ContainerRegistry(manager, ServerRunner(manager), files, manager.settings)
     yield registry
     await registry.aclose()
 
