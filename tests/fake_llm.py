@@ -230,7 +230,8 @@ def stream(
     cached: int | None = None,
     **kw: Any,
 ) -> SSE:
-    """One round as `flavor` streams it (api_reference 6.5): reasoning, then text, then tool calls
+    """One round as `flavor` streams it (docs/conformance/upstream.md, reading the stream):
+    reasoning, then text, then tool calls
     (`"code"` strings are shorthand for Call(code=...)), the finish chunk and usage
     (prompt, completion, reasoning tokens; `cached` prompt tokens). Text and arguments are cut into
     `piece`-sized deltas. `finish` overrides the finish reason (e.g. "length": cut off at

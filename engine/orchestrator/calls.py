@@ -134,8 +134,9 @@ class _Slot:
 
 
 class CallAccumulator:
-    """Joins tool-call fragments of one streamed round (api_reference 6.5): fragments with the same
-    `index` belong together, arguments are concatenated, the first non-null id and name win.
+    """Joins tool-call fragments of one streamed round (docs/conformance/upstream.md, reading the
+    stream): fragments with the same `index` belong together, arguments are concatenated, the first
+    non-null id and name win.
     Servers that send whole calls (Ollama) are the one-fragment case."""
 
     def __init__(self) -> None:

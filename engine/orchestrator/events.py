@@ -29,7 +29,7 @@ class _Event(BaseModel):
 
 
 class Usage(_Event):
-    """Token usage of one round, or the sum over rounds (api_reference 1.3)."""
+    """Token usage of one round, or the sum over rounds (docs/conformance/common.md, usage)."""
 
     input_tokens: int = 0
     output_tokens: int = 0

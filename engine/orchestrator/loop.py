@@ -1,4 +1,4 @@
-"""The code-interpreter loop (api_reference 1.1).
+"""The code-interpreter loop (docs/conformance/common.md, the tool loop).
 
 Round k sends the conversation and the `code_interpreter` tool to the model and streams its
 reasoning, text and tool calls. If it called the tool, each call's code runs in the conversation's

@@ -1,6 +1,7 @@
 """The text fallback: code_interpreter calls written in the model's text, not as native tool calls.
 
-Recognised forms (api_reference 6.3 and what small Qwen models actually write):
+Recognised forms (docs/conformance/upstream.md, text calls; and what small Qwen models actually
+write):
 
 * `<tool_call>{"name": "code_interpreter", "arguments": {"code": "..."}}</tool_call>` (Hermes);
   also with Qwen-Agent's `<code>...</code>` after the JSON;

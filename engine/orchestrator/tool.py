@@ -1,9 +1,10 @@
 """The `code_interpreter` tool as the model sees it: its definition, the default system prompt, and
 the text an execution is turned into before it goes back to the model.
 
-Definition and result format follow what Qwen models are trained on (Qwen-Agent's CodeInterpreter,
-api_reference 5 and 6.1): each output is a labelled fenced block (`stdout:`, `stderr:`,
-`execute_result:`, `display_data:`, `error:`), an execution without output is `Finished execution.`
+Definition and result format follow what Qwen models are trained on (Qwen-Agent's CodeInterpreter;
+docs/conformance/upstream.md, the tool definition; docs/conformance/outputs.md, tool result text):
+each output is a labelled fenced block (`stdout:`, `stderr:`, `execute_result:`, `display_data:`,
+`error:`), an execution without output is `Finished execution.`
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 This is the one module that imports `openai`; its exceptions are translated to `UpstreamError` here.
 The SDK sends the request, retries it, decodes the SSE stream and raises on error events inside it;
 chunks stay plain dicts, so vendor fields are never lost. Every server's stream is normalized to
-`Chunk`s (api_reference 6.5): reasoning from `reasoning_content` or `reasoning` (vLLM intermediate
-releases send both with the same text, so only one is taken), text, tool-call fragments by index,
-finish reason, and usage wherever it comes.
+`Chunk`s (docs/conformance/upstream.md, reading the stream): reasoning from `reasoning_content` or
+`reasoning` (vLLM intermediate releases send both with the same text, so only one is taken), text,
+tool-call fragments by index, finish reason, and usage wherever it comes.
 
 Retries: the request itself is retried by the SDK (`max_retries`, exponential backoff; 408/409/429/
 5xx and connection errors; a 429's Retry-After is honoured up to two minutes). A stream that breaks

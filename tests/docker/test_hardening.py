@@ -1,4 +1,5 @@
-"""The hardening of security.md 2.1 is really applied: read back from the daemon and from inside."""
+"""The container hardening of docs/security.md is really applied: read back from the daemon and
+from inside."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ def lci_chat(llm: FakeLLM, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cut_short_answer_exits_non_zero(llm: FakeLLM) -> None:
-    # Item 3: a reply cut at the model server's token limit exited 0.
+    # Once, a reply cut at the model server's token limit exited 0.
     llm.script(stream(calls=["7**77"]), stream(text="7**77 is 11", finish="length"))
     done = lci_chat(llm, "--no-reasoning")
     llm.check()
@@ -38,7 +38,7 @@ def test_cut_short_answer_exits_non_zero(llm: FakeLLM) -> None:
 
 
 def test_malformed_stream_is_an_error_line(llm: FakeLLM) -> None:
-    # Item 13: `data: {this is not json` gave a 40-line JSONDecodeError traceback.
+    # Once, `data: {this is not json` gave a 40-line JSONDecodeError traceback.
     llm.script(malformed())
     done = lci_chat(llm)
     llm.check()

@@ -42,7 +42,7 @@ def _nothing_worked(body: dict[str, Any]) -> None:
 async def test_forced_final_round_has_no_tools_and_an_answer(
     llm: FakeLLM, orchestrator: Orchestrator
 ) -> None:
-    # Item 1: the model repeats itself; the forced final round goes without tools, and when the
+    # The model repeats itself; the forced final round goes without tools, and when the
     # model still writes a call (cut off at max_tokens, as llama.cpp reports it) the answer is
     # the last tool output, said to be so: never "".
     llm.script(
@@ -74,7 +74,7 @@ async def test_empty_reply_after_results_is_answered_from_them(
 
 
 async def test_alternating_repeats_are_a_loop(llm: FakeLLM, orchestrator: Orchestrator) -> None:
-    # Item 2: A, A, B, B, C, C ... used to run every round, because each new code reset the
+    # A, A, B, B, C, C ... used to run every round, because each new code reset the
     # repeat count. Repeats of any earlier call are refused and counted across rounds.
     llm.script(
         stream(calls=["import datetime"]),
@@ -175,7 +175,7 @@ async def test_failure_budget_ends_the_loop(llm: FakeLLM, orchestrator: Orchestr
 
 
 async def test_upstream_length_is_reported(llm: FakeLLM, orchestrator: Orchestrator) -> None:
-    # Item 3: a reply cut at max_tokens is not a finished answer.
+    # A reply cut at max_tokens is not a finished answer.
     llm.script(stream(calls=[POWER]), stream(text="7**77 is 1" + "0" * 20, finish="length"))
     events = await run_loop(orchestrator)
     llm.check()
@@ -188,7 +188,7 @@ async def test_upstream_length_is_reported(llm: FakeLLM, orchestrator: Orchestra
 
 
 async def test_python_dict_call_is_recognised(llm: FakeLLM, orchestrator: Orchestrator) -> None:
-    # Item 5: `{'name': 'code_interpreter', 'arguments': {...}}` in single quotes is a call.
+    # `{'name': 'code_interpreter', 'arguments': {...}}` in single quotes is a call.
     llm.script(
         stream(text=dict_call("print(7**77)")),
         stream(text="Here: " + dict_call("7**77 % 1000", fenced="python")),
@@ -204,7 +204,7 @@ async def test_python_dict_call_is_recognised(llm: FakeLLM, orchestrator: Orches
 
 
 async def test_python_blocks_auto(llm: FakeLLM, orchestrator: Orchestrator) -> None:
-    # Item 6: `auto` runs python blocks until the model shows it has native calls.
+    # `auto` runs python blocks until the model shows it has native calls.
     llm.script(
         stream(text=python_block("print(7**77)", "Let me compute it:\n", "\nThis prints it.")),
         stream(calls=["len(str(7**77))"]),
@@ -219,7 +219,7 @@ async def test_python_blocks_auto(llm: FakeLLM, orchestrator: Orchestrator) -> N
 async def test_tool_choice_required_on_the_first_round(
     llm: FakeLLM, orchestrator: Orchestrator
 ) -> None:
-    # Item 7 (the loop's part): required goes upstream on the first round only.
+    # The loop's part of tool_choice: required goes upstream on the first round only.
     llm.script(stream(calls=["1+1"]), stream(text="2"))
     await run_loop(orchestrator, tool_choice="required")
     llm.check()
@@ -229,7 +229,7 @@ async def test_tool_choice_required_on_the_first_round(
 async def test_refused_calls_are_marked_as_not_run(
     llm: FakeLLM, orchestrator: Orchestrator
 ) -> None:
-    # Item 8 (the loop's part): a refused repeat's code_complete says it will not run.
+    # The loop's part: a refused repeat's code_complete says it will not run.
     llm.script(stream(calls=[POWER]), stream(calls=[POWER]), stream(text=VALUE))
     events = await run_loop(orchestrator, max_repeats=3)
     llm.check()
@@ -240,7 +240,7 @@ async def test_refused_calls_are_marked_as_not_run(
 async def test_each_execution_gets_the_session_timeout(
     llm: FakeLLM, upstream: UpstreamClient, manager: SessionManager
 ) -> None:
-    # Item 12: without a per-call timeout an execution gets the session's timeout_s, not the
+    # Without a per-call timeout an execution gets the session's timeout_s, not the
     # whole remaining deadline.
     spec = SessionSpec(limits=Limits(timeout_s=1, memory_mb=256, max_procs=32, disk_mb=32))
     runner = SessionRunner(manager, spec)
@@ -261,7 +261,7 @@ async def test_each_execution_gets_the_session_timeout(
 async def test_malformed_stream_data_is_an_upstream_error(
     llm: FakeLLM, orchestrator: Orchestrator
 ) -> None:
-    # Item 13 (the loop's part): not JSON in the stream is a typed error, not a crash.
+    # The loop's part: not JSON in the stream is a typed error, not a crash.
     llm.script(malformed())
     events = await run_loop(orchestrator)
     llm.check()

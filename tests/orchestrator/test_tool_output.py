@@ -1,4 +1,4 @@
-"""How executions are turned into the text fed back to the model (api_reference 5)."""
+"""How executions are turned into the text fed back to the model (docs/conformance/outputs.md)."""
 
 from __future__ import annotations
 

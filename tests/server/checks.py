@@ -1,5 +1,6 @@
-"""Checks of whole streams against api_reference sections 1.6, 2.4, 2.5, 3.2 and 4.2, item by item
-of the section 7 checklist. Each returns what it parsed so tests can assert on content."""
+"""Checks of whole streams against the conformance pages (docs/conformance/common.md, stream
+framing; responses.md, chat.md and dashscope.md), item by item of docs/conformance/checklist.md.
+Each returns what it parsed so tests can assert on content."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ TERMINALS = {"response.completed", "response.incomplete", "response.failed", "er
 
 
 def responses_stream(events: list[SSEEvent]) -> list[dict[str, Any]]:
-    """Items 21-27, 29, 30 and 33 (no top-level `error` key) on a Responses stream."""
+    """Conformance items 21-27, 29, 30 and 33 (no top-level `error` key) on a Responses stream."""
     payloads = []
     for event in events:
         if not event.fields:
@@ -127,7 +128,7 @@ def _message(item: dict[str, Any], status: str = "completed") -> None:  # 29
 
 
 def code_calls_well_formed(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Item 16 on the code_interpreter_call items of a final output; returns them."""
+    """Conformance item 16 on the code_interpreter_call items of a final output; returns them."""
     calls = [item for item in output if item["type"] == "code_interpreter_call"]
     for call in calls:
         assert call["status"] in ("completed", "failed")
@@ -141,7 +142,7 @@ def code_calls_well_formed(output: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def usage_complete(usage: dict[str, Any]) -> None:
-    """Items 8 (invariants) and 18 on a Responses usage object."""
+    """Conformance items 8 (invariants) and 18 on a Responses usage object."""
     assert isinstance(usage["input_tokens_details"]["cached_tokens"], int)
     assert isinstance(usage["input_tokens_details"]["cache_write_tokens"], int)
     assert isinstance(usage["output_tokens_details"]["reasoning_tokens"], int)
@@ -151,7 +152,7 @@ def usage_complete(usage: dict[str, Any]) -> None:
 
 
 def chat_stream(events: list[SSEEvent]) -> list[dict[str, Any]]:
-    """Items 35-37 and 39 on a Chat Completions stream; returns the chunks."""
+    """Conformance items 35-37 and 39 on a Chat Completions stream; returns the chunks."""
     chunks = []
     for event in events:
         assert set(event.fields) <= {"data"}, event.raw  # 35: data lines or comments only
@@ -169,7 +170,7 @@ def chat_stream(events: list[SSEEvent]) -> list[dict[str, Any]]:
 
 
 def dashscope_stream(events: list[SSEEvent]) -> list[dict[str, Any]]:
-    """Items 45, 46, 48 (shape), 49 and 50 on a native stream; returns the data payloads."""
+    """Conformance items 45, 46, 48 (shape), 49 and 50 on a native stream; returns the payloads."""
     payloads: list[dict[str, Any]] = []
     for event in events:
         if not event.fields:

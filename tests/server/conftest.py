@@ -1,7 +1,8 @@
 """Fixtures of the server suite: one fake model server and one `lci serve` process (with an API key)
-shared by the tests, and a second server with the strict (cfg) switches of api_reference 7 flipped.
+shared by the tests, and a second server with the (cfg) switches of the conformance checklist
+flipped.
 
-Tests name the checklist items of api_reference section 7 they cover with `@covers(...)`;
+Tests name the items of docs/conformance/checklist.md they cover with `@covers(...)`;
 test_checklist.py proves every item is covered."""
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ import pytest
 from tests.fake_llm import SSE, FakeLLM, HTTPError, Recorded, Turn, stream
 from tests.fake_llm import _Handler as _FakeHandler
 
-covers = pytest.mark.covers  # the api_reference section 7 checklist items a test covers
+covers = pytest.mark.covers  # the items of docs/conformance/checklist.md a test covers
 
 REPO = Path(__file__).resolve().parents[2]
 QUESTION = "Run the code interpreter twice: first compute 123 to the power of 23, then divide by 5."
@@ -183,7 +183,8 @@ class LciServer:
 
 
 def two_executions(flavor: Any = "vllm") -> list[Turn]:
-    """api_reference's scenario: think, 123**23, think, divide by 5, think, answer."""
+    """The example of docs/conformance/README.md: think, 123**23, think, divide by 5, think,
+    answer."""
     return [
         stream(
             reasoning="The user wants two executions. First, compute 123**23.",

@@ -3,9 +3,10 @@ no request it can generate makes the server fail with a 500, and every response 
 document (status codes, content types, bodies, headers, authentication).
 
 One check is off: positive_data_acceptance, because the compatible surfaces have rules JSON Schema
-does not express (api_reference 1.2: the code interpreter refuses function tools and disabled
-thinking). 502-504 are allowed: the model server or a sandbox can legitimately be unavailable for
-what a fuzzer asks (say, limits no host can give).
+does not express (docs/conformance/common.md, request rules: the code interpreter refuses function
+tools, and thinking switched off when the server requires it). 502-504 are allowed: the model
+server or a sandbox can legitimately be unavailable for what a fuzzer asks (say, limits no host can
+give).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def _cut_short() -> list[Any]:
 def test_a_reply_cut_at_the_token_limit_is_reported_on_every_surface(
     fake: FakeModel, server: LciServer
 ) -> None:
-    # Item 3: upstream finish_reason length was reported as stop / completed.
+    # Once, upstream finish_reason length was reported as stop / completed.
     fake.script(*_cut_short())
     chunks = checks.chat_stream(sse_events(server, CHAT, {**CHAT_CI, "stream": True}))
     assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "length"
@@ -58,7 +58,7 @@ def test_a_reply_cut_at_the_token_limit_is_reported_on_every_surface(
 def test_python_blocks_run_by_default_until_native_calls(
     fake: FakeModel, server: LciServer
 ) -> None:
-    # Item 6: `lci serve` runs fenced python blocks (auto), and a request can switch it off.
+    # `lci serve` runs fenced python blocks (auto), and a request can switch it off.
     fake.script(stream(text=python_block("print(7**77)", "Let me compute:\n")), stream(text=VALUE))
     with server.client() as client:
         reply = client.post(NATIVE, json=NATIVE_CI).json()
@@ -77,7 +77,7 @@ def test_python_blocks_run_by_default_until_native_calls(
 
 
 def test_responses_tool_choice(fake: FakeModel, server: LciServer) -> None:
-    # Item 7: required goes upstream (first round); none runs no loop at all.
+    # tool_choice required goes upstream (first round); none runs no loop at all.
     fake.script(stream(calls=["7**77"]), stream(text=VALUE))
     with server.client() as client:
         reply = client.post("/v1/responses", json={**RESPONSES_CI, "tool_choice": "required"})
@@ -104,7 +104,7 @@ def _repeats() -> list[Any]:
 
 
 def test_refused_repeats_are_neither_shown_nor_counted(fake: FakeModel, server: LciServer) -> None:
-    # Item 8: one real execution, and a repeat lci answered itself.
+    # One real execution, and a repeat lci answered itself.
     fake.script(*_repeats())
     with server.client() as client:
         response = client.post("/v1/responses", json=RESPONSES_CI).json()
@@ -125,7 +125,7 @@ def test_refused_repeats_are_neither_shown_nor_counted(fake: FakeModel, server: 
 
 
 def test_chat_usage_reports_cached_tokens(fake: FakeModel, server: LciServer) -> None:
-    # Item 10: prompt_tokens_details was null.
+    # Once, prompt_tokens_details was null.
     turns = [stream(calls=["1+1"], cached=64), stream(text="2", cached=96)]
     fake.script(*turns)
     with server.client() as client:
@@ -139,7 +139,7 @@ def test_chat_usage_reports_cached_tokens(fake: FakeModel, server: LciServer) ->
 
 
 def test_no_reasoning_is_null_not_empty(fake: FakeModel, server: LciServer) -> None:
-    # Item 9 (visibility): a model without thinking is told apart from one that thought nothing.
+    # A model without thinking is told apart from one that thought nothing.
     fake.script(stream(text="hello"))
     with server.client() as client:
         message = client.post(CHAT, json=CHAT_CI).json()["choices"][0]["message"]
@@ -150,7 +150,7 @@ def test_no_reasoning_is_null_not_empty(fake: FakeModel, server: LciServer) -> N
 def test_malformed_upstream_data_is_an_error_on_every_surface(
     fake: FakeModel, server: LciServer
 ) -> None:
-    # Item 13: `data: {this is not json` gave HTTP 500 and a reset connection.
+    # Once, `data: {this is not json` gave HTTP 500 and a reset connection.
     with server.client() as client:
         for streamed in (False, True):
             for path, body in (

@@ -71,7 +71,7 @@ def run(program: str, server: LciServer) -> str:
 def test_readme_example_runs(
     fake: FakeModel, open_server: LciServer, title: str, turns: int
 ) -> None:
-    # Item 4: the streamed Responses example crashed when the code drew a figure.
+    # Once, the streamed Responses example crashed when the code drew a figure.
     for _ in range(turns):
         fake.script(*plotting_round())
     out = run(examples(title), open_server)

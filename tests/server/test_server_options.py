@@ -36,7 +36,7 @@ def picky_server(shared_fake: FakeModel) -> Iterator[LciServer]:
 
 
 def test_thinking_can_be_switched_off(fake: FakeModel, server: LciServer) -> None:
-    # Item 9: models without thinking could not be used ("requires thinking mode").
+    # Once, models without thinking could not be used ("requires thinking mode").
     with server.client() as client:
         fake.script(stream(text="42"))
         chat = {"model": "m", "messages": MESSAGES, "enable_code_interpreter": True}
@@ -92,7 +92,7 @@ def _container(response: httpx.Response) -> str:
 def test_implicit_containers_are_short_lived_unless_continued(
     fake: FakeModel, picky_server: LciServer
 ) -> None:
-    # Item 11: every Responses request without a container kept a sandbox for 30 minutes.
+    # Once, every Responses request without a container kept a sandbox for 30 minutes.
     with picky_server.client() as client:
         fake.script(stream(calls=["x = 1"]), stream(text="set"))
         body = {"model": "m", "input": "set x", "tools": CI, "enable_thinking": True}
@@ -114,7 +114,7 @@ def test_implicit_containers_are_short_lived_unless_continued(
 
 
 def test_each_execution_gets_the_session_timeout(fake: FakeModel, picky_server: LciServer) -> None:
-    # Item 12: with no per-call timeout an execution had the whole deadline (600 s).
+    # Once, with no per-call timeout an execution had the whole deadline (600 s).
     fake.script(stream(calls=["while True: pass"]), stream(text="It loops forever."))
     body = {"model": "m", "input": "loop", "tools": CI, "enable_thinking": True}
     started = time.monotonic()

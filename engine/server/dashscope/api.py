@@ -1,5 +1,5 @@
-"""Surface C: the DashScope native generation API (api_reference 4), as the `dashscope` SDK calls
-it with `dashscope.base_http_api_url = "http://<lci>/api/v1"`.
+"""Surface C: the DashScope native generation API (docs/conformance/dashscope.md), as the
+`dashscope` SDK calls it with `dashscope.base_http_api_url = "http://<lci>/api/v1"`.
 
 `parameters.enable_code_interpreter` runs the tool loop. A request streams when it sends
 `X-DashScope-SSE: enable`, accepts `text/event-stream`, or sets `parameters.stream`; otherwise it

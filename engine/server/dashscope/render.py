@@ -1,5 +1,6 @@
-"""DashScope native results (api_reference 4.2, 4.4): the loop's events as `event:result` SSE
-events or one JSON body, and a plain completion's chunks the same way (no code interpreter).
+"""DashScope native results (docs/conformance/dashscope.md, events): the loop's events as
+`event:result` SSE events or one JSON body, and a plain completion's chunks the same way (no code
+interpreter).
 
 Every event carries the message (`content`, `reasoning_content`: the new text with incremental
 output, all text so far without), `finish_reason` as the string "null" until the last event, the
@@ -158,7 +159,7 @@ class DashScopeRenderer(_Base):
         self.tool_info.append({"type": event.tool, event.tool: detail})
 
     def body(self) -> dict[str, Any]:
-        """The unstreamed result (api_reference 4.5)."""
+        """The unstreamed result (docs/conformance/dashscope.md, unstreamed answer)."""
         return self._payload("".join(self.content), "".join(self.reasoning), self.finish_reason)
 
 

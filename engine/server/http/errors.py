@@ -1,12 +1,13 @@
 """Errors on the wire: the one table from error code to HTTP status, and the body each surface uses.
 
 Every failure the server reports starts as an `LCIError` code (or an orchestrator `ErrorEvent` code)
-and goes through `status_for`; only the body's shape depends on the surface the request came in on:
+and goes through `status_for`; only the body's shape depends on the surface the request came in on
+(docs/conformance/common.md, errors):
 
     plain      /v1/sessions/...         {"error": {"code", "message", "param"}}
-    responses  /v1/responses            {"error": {"message", "type", "param", "code"}}   (api_reference 2.9)
-    chat       /v1/chat/completions     the same plus top-level "id" and "request_id"      (3.6)
-    dashscope  /api/v1/services/...     {"code", "message", "request_id"}                   (4.7)
+    responses  /v1/responses            {"error": {"message", "type", "param", "code"}}
+    chat       /v1/chat/completions     the same plus top-level "id" and "request_id"
+    dashscope  /api/v1/services/...     {"code", "message", "request_id"}
     e2b        /sandboxes, /v2/sandboxes, and sandbox-addressed requests   {"code": <status>, "message"}
 
 The classes themselves live in `engine.errors`, the one hierarchy.

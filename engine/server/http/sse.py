@@ -32,7 +32,7 @@ def compact_json(data: dict[str, Any]) -> str:
 
 
 def data_event(payload: str) -> str:
-    """Chat Completions framing (api_reference 1.6): `data: <json>`."""
+    """Chat Completions framing (docs/conformance/common.md, stream framing): `data: <json>`."""
     return f"data: {payload}\n\n"
 
 

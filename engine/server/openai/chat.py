@@ -1,4 +1,4 @@
-"""Surface B: OpenAI-compatible Chat Completions (api_reference 3).
+"""Surface B: OpenAI-compatible Chat Completions (docs/conformance/chat.md).
 
 With `enable_code_interpreter` (top level, or the SDK's `extra_body`) the tool loop runs and the
 stream carries every round's thinking in `delta.reasoning_content` and the answer in
@@ -137,7 +137,8 @@ async def complete(state: ServerState, body: ChatRequest, request: Request) -> R
 
 
 class ChatRenderer:
-    """Loop events as `chat.completion.chunk`s (api_reference 3.4), or one `chat.completion`."""
+    """Loop events as `chat.completion.chunk`s (docs/conformance/chat.md, stream), or one
+    `chat.completion`."""
 
     surface: Surface = "chat"
 

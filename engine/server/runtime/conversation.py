@@ -1,6 +1,6 @@
-"""What the three compatible surfaces share: the request rules of api_reference 1.2, the upstream
-parameters a client may set, one run of the tool loop for a request, and driving a surface's
-renderer over the loop's events (streamed, or collected into one answer)."""
+"""What the three compatible surfaces share: the request rules (docs/conformance/common.md,
+request rules), the upstream parameters a client may set, one run of the tool loop for a request,
+and driving a surface's renderer over the loop's events (streamed, or collected into one answer)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def check_rules(
     stream: bool,
     thinking_param: str = "enable_thinking",
 ) -> None:
-    """Raise BadParameter when a code-interpreter request breaks a rule of api_reference 1.2.
+    """Raise BadParameter when a code-interpreter request breaks one of the request rules.
     Thinking switched off is refused only with `require_thinking` (the hosted service's rule);
     `thinking_param` names the field the client used to switch it off."""
     if function_tools:

@@ -1,5 +1,6 @@
 """Settings of the HTTP server, read from `LCI_SERVER_*` environment variables (and overridable in
-code or by `lci serve` options). The switches marked (cfg) in api_reference section 7 live here."""
+code or by `lci serve` options). The switches that items of the conformance checklist mark (cfg)
+live here (docs/conformance/checklist.md)."""
 
 from __future__ import annotations
 

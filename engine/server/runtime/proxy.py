@@ -1,10 +1,10 @@
 """Requests that need no tool loop go straight to the model server.
 
-Chat Completions without `enable_code_interpreter` is forwarded as it came (api_reference 3.1): the
-body unchanged but for the lci-only flag, the answer streamed back chunk by chunk with one
-normalization (6.5): a `reasoning` field becomes `reasoning_content`, the name DashScope clients
-read, and an integer error `code` becomes a string (3.6). The Responses and native surfaces use
-`chunks` to stream a plain completion they render themselves.
+Chat Completions without `enable_code_interpreter` is forwarded as it came
+(docs/conformance/chat.md, pass-through): the body unchanged but for the lci-only flag, the answer
+streamed back chunk by chunk with one normalization: a `reasoning` field becomes
+`reasoning_content`, the name DashScope clients read, and an integer error `code` becomes a string.
+The Responses and native surfaces use `chunks` to stream a plain completion they render themselves.
 
 This is the one server module that imports httpx; its exceptions become `UpstreamError` here.
 """

@@ -1,7 +1,7 @@
-"""What a sandbox container looks like: the hardened create/host-config arguments (security.md 2.1),
-its labels, and the isolation it reports. Kept apart from the code that drives containers so the whole
-security posture of the docker backend reads in one place. Plain data only: the Docker SDK is imported
-by `api.py` alone."""
+"""What a sandbox container looks like: the hardened create/host-config arguments (docs/security.md,
+container hardening), its labels, and the isolation it reports. Kept apart from the code that drives
+containers so the whole security posture of the docker backend reads in one place. Plain data only:
+the Docker SDK is imported by `api.py` alone."""
 
 from __future__ import annotations
 
@@ -133,7 +133,8 @@ class ContainerPlan:
         }
 
     def host_args(self) -> dict[str, Any]:
-        """Arguments of `APIClient.create_host_config`: the hardening of security.md 2.1."""
+        """Arguments of `APIClient.create_host_config`: the hardening of docs/security.md,
+        container hardening."""
         limits = self.limits
         memory = limits.memory_mb * MIB
         data = memory + DATA_HEADROOM_MB * MIB

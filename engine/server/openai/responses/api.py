@@ -1,4 +1,4 @@
-"""Surface A: the OpenAI-compatible Responses API (api_reference 2).
+"""Surface A: the OpenAI-compatible Responses API (docs/conformance/responses.md).
 
 `tools: [{"type": "code_interpreter"}]` runs the tool loop; output items are `reasoning`,
 `code_interpreter_call` and `message`. The call's `container_id` is the lci session the code ran in:

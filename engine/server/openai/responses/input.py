@@ -1,5 +1,6 @@
 """Reading a Responses request: its `tools` (code interpreter and container, ignored built-ins,
-refused functions) and its `input` items as the chat messages the loop sends (api_reference 6.2)."""
+refused functions) and its `input` items as the chat messages the loop sends
+(docs/conformance/upstream.md, conversation history)."""
 
 from __future__ import annotations
 
@@ -179,9 +180,9 @@ _ITEMS: TypeAdapter[list[InputItem]] = TypeAdapter(list[InputItem])
 
 
 def input_messages(value: str | list[InputItem]) -> list[dict[str, Any]]:
-    """`input` as chat messages: a string is one user message; items follow api_reference 6.2
-    (reasoning goes with the next assistant message, a code call becomes an assistant tool call
-    and a tool message rebuilt from its outputs)."""
+    """`input` as chat messages: a string is one user message; reasoning goes with the next
+    assistant message, a code call becomes an assistant tool call and a tool message rebuilt from
+    its outputs."""
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
     messages: list[dict[str, Any]] = []

@@ -1,5 +1,6 @@
-"""Output items of the Responses surface (api_reference 2.2): ids, parts, and a code call's
-`outputs` made from an Execution (api_reference 5)."""
+"""Output items of the Responses surface (docs/conformance/responses.md, output items): ids, parts,
+and a code call's `outputs` made from an Execution (docs/conformance/outputs.md, responses outputs).
+"""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def message_item(
 
 def call_outputs(result: ExecutionResult) -> list[dict[str, Any]]:
     """A call's `outputs`: images first (as data URLs), then one `logs` item with the raw text
-    (stdout, stderr, values, errors) in the order it was produced (api_reference 5)."""
+    (stdout, stderr, values, errors) in the order it was produced."""
     execution = result.execution
     if execution is None:  # a repeated call: the model was given the earlier result
         return [{"type": "logs", "logs": result.output}]

@@ -1,4 +1,5 @@
-"""Loop events as a Responses API stream (api_reference 2.4, 2.5) and the final response object.
+"""Loop events as a Responses API stream (docs/conformance/responses.md, event order) and the final
+response object.
 
 Items never interleave: each round's reasoning is one `reasoning` item, visible text a `message`
 item, each code block a `code_interpreter_call` item that is announced (and its container named)
@@ -325,7 +326,7 @@ class ResponsesRenderer:
         error: dict[str, Any] | None = None,
         incomplete: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """The response object (api_reference 2.3) in its current state."""
+        """The response object (docs/conformance/responses.md, response object) as it is now."""
         data: dict[str, Any] = {
             "id": self.ctx.id,
             "object": "response",
