@@ -336,17 +336,6 @@ def test_web_tools_without_the_code_interpreter_on_a_strict_server(
         strict.stop()
 
 
-def test_the_readme_example_runs(fake: FakeModel, web_server: LciServer, web: FakeWeb) -> None:
-    from tests.server.test_readme_examples import examples, run
-
-    fake.script(*chained(web))
-    program = examples("Web search and page extraction").replace('"local"', repr(API_KEY))
-    out = run(program, web_server)
-    fake.check()
-    assert f"search Port Example highest tide\nopen_page {web.url('/pages/article')}\n" in out
-    assert ANSWER in out and "'web_search': {'count': 1}" in out
-
-
 def test_a_web_call_cut_by_the_deadline_ends_incomplete(
     shared_fake: FakeModel, web: FakeWeb
 ) -> None:
