@@ -32,7 +32,7 @@ from engine.orchestrator.events import (
     TextDelta,
     UsageEvent,
 )
-from engine.orchestrator.guard import ForceReason, LoopGuard
+from engine.orchestrator.loop_guard import ForceReason, LoopGuard
 from engine.orchestrator.options import LoopOptions
 from engine.orchestrator.round import Round
 from engine.orchestrator.run_state import DeadlineExceeded, RunState

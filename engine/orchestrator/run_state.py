@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.orchestrator.events import ErrorEvent, Usage
-from engine.orchestrator.guard import LoopGuard
+from engine.orchestrator.loop_guard import LoopGuard
 from engine.orchestrator.options import LoopOptions
 from engine.orchestrator.web.calls import WebState
 
