@@ -35,25 +35,80 @@ def layer_imports(layer: str) -> dict[str, set[str]]:
     return {str(p.relative_to(ENGINE)): imported_modules(p) for p in (ENGINE / layer).rglob("*.py")}
 
 
-def foreign_imports(path: Path) -> set[str]:
-    return {n for n in imported_modules(path) if n.split(".")[0] not in sys.stdlib_module_names}
+# Folders of modules that run outside the engine's process (the agent in the sandbox, the
+# subprocess backend's scripts started by path with `python -I`), where nothing but the standard
+# library is importable. Every file in them is checked, so a new one is too.
+STANDALONE_FOLDERS = ["agent", "core/backends/subprocess/standalone"]
+# What they may import besides the standard library and their own folder (relative imports).
+BEYOND_STDLIB = {
+    # The staged agent, on the path of the processes the launcher and the zygote become.
+    "core/backends/subprocess/standalone": {"lci_agent"},
+    # Loaded only once user code imported matplotlib.
+    "agent/mpl_backend.py": {"matplotlib"},
+}
 
 
-def test_agent_uses_only_the_standard_library() -> None:
-    for path in (ENGINE / "agent").rglob("*.py"):
-        foreign = foreign_imports(path)
-        if path.name == "mpl_backend.py":  # loaded only once user code imported matplotlib
-            foreign -= {"matplotlib.backend_bases", "matplotlib.backends.backend_agg"}
+def outside_imports(path: Path, rel: Path) -> set[str]:
+    """What `path` (at `rel` in the engine) imports that is neither the standard library nor a
+    module of its own folder (a relative import of a sibling), nor allowed by BEYOND_STDLIB."""
+    allowed = BEYOND_STDLIB.get(str(rel.parent), set()) | BEYOND_STDLIB.get(str(rel), set())
+    found: set[str] = set()
+    for node in ast.walk(parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            targets = [node.module] if node.module else [alias.name for alias in node.names]
+            found.update(
+                f"{'.' * node.level}{target}"
+                for target in targets
+                if node.level > 1 or not (path.parent / f"{target.split('.')[0]}.py").exists()
+            )
+            continue
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        else:
+            continue
+        found.update(
+            name
+            for name in names
+            if name.split(".")[0] not in sys.stdlib_module_names
+            and name.split(".")[0] not in allowed
+        )
+    return found
+
+
+@pytest.mark.parametrize("folder", STANDALONE_FOLDERS)
+def test_standalone_modules_use_only_the_standard_library(folder: str) -> None:
+    paths = sorted((ENGINE / folder).glob("*.py"))
+    assert len(paths) > 1, f"nothing to check in {folder}"
+    assert not [p for p in (ENGINE / folder).iterdir() if p.is_dir() and p.name != "__pycache__"]
+    for path in paths:
+        foreign = outside_imports(path, path.relative_to(ENGINE))
         assert not foreign, f"{path.relative_to(ENGINE)} imports {foreign}"
 
 
-@pytest.mark.parametrize("script", ["launcher.py", "zygote.py"])
-def test_sandbox_side_scripts_use_only_the_standard_library(script: str) -> None:
-    """They run as standalone scripts (the launcher inside the sandbox's namespaces), beside the
-    staged agent (`lci_agent`, itself standard library only)."""
-    path = ENGINE / "core" / "backends" / "subprocess" / script
-    foreign = {n for n in foreign_imports(path) if n.split(".")[0] != "lci_agent"}
-    assert not foreign, f"{script} imports {foreign}"
+def test_the_standalone_check_can_fail(tmp_path: Path) -> None:
+    (tmp_path / "sibling.py").write_text("")
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import os, json.decoder\nfrom . import sibling, missing\nfrom .sibling import x\n"
+        "from ..core import y\ndef f():\n    import pydantic\nimport matplotlib.pyplot\n"
+    )
+    foreign = {".missing", "..core", "pydantic", "matplotlib.pyplot"}
+    assert outside_imports(sample, Path("agent/sample.py")) == foreign
+    assert outside_imports(sample, Path("agent/mpl_backend.py")) == foreign - {"matplotlib.pyplot"}
+
+
+def test_backend_scripts_live_in_a_standalone_folder() -> None:
+    """A module run as a script is started by path and imports only the standard library: it
+    belongs in a `standalone` folder (checked above). The host only ever starts them."""
+    for path in (ENGINE / "core" / "backends").rglob("*.py"):
+        source = path.read_text()
+        if "__main__" in source:
+            assert path.parent.name == "standalone", f"{path.relative_to(ENGINE)} is a script"
+    for path in ENGINE.rglob("*.py"):
+        bad = {n for n in imported_modules(path) if ".standalone" in n}
+        assert not bad, f"{path.relative_to(ENGINE)} imports {bad}: run it by path"
 
 
 def test_backends_never_import_each_other() -> None:
