@@ -1,11 +1,12 @@
 """The kernel: one persistent namespace, cells run with notebook semantics, results sent as frames.
 
 Run inside a sandbox as `python -I -B -u -c "<bootstrap>"`, which puts this package on sys.path as
-`lci_agent` and calls `main()`. Requests arrive as frames on `--requests-fd` (default stdin) and
-frames leave on `--frames-fd` (default stdout; a container's attach stream, for instance). User code
-gets /dev/null as stdin and pipes as stdout and stderr, which the agent pumps into `stream` frames on
-the same channel as everything else: output and displays reach the host in the order they happened,
-and nothing user code prints can be mistaken for a frame.
+`lci_agent` and calls `entry.main()`, which ends in `serve`. Requests arrive as frames on
+`--requests-fd` (default stdin) and frames leave on `--frames-fd` (default stdout; a container's
+attach stream, for instance). User code gets /dev/null as stdin and pipes as stdout and stderr,
+which the agent pumps into `stream` frames on the same channel as everything else: output and
+displays reach the host in the order they happened, and nothing user code prints can be mistaken
+for a frame.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ try:
 except ImportError:  # not on every platform the agent may run on
     resource = None  # type: ignore[assignment]
 
-from . import display, relay
-from .channel import Channel, SilentChannel, parse_args, setup_channel
+from . import display
+from .channel import Channel, SilentChannel
 from .figures import install_matplotlib_hook
 from .protocol import PROTOCOL_VERSION, FrameDecoder, encode_frame
 from .report import error_info
@@ -309,15 +310,6 @@ def _preload(names: list[str]) -> None:
             importlib.import_module(name)
         except Exception:
             continue
-
-
-def main(argv: list[str] | None = None) -> None:
-    """The agent in a process that already imported it (a fork-server sandbox); a fresh
-    interpreter starts with `relay.main`, which forks before the kernel's imports."""
-    options = parse_args(sys.argv[1:] if argv is None else argv)
-    requests_fd, channel = setup_channel(options)
-    relay.fork_kernel(channel, requests_fd)  # from here on, this process is the kernel
-    serve(options, requests_fd, channel)
 
 
 def serve(options: dict[str, Any], requests_fd: int, channel: Channel) -> None:

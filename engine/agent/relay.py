@@ -28,21 +28,6 @@ _RESCUE_LIMIT = 4 << 20  # what a stray writer could keep adding after the kerne
 _PR_SET_PDEATHSIG = 1
 
 
-def main() -> None:
-    """A fresh interpreter's agent: fork first, so the relay never holds the kernel's imports
-    (every page the kernel then writes would be copied, and charged to the sandbox's memory)."""
-    import sys
-
-    from .channel import parse_args, setup_channel
-
-    options = parse_args(sys.argv[1:])
-    requests_fd, channel = setup_channel(options)
-    fork_kernel(channel, requests_fd)
-    from .kernel import serve
-
-    serve(options, requests_fd, channel)
-
-
 def fork_kernel(channel: Any, requests_fd: int) -> None:
     """Fork; return in the child (the kernel). The parent serves as the relay and never returns.
     A sandbox with a very small memory limit goes without (LCI_AGENT_RELAY=0, set by the host)."""

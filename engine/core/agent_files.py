@@ -108,12 +108,12 @@ def stage_agent(state_dir: Path) -> Path:
 
 
 def bootstrap_argv(
-    python: str, agent_root: str, *agent_args: str, module: str = "relay"
+    python: str, agent_root: str, *agent_args: str, module: str = "entry"
 ) -> list[str]:
     """`python -I -B -u -c ...`: isolated mode (no PYTHON* variables, no user site, no script or
     working directory on sys.path), so files the user writes cannot shadow modules. Only the
     read-only agent directory is added to the path. `module` is the agent module whose `main`
-    runs (the relay, which starts the kernel, or the file helper)."""
+    runs (`entry`, which starts the relay and the kernel, or the file helper)."""
     code = (
         f"import sys; sys.path.insert(0, {agent_root!r}); "
         f"from {AGENT_PACKAGE}.{module} import main; main()"

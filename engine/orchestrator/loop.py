@@ -1,9 +1,10 @@
-"""The code-interpreter loop (docs/conformance/common.md, the tool loop).
+"""The code-interpreter loop: the driver of its rounds (docs/conformance/common.md, the tool loop).
 
 Round k sends the conversation and the `code_interpreter` tool to the model and streams its
 reasoning, text and tool calls. If it called the tool, each call's code runs in the conversation's
 session, the assistant message and one tool message per call are appended, and round k+1 follows;
 otherwise its text is the answer. See `events` for the order of what `Orchestrator.run` yields.
+Each call is handled by `code_calls` (code_interpreter) or `web.calls` (the web tools).
 
 Failures of the user's code are results for the model, never the end of the loop. What ends it early
 is an `ErrorEvent`: the model server failing (after bounded retries), the deadline, or the runner
@@ -16,84 +17,36 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from engine.errors import LCIError, UpstreamError
-from engine.models import Execution
 from engine.orchestrator.calls import ToolCall
+from engine.orchestrator.code_calls import run_code_call
 from engine.orchestrator.code_runner import CodeRunner
 from engine.orchestrator.events import (
-    CodeComplete,
     CodeStart,
-    ErrorEvent,
     Event,
-    ExecutionResult,
     Final,
     ReasoningDelta,
     RoundStart,
     TextDelta,
-    Usage,
     UsageEvent,
 )
-from engine.orchestrator.guard import ForceReason, LoopGuard
+from engine.orchestrator.loop_guard import ForceReason, LoopGuard
 from engine.orchestrator.options import LoopOptions
 from engine.orchestrator.round import Round
+from engine.orchestrator.run_state import DeadlineExceeded, RunState
 from engine.orchestrator.textcalls import TextScanner
 from engine.orchestrator.tool import (
-    CUT_OFF_TEXT,
     FINAL_INSTRUCTION,
     NOTHING_WORKED_INSTRUCTION,
     TOOL_DEFINITION,
-    ToolOutput,
     fallback_answer,
-    invalid_call_text,
-    render_execution,
-    repeated_call_text,
 )
 from engine.orchestrator.upstream import Chunk, RoundRequest, StreamInterrupted, Upstream
-from engine.orchestrator.web.calls import WebState, run_web_call
+from engine.orchestrator.web.calls import run_web_call
 from engine.orchestrator.web.tools import DEFINITIONS as WEB_DEFINITIONS
 from engine.orchestrator.web.tools import WebTools, web_prompt
-
-# An execution gets the session's own timeout; when the deadline comes first, this much more lets
-# the session's timeout ladder (interrupt, grace, kill) finish before the loop gives up on it.
-_EXEC_GRACE_S = 5.0
-
-
-class _DeadlineExceeded(Exception):
-    pass
-
-
-@dataclass
-class _State:
-    conversation_id: str
-    options: LoopOptions
-    messages: list[dict[str, Any]]
-    deadline: float | None
-    guard: LoopGuard
-    rounds: int = 0
-    executions: int = 0
-    usage: Usage = field(default_factory=Usage)
-    figure: int = 0
-    native_seen: bool = False  # the model made a native tool call in this conversation
-    retrying: bool = False  # this round asks again for one whose every call was refused
-    reasked: int = 0  # rounds asked again so far (the seed offset of a retry)
-    web_tools: tuple[str, ...] = ()  # the web tools offered in this run
-    web: WebState = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.web = WebState(self.options.result_budget_bytes, self.deadline, self.guard.refused)
-
-    def error(self, code: str, message: str, status: int | None = None) -> ErrorEvent:
-        return ErrorEvent(
-            code=code,
-            message=message,
-            status=status,
-            rounds=self.rounds,
-            executions=self.executions,
-            usage=self.usage,
-        )
 
 
 class Orchestrator:
@@ -122,7 +75,7 @@ class Orchestrator:
         loop = asyncio.get_running_loop()
         available = self.web.available if self.web is not None else frozenset()
         web_tools = tuple(name for name in options.web_tools if name in available)
-        state = _State(
+        state = RunState(
             conversation_id,
             options,
             _prepare(messages, options, web_tools),
@@ -136,14 +89,14 @@ class Orchestrator:
                     yield event
         except UpstreamError as exc:
             yield state.error(exc.code, exc.message, exc.status)
-        except _DeadlineExceeded:
+        except DeadlineExceeded:
             yield state.error(
                 "deadline_exceeded", f"the request did not finish within {options.deadline_s:g} s"
             )
         except LCIError as exc:
             yield state.error(exc.code, exc.message)
 
-    async def _rounds(self, state: _State) -> AsyncGenerator[Event, None]:
+    async def _rounds(self, state: RunState) -> AsyncGenerator[Event, None]:
         options = state.options
         while True:
             state.rounds += 1
@@ -187,7 +140,7 @@ class Orchestrator:
                 state.retrying = True
 
     def _final(
-        self, state: _State, rnd: Round, calls: list[ToolCall], forced: ForceReason | None
+        self, state: RunState, rnd: Round, calls: list[ToolCall], forced: ForceReason | None
     ) -> list[Event]:
         """The end of the loop: the model's answer, honest about how it ended, and never empty.
         A call the model still makes when it may not (a forced final round, or the last round
@@ -220,7 +173,7 @@ class Orchestrator:
         return events
 
     async def _stream_round(
-        self, state: _State, rnd: Round, final_call: bool
+        self, state: RunState, rnd: Round, final_call: bool
     ) -> AsyncGenerator[Event, None]:
         if final_call:  # no tools, and an explicit request for the answer
             ask = NOTHING_WORKED_INSTRUCTION if state.guard.nothing_worked else FINAL_INSTRUCTION
@@ -251,7 +204,7 @@ class Orchestrator:
                 rnd.reset()  # nothing of this round was shown, so it can be asked for anew
 
     async def _stream_once(
-        self, state: _State, rnd: Round, request: RoundRequest
+        self, state: RunState, rnd: Round, request: RoundRequest
     ) -> AsyncGenerator[Event, None]:
         chunks = self.upstream.stream(request)
         try:
@@ -262,7 +215,7 @@ class Orchestrator:
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
-                    raise _DeadlineExceeded from None
+                    raise DeadlineExceeded from None
                 for event in self._absorb(rnd, chunk):
                     rnd.shown = True
                     yield event
@@ -293,79 +246,21 @@ class Orchestrator:
         return events
 
     async def _run_call(
-        self, state: _State, rnd: Round, call: ToolCall
+        self, state: RunState, rnd: Round, call: ToolCall
     ) -> AsyncGenerator[Event, None]:
         if call.name in state.web_tools and self.web is not None:
-            web = run_web_call(self.web, state.web, state.messages, rnd.number, call)
-            try:
-                async with aclosing(web) as events:
-                    async for event in events:
-                        yield event
-            except TimeoutError:
-                raise _DeadlineExceeded from None
-            return
-        if call.id not in rnd.announced:
-            yield CodeStart(round=rnd.number, call_id=call.id)
-        code = None if call.cut_off else call.code
-        earlier = state.guard.earlier(code) if code is not None else None
-        runs = code is not None and earlier is None
-        yield CodeComplete(round=rnd.number, call_id=call.id, code=call.code or "", runs=runs)
-        execution = None
-        status: Literal["executed", "repeated", "invalid"]
-        if call.cut_off:
-            status, output = "invalid", ToolOutput(CUT_OFF_TEXT)
-            state.guard.refused()
-        elif call.code is None:
-            text = invalid_call_text(call.name, call.problem, state.web_tools)
-            status, output = "invalid", ToolOutput(text)
-        elif earlier is not None:
-            text = repeated_call_text(earlier.output, failed=earlier.failed, last=earlier.last)
-            status, output = "repeated", ToolOutput(text)
-            state.guard.refused(earlier)
+            events = run_web_call(self.web, state.web, state.messages, rnd.number, call)
         else:
-            status = "executed"
-            execution = await self._execute(state, call.code)
-            output, state.figure = render_execution(
-                execution,
-                budget_bytes=state.options.result_budget_bytes,
-                images=state.options.images,
-                figure=state.figure,
-            )
-            state.guard.executed(call.code, output.text, execution)
-        state.messages.append(output.message(call.id))
-        yield ExecutionResult(
-            round=rnd.number,
-            call_id=call.id,
-            code=call.code or "",
-            status=status,
-            execution=execution,
-            output=output.text,
-        )
-
-    async def _execute(self, state: _State, code: str) -> Execution:
-        # Without exec_timeout_s the session's own timeout_s applies; the time left before the
-        # deadline only caps it (it is no per-execution limit: a model's infinite loop would
-        # hold the request until the deadline).
-        left = guard = None
-        if state.deadline is not None:
-            left = state.deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                raise _DeadlineExceeded
-            guard = state.deadline + _EXEC_GRACE_S
-        state.executions += 1
+            events = run_code_call(self.runner, state, rnd, call)
         try:
-            async with asyncio.timeout_at(guard):
-                return await self.runner.execute(
-                    state.conversation_id,
-                    code,
-                    timeout_s=state.options.exec_timeout_s,
-                    max_timeout_s=left,
-                )
-        except TimeoutError:
-            raise _DeadlineExceeded from None
+            async with aclosing(events):
+                async for event in events:
+                    yield event
+        except TimeoutError:  # a web call outlived the deadline (a code call raises its own)
+            raise DeadlineExceeded from None
 
 
-def _round_params(state: _State) -> dict[str, Any]:
+def _round_params(state: RunState) -> dict[str, Any]:
     """The request's extra fields for a round that offers tools. A round asked again is sampled
     at `retry_temperature` at least, and with another seed if the request gives one (the same
     seed on the same conversation would give the same reply)."""

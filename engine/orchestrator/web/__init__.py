@@ -2,7 +2,6 @@
 `web_extractor` fetching pages behind an SSRF guard, with their main text extracted."""
 
 from engine.orchestrator.web.extract import FetchError, FetchLimits, Page, PageFetcher
-from engine.orchestrator.web.guard import AddressGuard, Refused, Target, refusal
 from engine.orchestrator.web.search import SearchError, SearchHit, SearchProvider, SearxngSearch
 from engine.orchestrator.web.tools import (
     WEB_EXTRACTOR,
@@ -14,6 +13,7 @@ from engine.orchestrator.web.tools import (
     WebToolName,
     WebTools,
 )
+from engine.orchestrator.web.url_guard import AddressGuard, Refused, Target, refusal
 
 __all__ = [
     "WEB_EXTRACTOR",

@@ -21,7 +21,7 @@ from urllib.parse import urljoin
 import httpx
 import trafilatura
 
-from engine.orchestrator.web.guard import AddressGuard, Target
+from engine.orchestrator.web.url_guard import AddressGuard, Target
 
 _REDIRECTS = {301, 302, 303, 307, 308}
 _HTML = ("text/html", "application/xhtml+xml")

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from engine.orchestrator.calls import loads_lenient
 from engine.orchestrator.web.extract import FetchError, PageFetcher
-from engine.orchestrator.web.guard import Refused
 from engine.orchestrator.web.search import SearchError, SearchHit, SearchProvider
+from engine.orchestrator.web.url_guard import Refused
 
 WebToolName = Literal["web_search", "web_extractor"]
 WEB_SEARCH: WebToolName = "web_search"

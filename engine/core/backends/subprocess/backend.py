@@ -1,4 +1,4 @@
-"""The subprocess backend: each sandbox is a process tree built by `launcher.py`.
+"""The subprocess backend: each sandbox is a process tree built by `standalone/launcher.py`.
 
 As root it gets pid, mount, network, ipc and uts namespaces, a private read-only root filesystem, a
 dedicated uid, cgroup memory/pids/CPU limits, a tmpfs workdir with an exact size, and rlimits. Without

@@ -1,4 +1,4 @@
-"""Host side of the fork server: starts the zygote (see `zygote.py`), asks it for sandboxes, and
+"""Host side of the fork server: starts the zygote (see `standalone/zygote.py`), asks it for sandboxes, and
 relays their exit statuses (the zygote, not the host, is their parent).
 
 A sandbox from the fork server starts in milliseconds with numpy, pandas and matplotlib already
@@ -23,8 +23,9 @@ from typing import Any
 from engine.agent.protocol import FrameDecoder, FrameError, encode_frame
 
 log = logging.getLogger(__name__)
-_ZYGOTE = str(Path(__file__).with_name("zygote.py"))
-LAUNCHER = str(Path(__file__).with_name("launcher.py"))  # the sandbox builder, run or loaded
+_STANDALONE = Path(__file__).with_name("standalone")
+_ZYGOTE = str(_STANDALONE / "zygote.py")
+LAUNCHER = str(_STANDALONE / "launcher.py")  # the sandbox builder, run or loaded
 
 
 class ForkServerError(Exception):

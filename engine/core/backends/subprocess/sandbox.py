@@ -1,4 +1,4 @@
-"""A subprocess sandbox: a launcher process tree (see `launcher.py`) and its agent, started from the
+"""A subprocess sandbox: a launcher process tree (see `standalone/launcher.py`) and its agent, started from the
 fork server or a fresh interpreter, watched through a pidfd and non-blocking pipes."""
 
 from __future__ import annotations

@@ -186,7 +186,7 @@ def _run_agent_in_process(cfg: dict[str, Any]) -> None:
     """The fork-server path: this process already imported the agent and the preloaded modules."""
     os.environ.clear()
     os.environ.update(cfg["env"])
-    from lci_agent.kernel import main as agent_main  # type: ignore[import-not-found]
+    from lci_agent.entry import main as agent_main  # type: ignore[import-not-found]
 
     agent_main(cfg["agent_args"])
     os._exit(0)

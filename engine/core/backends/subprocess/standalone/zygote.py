@@ -75,6 +75,7 @@ def _prepare(agent_root: str, preload: list[str]) -> dict[str, Any]:
         "lci_agent.streams",
         "lci_agent.relay",
         "lci_agent.kernel",
+        "lci_agent.entry",
     ]
     if "matplotlib" in sys.modules:
         agent_modules.append("lci_agent.mpl_backend")
