@@ -21,9 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.errors import BadParameter
 from engine.server.http.errors import OpenAIError
 from engine.server.http.openapi import errors
-from engine.server.openai.containers.registry import DEFAULT_MINUTES, MAX_MINUTES, Container
+from engine.server.openai.containers.registry import (
+    DEFAULT_MINUTES,
+    MAX_MINUTES,
+    Container,
+    ContainerRegistry,
+)
 from engine.server.openai.paging import Order, page
-from engine.server.openai.state import openai_state
 from engine.server.runtime.state import Owner, State
 
 router = APIRouter(prefix="/v1/containers", tags=["OpenAI-compatible"])
@@ -89,8 +93,8 @@ async def create_container(body: CreateContainer, state: State, owner: Owner) ->
             'only network_policy {"type": "disabled"} is possible',
             "network_policy",
         )
-    await openai_state(state).registry.sweep()
-    container = await openai_state(state).registry.create(
+    await state.part(ContainerRegistry).sweep()
+    container = await state.part(ContainerRegistry).create(
         body.name,
         minutes=body.expires_after.minutes if body.expires_after else DEFAULT_MINUTES,
         memory_limit=body.memory_limit,
@@ -109,9 +113,9 @@ async def list_containers(
     order: Order = "desc",
     name: str | None = None,
 ) -> JSONResponse:
-    await openai_state(state).registry.sweep()
+    await state.part(ContainerRegistry).sweep()
     containers = [
-        c for c in openai_state(state).registry.all(owner) if name is None or c.name == name
+        c for c in state.part(ContainerRegistry).all(owner) if name is None or c.name == name
     ]
     return JSONResponse(
         page(containers, id_of=lambda c: c.id, wire=_wire, after=after, limit=limit, order=order)
@@ -124,8 +128,8 @@ async def list_containers(
     responses=errors(OpenAIError, 404, *_COMMON),
 )
 async def retrieve_container(container_id: str, state: State, owner: Owner) -> JSONResponse:
-    await openai_state(state).registry.sweep()
-    return JSONResponse(_wire(openai_state(state).registry.get(container_id, owner=owner)))
+    await state.part(ContainerRegistry).sweep()
+    return JSONResponse(_wire(state.part(ContainerRegistry).get(container_id, owner=owner)))
 
 
 @router.delete(
@@ -133,7 +137,7 @@ async def retrieve_container(container_id: str, state: State, owner: Owner) -> J
 )
 async def delete_container(container_id: str, state: State, owner: Owner) -> JSONResponse:
     """Close the container's session (a running execution is stopped) and forget it."""
-    await openai_state(state).registry.delete(container_id, owner)
+    await state.part(ContainerRegistry).delete(container_id, owner)
     return JSONResponse({"id": container_id, "object": "container.deleted", "deleted": True})
 
 

@@ -22,10 +22,9 @@ from engine.errors import BadParameter, FileNotFound
 from engine.server.http.errors import OpenAIError
 from engine.server.http.openapi import errors
 from engine.server.http.transfer import download
-from engine.server.openai.containers.registry import Container, ContainerFile
-from engine.server.openai.files.store import clean_filename
+from engine.server.openai.containers.registry import Container, ContainerFile, ContainerRegistry
+from engine.server.openai.files.store import FileStore, clean_filename
 from engine.server.openai.paging import Order, page
-from engine.server.openai.state import openai_state
 from engine.server.runtime.state import Owner, State
 
 router = APIRouter(prefix="/v1/containers/{container_id}/files", tags=["OpenAI-compatible"])
@@ -79,9 +78,9 @@ async def create_container_file(
 ) -> JSONResponse:
     """Put a file into the container: uploaded (multipart `file`) or copied from `/v1/files`
     (JSON `file_id`). It lands at the top of the working directory under its file name."""
-    await openai_state(state).registry.sweep()
-    container = openai_state(state).registry.get(container_id, owner=owner)
-    openai_state(state).registry.session(
+    await state.part(ContainerRegistry).sweep()
+    container = state.part(ContainerRegistry).get(container_id, owner=owner)
+    state.part(ContainerRegistry).session(
         container
     )  # an expired container takes no files, read nothing first
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -89,11 +88,11 @@ async def create_container_file(
     else:
         file_id = await _file_id(request)
         try:
-            record = openai_state(state).files.get(file_id, owner)
+            record = state.part(FileStore).get(file_id, owner)
         except FileNotFound as exc:
             raise FileNotFound(exc.message, "file_id") from None
-        name, data = record.filename, await openai_state(state).files.read(file_id, owner)
-    item = await openai_state(state).registry.add_file(container, name, data, source="user")
+        name, data = record.filename, await state.part(FileStore).read(file_id, owner)
+    item = await state.part(ContainerRegistry).add_file(container, name, data, source="user")
     return JSONResponse(item.wire(container))
 
 
@@ -109,7 +108,7 @@ async def list_container_files(
     order: Order = "desc",
 ) -> JSONResponse:
     container = await _container(state, container_id, owner)
-    files = await openai_state(state).registry.files(container)
+    files = await state.part(ContainerRegistry).files(container)
     return JSONResponse(
         page(
             files,
@@ -132,7 +131,7 @@ async def retrieve_container_file(
 ) -> JSONResponse:
     container = await _container(state, container_id, owner)
     return JSONResponse(
-        (await openai_state(state).registry.file(container, file_id)).wire(container)
+        (await state.part(ContainerRegistry).file(container, file_id)).wire(container)
     )
 
 
@@ -152,8 +151,8 @@ async def container_file_content(
     container_id: str, file_id: str, state: State, owner: Owner
 ) -> Response:
     container = await _container(state, container_id, owner)
-    item = await openai_state(state).registry.file(container, file_id)
-    return download(await openai_state(state).registry.read_file(container, item), item.path)
+    item = await state.part(ContainerRegistry).file(container, file_id)
+    return download(await state.part(ContainerRegistry).read_file(container, item), item.path)
 
 
 @router.delete(
@@ -165,15 +164,15 @@ async def delete_container_file(
     container_id: str, file_id: str, state: State, owner: Owner
 ) -> JSONResponse:
     container = await _container(state, container_id, owner)
-    item: ContainerFile = await openai_state(state).registry.file(container, file_id)
-    await openai_state(state).registry.delete_file(container, item)
+    item: ContainerFile = await state.part(ContainerRegistry).file(container, file_id)
+    await state.part(ContainerRegistry).delete_file(container, item)
     return JSONResponse({"id": file_id, "object": "container.file.deleted", "deleted": True})
 
 
 async def _container(state: State, container_id: str, owner: str) -> Container:
-    await openai_state(state).registry.sweep()
-    container = openai_state(state).registry.get(container_id, owner=owner)
-    openai_state(state).registry.session(container)
+    await state.part(ContainerRegistry).sweep()
+    container = state.part(ContainerRegistry).get(container_id, owner=owner)
+    state.part(ContainerRegistry).session(container)
     return container
 
 

@@ -21,9 +21,8 @@ from engine.errors import BadParameter
 from engine.server.http.errors import OpenAIError
 from engine.server.http.openapi import errors
 from engine.server.http.transfer import download
-from engine.server.openai.files.store import PURPOSES, clean_filename
+from engine.server.openai.files.store import PURPOSES, FileStore, clean_filename
 from engine.server.openai.paging import Order, page
-from engine.server.openai.state import openai_state
 from engine.server.runtime.state import Owner, State
 
 router = APIRouter(prefix="/v1/files", tags=["OpenAI-compatible"])
@@ -87,7 +86,7 @@ async def create_file(request: Request, state: State, owner: Owner) -> JSONRespo
         data = await upload.read()
     finally:
         await form.close()
-    record = await openai_state(state).files.put(name, purpose, data, expires, owner)
+    record = await state.part(FileStore).put(name, purpose, data, expires, owner)
     return JSONResponse(record.wire())
 
 
@@ -100,7 +99,7 @@ async def list_files(
     order: Order = "desc",
     purpose: str | None = None,
 ) -> JSONResponse:
-    records = sorted(openai_state(state).files.all(owner), key=lambda f: (f.created_at, f.id))
+    records = sorted(state.part(FileStore).all(owner), key=lambda f: (f.created_at, f.id))
     records = [f for f in records if purpose is None or f.purpose == purpose]
     return JSONResponse(
         page(
@@ -118,7 +117,7 @@ async def list_files(
     "/{file_id}", operation_id="retrieve_file", responses=errors(OpenAIError, 404, *_COMMON)
 )
 async def retrieve_file(file_id: str, state: State, owner: Owner) -> JSONResponse:
-    return JSONResponse(openai_state(state).files.get(file_id, owner).wire())
+    return JSONResponse(state.part(FileStore).get(file_id, owner).wire())
 
 
 @router.get(
@@ -134,15 +133,15 @@ async def retrieve_file(file_id: str, state: State, owner: Owner) -> JSONRespons
     },
 )
 async def file_content(file_id: str, state: State, owner: Owner) -> Response:
-    record = openai_state(state).files.get(file_id, owner)
-    return download(await openai_state(state).files.read(file_id, owner), record.filename)
+    record = state.part(FileStore).get(file_id, owner)
+    return download(await state.part(FileStore).read(file_id, owner), record.filename)
 
 
 @router.delete(
     "/{file_id}", operation_id="delete_file_openai", responses=errors(OpenAIError, 404, *_COMMON)
 )
 async def delete_file(file_id: str, state: State, owner: Owner) -> JSONResponse:
-    await openai_state(state).files.delete(file_id, owner)
+    await state.part(FileStore).delete(file_id, owner)
     return JSONResponse({"id": file_id, "object": "file", "deleted": True})
 
 

@@ -23,6 +23,7 @@ from engine.server.http.auth import principal_of
 from engine.server.http.errors import OpenAIError
 from engine.server.http.openapi import LOOP_STATUSES, errors, streamed
 from engine.server.http.sse import respond, until_disconnected
+from engine.server.openai.containers.registry import ContainerRegistry
 from engine.server.openai.responses import container as responses_container
 from engine.server.openai.responses.citations import CallFiles
 from engine.server.openai.responses.input import (
@@ -33,8 +34,7 @@ from engine.server.openai.responses.input import (
 )
 from engine.server.openai.responses.items import new_id
 from engine.server.openai.responses.render import ResponseContext, ResponsesRenderer
-from engine.server.openai.responses.store import Stored
-from engine.server.openai.state import openai_state
+from engine.server.openai.responses.store import ResponseStore, Stored
 from engine.server.runtime.conversation import (
     Conversation,
     LoopRequest,
@@ -157,7 +157,7 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
     def remember(output: list[dict[str, Any]], used: str | None) -> None:
         if body.store:
             conversation = history + new_messages + output_messages(output)
-            openai_state(state).store.put(
+            state.part(ResponseStore).put(
                 response_id, Stored(conversation, used or container, owner)
             )
 
@@ -184,7 +184,7 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
     if run_code:
         conversation = Conversation(state, loop)
         ctx.container = responses_container.registering(state, conversation, response_id)
-        ctx.files = CallFiles(openai_state(state).registry)
+        ctx.files = CallFiles(state.part(ContainerRegistry))
         events = conversation.events()
     else:
         events = plain_events(state, loop)
@@ -203,9 +203,8 @@ def _check_owner(state: ServerState, container: str, owner: str) -> None:
     try:
         state.runner.owned(container, owner)
     except SessionNotFound:
-        if container in {s.id for s in state.manager.list()} or not openai_state(
-            state
-        ).registry.knows(container):
+        registry = state.part(ContainerRegistry)
+        if container in {s.id for s in state.manager.list()} or not registry.knows(container):
             raise ContainerNotFound(f"no container {container!r}", "tools") from None
 
 
@@ -215,7 +214,7 @@ def _previous(
     """The stored conversation `previous_response_id` continues, and its container if it lives."""
     if body.previous_response_id is None:
         return [], None
-    stored = openai_state(state).store.get(body.previous_response_id)
+    stored = state.part(ResponseStore).get(body.previous_response_id)
     if stored is None or stored.owner != owner:
         raise ResponseNotFound(
             f"no stored response {body.previous_response_id!r}", "previous_response_id"

@@ -8,8 +8,9 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
+from engine.server.openai.containers.registry import ContainerRegistry
+from engine.server.openai.files.store import FileStore
 from engine.server.openai.responses.input import ToolSet
-from engine.server.openai.state import openai_state
 from engine.server.runtime.conversation import Conversation
 from engine.server.runtime.state import ServerState
 
@@ -19,7 +20,7 @@ async def resolve(
 ) -> str | None:
     """The container the call continues in, if any is set already (the caller checked that a
     named one belongs to `owner`; files and new containers are `owner`'s too)."""
-    registry = openai_state(state).registry
+    registry = state.part(ContainerRegistry)
     registry.check_files(tools.file_ids, f"{tools.container_param}.file_ids", owner)
     await registry.sweep()
     if tools.container is not None:
@@ -30,8 +31,8 @@ async def resolve(
     if previous is not None:
         container = registry.get(previous)
         for file_id in tools.file_ids:
-            record = openai_state(state).files.get(file_id, owner)
-            data = await openai_state(state).files.read(file_id, owner)
+            record = state.part(FileStore).get(file_id, owner)
+            data = await state.part(FileStore).read(file_id, owner)
             await registry.add_file(container, record.filename, data, source="user")
         return previous
     if tools.file_ids or tools.memory_limit:
@@ -52,7 +53,7 @@ def registering(
 
     async def container() -> str:
         session_id = await conversation.container_id()
-        openai_state(state).registry.register(state.manager.get(session_id), _name(response_id))
+        state.part(ContainerRegistry).register(state.manager.get(session_id), _name(response_id))
         return session_id
 
     return container
