@@ -38,16 +38,13 @@ _ITEM: TypeAdapter[OutputItem] = TypeAdapter(OutputItem)
 
 
 def rebuild(error: dict[str, Any]) -> LCIError:
-    """The lci error an actor reported, as its own class (LCIError for a name not known here)."""
-    cls = getattr(errors, str(error.get("type")), None)
-    if not (isinstance(cls, type) and issubclass(cls, LCIError)):
-        cls = LCIError
-    exc = cls.__new__(cls)
-    LCIError.__init__(exc, str(error.get("message", "")))
-    for name in ("param", "retry_after_s"):
-        if error.get(name) is not None or hasattr(cls, name):
-            setattr(exc, name, error.get(name))
-    return exc
+    """The lci error an actor reported (see `actor.error_reply`), as its own class."""
+    return errors.from_code(
+        str(error.get("code")),
+        str(error.get("message", "")),
+        param=error.get("param"),
+        retry_after_s=error.get("retry_after_s"),
+    )
 
 
 def fetch(ref: Any, timeout_s: float) -> Reply:
