@@ -1,4 +1,4 @@
-"""`RemoteSession`: a session that runs in a Ray actor, with the surface of a local `Session`.
+"""`RaySession`: a session that runs in a Ray actor, with the surface of a local `Session`.
 
 It holds only the actor's handle and the last snapshot the actor sent (state, counters, where it
 runs), refreshed by every call; the actor is the truth. Every remote call is bounded: an actor that
@@ -73,7 +73,7 @@ def unreachable(handle: Any, session_id: str, cause: BaseException) -> LCIError:
     return SessionLost.of(session_id, LOST)
 
 
-class RemoteSession(Session):
+class RaySession(Session):
     """Not a local Session's machinery (no sandbox here): its public methods, over Ray."""
 
     def __init__(
