@@ -22,7 +22,7 @@ from typing import Any, NoReturn, TypeVar
 from engine.callbacks import Callbacks, ItemCallback
 from engine.core.chunked import MAX_FILE_BYTES, ChunkedFiles
 from engine.core.output import DISPLAY_BUDGET_FACTOR, clip_text, frame_limit
-from engine.core.run import Run as _Run
+from engine.core.running_cell import RunningCell
 from engine.core.sandbox import ExitInfo, Sandbox, SessionHost, StreamName
 from engine.errors import SandboxError, SessionBusy, SessionClosed, SessionLost
 from engine.models import (
@@ -63,7 +63,7 @@ class Session(ChunkedFiles):
         self._host = host
         self._grace = interrupt_grace_s
         self._sandbox: Sandbox | None = None
-        self._run: _Run | None = None
+        self._run: RunningCell | None = None
         self._lock = asyncio.Lock()
         self.state = SessionState.STARTING
         self.created_at = self.last_used_at = time.time()
@@ -211,7 +211,7 @@ class Session(ChunkedFiles):
         limits = self.limits
         if timeout != limits.timeout_s:
             limits = limits.model_copy(update={"timeout_s": timeout})
-        run = self._run = _Run(f"{self.id[:8]}-{self.executions}", limits, on_output)
+        run = self._run = RunningCell(f"{self.id[:8]}-{self.executions}", limits, on_output)
         started = time.monotonic()
         sandbox.send(
             {
@@ -239,7 +239,7 @@ class Session(ChunkedFiles):
         return self._finish(run, outcome, exit_info, limits, started)
 
     async def _ladder(
-        self, sandbox: Sandbox, run: _Run, timeout: float
+        self, sandbox: Sandbox, run: RunningCell, timeout: float
     ) -> tuple[Outcome | None, ExitInfo | None]:
         """Wait for the cell; interrupt it at the deadline, kill it after the grace period.
         Returns (None, None) when the cell finished by itself."""
@@ -253,7 +253,7 @@ class Session(ChunkedFiles):
         outcome = Outcome.KILLED if sandbox.alive or run.killed else Outcome.CRASHED
         return outcome, await self._kill_and_restart(sandbox)
 
-    async def _abort(self, sandbox: Sandbox, run: _Run) -> None:
+    async def _abort(self, sandbox: Sandbox, run: RunningCell) -> None:
         if not sandbox.alive or run.frame is not None:
             return
         sandbox.interrupt()
@@ -271,7 +271,7 @@ class Session(ChunkedFiles):
 
     def _finish(
         self,
-        run: _Run,
+        run: RunningCell,
         outcome: Outcome | None,
         exit_info: ExitInfo | None,
         limits: Limits,

@@ -10,7 +10,7 @@ from engine.core.output import OutputBuffer
 from engine.models import Limits
 
 
-class Run:
+class RunningCell:
     """The execution in flight: where the sandbox's events for it go. `frame` is the agent's done
     frame once it arrived; `ended` is set when that happens or the sandbox stops."""
 
