@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from engine.callbacks import ItemCallback
@@ -16,6 +17,8 @@ class RunningCell:
 
     def __init__(self, exec_id: str, limits: Limits, on_output: ItemCallback | None) -> None:
         self.id = exec_id
+        self.limits = limits
+        self.started = time.monotonic()
         self.output = OutputBuffer(limits.output_bytes, on_output)
         self.frame: dict[str, Any] | None = None
         self.ended = False

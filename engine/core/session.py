@@ -21,7 +21,8 @@ from typing import Any, NoReturn, TypeVar
 
 from engine.callbacks import Callbacks, ItemCallback
 from engine.core.chunked import MAX_FILE_BYTES, ChunkedFiles
-from engine.core.output import DISPLAY_BUDGET_FACTOR, clip_text, frame_limit
+from engine.core.execution import execution_of, str_dict
+from engine.core.output import DISPLAY_BUDGET_FACTOR, frame_limit
 from engine.core.running_cell import RunningCell
 from engine.core.sandbox import ExitInfo, Sandbox, SessionHost, StreamName
 from engine.errors import SandboxError, SessionBusy, SessionClosed, SessionLost
@@ -212,7 +213,6 @@ class Session(ChunkedFiles):
         if timeout != limits.timeout_s:
             limits = limits.model_copy(update={"timeout_s": timeout})
         run = self._run = RunningCell(f"{self.id[:8]}-{self.executions}", limits, on_output)
-        started = time.monotonic()
         sandbox.send(
             {
                 "type": "execute",
@@ -236,7 +236,7 @@ class Session(ChunkedFiles):
             raise
         finally:
             self._run = None
-        return self._finish(run, outcome, exit_info, limits, started)
+        return execution_of(run, outcome, exit_info, self.id, self.executions + 1)
 
     async def _ladder(
         self, sandbox: Sandbox, run: RunningCell, timeout: float
@@ -269,77 +269,6 @@ class Session(ChunkedFiles):
             await self._recover()
         return info
 
-    def _finish(
-        self,
-        run: RunningCell,
-        outcome: Outcome | None,
-        exit_info: ExitInfo | None,
-        limits: Limits,
-        started: float,
-    ) -> Execution:
-        error: ErrorInfo | None = None
-        result: dict[str, Any] = run.frame or {}
-        if isinstance(result.get("result"), dict):
-            run.output.add_display(ResultOutput(data=_str_dict(result["result"])))
-        if isinstance(result.get("omitted"), int) and result["omitted"] > 0:
-            run.output.omitted += result["omitted"]  # cut by the agent before it was sent
-        if result.get("status") == "error" and isinstance(result.get("error"), dict):
-            raw = result["error"]
-            budget = limits.output_bytes
-            value, cut_value = clip_text(str(raw.get("value", "")), budget)
-            trace, cut_trace = clip_text(str(raw.get("traceback", "")), budget)
-            run.output.omitted += cut_value + cut_trace
-            error = ErrorInfo(
-                name=str(raw.get("name", "Error"))[:200], value=value, traceback=trace
-            )
-        if outcome is None:
-            outcome = Outcome.ERROR if error else Outcome.COMPLETED
-        elif outcome is Outcome.KILLED and run.poked:
-            error = ErrorInfo(name="Interrupted", value="restarted by the caller; state lost")
-        elif outcome is Outcome.KILLED:
-            error = ErrorInfo(
-                name="TimeoutError",
-                value=(
-                    f"execution exceeded {limits.timeout_s:g} s and did not stop when interrupted; "
-                    "the interpreter was restarted and its state lost"
-                ),
-            )
-        elif outcome is Outcome.CRASHED and exit_info is not None and exit_info.broken:
-            error = ErrorInfo(
-                name="SandboxCrashed",
-                value=(
-                    f"the cell broke the interpreter ({exit_info.broken}); "
-                    "the interpreter was restarted and its state lost"
-                ),
-            )
-        elif outcome is Outcome.CRASHED and exit_info is not None:
-            error = ErrorInfo(
-                name="SandboxCrashed",
-                value=(f"{exit_info.describe()}; the interpreter was restarted and its state lost"),
-            )
-        elif outcome is Outcome.INTERRUPTED and error is None and run.poked:
-            error = ErrorInfo(name="KeyboardInterrupt", value="interrupted by the caller")
-        elif outcome is Outcome.INTERRUPTED and error is None:
-            error = ErrorInfo(
-                name="TimeoutError",
-                value=f"execution exceeded {limits.timeout_s:g} s and was interrupted",
-            )
-        run.output.flush_decoders()
-        return Execution(
-            id=run.id,
-            session_id=self.id,
-            outcome=outcome,
-            stdout=run.output.text("stdout"),
-            stderr=run.output.text("stderr"),
-            outputs=run.output.items(),
-            error=error,
-            state_preserved=outcome not in (Outcome.KILLED, Outcome.CRASHED),
-            duration_ms=(time.monotonic() - started) * 1000,
-            truncated=run.output.truncated,
-            limits=limits,
-            execution_count=self.executions + 1,
-        )
-
     # -- sandbox events (SandboxListener) ------------------------------------------------------
     def on_stream(self, name: StreamName, data: bytes) -> None:
         if self._run is not None:
@@ -352,7 +281,7 @@ class Session(ChunkedFiles):
         # Output and displays share the agent's one channel, so they arrive in the order they
         # happened: nothing to reorder here.
         if frame["type"] == "display" and isinstance(frame.get("data"), dict):
-            run.output.add_display(DisplayOutput(data=_str_dict(frame["data"])))
+            run.output.add_display(DisplayOutput(data=str_dict(frame["data"])))
             if isinstance(frame.get("omitted"), int) and frame["omitted"] > 0:
                 run.output.omitted += frame["omitted"]
         elif frame["type"] == "done":
@@ -394,7 +323,3 @@ class Session(ChunkedFiles):
             raise SessionClosed(f"session {self.id} is closed")
         if self.lost is not None:
             raise SessionLost.of(self.id, self.lost)
-
-
-def _str_dict(data: dict[str, Any]) -> dict[str, str]:
-    return {str(k): v if isinstance(v, str) else str(v) for k, v in data.items()}
