@@ -18,18 +18,15 @@ from pydantic import TypeAdapter
 from ray.exceptions import GetTimeoutError, RayActorError
 
 from engine import errors
-from engine.callbacks import Callbacks, ItemCallback
+from engine.callbacks import OutputCallbacks
 from engine.cluster.actor import CHUNK_BYTES, Reply
 from engine.core.chunked import MAX_FILE_BYTES
 from engine.core.session import Session
 from engine.errors import LCIError, SessionClosed, SessionLost, SessionNotFound
 from engine.models import (
-    DisplayOutput,
-    ErrorInfo,
     Execution,
     FileInfo,
     OutputItem,
-    ResultOutput,
     SessionInfo,
     SessionState,
 )
@@ -209,20 +206,14 @@ class RaySession(Session):
     async def restart(self) -> None:
         await self.call("restart", long=True)
 
-    async def execute(
+    async def execute_with(
         self,
         code: str,
+        callbacks: OutputCallbacks,
         *,
         timeout_s: float | None = None,
         wait: bool = False,
-        on_output: ItemCallback | None = None,
-        on_stdout: Callable[[str], None] | None = None,
-        on_stderr: Callable[[str], None] | None = None,
-        on_display: Callable[[DisplayOutput], None] | None = None,
-        on_result: Callable[[ResultOutput], None] | None = None,
-        on_error: Callable[[ErrorInfo], None] | None = None,
     ) -> Execution:
-        callbacks = Callbacks(on_output, on_stdout, on_stderr, on_display, on_result, on_error)
         # The actor bounds the cell (timeout, then grace); meanwhile it must answer pings.
         listener = callbacks.item_callback()
         if listener is None:

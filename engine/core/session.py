@@ -17,9 +17,9 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, Unpack
 
-from engine.callbacks import Callbacks, ItemCallback
+from engine.callbacks import ItemCallback, OutputCallbackArgs, OutputCallbacks
 from engine.core.chunked import MAX_FILE_BYTES, ChunkedFiles
 from engine.core.execution import execution_of, str_dict
 from engine.core.output import DISPLAY_BUDGET_FACTOR, frame_limit
@@ -29,12 +29,10 @@ from engine.errors import SandboxError, SessionBusy, SessionClosed, SessionLost
 from engine.models import (
     BackendName,
     DisplayOutput,
-    ErrorInfo,
     Execution,
     FileInfo,
     Limits,
     Outcome,
-    ResultOutput,
     SessionInfo,
     SessionState,
 )
@@ -151,17 +149,24 @@ class Session(ChunkedFiles):
         *,
         timeout_s: float | None = None,
         wait: bool = False,
-        on_output: ItemCallback | None = None,
-        on_stdout: Callable[[str], None] | None = None,
-        on_stderr: Callable[[str], None] | None = None,
-        on_display: Callable[[DisplayOutput], None] | None = None,
-        on_result: Callable[[ResultOutput], None] | None = None,
-        on_error: Callable[[ErrorInfo], None] | None = None,
+        **callbacks: Unpack[OutputCallbackArgs],
     ) -> Execution:
         """Run one cell. User errors, timeouts and crashes are reported in the returned Execution;
         this raises only for session-level problems (closed, busy, sandbox cannot start).
         `on_output` sees every output item as it happens; the per-kind callbacks see theirs."""
-        callbacks = Callbacks(on_output, on_stdout, on_stderr, on_display, on_result, on_error)
+        return await self.execute_with(
+            code, OutputCallbacks(**callbacks), timeout_s=timeout_s, wait=wait
+        )
+
+    async def execute_with(
+        self,
+        code: str,
+        callbacks: OutputCallbacks,
+        *,
+        timeout_s: float | None = None,
+        wait: bool = False,
+    ) -> Execution:
+        """`execute` with its output callbacks as one object (what wrappers pass on)."""
         self._check_open()
         if self._lock.locked() and not wait:
             raise SessionBusy(f"session {self.id} is already running an execution")
