@@ -21,19 +21,16 @@ import functools
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from engine.callbacks import ItemCallback
+from engine.callbacks import OutputCallbackArgs, OutputCallbacks
 from engine.core.manager import SessionManager
 from engine.core.session import Session
 from engine.models import (
-    DisplayOutput,
-    ErrorInfo,
     Execution,
     FileInfo,
-    ResultOutput,
     SessionInfo,
     SessionSpec,
     SessionState,
@@ -82,25 +79,15 @@ class BlockingSession:
         *,
         timeout_s: float | None = None,
         wait: bool = False,
-        on_output: ItemCallback | None = None,
-        on_stdout: Callable[[str], None] | None = None,
-        on_stderr: Callable[[str], None] | None = None,
-        on_display: Callable[[DisplayOutput], None] | None = None,
-        on_result: Callable[[ResultOutput], None] | None = None,
-        on_error: Callable[[ErrorInfo], None] | None = None,
+        **callbacks: Unpack[OutputCallbackArgs],
     ) -> Execution:
         """Run one cell (see `Session.execute`); callbacks run in the event loop's thread."""
         run = functools.partial(
-            self._target.execute,
+            self._target.execute_with,
             code,
+            OutputCallbacks(**callbacks),
             timeout_s=timeout_s,
             wait=wait,
-            on_output=on_output,
-            on_stdout=on_stdout,
-            on_stderr=on_stderr,
-            on_display=on_display,
-            on_result=on_result,
-            on_error=on_error,
         )
         future = self._portal.start_task_soon(run)
         try:

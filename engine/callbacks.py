@@ -3,12 +3,16 @@ beside the one mixed `on_output`, shared by the in-process sessions and the HTTP
 
     session.execute(code, on_stdout=lambda text: print(text, end=""),
                     on_display=lambda item: item.save("figure"))
+
+Every `execute` takes them as keyword arguments, typed once by `OutputCallbackArgs`, and turns
+them into one `OutputCallbacks`, which is what is passed on inside.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypedDict
 
 from engine.models import (
     DisplayOutput,
@@ -23,8 +27,21 @@ ItemCallback = Callable[[OutputItem], None]
 TextCallback = Callable[[str], None]
 
 
+class OutputCallbackArgs(TypedDict, total=False):
+    """The output callbacks `execute` accepts as keyword arguments (`**callbacks`)."""
+
+    on_output: ItemCallback | None
+    on_stdout: TextCallback | None
+    on_stderr: TextCallback | None
+    on_display: Callable[[DisplayOutput], None] | None
+    on_result: Callable[[ResultOutput], None] | None
+    on_error: Callable[[ErrorInfo], None] | None
+
+
 @dataclass(frozen=True)
-class Callbacks:
+class OutputCallbacks:
+    """The output callbacks of one execution; `OutputCallbacks(**args)` from the keywords."""
+
     on_output: ItemCallback | None = None
     on_stdout: TextCallback | None = None
     on_stderr: TextCallback | None = None

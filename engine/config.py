@@ -5,47 +5,65 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.errors import BadParameter
 from engine.models import MIB, BackendName, Limits
 
+# The maximum of each limit unless the operator sets it. A limit not named here is capped only by
+# its own bound in `Limits` (its `le`), and a switch (`network`) is allowed.
+_DEFAULT_MAXIMA: dict[str, Any] = {
+    "timeout_s": 3600.0,
+    "cpu_s": 3600.0,
+    "memory_mb": 8192,
+    "max_procs": 1024,
+    "disk_mb": 8192,
+    "open_files": 4096,
+    "output_bytes": 16 * MIB,
+    "cpus": None,  # no cap beyond the machine
+    "network": True,
+}
 
-class LimitMaxima(BaseModel):
+
+def _unlisted_maximum(field: FieldInfo) -> Any:
+    if field.annotation is bool:
+        return True
+    return next((m.le for m in field.metadata if hasattr(m, "le")), None)  # Field(le=...)
+
+
+class LimitMaxima(Limits):
     """The most a client may ask for (`LCI_MAX_LIMITS`, `lci serve --max-*`). A session asking for
     more is refused with a 400 naming the limit, on every surface: the limits are never silently
-    lowered, since code written for a bigger budget would fail in confusing ways."""
+    lowered, since code written for a bigger budget would fail in confusing ways.
 
-    model_config = ConfigDict(extra="forbid")
+    The fields are those of `Limits`, with their types and bounds, so a new limit is capped here
+    as soon as it exists. A maximum of None is no cap; a switch's maximum False forbids it."""
 
-    timeout_s: float = Field(3600.0, gt=0)
-    cpu_s: float = Field(3600.0, gt=0)
-    memory_mb: int = Field(8192, ge=16)
-    max_procs: int = Field(1024, ge=4)
-    disk_mb: int = Field(8192, ge=1)
-    open_files: int = Field(4096, ge=32)
-    output_bytes: int = Field(16 * MIB, ge=1024)
-    cpus: float | None = Field(None, gt=0, description="None: no cap beyond the machine.")
-    network: bool = Field(True, description="Whether sessions may have the network at all.")
+    @model_validator(mode="before")
+    @classmethod
+    def _maxima_by_default(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        defaults = {
+            name: _DEFAULT_MAXIMA[name] if name in _DEFAULT_MAXIMA else _unlisted_maximum(field)
+            for name, field in Limits.model_fields.items()
+        }
+        return {**defaults, **data}
 
     def check(self, limits: Limits, where: str = "limits") -> None:
         """BadParameter naming every limit of `limits` above its maximum."""
         over = []
-        for name in ("timeout_s", "cpu_s", "memory_mb", "max_procs", "disk_mb", "open_files"):
+        for name in Limits.model_fields:
             value, cap = getattr(limits, name), getattr(self, name)
-            if value is not None and value > cap:
+            if isinstance(value, bool):
+                if value and not cap:
+                    over.append(f"{where}.{name} is not allowed on this server")
+            elif value is not None and cap is not None and value > cap:
                 over.append(f"{where}.{name} {value} exceeds the server's maximum {cap}")
-        if limits.output_bytes > self.output_bytes:
-            over.append(
-                f"{where}.output_bytes {limits.output_bytes} exceeds the server's maximum "
-                f"{self.output_bytes}"
-            )
-        if self.cpus is not None and limits.cpus is not None and limits.cpus > self.cpus:
-            over.append(f"{where}.cpus {limits.cpus} exceeds the server's maximum {self.cpus}")
-        if limits.network and not self.network:
-            over.append(f"{where}.network is not allowed on this server")
         if over:
             raise BadParameter("; ".join(over), where)
 

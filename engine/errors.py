@@ -182,3 +182,40 @@ class UpstreamError(LCIError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+def _classes_by_code() -> dict[str, type[LCIError]]:
+    found: dict[str, type[LCIError]] = {}
+    pending: list[type[LCIError]] = [LCIError]
+    while pending:
+        cls = pending.pop(0)  # breadth first: the most general class of a shared code wins
+        found.setdefault(cls.code, cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def from_code(
+    code: str,
+    message: str,
+    *,
+    param: str | None = None,
+    retry_after_s: float | None = None,
+    status: int | None = None,
+) -> LCIError:
+    """The exception an error reported elsewhere (an HTTP error body, a cluster actor's reply)
+    stands for, chosen by its stable `code`: `invalid_request` with a `param` is BadParameter; an
+    unknown code is an LCIError that keeps it. The details go to the classes that carry them."""
+    if code == InvalidRequest.code and param:
+        cls: type[LCIError] = BadParameter
+    else:
+        cls = _BY_CODE.get(code, LCIError)
+    exc = cls(message)
+    if cls is LCIError:
+        exc.code = code
+    for name, value in (("param", param), ("retry_after_s", retry_after_s), ("status", status)):
+        if value is not None and hasattr(exc, name):
+            setattr(exc, name, value)
+    return exc
+
+
+_BY_CODE = _classes_by_code()

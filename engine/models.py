@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MIB = 1 << 20
+MIB = 1 << 20  # the one definition of a mebibyte for the engine's importable modules
 
 
 class _Model(BaseModel):

@@ -1,16 +1,18 @@
 """The async client: `AsyncClient` and the `AsyncRemoteSession`s it creates or attaches to.
-Kept in step with `sync.py`, which it mirrors call for call."""
+
+The blocking client, `sync.py`, is generated from this file by `.ci/unasync.py`: edit this one,
+then run `python .ci/unasync.py` (a unit test fails while the two differ)."""
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
-from engine.callbacks import Callbacks, ItemCallback
+from engine.callbacks import OutputCallbackArgs, OutputCallbacks
 from engine.client.wire import (
     DEFAULT_URL,
     SSEReader,
@@ -20,14 +22,7 @@ from engine.client.wire import (
     headers,
     session_body,
 )
-from engine.models import (
-    DisplayOutput,
-    ErrorInfo,
-    Execution,
-    FileInfo,
-    ResultOutput,
-    SessionInfo,
-)
+from engine.models import Execution, FileInfo, SessionInfo
 
 
 class AsyncClient:
@@ -98,23 +93,18 @@ class AsyncRemoteSession:
         *,
         timeout_s: float | None = None,
         wait: bool = False,
-        on_output: ItemCallback | None = None,
-        on_stdout: Callable[[str], None] | None = None,
-        on_stderr: Callable[[str], None] | None = None,
-        on_display: Callable[[DisplayOutput], None] | None = None,
-        on_result: Callable[[ResultOutput], None] | None = None,
-        on_error: Callable[[ErrorInfo], None] | None = None,
+        **callbacks: Unpack[OutputCallbackArgs],
     ) -> Execution:
         """Run one cell; with any output callback, its output streams as it happens (SSE)."""
-        callbacks = Callbacks(on_output, on_stdout, on_stderr, on_display, on_result, on_error)
-        listener = callbacks.item_callback()
+        output = OutputCallbacks(**callbacks)
+        listener = output.item_callback()
         url = f"/v1/sessions/{self.id}/execute"
         if listener is None:
             body = execute_body(code, timeout_s, wait, stream=False)
             execution = Execution.model_validate_json(
                 check(await self.client.http.post(url, json=body)).content
             )
-            return callbacks.finished(execution)
+            return output.finished(execution)
         reader = SSEReader()
         async with self.client.http.stream(
             "POST", url, json=execute_body(code, timeout_s, wait, stream=True)
@@ -125,7 +115,7 @@ class AsyncRemoteSession:
             async for line in response.aiter_lines():
                 for item in reader.line(line):
                     listener(item)
-        return callbacks.finished(reader.result())
+        return output.finished(reader.result())
 
     async def write_file(self, path: str, data: bytes) -> FileInfo:
         files = {"file": (path.rsplit("/", 1)[-1] or "file", data)}
@@ -135,9 +125,8 @@ class AsyncRemoteSession:
         return FileInfo.model_validate_json(check(response).content)
 
     async def read_file(self, path: str) -> bytes:
-        return check(
-            await self.client.http.get(f"/v1/sessions/{self.id}/files/{file_url(path)}")
-        ).content
+        url = f"/v1/sessions/{self.id}/files/{file_url(path)}"
+        return check(await self.client.http.get(url)).content
 
     async def list_files(self) -> list[FileInfo]:
         data = check(await self.client.http.get(f"/v1/sessions/{self.id}/files")).json()

@@ -1,15 +1,17 @@
-"""The blocking client: `Client` and the `RemoteSession`s it creates or attaches to."""
+"""The blocking client: `Client` and the `RemoteSession`s it creates or attaches to.
+
+Generated from aio.py by .ci/unasync.py: do not edit it, change aio.py and run the script."""
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
-from engine.callbacks import Callbacks, ItemCallback
+from engine.callbacks import OutputCallbackArgs, OutputCallbacks
 from engine.client.wire import (
     DEFAULT_URL,
     SSEReader,
@@ -19,14 +21,7 @@ from engine.client.wire import (
     headers,
     session_body,
 )
-from engine.models import (
-    DisplayOutput,
-    ErrorInfo,
-    Execution,
-    FileInfo,
-    ResultOutput,
-    SessionInfo,
-)
+from engine.models import Execution, FileInfo, SessionInfo
 
 
 class Client:
@@ -97,23 +92,18 @@ class RemoteSession:
         *,
         timeout_s: float | None = None,
         wait: bool = False,
-        on_output: ItemCallback | None = None,
-        on_stdout: Callable[[str], None] | None = None,
-        on_stderr: Callable[[str], None] | None = None,
-        on_display: Callable[[DisplayOutput], None] | None = None,
-        on_result: Callable[[ResultOutput], None] | None = None,
-        on_error: Callable[[ErrorInfo], None] | None = None,
+        **callbacks: Unpack[OutputCallbackArgs],
     ) -> Execution:
         """Run one cell; with any output callback, its output streams as it happens (SSE)."""
-        callbacks = Callbacks(on_output, on_stdout, on_stderr, on_display, on_result, on_error)
-        listener = callbacks.item_callback()
+        output = OutputCallbacks(**callbacks)
+        listener = output.item_callback()
         url = f"/v1/sessions/{self.id}/execute"
         if listener is None:
             body = execute_body(code, timeout_s, wait, stream=False)
             execution = Execution.model_validate_json(
                 check(self.client.http.post(url, json=body)).content
             )
-            return callbacks.finished(execution)
+            return output.finished(execution)
         reader = SSEReader()
         with self.client.http.stream(
             "POST", url, json=execute_body(code, timeout_s, wait, stream=True)
@@ -124,7 +114,7 @@ class RemoteSession:
             for line in response.iter_lines():
                 for item in reader.line(line):
                     listener(item)
-        return callbacks.finished(reader.result())
+        return output.finished(reader.result())
 
     def write_file(self, path: str, data: bytes) -> FileInfo:
         files = {"file": (path.rsplit("/", 1)[-1] or "file", data)}
@@ -134,7 +124,8 @@ class RemoteSession:
         return FileInfo.model_validate_json(check(response).content)
 
     def read_file(self, path: str) -> bytes:
-        return check(self.client.http.get(f"/v1/sessions/{self.id}/files/{file_url(path)}")).content
+        url = f"/v1/sessions/{self.id}/files/{file_url(path)}"
+        return check(self.client.http.get(url)).content
 
     def list_files(self) -> list[FileInfo]:
         data = check(self.client.http.get(f"/v1/sessions/{self.id}/files")).json()

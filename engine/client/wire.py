@@ -20,19 +20,6 @@ ITEM_EVENTS = {"stdout", "stderr", "display", "result", "truncated"}
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-def _classes() -> dict[str, type[errors.LCIError]]:
-    found: dict[str, type[errors.LCIError]] = {}
-    pending: list[type[errors.LCIError]] = [errors.LCIError]
-    while pending:
-        cls = pending.pop()
-        found.setdefault(cls.code, cls)  # the most general class of a shared code wins
-        pending.extend(cls.__subclasses__())
-    return found
-
-
-_BY_CODE = _classes()
-
-
 def error_from(status: int, body: bytes) -> errors.LCIError:
     """The server's `{"error": {"code", "message", "param"}}` as the matching exception."""
     try:
@@ -41,15 +28,7 @@ def error_from(status: int, body: bytes) -> errors.LCIError:
     except (ValueError, KeyError, TypeError):
         text = body.decode(errors="replace")[:200]
         return errors.LCIError(f"HTTP {status}: {text}")
-    if code == "invalid_request" and param:
-        return errors.BadParameter(message, param)
-    if code == "upstream_error":
-        return errors.UpstreamError(message, status)
-    cls = _BY_CODE.get(code, errors.LCIError)
-    exc = cls(message)
-    if cls is errors.LCIError:
-        exc.code = code  # keep an unknown code readable
-    return exc
+    return errors.from_code(code, message, param=param, status=status)
 
 
 def check(response: httpx.Response) -> httpx.Response:

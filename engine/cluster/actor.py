@@ -5,7 +5,7 @@ subprocess or docker, on that node), so everything a session does locally it doe
 replica must know about the session (owner, spec, where it runs) lives here, never in a replica.
 
 Every method answers an envelope instead of raising: `{"ok": value, "info": snapshot}` or
-`{"error": {...}}` naming the `engine.errors` class. An lci error then crosses Ray as plain data and
+`{"error": {...}}` with the error's `code`. An lci error then crosses Ray as plain data and
 is raised again in the replica as itself, whatever Ray does to exceptions it transports.
 
 An idle session is closed by the inner manager's expiry, and the actor then ends itself (a detached
@@ -37,7 +37,7 @@ Reply = dict[str, Any]
 def error_reply(exc: LCIError) -> Reply:
     return {
         "error": {
-            "type": type(exc).__name__,
+            "code": exc.code,
             "message": exc.message,
             "param": getattr(exc, "param", None),
             "retry_after_s": getattr(exc, "retry_after_s", None),

@@ -28,7 +28,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayError
 
 from engine.cluster.actor import SessionActor
-from engine.cluster.remote_session import RemoteSession, fetch, unreachable, unwrap
+from engine.cluster.ray_session import RaySession, fetch, unreachable, unwrap
 from engine.config import Settings
 from engine.core.capacity import SESSION_RETRY_AFTER_S, charge_mb
 from engine.core.manager import SessionManager, new_session_id
@@ -77,12 +77,12 @@ class ClusterSessionManager(SessionManager):
         if not self.settings.ray_address:
             raise BadParameter("a cluster session manager needs ray_address", "ray_address")
         connect(self.settings)
-        self._known: dict[str, RemoteSession] = {}
+        self._known: dict[str, RaySession] = {}
         self._node_settings = self.settings.model_dump(mode="json", exclude=_PRIVATE)
 
     async def create(
         self, spec: SessionSpec | None = None, owner: str | None = None, session_id: str = ""
-    ) -> RemoteSession:
+    ) -> RaySession:
         spec = spec or SessionSpec(backend=self.settings.backend, limits=self.settings.limits)
         self.settings.max_limits.check(spec.limits)
         if spec.limits.network and not self.settings.ray_allow_network:
@@ -123,7 +123,7 @@ class ClusterSessionManager(SessionManager):
         except BaseException:
             ray.kill(handle, no_restart=True)
             raise
-        session = RemoteSession(handle, reply["info"], self._timeout, self._forget)
+        session = RaySession(handle, reply["info"], self._timeout, self._forget)
         self._known[session_id] = session
         return session
 
@@ -159,7 +159,7 @@ class ClusterSessionManager(SessionManager):
     def _forget(self, session_id: str) -> None:
         self._known.pop(session_id, None)
 
-    def get(self, session_id: str) -> RemoteSession:
+    def get(self, session_id: str) -> RaySession:
         """The session, from this replica's cache or by its actor's name (one lookup and one call
         to the actor, blocking, the first time this replica sees it)."""
         known = self._known.get(session_id)
@@ -180,7 +180,7 @@ class ClusterSessionManager(SessionManager):
             raise SessionNotFound(f"no session {session_id!r}")
         return session
 
-    def _adopt(self, handle: Any, reply: dict[str, Any]) -> RemoteSession | None:
+    def _adopt(self, handle: Any, reply: dict[str, Any]) -> RaySession | None:
         """The session an actor's reply describes, known from now on (None: not started yet,
         closed meanwhile, or already known to be lost)."""
         if "error" in reply:
@@ -195,7 +195,7 @@ class ClusterSessionManager(SessionManager):
                 return None
             known.apply(reply["info"])
             return known
-        session = RemoteSession(handle, reply["info"], self._timeout, self._forget)
+        session = RaySession(handle, reply["info"], self._timeout, self._forget)
         self._known[session.id] = session
         return session
 

@@ -17,23 +17,22 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, Unpack
 
-from engine.callbacks import Callbacks, ItemCallback
+from engine.callbacks import ItemCallback, OutputCallbackArgs, OutputCallbacks
 from engine.core.chunked import MAX_FILE_BYTES, ChunkedFiles
-from engine.core.output import DISPLAY_BUDGET_FACTOR, clip_text, frame_limit
-from engine.core.run import Run as _Run
+from engine.core.execution import execution_of, str_dict
+from engine.core.output import DISPLAY_BUDGET_FACTOR, frame_limit
+from engine.core.running_cell import RunningCell
 from engine.core.sandbox import ExitInfo, Sandbox, SessionHost, StreamName
 from engine.errors import SandboxError, SessionBusy, SessionClosed, SessionLost
 from engine.models import (
     BackendName,
     DisplayOutput,
-    ErrorInfo,
     Execution,
     FileInfo,
     Limits,
     Outcome,
-    ResultOutput,
     SessionInfo,
     SessionState,
 )
@@ -63,7 +62,7 @@ class Session(ChunkedFiles):
         self._host = host
         self._grace = interrupt_grace_s
         self._sandbox: Sandbox | None = None
-        self._run: _Run | None = None
+        self._run: RunningCell | None = None
         self._lock = asyncio.Lock()
         self.state = SessionState.STARTING
         self.created_at = self.last_used_at = time.time()
@@ -150,17 +149,24 @@ class Session(ChunkedFiles):
         *,
         timeout_s: float | None = None,
         wait: bool = False,
-        on_output: ItemCallback | None = None,
-        on_stdout: Callable[[str], None] | None = None,
-        on_stderr: Callable[[str], None] | None = None,
-        on_display: Callable[[DisplayOutput], None] | None = None,
-        on_result: Callable[[ResultOutput], None] | None = None,
-        on_error: Callable[[ErrorInfo], None] | None = None,
+        **callbacks: Unpack[OutputCallbackArgs],
     ) -> Execution:
         """Run one cell. User errors, timeouts and crashes are reported in the returned Execution;
         this raises only for session-level problems (closed, busy, sandbox cannot start).
         `on_output` sees every output item as it happens; the per-kind callbacks see theirs."""
-        callbacks = Callbacks(on_output, on_stdout, on_stderr, on_display, on_result, on_error)
+        return await self.execute_with(
+            code, OutputCallbacks(**callbacks), timeout_s=timeout_s, wait=wait
+        )
+
+    async def execute_with(
+        self,
+        code: str,
+        callbacks: OutputCallbacks,
+        *,
+        timeout_s: float | None = None,
+        wait: bool = False,
+    ) -> Execution:
+        """`execute` with its output callbacks as one object (what wrappers pass on)."""
         self._check_open()
         if self._lock.locked() and not wait:
             raise SessionBusy(f"session {self.id} is already running an execution")
@@ -211,8 +217,7 @@ class Session(ChunkedFiles):
         limits = self.limits
         if timeout != limits.timeout_s:
             limits = limits.model_copy(update={"timeout_s": timeout})
-        run = self._run = _Run(f"{self.id[:8]}-{self.executions}", limits, on_output)
-        started = time.monotonic()
+        run = self._run = RunningCell(f"{self.id[:8]}-{self.executions}", limits, on_output)
         sandbox.send(
             {
                 "type": "execute",
@@ -236,10 +241,10 @@ class Session(ChunkedFiles):
             raise
         finally:
             self._run = None
-        return self._finish(run, outcome, exit_info, limits, started)
+        return execution_of(run, outcome, exit_info, self.id, self.executions + 1)
 
     async def _ladder(
-        self, sandbox: Sandbox, run: _Run, timeout: float
+        self, sandbox: Sandbox, run: RunningCell, timeout: float
     ) -> tuple[Outcome | None, ExitInfo | None]:
         """Wait for the cell; interrupt it at the deadline, kill it after the grace period.
         Returns (None, None) when the cell finished by itself."""
@@ -253,7 +258,7 @@ class Session(ChunkedFiles):
         outcome = Outcome.KILLED if sandbox.alive or run.killed else Outcome.CRASHED
         return outcome, await self._kill_and_restart(sandbox)
 
-    async def _abort(self, sandbox: Sandbox, run: _Run) -> None:
+    async def _abort(self, sandbox: Sandbox, run: RunningCell) -> None:
         if not sandbox.alive or run.frame is not None:
             return
         sandbox.interrupt()
@@ -269,77 +274,6 @@ class Session(ChunkedFiles):
             await self._recover()
         return info
 
-    def _finish(
-        self,
-        run: _Run,
-        outcome: Outcome | None,
-        exit_info: ExitInfo | None,
-        limits: Limits,
-        started: float,
-    ) -> Execution:
-        error: ErrorInfo | None = None
-        result: dict[str, Any] = run.frame or {}
-        if isinstance(result.get("result"), dict):
-            run.output.add_display(ResultOutput(data=_str_dict(result["result"])))
-        if isinstance(result.get("omitted"), int) and result["omitted"] > 0:
-            run.output.omitted += result["omitted"]  # cut by the agent before it was sent
-        if result.get("status") == "error" and isinstance(result.get("error"), dict):
-            raw = result["error"]
-            budget = limits.output_bytes
-            value, cut_value = clip_text(str(raw.get("value", "")), budget)
-            trace, cut_trace = clip_text(str(raw.get("traceback", "")), budget)
-            run.output.omitted += cut_value + cut_trace
-            error = ErrorInfo(
-                name=str(raw.get("name", "Error"))[:200], value=value, traceback=trace
-            )
-        if outcome is None:
-            outcome = Outcome.ERROR if error else Outcome.COMPLETED
-        elif outcome is Outcome.KILLED and run.poked:
-            error = ErrorInfo(name="Interrupted", value="restarted by the caller; state lost")
-        elif outcome is Outcome.KILLED:
-            error = ErrorInfo(
-                name="TimeoutError",
-                value=(
-                    f"execution exceeded {limits.timeout_s:g} s and did not stop when interrupted; "
-                    "the interpreter was restarted and its state lost"
-                ),
-            )
-        elif outcome is Outcome.CRASHED and exit_info is not None and exit_info.broken:
-            error = ErrorInfo(
-                name="SandboxCrashed",
-                value=(
-                    f"the cell broke the interpreter ({exit_info.broken}); "
-                    "the interpreter was restarted and its state lost"
-                ),
-            )
-        elif outcome is Outcome.CRASHED and exit_info is not None:
-            error = ErrorInfo(
-                name="SandboxCrashed",
-                value=(f"{exit_info.describe()}; the interpreter was restarted and its state lost"),
-            )
-        elif outcome is Outcome.INTERRUPTED and error is None and run.poked:
-            error = ErrorInfo(name="KeyboardInterrupt", value="interrupted by the caller")
-        elif outcome is Outcome.INTERRUPTED and error is None:
-            error = ErrorInfo(
-                name="TimeoutError",
-                value=f"execution exceeded {limits.timeout_s:g} s and was interrupted",
-            )
-        run.output.flush_decoders()
-        return Execution(
-            id=run.id,
-            session_id=self.id,
-            outcome=outcome,
-            stdout=run.output.text("stdout"),
-            stderr=run.output.text("stderr"),
-            outputs=run.output.items(),
-            error=error,
-            state_preserved=outcome not in (Outcome.KILLED, Outcome.CRASHED),
-            duration_ms=(time.monotonic() - started) * 1000,
-            truncated=run.output.truncated,
-            limits=limits,
-            execution_count=self.executions + 1,
-        )
-
     # -- sandbox events (SandboxListener) ------------------------------------------------------
     def on_stream(self, name: StreamName, data: bytes) -> None:
         if self._run is not None:
@@ -352,7 +286,7 @@ class Session(ChunkedFiles):
         # Output and displays share the agent's one channel, so they arrive in the order they
         # happened: nothing to reorder here.
         if frame["type"] == "display" and isinstance(frame.get("data"), dict):
-            run.output.add_display(DisplayOutput(data=_str_dict(frame["data"])))
+            run.output.add_display(DisplayOutput(data=str_dict(frame["data"])))
             if isinstance(frame.get("omitted"), int) and frame["omitted"] > 0:
                 run.output.omitted += frame["omitted"]
         elif frame["type"] == "done":
@@ -394,7 +328,3 @@ class Session(ChunkedFiles):
             raise SessionClosed(f"session {self.id} is closed")
         if self.lost is not None:
             raise SessionLost.of(self.id, self.lost)
-
-
-def _str_dict(data: dict[str, Any]) -> dict[str, str]:
-    return {str(k): v if isinstance(v, str) else str(v) for k, v in data.items()}

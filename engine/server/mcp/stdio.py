@@ -16,9 +16,9 @@ from typing import Any
 
 from engine.config import Settings
 from engine.core.manager import SessionManager
-from engine.models import SessionSpec
+from engine.models import MIB, SessionSpec
 from engine.server.mcp.tools import build_mcp_server
-from engine.server.mcp.workspace import MIB, Workspace, WorkspaceRef
+from engine.server.mcp.workspace import Workspace, WorkspaceRef
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

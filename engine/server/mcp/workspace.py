@@ -15,10 +15,9 @@ from typing import Any
 from engine.core.manager import SessionManager
 from engine.core.session import Session
 from engine.errors import SessionNotFound
-from engine.models import Limits, SessionSpec
+from engine.models import MIB, Limits, SessionSpec
 from engine.server.http.auth import principal_of
 
-MIB = 1 << 20
 LOCAL = "local"
 
 

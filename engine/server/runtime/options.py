@@ -17,8 +17,7 @@ from engine.loop_settings import (
     OnMaxRounds,
     PythonBlocks,
 )
-
-MIB = 1 << 20
+from engine.models import MIB
 
 
 class ServerOptions(BaseSettings):

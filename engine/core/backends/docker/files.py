@@ -26,10 +26,10 @@ from typing import Any, TypeVar
 from engine.core.agent_files import bootstrap_argv
 from engine.core.backends.docker.api import DockerAPI
 from engine.core.backends.docker.archive import file_archive, read_single_file
-from engine.core.backends.docker.spec import MIB, SANDBOX_AGENT, SANDBOX_WORKDIR
+from engine.core.backends.docker.spec import SANDBOX_AGENT, SANDBOX_WORKDIR
 from engine.core.workdir import MAX_LISTED, split_path
 from engine.errors import FileAccessError, FileNotFound, LCIError, SandboxError
-from engine.models import FileInfo
+from engine.models import MIB, FileInfo
 
 T = TypeVar("T")
 _LENGTH = struct.Struct(">I")

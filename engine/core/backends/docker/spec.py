@@ -15,9 +15,8 @@ from engine.core.agent_files import bootstrap_argv
 from engine.core.output import relay_env
 from engine.core.syscalls import NAME as SECCOMP_NAME
 from engine.core.syscalls import docker_profile
-from engine.models import Isolation, Limits
+from engine.models import MIB, Isolation, Limits
 
-MIB = 1 << 20
 SANDBOX_WORKDIR = "/workspace"
 SANDBOX_AGENT = "/opt/lci-agent"
 # The sandbox image's `sandbox` user; numeric, so any image works without a passwd entry for it.

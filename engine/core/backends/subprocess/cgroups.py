@@ -13,9 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.models import Limits
+from engine.models import MIB, Limits
 
-MIB = 1 << 20
 _WANTED = ("memory", "pids", "cpu")
 _MOUNTS = "/proc/self/mounts"
 

@@ -16,9 +16,8 @@ from engine.core.backends.subprocess.uids import UidLease
 from engine.core.output import relay_env
 from engine.core.sandbox import Sandbox, SessionHost
 from engine.errors import SandboxStartError
-from engine.models import FileInfo, Isolation, SessionSpec
+from engine.models import MIB, FileInfo, Isolation, SessionSpec
 
-MIB = 1 << 20
 _SANDBOX_WORKDIR = "/workspace"
 _SANDBOX_AGENT = "/opt/lci-agent"
 _PASSTHROUGH_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TZ")

@@ -1,4 +1,4 @@
-"""`RemoteSession`: a session that runs in a Ray actor, with the surface of a local `Session`.
+"""`RaySession`: a session that runs in a Ray actor, with the surface of a local `Session`.
 
 It holds only the actor's handle and the last snapshot the actor sent (state, counters, where it
 runs), refreshed by every call; the actor is the truth. Every remote call is bounded: an actor that
@@ -18,18 +18,15 @@ from pydantic import TypeAdapter
 from ray.exceptions import GetTimeoutError, RayActorError
 
 from engine import errors
-from engine.callbacks import Callbacks, ItemCallback
+from engine.callbacks import OutputCallbacks
 from engine.cluster.actor import CHUNK_BYTES, Reply
 from engine.core.chunked import MAX_FILE_BYTES
 from engine.core.session import Session
 from engine.errors import LCIError, SessionClosed, SessionLost, SessionNotFound
 from engine.models import (
-    DisplayOutput,
-    ErrorInfo,
     Execution,
     FileInfo,
     OutputItem,
-    ResultOutput,
     SessionInfo,
     SessionState,
 )
@@ -38,16 +35,13 @@ _ITEM: TypeAdapter[OutputItem] = TypeAdapter(OutputItem)
 
 
 def rebuild(error: dict[str, Any]) -> LCIError:
-    """The lci error an actor reported, as its own class (LCIError for a name not known here)."""
-    cls = getattr(errors, str(error.get("type")), None)
-    if not (isinstance(cls, type) and issubclass(cls, LCIError)):
-        cls = LCIError
-    exc = cls.__new__(cls)
-    LCIError.__init__(exc, str(error.get("message", "")))
-    for name in ("param", "retry_after_s"):
-        if error.get(name) is not None or hasattr(cls, name):
-            setattr(exc, name, error.get(name))
-    return exc
+    """The lci error an actor reported (see `actor.error_reply`), as its own class."""
+    return errors.from_code(
+        str(error.get("code")),
+        str(error.get("message", "")),
+        param=error.get("param"),
+        retry_after_s=error.get("retry_after_s"),
+    )
 
 
 def fetch(ref: Any, timeout_s: float) -> Reply:
@@ -76,7 +70,7 @@ def unreachable(handle: Any, session_id: str, cause: BaseException) -> LCIError:
     return SessionLost.of(session_id, LOST)
 
 
-class RemoteSession(Session):
+class RaySession(Session):
     """Not a local Session's machinery (no sandbox here): its public methods, over Ray."""
 
     def __init__(
@@ -212,20 +206,14 @@ class RemoteSession(Session):
     async def restart(self) -> None:
         await self.call("restart", long=True)
 
-    async def execute(
+    async def execute_with(
         self,
         code: str,
+        callbacks: OutputCallbacks,
         *,
         timeout_s: float | None = None,
         wait: bool = False,
-        on_output: ItemCallback | None = None,
-        on_stdout: Callable[[str], None] | None = None,
-        on_stderr: Callable[[str], None] | None = None,
-        on_display: Callable[[DisplayOutput], None] | None = None,
-        on_result: Callable[[ResultOutput], None] | None = None,
-        on_error: Callable[[ErrorInfo], None] | None = None,
     ) -> Execution:
-        callbacks = Callbacks(on_output, on_stdout, on_stderr, on_display, on_result, on_error)
         # The actor bounds the cell (timeout, then grace); meanwhile it must answer pings.
         listener = callbacks.item_callback()
         if listener is None:

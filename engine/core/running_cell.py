@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from engine.callbacks import ItemCallback
@@ -10,12 +11,14 @@ from engine.core.output import OutputBuffer
 from engine.models import Limits
 
 
-class Run:
+class RunningCell:
     """The execution in flight: where the sandbox's events for it go. `frame` is the agent's done
     frame once it arrived; `ended` is set when that happens or the sandbox stops."""
 
     def __init__(self, exec_id: str, limits: Limits, on_output: ItemCallback | None) -> None:
         self.id = exec_id
+        self.limits = limits
+        self.started = time.monotonic()
         self.output = OutputBuffer(limits.output_bytes, on_output)
         self.frame: dict[str, Any] | None = None
         self.ended = False
