@@ -14,50 +14,8 @@ from typing import Any
 
 from benchmarks import docker_bench, suite
 from benchmarks.common import RESULTS, machine, plot_groups, progress
+from benchmarks.targets import Target, gate_failures, ratio, suite_targets
 from engine.config import Settings
-
-
-def ratio(numerator: float, denominator: float) -> float:
-    return numerator / denominator if denominator else float("nan")
-
-
-def targets(results: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
-    """(what, measured, target, met) for each target of the performance issue."""
-    ready, trips, conc, memory = (
-        results[k] for k in ("ready", "round_trips", "concurrency", "memory")
-    )
-    rows = []
-    fork = ready[suite.PRE_FORKED]["p50_ms"]
-    fresh = ready["fresh python -c (imports)"]["p50_ms"]
-    value = ratio(fresh, fork)
-    rows.append(("fresh python with imports / lci fork server, p50", value, ">= 100", value >= 100))
-    if "jupyter kernel" in ready:
-        value = ratio(ready["jupyter kernel"]["p50_ms"], fork)
-        rows.append(("jupyter kernel start / lci fork server, p50", value, ">= 50", value >= 50))
-    uss = memory["lci fork server"]["uss_mib"]
-    rows.append(("idle session USS, fork server (MiB)", uss, "< 10", uss < 10))
-    one = trips["1+1"]
-    value = ratio(one["lci"]["p50_ms"], one["bare pipe worker"]["p50_ms"])
-    rows.append(("1+1 round trip / bare pipe worker, p50", value, "<= 4", value <= 4))
-    if "jupyter kernel" in one:
-        value = ratio(one["jupyter kernel"]["p50_ms"], one["lci"]["p50_ms"])
-        rows.append(("jupyter 1+1 / lci 1+1, p50", value, ">= 20", value >= 20))
-    big = trips["print 1 MiB"]
-    value = ratio(big["lci"]["p50_ms"], big["bare pipe worker"]["p50_ms"])
-    rows.append(("print 1 MiB / bare pipe worker, p50", value, "<= 3", value <= 3))
-    if "16" in conc:
-        value = conc["16"]["executions_per_s"]
-        rows.append(("16 concurrent sessions, executions/s", value, ">= 5000", value >= 5000))
-    if "docker" in results:
-        value = results["docker"]["docker_pool_claim"]["p50_ms"]
-        rows.append(("docker session from the warm pool, p50 (ms)", value, "< 10", value < 10))
-        for name, value in results["docker"]["ratios"].items():
-            if name.startswith("docker_vs_host_dir_"):
-                what = name.removeprefix("docker_vs_host_dir_").removesuffix("_p50")
-                rows.append(
-                    (f"docker file {what} / host directory, p50", value, "<= 3", value <= 3)
-                )
-    return rows
 
 
 def start_ratios(ready: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -102,9 +60,24 @@ def print_summary(results: dict[str, Any]) -> None:
                 f"  {label:<32} cgroup {memory['cgroup_usage_mib']:.1f} MiB, "
                 f"containerd shim {memory['containerd_shim_uss_mib']:.1f} MiB"
             )
-    print("\nTargets")
+    print("\nTargets (gate: fails when a gated figure is worse than half its target)")
     for what, value, target, met in results["targets"]:
-        print(f"  {'ok  ' if met else 'MISS'} {what:<52} {value:>9.2f}  (target {target})")
+        print(f"  {'ok  ' if met else 'MISS'} {what:<62} {value:>9.2f}  (target {target})")
+
+
+def check_gate(targets: list[Target]) -> int:
+    """0 when every gated figure is within half its target; else 1, naming the ones that are not."""
+    failures = gate_failures(targets)
+    for target in failures:
+        print(
+            f"GATE: {target.what} is {target.value:.2f}, worse than half its target "
+            f"({target.op} {target.bound:g}, so {target.op} {target.gate_bound:g})"
+        )
+    if not failures:
+        print(
+            f"gate passed: {sum(t.gated for t in targets)} gated figures within half their target"
+        )
+    return 1 if failures else 0
 
 
 def docker_results(mode: str, quick: bool) -> dict[str, Any] | None:
@@ -163,6 +136,11 @@ def main() -> None:
     parser.add_argument(
         "--replot", action="store_true", help="redraw the plots of the last run's suite.json"
     )
+    parser.add_argument(
+        "--gate",
+        action="store_true",
+        help="exit 1 when a gated figure is worse than half its target (the regression gate)",
+    )
     args = parser.parse_args()
     if args.replot:
         write_plots(json.loads((RESULTS / "suite.json").read_text()))
@@ -185,7 +163,8 @@ def main() -> None:
     docker = docker_results(args.docker, args.quick)
     if docker is not None:
         results["docker"] = docker
-    results["targets"] = targets(results)
+    targets = suite_targets(results)
+    results["targets"] = [target.row() for target in targets]
     results["start_ratios"] = start_ratios(results["ready"])
     results["mode"] = "quick" if args.quick else "full"
     results["modules"] = suite.DATA_SCIENCE
@@ -195,6 +174,8 @@ def main() -> None:
     write_plots(results)
     print_summary(results)
     print(f"\nresults: {path} and suite_*.png")
+    if args.gate:
+        raise SystemExit(check_gate(targets))
 
 
 if __name__ == "__main__":
