@@ -35,6 +35,7 @@ from .figures import install_matplotlib_hook
 from .protocol import PROTOCOL_VERSION, FrameDecoder, encode_frame
 from .report import error_info
 from .streams import StdStreams
+from .workdir_imports import WorkdirFinders
 
 # Imported now, not in the middle of a cell: user code may break the import system.
 _PATH_FINDER = importlib.machinery.PathFinder
@@ -59,7 +60,7 @@ class Kernel:
             "display": self.display,
         }
         self.cell_count = 0
-        self.workdir = os.getcwd()  # where the notebook's own modules are written and imported
+        self.workdir_finders = WorkdirFinders(os.getcwd())  # where cells write their modules
         self.exec_id: str | None = None
         self.max_display = 16 << 20
         self.max_text = 1 << 20
@@ -159,7 +160,7 @@ class Kernel:
         self.channel.begin_cell(self.exec_id)
         _set_cpu_allowance(request.get("cpu_s"))
         try:
-            _forget_workdir_listings(self.workdir)
+            self.workdir_finders.forget_listings()
             value = self._execute(str(request.get("code", "")), filename)
             self.in_user_code = False
             if value is not None:
@@ -254,21 +255,6 @@ def _flush_std_streams() -> None:
                 stream.flush()
         except Exception:
             pass
-
-
-def _forget_workdir_listings(workdir: str) -> None:
-    """Modules written since the last cell are importable: the import finders of the working
-    directory and of the packages under it drop the directory listings they cached (which they
-    only refresh on an mtime change, too coarse for a file written within the same tick).
-    `importlib.invalidate_caches()` would do it for every finder, which once the data stack is
-    imported costs as much as a whole `1+1` round trip."""
-    cache = sys.path_importer_cache
-    for path, finder in list(cache.items()):
-        if path.startswith(workdir):
-            if finder is None:  # a directory that did not exist when it was first looked at
-                del cache[path]
-            elif hasattr(finder, "invalidate_caches"):
-                finder.invalidate_caches()
 
 
 def _set_cpu_allowance(cpu_s: Any) -> None:
