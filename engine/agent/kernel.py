@@ -35,6 +35,7 @@ from .figures import install_matplotlib_hook
 from .protocol import PROTOCOL_VERSION, FrameDecoder, encode_frame
 from .report import error_info
 from .streams import StdStreams
+from .workdir_imports import WorkdirFinders
 
 # Imported now, not in the middle of a cell: user code may break the import system.
 _PATH_FINDER = importlib.machinery.PathFinder
@@ -59,6 +60,7 @@ class Kernel:
             "display": self.display,
         }
         self.cell_count = 0
+        self.workdir_finders = WorkdirFinders(os.getcwd())  # where cells write their modules
         self.exec_id: str | None = None
         self.max_display = 16 << 20
         self.max_text = 1 << 20
@@ -158,7 +160,7 @@ class Kernel:
         self.channel.begin_cell(self.exec_id)
         _set_cpu_allowance(request.get("cpu_s"))
         try:
-            importlib.invalidate_caches()  # files written since the last cell are importable
+            self.workdir_finders.forget_listings()
             value = self._execute(str(request.get("code", "")), filename)
             self.in_user_code = False
             if value is not None:

@@ -117,7 +117,10 @@ class Capacity:
         """Hold one of the execution slots while a cell runs; wait up to `execution_wait_s` for
         one, then refuse."""
         try:
-            await asyncio.wait_for(self._executions.acquire(), self.settings.execution_wait_s)
+            if self._executions.locked():
+                await asyncio.wait_for(self._executions.acquire(), self.settings.execution_wait_s)
+            else:  # a free slot is taken at once: no task, no timer, no turn of the event loop
+                await self._executions.acquire()
         except TimeoutError:
             raise CapacityExceeded(
                 f"{self.settings.max_executions} executions are running; try again shortly",

@@ -112,6 +112,11 @@ async def test_the_working_directory_is_importable_and_reloads(session: Session)
     assert reloaded.result_text == "22", reloaded
     await session.execute("open('newmod.py', 'w').write('NEW = 3\\n')")
     assert (await session.execute("import newmod\nnewmod.NEW")).result_text == "3"
+    # A package, then a module added to it once it was imported.
+    await session.execute("import os\nos.mkdir('pkg')\nopen('pkg/__init__.py', 'w').close()")
+    assert (await session.execute("import pkg\npkg.__name__")).result_text == "'pkg'"
+    await session.execute("open('pkg/late.py', 'w').write('LATE = 4\\n')")
+    assert (await session.execute("import pkg.late\npkg.late.LATE")).result_text == "4"
 
 
 async def test_closed_and_removed_streams_are_restored(session: Session) -> None:

@@ -22,6 +22,7 @@ from engine.core.backends.subprocess.forkserver import ForkServer, ForkServerErr
 from engine.core.backends.subprocess.host import SubprocessHost, passthrough_env
 from engine.core.backends.subprocess.probe import MachineProbe
 from engine.core.backends.subprocess.uids import lease_uid
+from engine.core.output import relay_env
 from engine.core.sandbox import Sandbox
 from engine.core.warm_pool import Slot, WarmPool
 from engine.errors import SandboxStartError
@@ -120,9 +121,16 @@ class SubprocessBackend:
 
     def _fits_pool(self, limits: Limits) -> bool:
         """Whether a staged sandbox can become a session with `limits`: everything can change at
-        claim time but the network namespace and membership of the cpu cgroup."""
+        claim time but the network namespace, membership of the cpu cgroup and whether the agent
+        has a relay."""
         pooled = self._pool_spec.limits
-        return limits.network == pooled.network and (limits.cpus is None or pooled.cpus is not None)
+        return (
+            limits.network == pooled.network
+            and (limits.cpus is None or pooled.cpus is not None)
+            # A staged fork-server sandbox started its relay, or went without, for the pool's
+            # memory limit already.
+            and relay_env(limits.memory_mb) == relay_env(pooled.memory_mb)
+        )
 
     @staticmethod
     async def _discard(slot: Slot[Sandbox, SubprocessHost]) -> None:

@@ -14,9 +14,11 @@ Process layout with namespaces (root, or unprivileged user namespaces):
         worker             drops every capability and the session's uid, applies rlimits and
                            no_new_privs, execs python (or runs the preloaded agent in place).
 
-A staged sandbox (the warm pool's) is built for no session yet: its worker stops before dropping
-privileges, says `staged` on the frame pipe, and waits for the session's own settings (rlimits,
-environment) as the first frame on the request pipe, so it can become a session with any limits.
+A staged sandbox (the warm pool's) is built for no session yet: it says `staged` on the frame pipe
+and waits for the session's own settings (rlimits, environment) as the first frame on the request
+pipe, so it can become a session with any limits. A fork-server child waits with its privileges
+dropped and its agent (relay and kernel) started, so that claiming it costs no fork; an exec'd
+worker waits before dropping them, and is exec'd with the session's settings.
 
 Without namespaces the launcher applies what it can (rlimits, the uid) and execs the worker itself.
 Failures before the agent starts are one JSON line on stderr and exit status 125."""
@@ -31,6 +33,7 @@ import resource
 import signal
 import struct
 import sys
+from collections.abc import Callable
 from typing import Any
 
 CLONE_NEWNS = 0x00020000
@@ -113,16 +116,23 @@ def _apply_rlimits(limits: dict[str, int], in_process: bool) -> None:
 
 def _exec_worker(cfg: dict[str, Any]) -> None:
     """Final steps in the process that becomes the agent; never returns. A fork-server child runs
-    the (already imported) agent in place; otherwise the agent's interpreter is exec'd."""
+    the (already imported) agent in place; otherwise the agent's interpreter is exec'd.
+
+    A staged fork-server child drops its privileges and starts the agent (relay included) before
+    it waits for its session: forking the relay copies the whole preloaded interpreter, which
+    must not be on the path of the session that claims the sandbox. Only the rlimits and the
+    environment wait for the session (`_specialize_after_fork`). A staged exec'd worker waits
+    first: the new interpreter is started with the session's rlimits and environment."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
     try:
         with open("/proc/self/oom_score_adj", "w") as handle:
             handle.write("1000")  # the sandbox, never the host, is the OOM killer's first choice
     except OSError:
         pass
-    if cfg.get("in_process"):
+    in_process, staged = bool(cfg.get("in_process")), bool(cfg.get("staged"))
+    if in_process:
         _reseed()  # before a staged sandbox waits: off the path of the session that claims it
-    if cfg.get("staged"):
+    if staged and not in_process:
         cfg.update(_await_specialization(cfg["requests_fd"], cfg["frames_fd"]))
     bounding_dropped = caps.drop_bounding_and_ambient()  # while CAP_SETPCAP is still held
     uid, gid = cfg.get("uid"), cfg.get("gid")
@@ -132,7 +142,10 @@ def _exec_worker(cfg: dict[str, Any]) -> None:
         os.setresuid(uid, uid, uid)
         if cfg.get("seccomp"):  # the uid may have served an earlier sandbox
             seccomp.clear_keyrings(_libc, cfg["seccomp"]["keyctl"])
-    _apply_rlimits(cfg["rlimits"], bool(cfg.get("in_process")))
+    if not (staged and in_process):
+        # Lowering a hard limit needs no privilege: applied after the specialization, they are
+        # the session's own as much as here.
+        _apply_rlimits(cfg["rlimits"], in_process)
     caps.clear_process_sets()  # a user namespace's full set, kept by the fork server's no-exec path
     _prctl(PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
     caps.check_none_left(bounding_dropped)
@@ -143,8 +156,8 @@ def _exec_worker(cfg: dict[str, Any]) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    if cfg.get("in_process"):
-        _run_agent_in_process(cfg)
+    if in_process:
+        _run_agent_in_process(cfg, _specialize_after_fork if staged else None)
     os.execve(cfg["python"], cfg["argv"], cfg["env"])
 
 
@@ -182,13 +195,24 @@ def _reseed() -> None:
         numpy_random.seed()
 
 
-def _run_agent_in_process(cfg: dict[str, Any]) -> None:
+def _specialize_after_fork(requests_fd: int, frames_fd: int) -> None:
+    """In the kernel of a staged fork-server sandbox, its relay forked: wait for the session, then
+    take its rlimits and environment before the agent says hello."""
+    specialization = _await_specialization(requests_fd, frames_fd)
+    _apply_rlimits(specialization["rlimits"], in_process=True)
+    os.environ.clear()
+    os.environ.update(specialization["env"])
+
+
+def _run_agent_in_process(
+    cfg: dict[str, Any], before_serving: Callable[[int, int], None] | None
+) -> None:
     """The fork-server path: this process already imported the agent and the preloaded modules."""
     os.environ.clear()
     os.environ.update(cfg["env"])
     from lci_agent.entry import main as agent_main  # type: ignore[import-not-found]
 
-    agent_main(cfg["agent_args"])
+    agent_main(cfg["agent_args"], before_serving)
     os._exit(0)
 
 
