@@ -31,8 +31,9 @@ class TracingUnavailable(RuntimeError):
 class Tracing:
     """Installed tracing; `close` flushes what is pending and uninstalls it."""
 
-    def __init__(self, provider: Any, previous: observe.SpanFactory) -> None:
+    def __init__(self, provider: Any, exporter: Any, previous: observe.SpanFactory) -> None:
         self.provider = provider
+        self.exporter = exporter
         self._previous = previous
 
     def close(self) -> None:
@@ -58,7 +59,7 @@ def install(endpoint: str | None = None, exporter: Any = None, service: str = "l
         named = {f"lci.{key}": value for key, value in attributes.items()}
         return tracer.start_as_current_span(name, attributes=named, record_exception=True)
 
-    return Tracing(provider, observe.install_spans(span, _trace_id))
+    return Tracing(provider, exporter, observe.install_spans(span, _trace_id))
 
 
 def _trace_id() -> str:
