@@ -111,6 +111,11 @@ def test_metrics_and_logs_count_what_was_done(shared_fake: FakeModel) -> None:
     assert {"lci_warm_pool_ready", "lci_warm_pool_refills_total"} <= names(samples)
     assert info["usage"]["memory_bytes"] > 0 and info["usage"]["disk_bytes"] >= 1000
 
+    check_logs(logs, request_id, a)
+
+
+def check_logs(logs: list[dict[str, Any]], request_id: str, a: str) -> None:
+    """Audit and access events of the traffic above, with the context of their requests."""
     events = [line for line in logs if line.get("event")]
     created = [e for e in events if e["event"] == "session.create"]
     assert len(created) == 6 and all(e["owner"] and KEY not in e["owner"] for e in created)
