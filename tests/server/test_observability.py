@@ -47,6 +47,24 @@ def json_lines(server: LciServer) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]
 
 
+def drive_sessions(server: LciServer) -> tuple[str, str, dict[str, Any]]:
+    """Two sessions, three executions (one error), a file up and down, one session deleted;
+    the live session's id, an execution's request id, and the live session's info."""
+    with server.client() as client:
+        a = client.post("/v1/sessions", json={}).json()["id"]
+        b = client.post("/v1/sessions", json={}).json()["id"]
+        ran = client.post(f"/v1/sessions/{a}/execute", json={"code": "1+1"})
+        request_id = ran.headers["x-request-id"]
+        client.post(f"/v1/sessions/{a}/execute", json={"code": "1/0"})
+        client.post(f"/v1/sessions/{b}/execute", json={"code": "x = 1"})
+        up = client.post(f"/v1/sessions/{a}/files", files={"file": ("d.bin", b"7" * 1000)})
+        assert up.status_code == 201
+        assert client.get(f"/v1/sessions/{a}/files/d.bin").content == b"7" * 1000
+        assert client.delete(f"/v1/sessions/{b}").status_code == 200
+        info = client.get(f"/v1/sessions/{a}").json()
+    return a, request_id, info
+
+
 @pytest.mark.slow
 def test_metrics_and_logs_count_what_was_done(shared_fake: FakeModel) -> None:
     env = {"LCI_MAX_SESSIONS": "4", "LCI_SUBPROCESS_WARM_POOL": "1"}
@@ -55,18 +73,7 @@ def test_metrics_and_logs_count_what_was_done(shared_fake: FakeModel) -> None:
     ) as server:
         shared_fake.reset()
         auth = server.headers
-        with server.client() as client:
-            a = client.post("/v1/sessions", json={}).json()["id"]
-            b = client.post("/v1/sessions", json={}).json()["id"]
-            ran = client.post(f"/v1/sessions/{a}/execute", json={"code": "1+1"})
-            request_id = ran.headers["x-request-id"]
-            client.post(f"/v1/sessions/{a}/execute", json={"code": "1/0"})
-            client.post(f"/v1/sessions/{b}/execute", json={"code": "x = 1"})
-            up = client.post(f"/v1/sessions/{a}/files", files={"file": ("d.bin", b"7" * 1000)})
-            assert up.status_code == 201
-            assert client.get(f"/v1/sessions/{a}/files/d.bin").content == b"7" * 1000
-            assert client.delete(f"/v1/sessions/{b}").status_code == 200
-            info = client.get(f"/v1/sessions/{a}").json()
+        a, request_id, info = drive_sessions(server)
         shared_fake.script(stream(calls=["1+1"]), stream(text="2"))
         chat = server.openai().chat.completions.create(
             model="fake-model",
