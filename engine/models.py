@@ -231,6 +231,19 @@ class SessionSpec(_Model):
     image: str | None = Field(None, description="Container image (docker backend).")
 
 
+class SessionUsage(_Model):
+    """What a session's sandbox has used, as last measured (cgroups or the Docker API). A figure
+    the backend cannot measure is None."""
+
+    cpu_s: float | None = Field(None, description="CPU seconds used since the session started.")
+    memory_bytes: int | None = Field(None, description="Memory in use now.")
+    memory_peak_bytes: int | None = Field(None, description="The most memory in use at once.")
+    disk_bytes: int | None = Field(None, description="Bytes used in the working directory.")
+    net_rx_bytes: int | None = Field(None, description="Network bytes received.")
+    net_tx_bytes: int | None = Field(None, description="Network bytes sent.")
+    measured_at: float = Field(description="When it was measured (Unix time).")
+
+
 class SessionInfo(_Model):
     id: str
     backend: BackendName
@@ -244,6 +257,9 @@ class SessionInfo(_Model):
     restarts: int = 0
     node_id: str | None = Field(None, description="The Ray node it runs on; None when local.")
     node_ip: str | None = Field(None, description="That node's address; None when local.")
+    usage: SessionUsage | None = Field(
+        None, description="What the sandbox used, as last measured; None when never measured."
+    )
 
 
 class ExecuteRequest(_Model):

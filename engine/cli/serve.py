@@ -14,6 +14,7 @@ IP address, localhost, the bind address, or an --allow-host name), which defeats
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import socket
 import sys
 from pathlib import Path
@@ -95,6 +96,27 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "of replicas given the same address serve the same sessions (LCI_RAY_ADDRESS)",
     )
     p.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="json: one JSON object per line, with request ids, access and audit events",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics on this loopback port instead of the API's (LCI_SERVER_METRICS_PORT)",
+    )
+    p.add_argument(
+        "--no-metrics", action="store_true", help="no Prometheus metrics (LCI_SERVER_METRICS=0)"
+    )
+    p.add_argument(
+        "--tracing",
+        action="store_true",
+        help="record OpenTelemetry traces, exported by OTLP (needs the otel extra)",
+    )
+    p.add_argument("--otlp-endpoint", metavar="URL", help="OTLP/HTTP endpoint of the traces")
     return p
 
 
@@ -133,6 +155,10 @@ def configure(args: argparse.Namespace) -> tuple[Settings, ServerOptions]:
         "web_search_url": args.web_search_url,
         "web_allow_hosts": args.web_allow_host,
         "web_extractor": args.web_extractor,
+        "metrics_port": args.metrics_port,
+        "metrics": False if args.no_metrics else None,
+        "tracing": True if args.tracing else None,
+        "otlp_endpoint": args.otlp_endpoint,
     }
     flags = {
         "host": "--host",
@@ -141,6 +167,7 @@ def configure(args: argparse.Namespace) -> tuple[Settings, ServerOptions]:
         "max_connections": "--max-connections",
         "allowed_hosts": "--allow-host",
         "python_blocks": "--python-blocks",
+        "metrics_port": "--metrics-port",
     }
     options = build(ServerOptions, server, flags, "LCI_SERVER_")
     return settings, options
@@ -167,8 +194,12 @@ async def run(args: argparse.Namespace) -> int:
 
     settings, options = configure(args)  # a mistake is a UsageError: one line, exit 2
     check_address(options.host, options.port)
+    if options.tracing and importlib.util.find_spec("opentelemetry.sdk") is None:
+        raise UsageError(
+            "--tracing needs OpenTelemetry: pip install 'lci[otel]' (or unset LCI_SERVER_TRACING)"
+        )
     try:
-        return await serve(settings, options, args.log_level)
+        return await serve(settings, options, args.log_level, args.log_format)
     except KeyFileError as exc:
         print(f"lci serve: {exc}", file=sys.stderr)
         return 2

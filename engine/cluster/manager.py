@@ -231,7 +231,7 @@ class ClusterSessionManager(SessionManager):
         load balancer's health checks must stay cheap)."""
         return sum(1 for n in ray.util.list_named_actors() if _SESSION_ID.fullmatch(n))
 
-    async def close(self, session_id: str) -> None:
+    async def close(self, session_id: str, reason: str = "closed") -> None:
         session = self.get(session_id)
         try:
             await session.close()

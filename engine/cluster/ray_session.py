@@ -29,6 +29,7 @@ from engine.models import (
     OutputItem,
     SessionInfo,
     SessionState,
+    SessionUsage,
 )
 
 _ITEM: TypeAdapter[OutputItem] = TypeAdapter(OutputItem)
@@ -87,7 +88,12 @@ class RaySession(Session):
         self._timeout = timeout_s
         self._forget = forget
         self.lost: str | None = None
+        self.surface = ""
+        self.usage = None  # measured inside its actor, not here
         self.apply(snapshot)
+
+    async def measure(self) -> SessionUsage | None:
+        return self._info.usage
 
     def apply(self, snapshot: dict[str, Any]) -> None:
         self._info = info = SessionInfo.model_validate(snapshot["info"])

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import psutil
 
+from engine import observe
 from engine.errors import CapacityExceeded
 from engine.models import Limits
 
@@ -68,6 +70,10 @@ class Capacity:
     def owned_by(self, owner: str) -> int:
         return self._owners[owner]
 
+    def owners(self) -> dict[str, int]:
+        """Live sessions per owner (a copy)."""
+        return dict(self._owners)
+
     @contextlib.contextmanager
     def admit(self, limits: Limits, owner: str | None) -> Iterator[Admission]:
         """Admit one session with `limits` for `owner`, or raise CapacityExceeded. The admission
@@ -87,17 +93,20 @@ class Capacity:
     def _check(self, limits: Limits, owner: str | None) -> None:
         s = self.settings
         if self._sessions >= s.max_sessions:
+            observe.get().capacity_refused("sessions")
             raise CapacityExceeded(
                 f"{s.max_sessions} sessions are live; close one or raise max_sessions",
                 SESSION_RETRY_AFTER_S,
             )
         quota = s.max_sessions_per_owner
         if owner is not None and quota is not None and self._owners[owner] >= quota:
+            observe.get().capacity_refused("owner_quota")
             raise CapacityExceeded(
                 f"this key holds {quota} sessions, its quota; close one", SESSION_RETRY_AFTER_S
             )
         charge = charge_mb(limits)
         if self._charged_mb + charge > s.memory_budget_mb:
+            observe.get().capacity_refused("memory_budget")
             raise CapacityExceeded(
                 f"the memory budget is spent: live sessions may use {self._charged_mb} MB of "
                 f"{s.memory_budget_mb} MB and this one asks for {charge} MB (memory_mb + disk_mb)",
@@ -116,16 +125,19 @@ class Capacity:
     async def execution(self) -> AsyncIterator[None]:
         """Hold one of the execution slots while a cell runs; wait up to `execution_wait_s` for
         one, then refuse."""
+        started = time.perf_counter()
         try:
             if self._executions.locked():
                 await asyncio.wait_for(self._executions.acquire(), self.settings.execution_wait_s)
             else:  # a free slot is taken at once: no task, no timer, no turn of the event loop
                 await self._executions.acquire()
         except TimeoutError:
+            observe.get().capacity_refused("executions")
             raise CapacityExceeded(
                 f"{self.settings.max_executions} executions are running; try again shortly",
                 EXECUTION_RETRY_AFTER_S,
             ) from None
+        observe.get().execution_slot_waited(time.perf_counter() - started)
         self._running += 1
         try:
             yield

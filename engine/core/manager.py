@@ -18,6 +18,7 @@ import time
 import uuid
 from types import TracebackType
 
+from engine import observe
 from engine.config import Settings
 from engine.core.backends import create_backend
 from engine.core.capacity import Admission, Capacity, CapacitySettings, default_memory_budget_mb
@@ -84,27 +85,53 @@ class SessionManager:
         self.settings.max_limits.check(spec.limits)  # whichever surface the limits came from
         # Settings may be changed on a live manager (tests, embedders): the count cap follows.
         self.capacity.settings.max_sessions = self.settings.max_sessions
-        with self.capacity.admit(spec.limits, owner) as admission:
-            backend = await self.backend(spec.backend)
-            session_id = session_id or new_session_id()
-            host = await backend.open(session_id, spec)
-            session = Session(
-                session_id,
-                spec.backend,
-                host,
-                spec.limits,
-                self.settings.interrupt_grace_s,
-                slots=self.capacity.execution,
-            )
-            session.owner = owner
+        surface = observe.surface.get()
+        started = time.perf_counter()
+        with (
+            self.capacity.admit(spec.limits, owner) as admission,
+            observe.span("session.start", backend=spec.backend.value) as span,
+        ):
             try:
-                await session.start()
+                session = await self._start(spec, owner, session_id or new_session_id())
             except BaseException:
-                await session.close()
+                observe.get().session_start_failed(spec.backend.value, surface)
                 raise
-            self._sessions[session_id] = session
-            self._admissions[session_id] = admission
+            self._sessions[session.id] = session
+            self._admissions[session.id] = admission
+        elapsed = time.perf_counter() - started
+        observe.get().session_started(spec.backend.value, surface, session.start_path, elapsed)
+        if span is not None:
+            span.set_attribute("lci.start_path", session.start_path)
+            span.set_attribute("lci.session_id", session.id)
+        observe.audit(
+            "session.create",
+            session_id=session.id,
+            backend=spec.backend.value,
+            path=session.start_path,
+            network=spec.limits.network,
+            duration_ms=round(elapsed * 1000, 2),
+        )
         self._ensure_expiry()
+        return session
+
+    async def _start(self, spec: SessionSpec, owner: str | None, session_id: str) -> Session:
+        backend = await self.backend(spec.backend)
+        host = await backend.open(session_id, spec)
+        session = Session(
+            session_id,
+            spec.backend,
+            host,
+            spec.limits,
+            self.settings.interrupt_grace_s,
+            slots=self.capacity.execution,
+        )
+        session.owner = owner
+        session.surface = observe.surface.get()
+        try:
+            await session.start()
+        except BaseException:
+            await session.close()
+            raise
         return session
 
     def get(self, session_id: str) -> Session:
@@ -120,7 +147,8 @@ class SessionManager:
         """How many sessions are live (cheaper than `list` where sessions are remote)."""
         return len(self._sessions)
 
-    async def close(self, session_id: str) -> None:
+    async def close(self, session_id: str, reason: str = "closed") -> None:
+        """Close a live session; `reason` (closed, idle, ...) is what observers are told."""
         session = self._sessions.pop(session_id, None)
         if session is None:
             raise SessionNotFound(f"no session {session_id!r}")
@@ -128,6 +156,7 @@ class SessionManager:
             await session.close()
         finally:
             self._release(session_id)
+            _closed(session, reason)
 
     def _release(self, session_id: str) -> None:
         admission = self._admissions.pop(session_id, None)
@@ -145,6 +174,7 @@ class SessionManager:
         results = await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         for session in sessions:
             self._release(session.id)
+            _closed(session, "shutdown")
         for result in results:
             if isinstance(result, BaseException):
                 log.warning("closing a session failed: %r", result)
@@ -158,7 +188,7 @@ class SessionManager:
         stale = [s.id for s in self._sessions.values() if not s.busy and s.last_used_at < cutoff]
         for session_id in stale:
             with contextlib.suppress(SessionNotFound):
-                await self.close(session_id)
+                await self.close(session_id, "idle")
         return len(stale)
 
     def _ensure_expiry(self) -> None:
@@ -173,3 +203,15 @@ class SessionManager:
                 await self.expire_idle()
             except Exception:  # keep expiring whatever one close did
                 log.exception("idle expiry failed")
+
+
+def _closed(session: Session, reason: str) -> None:
+    observe.get().session_closed(session.backend.value, session.surface, reason)
+    observe.audit(
+        "session.close",
+        session_id=session.id,
+        backend=session.backend.value,
+        reason=reason,
+        executions=session.executions,
+        restarts=session.restarts,
+    )

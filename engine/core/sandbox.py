@@ -26,7 +26,7 @@ from engine.agent.protocol import (
     parse_frame,
 )
 from engine.errors import FileAccessError, SandboxStartError
-from engine.models import FileInfo, Isolation, SessionSpec
+from engine.models import FileInfo, Isolation, SessionSpec, SessionUsage
 
 StreamName = Literal["stdout", "stderr"]
 _STARTUP_LOG_LIMIT = 16 << 10
@@ -282,6 +282,9 @@ class SessionHost(abc.ABC):
 
     isolation: Isolation
     sandbox_workdir: str
+    # How the backend started its first sandbox (a label of the session start time histogram):
+    # pool, forkserver, cold (subprocess), docker_pool, docker_cold.
+    start_path: str = "cold"
 
     @abc.abstractmethod
     async def spawn(self) -> Sandbox:
@@ -303,6 +306,11 @@ class SessionHost(abc.ABC):
         """Why the session's working directory is gone, if it is (None while it is there).
         Asked before a sandbox is replaced, again once the replacement runs (it may have gone
         meanwhile), and when a file operation fails."""
+        return None
+
+    async def usage(self) -> SessionUsage | None:
+        """What the session's sandbox uses now (CPU, memory, disk, network); None when this
+        backend cannot measure it. Must be cheap: it is asked for on every scrape."""
         return None
 
     @abc.abstractmethod

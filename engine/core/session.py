@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, NoReturn, TypeVar, Unpack
 
+from engine import observe
 from engine.callbacks import ItemCallback, OutputCallbackArgs, OutputCallbacks
 from engine.core.chunked import MAX_FILE_BYTES, ChunkedFiles
 from engine.core.execution import execution_of, str_dict
@@ -35,6 +36,7 @@ from engine.models import (
     Outcome,
     SessionInfo,
     SessionState,
+    SessionUsage,
 )
 
 T = TypeVar("T")
@@ -56,6 +58,8 @@ class Session(ChunkedFiles):
     ) -> None:
         self.id = session_id
         self.owner: str | None = None  # the API key's identity that made it, when keys are used
+        self.surface = ""  # the API it was made through (a label of metrics)
+        self.usage: SessionUsage | None = None  # the last measurement (see `measure`)
         self._slots = slots
         self.backend = backend
         self.limits = limits
@@ -100,6 +104,23 @@ class Session(ChunkedFiles):
             await self._sandbox.kill()
         await self._host.release()
 
+    @property
+    def start_path(self) -> str:
+        """How its sandbox was started: pool, forkserver, cold, docker_pool, docker_cold."""
+        return self._host.start_path
+
+    async def measure(self) -> SessionUsage | None:
+        """Measure what the sandbox uses now (kept in `usage`, shown in `info`); None when the
+        backend cannot tell or the session is closed."""
+        if self.state is SessionState.CLOSED:
+            return self.usage
+        usage = await self._host.usage()
+        if usage is not None and self.usage is not None:
+            peak = max(usage.memory_peak_bytes or 0, self.usage.memory_peak_bytes or 0)
+            usage = usage.model_copy(update={"memory_peak_bytes": peak or None})
+        self.usage = usage or self.usage
+        return self.usage
+
     def info(self) -> SessionInfo:
         return SessionInfo(
             id=self.id,
@@ -112,6 +133,7 @@ class Session(ChunkedFiles):
             last_used_at=self.last_used_at,
             executions=self.executions,
             restarts=self.restarts,
+            usage=self.usage,
         )
 
     @property
@@ -140,7 +162,7 @@ class Session(ChunkedFiles):
         async with self._lock:
             self._check_open()
             if run is None or self._sandbox is None or not self._sandbox.alive:
-                await self._recover()
+                await self._recover("requested")
 
     # -- execution -----------------------------------------------------------------------------
     async def execute(
@@ -176,13 +198,11 @@ class Session(ChunkedFiles):
             # idle) is replaced now; the cell then runs in a fresh interpreter and must say so.
             recovered = self._sandbox is None or not self._sandbox.alive
             if recovered:
-                await self._recover()
+                await self._recover("died_idle")
             self.state = SessionState.BUSY
             try:
                 async with self._slots() if self._slots else contextlib.nullcontext():
-                    execution = await self._execute(
-                        code, timeout_s or self.limits.timeout_s, callbacks.item_callback()
-                    )
+                    execution = await self._observed(code, timeout_s, callbacks)
                 if recovered:
                     execution = execution.model_copy(update={"state_preserved": False})
             finally:
@@ -192,11 +212,29 @@ class Session(ChunkedFiles):
                     self.state = SessionState.IDLE
         return callbacks.finished(execution)
 
-    async def _recover(self) -> None:
+    async def _observed(
+        self, code: str, timeout_s: float | None, callbacks: OutputCallbacks
+    ) -> Execution:
+        """`_execute`, timed and in a span, its outcome told to the observer."""
+        started = time.perf_counter()
+        with observe.span("execution", session_id=self.id, backend=self.backend.value) as span:
+            execution = await self._execute(
+                code, timeout_s or self.limits.timeout_s, callbacks.item_callback()
+            )
+            if span is not None:
+                span.set_attribute("lci.outcome", execution.outcome.value)
+        elapsed = time.perf_counter() - started
+        observe.get().execution_finished(self.backend.value, execution.outcome.value, elapsed)
+        outcome, ms = execution.outcome.value, round(elapsed * 1000, 2)
+        observe.audit("execution", session_id=self.id, outcome=outcome, duration_ms=ms)
+        return execution
+
+    async def _recover(self, why: str) -> None:
         # A fresh interpreter keeps the files; when they are gone too, the session is lost.
         if reason := await self._host.storage_lost():
             self._lose(reason)
         self.restarts += 1
+        observe.get().sandbox_restarted(self.backend.value, why)
         await self._replace_sandbox()
         # Asked again once the new sandbox holds the workdir, which may have gone while it started
         # (a docker keeper stops a moment after the daemon connection it hangs on broke).
@@ -234,7 +272,8 @@ class Session(ChunkedFiles):
             broken = run.frame.get("broken") if run.frame else None
             if broken:
                 # The cell broke the interpreter's own machinery: it must not serve another cell.
-                outcome, exit_info = Outcome.CRASHED, await self._kill_and_restart(sandbox)
+                outcome = Outcome.CRASHED
+                exit_info = await self._kill_and_restart(sandbox, "broken")
                 exit_info = ExitInfo(exit_info.code, broken=str(broken)[:200])
         except asyncio.CancelledError:
             await asyncio.shield(self._abort(sandbox, run))
@@ -256,22 +295,29 @@ class Session(ChunkedFiles):
             if await run.wait(self._grace):
                 return Outcome.INTERRUPTED, None
         outcome = Outcome.KILLED if sandbox.alive or run.killed else Outcome.CRASHED
-        return outcome, await self._kill_and_restart(sandbox)
+        why = "requested" if run.killed else "timeout" if sandbox.alive else "crashed"
+        return outcome, await self._kill_and_restart(sandbox, why)
 
     async def _abort(self, sandbox: Sandbox, run: RunningCell) -> None:
         if not sandbox.alive or run.frame is not None:
             return
         sandbox.interrupt()
         if not await run.wait(self._grace) and sandbox.alive:
-            await self._kill_and_restart(sandbox)
+            await self._kill_and_restart(sandbox, "abandoned")
 
-    async def _kill_and_restart(self, sandbox: Sandbox) -> ExitInfo:
+    async def _kill_and_restart(self, sandbox: Sandbox, why: str) -> ExitInfo:
+        """Kill the sandbox and start a fresh one. `why`: timeout, requested, broken, abandoned
+        (the client went away), crashed (it had died already; an OOM kill is told as oom)."""
+        if sandbox.alive:
+            observe.get().sandbox_killed(self.backend.value, why)
         info = await sandbox.kill()
+        if why == "crashed" and info.oom_kills:
+            why = "oom"
         if self.state is SessionState.CLOSED:  # closing killed it: nothing to restart for
             return info
         # On failure the state is BROKEN (the next execute retries) or CLOSED (closed meanwhile).
         with contextlib.suppress(SandboxError, SessionClosed, SessionLost):
-            await self._recover()
+            await self._recover(why)
         return info
 
     # -- sandbox events (SandboxListener) ------------------------------------------------------
@@ -298,10 +344,17 @@ class Session(ChunkedFiles):
 
     # -- files ---------------------------------------------------------------------------------
     async def write_file(self, path: str, data: bytes) -> None:
-        await self._on_host(self._host.write_file, path, data)
+        with observe.span("file.upload", session_id=self.id, bytes=len(data)):
+            await self._on_host(self._host.write_file, path, data)
+        observe.get().file_transferred("in", len(data))
+        observe.audit("file.upload", session_id=self.id, path=path, bytes=len(data))
 
     async def read_file(self, path: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
-        return await self._on_host(self._host.read_file, path, max_bytes)
+        with observe.span("file.download", session_id=self.id):
+            data = await self._on_host(self._host.read_file, path, max_bytes)
+        observe.get().file_transferred("out", len(data))
+        observe.audit("file.download", session_id=self.id, path=path, bytes=len(data))
+        return data
 
     async def list_files(self) -> list[FileInfo]:
         return await self._on_host(self._host.list_files)
@@ -319,6 +372,8 @@ class Session(ChunkedFiles):
             raise
 
     def _lose(self, reason: str) -> NoReturn:
+        if self.lost is None:
+            observe.get().session_lost(self.backend.value, self.surface)
         self.lost = reason
         self.state = SessionState.BROKEN
         raise SessionLost.of(self.id, reason)

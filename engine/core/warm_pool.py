@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from engine import observe
 from engine.core.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,12 @@ class WarmPool(Generic[S, W]):
         size: int,
         start: Callable[[], Awaitable[Slot[S, W]]],
         discard: Callable[[Slot[S, W]], Coroutine[Any, Any, None]],
+        label: str = "",
     ) -> None:
-        """`start` makes one slot; `discard` frees one the pool no longer wants."""
+        """`start` makes one slot; `discard` frees one the pool no longer wants; `label` names
+        the pool's backend to observers."""
         self.size = size
+        self.label = label
         self._start = start
         self._discard = discard
         self._ready: deque[Slot[S, W]] = deque()
@@ -58,14 +62,18 @@ class WarmPool(Generic[S, W]):
         """A live warm slot, now owned by the caller, or None when the pool is empty. With
         `refill=False` the caller calls `fill()` itself once it is done with the slot: starting the
         next sandbox competes for the CPU with whatever the caller still does to this one."""
+        observer = observe.get()
         while self._ready:
             slot = self._ready.popleft()
+            observer.pool_depth_changed(self.label, -1)
             if slot.sandbox.alive:
                 if refill:
                     self.fill()
+                observer.pool_claimed(self.label, True)
                 return slot
             self._discard_later(slot)  # died while waiting (daemon restart, OOM at start-up)
         self.fill()
+        observer.pool_claimed(self.label, False)
         return None
 
     def fill(self) -> None:
@@ -90,6 +98,7 @@ class WarmPool(Generic[S, W]):
             try:
                 slot = await self._start()
             except Exception as exc:  # keep the engine serving; cold starts will report it
+                observe.get().pool_refilled(self.label, False)
                 failures += 1
                 delay = min(_MAX_BACKOFF_S, 0.5 * 2**failures)
                 log.warning(
@@ -102,6 +111,8 @@ class WarmPool(Generic[S, W]):
                 await self._discard(slot)
                 return
             self._ready.append(slot)
+            observe.get().pool_refilled(self.label, True)
+            observe.get().pool_depth_changed(self.label, 1)
 
     def _discard_later(self, slot: Slot[S, W]) -> None:
         task = asyncio.get_running_loop().create_task(self._discard(slot))
@@ -116,6 +127,8 @@ class WarmPool(Generic[S, W]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._filler
         slots, self._ready = list(self._ready), deque()
+        if slots:
+            observe.get().pool_depth_changed(self.label, -len(slots))
         await asyncio.gather(
             *(self._discard(s) for s in slots), *self._discards, return_exceptions=True
         )

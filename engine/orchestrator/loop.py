@@ -15,10 +15,12 @@ round's stream and the running execution.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any, Literal
 
+from engine import observe
 from engine.errors import LCIError, UpstreamError
 from engine.orchestrator.calls import ToolCall
 from engine.orchestrator.code_calls import run_code_call
@@ -109,10 +111,13 @@ class Orchestrator:
             python = not state.native_seen if blocks == "auto" else bool(blocks)
             scanner = TextScanner(enabled=options.text_calls, python=python)
             rnd = Round(state.rounds, scanner, not (forced or last), state.web_tools)
-            async with aclosing(self._stream_round(state, rnd, forced is not None)) as events:
-                async for event in events:
-                    yield event
+            observe.get().loop_round()
+            with observe.span("model.round", round=rnd.number):
+                async with aclosing(self._stream_round(state, rnd, forced is not None)) as events:
+                    async for event in events:
+                        yield event
             if rnd.usage is not None:
+                observe.get().upstream_tokens(rnd.usage.input_tokens, rnd.usage.output_tokens)
                 state.usage += rnd.usage
                 yield UsageEvent(round=rnd.number, usage=rnd.usage, total=state.usage)
             calls = rnd.calls()
@@ -126,9 +131,10 @@ class Orchestrator:
             kept, failed_repeats = len(state.messages), state.guard.failed_repeats
             state.messages.append(rnd.assistant_message(calls))
             for call in calls:
-                async with aclosing(self._run_call(state, rnd, call)) as events:
-                    async for event in events:
-                        yield event
+                with observe.span("tool.call", round=rnd.number, tool=call.name or ""):
+                    async with aclosing(self._run_call(state, rnd, call)) as events:
+                        async for event in events:
+                            yield event
             state.retrying = False
             refused = state.guard.failed_repeats - failed_repeats + sum(c.cut_off for c in calls)
             if refused == len(calls) and options.retry_temperature is not None:
@@ -207,6 +213,25 @@ class Orchestrator:
         self, state: RunState, rnd: Round, request: RoundRequest
     ) -> AsyncGenerator[Event, None]:
         chunks = self.upstream.stream(request)
+        started, outcome = time.perf_counter(), "error"
+        try:
+            with observe.span("upstream.call", round=rnd.number, model=request.model):
+                async with aclosing(self._chunks(state, rnd, chunks)) as events:
+                    async for event in events:
+                        yield event
+            outcome = "ok"
+        except DeadlineExceeded:
+            outcome = "deadline"
+            raise
+        except (GeneratorExit, asyncio.CancelledError):
+            outcome = "cancelled"  # the client went away: no fault of the model server
+            raise
+        finally:
+            observe.get().upstream_called(outcome, time.perf_counter() - started)
+
+    async def _chunks(
+        self, state: RunState, rnd: Round, chunks: AsyncGenerator[Chunk, None]
+    ) -> AsyncGenerator[Event, None]:
         try:
             while True:
                 try:

@@ -5,8 +5,9 @@ every session."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,8 +24,10 @@ from engine.server.http.errors import OpenAIError
 from engine.server.http.gate import OPEN_PATHS, Gate
 from engine.server.http.hosts import HostCheck
 from engine.server.http.openapi import errors as error_statuses
+from engine.server.http.telemetry import Telemetry
 from engine.server.mcp import mount as mcp
 from engine.server.openai import mount as openai
+from engine.server.runtime import telemetry
 from engine.server.runtime.options import ServerOptions
 from engine.server.runtime.state import ServerState, State
 from engine.server.runtime.surface import Surface
@@ -104,6 +107,25 @@ def surfaces(options: ServerOptions, version: str) -> tuple[Surface, ...]:
     )
 
 
+def surface_finder(mounted: tuple[Surface, ...]) -> Callable[[str], str]:
+    """The name of the surface a path belongs to ("server" for the server's own routes), by the
+    longest static prefix of the surfaces' routes."""
+    prefixes: dict[str, str] = {}
+    for surface in mounted:
+        routes = [*surface.routes, *(r for router in surface.routers for r in router.routes)]
+        for route in routes:
+            prefix = getattr(route, "path", "").split("{")[0]
+            if len(prefix) > 1:
+                prefixes.setdefault(prefix, surface.name)
+    ordered = sorted(prefixes.items(), key=lambda item: -len(item[0]))
+
+    @functools.lru_cache(maxsize=4096)
+    def find(path: str) -> str:
+        return next((name for prefix, name in ordered if path.startswith(prefix)), "server")
+
+    return find
+
+
 def create_app(settings: Settings | None = None, options: ServerOptions | None = None) -> FastAPI:
     settings = settings or Settings()
     options = options or ServerOptions()
@@ -115,6 +137,7 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
         app.state.lci = state
         try:
             async with contextlib.AsyncExitStack() as running:
+                await running.enter_async_context(telemetry.observing(state, app.state))
                 for surface in mounted:
                     await running.enter_async_context(surface.running(state))
                 yield
@@ -138,6 +161,7 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
         body_timeout_s=options.body_timeout_s,
         delegated=tuple(prefix for surface in mounted for prefix in surface.delegated),
     )
+    app.add_middleware(Telemetry, surface_of=surface_finder(mounted))
     for surface in mounted:  # outside the gate: it sees where a request goes
         for middleware in surface.middleware:
             app.add_middleware(middleware)
@@ -148,6 +172,7 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
         for router in surface.routers:
             app.include_router(router)
     app.include_router(misc)
+    app.include_router(telemetry.router)
     for surface in mounted:
         app.router.routes.extend(surface.routes)
     return app

@@ -21,8 +21,11 @@ from engine.server.runtime.options import ServerOptions
 log = logging.getLogger(__name__)
 
 
-async def serve(settings: Settings, options: ServerOptions, log_level: str = "info") -> int:
-    """Serve until stopped; 0 after a clean shutdown, 1 if the server could not start."""
+async def serve(
+    settings: Settings, options: ServerOptions, log_level: str = "info", log_format: str = "text"
+) -> int:
+    """Serve until stopped; 0 after a clean shutdown, 1 if the server could not start.
+    `log_format` json: JSON lines (see engine.observability.logs)."""
     logging.getLogger("engine").setLevel(logging.INFO)
     _raise_open_files(options.max_connections)
     config = uvicorn.Config(
@@ -36,6 +39,10 @@ async def serve(settings: Settings, options: ServerOptions, log_level: str = "in
         http=guarded_protocol(options.header_timeout_s, options.max_connections),
         timeout_keep_alive=max(1, round(options.keep_alive_s)),
     )
+    if log_format == "json":  # after uvicorn's Config, which configures its own loggers
+        from engine.observability.logs import configure_json
+
+        configure_json()
     server = uvicorn.Server(config)
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
     cluster = (

@@ -132,6 +132,9 @@ CONFINED = {
     "ray": ["cluster/*"],
     "uvicorn": ["server/run.py", "server/http/connections.py"],
     "mcp": ["server/mcp/*"],
+    # The observer's adapters: the engine's layers only call `engine.observe`.
+    "prometheus_client": ["observability/metrics.py"],
+    "opentelemetry": ["observability/tracing.py"],
 }
 
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+from engine import observe
 from engine.orchestrator.calls import ToolCall
 from engine.orchestrator.events import Event, WebCall, WebResult, WebSource
 from engine.orchestrator.tool import clip
@@ -76,10 +77,12 @@ async def run_web_call(
     else:
         if tool == WEB_EXTRACTOR:
             state.pages += 1
-        async with asyncio.timeout_at(state.deadline):
-            outcome = await web.run(request)
+        with observe.span("web." + tool, round=round_number):
+            async with asyncio.timeout_at(state.deadline):
+                outcome = await web.run(request)
         status, text = ("completed" if outcome.ok else "failed"), outcome.text
         state.done[request.key] = text
+    observe.get().web_called(tool, status)
     text = clip(text, state.budget_bytes)
     messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
     sources = [

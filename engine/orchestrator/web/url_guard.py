@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from engine import observe
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 METADATA = frozenset(
@@ -88,7 +90,16 @@ class AddressGuard:
         self.allow_hosts = frozenset(host.strip().lower().strip("[]") for host in allow_hosts)
 
     async def check(self, url: str) -> Target:
-        """The checked target of `url`; raises Refused."""
+        """The checked target of `url`; raises Refused. Each decision is an audit event."""
+        try:
+            target = await self._check(url)
+        except Refused as exc:
+            observe.audit("network.policy", decision="refused", url=url[:200], reason=str(exc))
+            raise
+        observe.audit("network.policy", decision="allowed", url=url[:200], host=target.host)
+        return target
+
+    async def _check(self, url: str) -> Target:
         try:
             parts = urlsplit(url)
             port = parts.port

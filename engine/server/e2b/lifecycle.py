@@ -7,7 +7,7 @@ connect sandboxes. The gate checks the API key (E2B's SDKs send it as `X-API-Key
     DELETE /sandboxes/{id}                      kill
     POST   /sandboxes/{id}/timeout              set the timeout (seconds from now)
     POST   /v2/sandboxes/{id}/connect (and v1)  connect: the timeout only ever grows
-    GET    /sandboxes/{id}/metrics              [] (lci keeps none)
+    GET    /sandboxes/{id}/metrics              one sample of what it uses now
     POST   /sandboxes/{id}/pause, /resume, /fork, /snapshots; GET .../logs   501: not supported
 
 Field names follow E2B's OpenAPI document (camelCase, `templateID`, `sandboxID`).
@@ -15,8 +15,11 @@ Field names follow E2B's OpenAPI document (camelCase, `templateID`, `sandboxID`)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, unquote
@@ -25,8 +28,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.errors import BadParameter, NotImplementedHere
-from engine.models import Limits, SessionSpec
+from engine.errors import BadParameter, LCIError, NotImplementedHere
+from engine.models import MIB, Limits, SessionSpec, SessionUsage
 from engine.server.e2b.registry import E2BSandbox
 from engine.server.e2b.state import sandboxes
 from engine.server.runtime.state import Owner, State
@@ -150,9 +153,41 @@ async def connect_sandbox(
 
 @router.get("/sandboxes/{sandbox_id}/metrics")
 async def metrics(sandbox_id: str, state: State, owner: Owner) -> list[dict[str, Any]]:
-    """lci keeps no metrics history: an empty list, not an error."""
-    sandboxes(state).get(sandbox_id, owner)
-    return []
+    """One sample of what the sandbox uses now (lci keeps no history): its sessions measured,
+    CPU use as a share of its CPUs since the previous measurement (or over a short interval)."""
+    sandbox = sandboxes(state).get(sandbox_id, owner)
+    sessions = []
+    for context in list(sandbox.contexts.values()) or [sandbox.default]:
+        with contextlib.suppress(LCIError):
+            sessions.append(state.manager.get(context.session_id))
+    before = [s.usage for s in sessions]
+    if any(u is None or time.time() - u.measured_at < 0.05 for u in before):
+        before = [await s.measure() for s in sessions]
+        await asyncio.sleep(0.1)
+    after = [await s.measure() for s in sessions]
+    return [_sample(sandbox.spec.limits, before, after)]
+
+
+def _sample(
+    limits: Limits, before: list[SessionUsage | None], after: list[SessionUsage | None]
+) -> dict[str, Any]:
+    cpus = limits.cpus or os.cpu_count() or 1
+    used = spent = 0.0
+    for old, new in zip(before, after, strict=True):
+        if old is not None and new is not None and old.cpu_s is not None and new.cpu_s:
+            used += new.cpu_s - old.cpu_s
+            spent = max(spent, new.measured_at - old.measured_at)
+    now = datetime.now(UTC)
+    return {
+        "timestamp": now.isoformat().replace("+00:00", "Z"),
+        "timestampUnix": int(now.timestamp()),
+        "cpuCount": max(1, round(cpus)),
+        "cpuUsedPct": round(min(100.0, 100 * used / spent / cpus), 2) if spent > 0 else 0.0,
+        "memUsed": sum(u.memory_bytes or 0 for u in after if u is not None),
+        "memTotal": limits.memory_mb * MIB,
+        "diskUsed": sum(u.disk_bytes or 0 for u in after if u is not None),
+        "diskTotal": limits.disk_mb * MIB,
+    }
 
 
 @router.get("/sandboxes/{sandbox_id}/{what}")

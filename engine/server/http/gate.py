@@ -20,6 +20,7 @@ import anyio
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engine import observe
 from engine.server.http.auth import PRINCIPAL, KeyRing
 from engine.server.http.errors import error_body, status_for, surface_of
 from engine.server.http.hosts import HostCheck
@@ -62,12 +63,15 @@ class Gate:
             principal = self._principal(headers)
             open_path = path in OPEN_PATHS or path.startswith(self.delegated)
             if principal is None and not open_path:
+                given = "authorization" in headers or "x-api-key" in headers
+                observe.audit("auth.failure", path=path, reason="invalid" if given else "missing")
                 await _refuse(
                     send, path, "unauthorized", "missing or invalid API key (Bearer token)"
                 )
                 return
             if principal is not None:
                 scope[PRINCIPAL] = principal
+                observe.owner.set(observe.hash_owner(principal))
         limit = self.body_limit(path)
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:

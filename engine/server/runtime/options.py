@@ -123,6 +123,27 @@ class ServerOptions(BaseSettings):
         8000, ge=200, description="Characters of a page's main text given to the model."
     )
     web_max_results: int = Field(5, ge=1, le=50, description="Search hits given to the model.")
+    metrics: bool = Field(
+        True,
+        description="Serve Prometheus metrics at /metrics (behind the key, when keys are set).",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve /metrics on this port of its own instead (no key asked: bind it to a "
+        "loopback or otherwise protected address).",
+    )
+    metrics_host: str = Field("127.0.0.1", description="The address of metrics_port.")
+    tracing: bool = Field(
+        False,
+        description="Record OpenTelemetry traces and export them by OTLP (needs the otel extra).",
+    )
+    otlp_endpoint: str | None = Field(
+        None,
+        description="Where traces go (an OTLP/HTTP base URL, e.g. http://127.0.0.1:4318); unset: "
+        "the OTEL_EXPORTER_OTLP_* variables, else localhost:4318.",
+    )
     shutdown_grace_s: float = Field(
         5.0, ge=1, description="How long open requests may finish when the server stops."
     )

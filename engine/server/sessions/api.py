@@ -155,7 +155,10 @@ async def list_sessions(state: State, owner: Owner) -> SessionList:
     responses=errors(PlainError, 404, *_COMMON),
 )
 async def get_session(session_id: str, state: State, owner: Owner) -> SessionInfo:
-    return state.runner.owned(session_id, owner).info()
+    """The session, with what its sandbox uses now (`usage`: CPU, memory, disk, network)."""
+    session = state.runner.owned(session_id, owner)
+    await session.measure()
+    return session.info()
 
 
 @router.delete(

@@ -159,7 +159,9 @@ def test_pause_is_not_supported(server: LciServer, created: dict[str, Any]) -> N
     reply = httpx.post(url, json={}, headers={"X-API-Key": API_KEY})
     assert reply.status_code == 501 and "pause" in reply.json()["message"]
     sandbox_url = f"{server.url}/sandboxes/{created['sandboxID']}"
-    assert httpx.get(sandbox_url + "/metrics", headers={"X-API-Key": API_KEY}).json() == []
+    (sample,) = httpx.get(sandbox_url + "/metrics", headers={"X-API-Key": API_KEY}).json()
+    assert sample["memUsed"] > 0 and sample["memTotal"] >= sample["memUsed"]
+    assert sample["cpuCount"] >= 1 and 0 <= sample["cpuUsedPct"] <= 100
     assert httpx.get(sandbox_url + "/logs", headers={"X-API-Key": API_KEY}).status_code == 501
 
 

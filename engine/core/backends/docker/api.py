@@ -358,6 +358,11 @@ class DockerAPI:
             "uploading into the container", self._api.put_archive, container_id, path, chunks
         )
 
+    def stats(self, container_id: str) -> dict[str, Any]:
+        """One sample of a container's resource use (the daemon's stats, not a stream)."""
+        call = self._api.stats
+        return self._guard("reading stats", call, container_id, stream=False, one_shot=True)
+
     def exec_socket(self, container_id: str, argv: list[str], user: str) -> socket.socket:
         """Run `argv` in the running container as `user`, with a connected socket carrying its
         stdin (written) and its multiplexed stdout/stderr (read), as `attach` does. The process

@@ -142,10 +142,14 @@ class DockerBackend:
                     )
                 )
                 plan = self._plan(image, spec.limits, slot.resources.volume, session_id, spec.env)
-                return DockerHost(plan, slot.resources, self.start_sandbox, warm=slot.sandbox)
+                host = DockerHost(plan, slot.resources, self.start_sandbox, warm=slot.sandbox)
+                host.start_path = "docker_pool"
+                return host
         plan = self._plan(image, spec.limits, _volume_name(session_id), session_id, spec.env)
         workdir = await self._new_workdir(plan)
-        return DockerHost(plan, workdir, self.start_sandbox, warm=None)
+        host = DockerHost(plan, workdir, self.start_sandbox, warm=None)
+        host.start_path = "docker_cold"
+        return host
 
     async def check_image(self, image: str) -> str:
         """The id of `image`; ImageNotFound if the daemon lacks it; SandboxStartError if it was

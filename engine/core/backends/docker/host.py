@@ -24,9 +24,10 @@ from engine.core.backends.docker.api import DockerAPI
 from engine.core.backends.docker.files import VolumeFiles
 from engine.core.backends.docker.sandbox import DockerSandbox
 from engine.core.backends.docker.spec import SANDBOX_WORKDIR, ContainerPlan, isolation
+from engine.core.backends.docker.usage import from_stats
 from engine.core.sandbox import Sandbox, SessionHost
 from engine.errors import LCIError
-from engine.models import FileInfo
+from engine.models import FileInfo, SessionUsage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -127,14 +128,29 @@ class DockerHost(SessionHost):
         self._workdir = workdir
         self._start = start
         self._warm = warm
+        self._current: DockerSandbox | None = None
         self.isolation = isolation(plan.limits)
         self.sandbox_workdir = SANDBOX_WORKDIR
 
     async def spawn(self) -> Sandbox:
         warm, self._warm = self._warm, None
         if warm is not None and warm.alive:
+            self._current = warm
             return warm
-        return await self._start(self.plan)
+        self._current = await self._start(self.plan)
+        return self._current
+
+    async def usage(self) -> SessionUsage:
+        current = self._current
+        stats: dict[str, Any] = {}
+        if current is not None and current.alive:
+            with contextlib.suppress(LCIError):
+                stats = await asyncio.to_thread(self._workdir.api.stats, current.container_id)
+        try:
+            files: list[FileInfo] | None = await self.list_files()
+        except LCIError:
+            files = None
+        return from_stats(stats, files)
 
     async def write_file(self, path: str, data: bytes) -> None:
         files = await self._workdir.files()

@@ -46,7 +46,7 @@ class PoolSet(Generic[S, W]):
             return None
         pool = self._pools.get(image_id)
         if pool is None:
-            pool = WarmPool(self.size, lambda: self._start(image_id), self._discard)
+            pool = WarmPool(self.size, lambda: self._start(image_id), self._discard, "docker")
             self._pools[image_id] = pool
             pool.fill()
             for victim in list(self._pools):

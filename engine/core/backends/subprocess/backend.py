@@ -46,7 +46,9 @@ class SubprocessBackend:
         self._pool_spec = SessionSpec(limits=settings.limits)
         self.pool: WarmPool[Sandbox, SubprocessHost] | None = None
         if settings.subprocess_warm_pool > 0:
-            self.pool = WarmPool(settings.subprocess_warm_pool, self._warm_slot, self._discard)
+            self.pool = WarmPool(
+                settings.subprocess_warm_pool, self._warm_slot, self._discard, "subprocess"
+            )
         if settings.forkserver:
             env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent"}
             if self.probe.seed_dir is not None:
@@ -161,10 +163,14 @@ class SubprocessBackend:
                         "a staged sandbox could not be specialized (%s); starting anew", exc
                     )
                 else:
+                    slot.resources.start_path = "pool"
                     return slot.resources
                 finally:
                     self.pool.fill()
-        return await self._new_host(session_id, spec)
+        host = await self._new_host(session_id, spec)
+        forked = self.forkserver is not None and self.forkserver.ready
+        host.start_path = "forkserver" if forked else "cold"
+        return host
 
     async def _new_host(
         self, session_id: str, spec: SessionSpec, staged: bool = False

@@ -13,10 +13,11 @@ from engine.core.backends.subprocess.forkserver import ForkServer
 from engine.core.backends.subprocess.probe import MachineProbe, host_addresses
 from engine.core.backends.subprocess.sandbox import SubprocessSandbox
 from engine.core.backends.subprocess.uids import UidLease
+from engine.core.backends.subprocess.usage import measure
 from engine.core.output import relay_env
 from engine.core.sandbox import Sandbox, SessionHost
 from engine.errors import SandboxStartError
-from engine.models import MIB, FileInfo, Isolation, SessionSpec
+from engine.models import MIB, FileInfo, Isolation, SessionSpec, SessionUsage
 
 _SANDBOX_WORKDIR = "/workspace"
 _SANDBOX_AGENT = "/opt/lci-agent"
@@ -49,6 +50,7 @@ class SubprocessHost(SessionHost):
         self._forkserver = forkserver
         self.staged = staged
         self.warm: Sandbox | None = None  # started ahead of time by the warm pool
+        self._current: SubprocessSandbox | None = None  # the last sandbox spawned
         self._probe = probe
         self._settings = settings
         self._spec = spec
@@ -151,6 +153,7 @@ class SubprocessHost(SessionHost):
         """Start a sandbox and wait until it is staged or has said hello; on any failure
         (cancellation too: a pool closing mid-start) leave nothing running."""
         sandbox = await SubprocessSandbox.launch(self._config(), self._cgroup, self._forkserver)
+        self._current = sandbox
         try:
             if staged:
                 await sandbox.wait_staged(timeout=30)
@@ -192,6 +195,11 @@ class SubprocessHost(SessionHost):
             await warm.kill()
         self.staged = False  # a restart starts a sandbox for this host's own spec
         return await self._launch(staged=False)
+
+    async def usage(self) -> SessionUsage:
+        current = self._current
+        pid = current.pid if current is not None and current.alive else None
+        return await asyncio.to_thread(measure, self._cgroup, pid, self.workdir, self._mounted)
 
     async def write_file(self, path: str, data: bytes) -> None:
         parts = wd.split_path(path, self.sandbox_workdir)

@@ -55,6 +55,11 @@ class SubprocessSandbox(Sandbox):
         else:
             self._loop.add_reader(self._pidfd, self._process_exited)
 
+    @property
+    def pid(self) -> int:
+        """The launcher's process id (its descendants are the sandbox)."""
+        return self._pid
+
     @classmethod
     async def launch(
         cls, cfg: dict[str, object], cgroup: Cgroup | None, forkserver: ForkServer | None
