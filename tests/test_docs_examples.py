@@ -208,6 +208,7 @@ CHECKS: dict[str, Check] = {
     ),
     # docs/mcp.md, docs/e2b.md
     "mcp": Check(),
+    "mcp-key": Check(),  # the harness's server has no key: this checks the SDK calls as written
     "e2b": Check(env=E2B_ENV),
 }
 
