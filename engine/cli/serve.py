@@ -161,12 +161,32 @@ def check_address(host: str, port: int) -> None:
         raise UsageError(f"cannot listen on {host}:{port}: {reason}{hint}") from None
 
 
+def preflight(settings: Settings) -> None:
+    """Say at once what `lci doctor` would: an unreachable Ray address stops the start (Ray would
+    retry it for ever, the server up but unable to run a session); a docker daemon or a model
+    server that does not answer is a warning with its fix (either may come up later, and much of
+    lci works without a model server)."""
+    from engine.cli import doctor
+
+    if settings.ray_address:
+        ray = doctor.ray_check(settings)
+        if not ray.ok:
+            raise UsageError(f"{ray.detail}; {ray.fix}")
+    checks = [doctor.model_server_check(settings)]
+    if settings.backend is BackendName.DOCKER and not settings.ray_address:
+        checks.append(doctor.docker_check(settings))  # on a cluster, the nodes run docker
+    for check in checks:
+        if not check.ok:
+            print(f"lci serve: warning: {check.detail}; fix: {check.fix}", file=sys.stderr)
+
+
 async def run(args: argparse.Namespace) -> int:
     from engine.server import serve
     from engine.server.http.auth import KeyFileError
 
     settings, options = configure(args)  # a mistake is a UsageError: one line, exit 2
     check_address(options.host, options.port)
+    preflight(settings)
     try:
         return await serve(settings, options, args.log_level)
     except KeyFileError as exc:
