@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -69,7 +70,11 @@ class LimitMaxima(Limits):
 
 
 def _default_state_dir() -> Path:
-    return Path(tempfile.gettempdir()) / "lci"
+    """`<tmp>/lci-<euid>`: one per user, so a second user of the machine (or one `sudo lci`) does
+    not find a directory another uid made, which the engine rightly refuses. Not
+    `$XDG_RUNTIME_DIR`: that is a small tmpfs shared with the user's login session, while this
+    directory holds sandbox workdirs and uploads that can fill it."""
+    return Path(tempfile.gettempdir()) / f"lci-{os.geteuid()}"
 
 
 class Settings(BaseSettings):

@@ -172,7 +172,8 @@ def _web(ran: Ran) -> None:
 
 def _containers(ran: Ran) -> None:
     _png("chart.png")(ran)  # cited on the answer and downloaded
-    _has("notes.txt", "sales.csv", "user")(ran)
+    # the files of the container the code ran in: both uploads and the chart it wrote
+    _has("notes.txt", "sales.csv", "user", "chart.png", "assistant")(ran)
 
 
 E2B_ENV = {"E2B_API_URL": LCI_URL, "E2B_SANDBOX_URL": LCI_URL, "E2B_API_KEY": "SECRET"}
@@ -208,6 +209,7 @@ CHECKS: dict[str, Check] = {
     ),
     # docs/mcp.md, docs/e2b.md
     "mcp": Check(),
+    "mcp-key": Check(),  # the harness's server has no key: this checks the SDK calls as written
     "e2b": Check(env=E2B_ENV),
 }
 

@@ -1,7 +1,10 @@
 """`lci doctor`: what this host gives each backend, what is missing, and the fix for each.
 
 Every check only looks (it starts no session and changes nothing), so it is safe to run anywhere.
-The exit status is 0 when nothing is missing, 1 when something is (each such line says what to do).
+The exit status is 0 when nothing required is missing, 1 when something is (each such line says
+what to do); what is optional (a CJK font, a model server for `lci chat`/`lci serve`) is reported as
+a warning with its fix and does not change the status. `lci serve` runs the model-server, docker and
+Ray checks at start (the first two warn, an unreachable Ray address stops it).
 """
 
 from __future__ import annotations
@@ -9,12 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from engine.cli.common import load_settings
 from engine.config import Settings
@@ -35,6 +40,7 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    optional: bool = False  # missing, it is a warning: lci works without it
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -54,18 +60,22 @@ def run(args: argparse.Namespace) -> int:
         _seccomp,
         _fonts,
         _state_dir,
+        model_server_check,
     ]
+    if settings.ray_address:
+        checks.append(ray_check)
     if not args.no_docker:
-        checks.append(_docker)
+        checks.append(docker_check)
     results = [check(settings) for check in checks]
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
     else:
         for r in results:
-            print(f"{'ok     ' if r.ok else 'MISSING'}  {r.backend:<10} {r.name:<20} {r.detail}")
+            label = "ok     " if r.ok else "warning" if r.optional else "MISSING"
+            print(f"{label}  {r.backend:<10} {r.name:<20} {r.detail}")
             if r.fix:
                 print(f"{'':9}  {'':<10} {'':<20} fix: {r.fix}")
-    return 0 if all(r.ok for r in results) else 1
+    return 0 if all(r.ok or r.optional for r in results) else 1
 
 
 def _interpreter(settings: Settings) -> Check:
@@ -170,7 +180,9 @@ def _fonts(settings: Settings) -> Check:
         "CJK fonts",
         False,
         "no CJK font: Chinese/Japanese/Korean text in figures renders as boxes",
-        "apt-get install fonts-noto-cjk (and rebuild the image: lci image build --force)",
+        # The package the sandbox image installs and the agent's own hint name.
+        "apt-get install fonts-wqy-microhei (the docker image has it)",
+        optional=True,
     )
 
 
@@ -199,7 +211,59 @@ def _state_dir(settings: Settings) -> Check:
     return Check("both", "state dir", True, f"{path}, owned by this user")
 
 
-def _docker(settings: Settings) -> Check:
+def model_server_check(settings: Settings, timeout_s: float = 2.0) -> Check:
+    """Whether something listens at the model server's address (`lci chat` and the loop of
+    `lci serve` need it; `lci exec`, the session API, MCP and E2B do not)."""
+    url = settings.llm_base_url
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    problem = _unreachable(parts.hostname or "", port, timeout_s)
+    if problem is None:
+        return Check("both", "model server", True, f"{url} answers", optional=True)
+    return Check(
+        "both",
+        "model server",
+        False,
+        f"no model server at {url} ({problem}): lci chat and the code-interpreter loop of lci "
+        "serve fail until one answers",
+        "start an OpenAI-compatible model server there, or point --llm-base-url / "
+        "LCI_LLM_BASE_URL at yours (docs/chat-loop.md)",
+        optional=True,
+    )
+
+
+def ray_check(settings: Settings, timeout_s: float = 3.0) -> Check:
+    """Whether the Ray cluster's address answers (`ray.init` would otherwise retry for ever)."""
+    address = settings.ray_address or ""
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if address == "auto" or not port.isdigit():
+        return Check("both", "ray cluster", True, f"{address} (not checked: no host:port)")
+    problem = _unreachable(host.strip("[]"), int(port), timeout_s)
+    if problem is None:
+        return Check("both", "ray cluster", True, f"{address} answers")
+    return Check(
+        "both",
+        "ray cluster",
+        False,
+        f"cannot reach the Ray cluster at {address} ({problem})",
+        "start the cluster (ray start --head) or give its GCS address as --ray-address / "
+        "LCI_RAY_ADDRESS, e.g. 10.0.0.5:6379",
+    )
+
+
+def _unreachable(host: str, port: int, timeout_s: float) -> str | None:
+    """Why a TCP connection to host:port fails within `timeout_s`; None if it opens."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except TimeoutError:
+        return f"no answer within {timeout_s:g} s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
+def docker_check(settings: Settings) -> Check:
     try:
         from engine.core.backends.docker.api import unavailable_reason
     except ImportError as exc:  # the SDK is a dependency; an odd install may lack it

@@ -188,6 +188,25 @@ def check_address(host: str, port: int) -> None:
         raise UsageError(f"cannot listen on {host}:{port}: {reason}{hint}") from None
 
 
+def preflight(settings: Settings) -> None:
+    """Say at once what `lci doctor` would: an unreachable Ray address stops the start (Ray would
+    retry it for ever, the server up but unable to run a session); a docker daemon or a model
+    server that does not answer is a warning with its fix (either may come up later, and much of
+    lci works without a model server)."""
+    from engine.cli import doctor
+
+    if settings.ray_address:
+        ray = doctor.ray_check(settings)
+        if not ray.ok:
+            raise UsageError(f"{ray.detail}; {ray.fix}")
+    checks = [doctor.model_server_check(settings)]
+    if settings.backend is BackendName.DOCKER and not settings.ray_address:
+        checks.append(doctor.docker_check(settings))  # on a cluster, the nodes run docker
+    for check in checks:
+        if not check.ok:
+            print(f"lci serve: warning: {check.detail}; fix: {check.fix}", file=sys.stderr)
+
+
 async def run(args: argparse.Namespace) -> int:
     from engine.server import serve
     from engine.server.http.auth import KeyFileError
@@ -196,8 +215,10 @@ async def run(args: argparse.Namespace) -> int:
     check_address(options.host, options.port)
     if options.tracing and importlib.util.find_spec("opentelemetry.sdk") is None:
         raise UsageError(
-            "--tracing needs OpenTelemetry: pip install 'lci[otel]' (or unset LCI_SERVER_TRACING)"
+            "--tracing needs OpenTelemetry: pip install -e '.[otel]' in a clone, 'lci[otel]' "
+            "from a package (or unset LCI_SERVER_TRACING)"
         )
+    preflight(settings)
     try:
         return await serve(settings, options, args.log_level, args.log_format)
     except KeyFileError as exc:

@@ -1,4 +1,4 @@
-"""The engine's state directory (`LCI_STATE_DIR`, default `/tmp/lci`): staged agent code, caches
+"""The engine's state directory (`LCI_STATE_DIR`, default `/tmp/lci-<uid>`): staged agent code, caches
 copied into sandboxes, session workdirs. Whoever controls it controls what runs in every sandbox, so
 it is trusted only when this engine's user made it: it is created exclusively (mode 0711), and one
 found already there is refused unless it is a real directory owned by this user that no other user

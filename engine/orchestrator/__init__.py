@@ -22,7 +22,14 @@ from engine.orchestrator.events import (
 )
 from engine.orchestrator.loop import Orchestrator
 from engine.orchestrator.options import LoopOptions
-from engine.orchestrator.tool import NO_OUTPUT, TOOL_NAME, error_text, image_mime, omitted_marker
+from engine.orchestrator.tool import (
+    NO_OUTPUT,
+    TOOL_NAME,
+    clip,
+    error_text,
+    image_mime,
+    omitted_marker,
+)
 from engine.orchestrator.upstream import RoundRequest, UpstreamClient, normalize
 from engine.orchestrator.web import (
     WEB_EXTRACTOR,
@@ -64,6 +71,7 @@ __all__ = [
     "WebResult",
     "WebSource",
     "WebTools",
+    "clip",
     "error_text",
     "image_mime",
     "new_call_id",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,11 +23,35 @@ def test_reports_every_layer(tmp_path: Path) -> None:
     _, found = checks(tmp_path)
     assert set(found) == {
         "sandbox interpreter", "namespaces", "cgroups", "seccomp", "CJK fonts", "state dir",
+        "model server",
     }  # fmt: skip
     interpreter = found["sandbox interpreter"]
     assert interpreter["ok"] and "numpy, pandas, matplotlib" in interpreter["detail"]
     for check in found.values():
         assert check["ok"] or check["fix"], check  # whatever is missing comes with its fix
+
+
+def test_what_is_optional_warns_without_failing(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    status, found = checks(tmp_path, LCI_LLM_BASE_URL=url)
+    model = found["model server"]
+    assert (model["ok"], model["optional"]) == (False, True)
+    assert f"no model server at {url} (Connection refused)" in model["detail"] and model["fix"]
+    assert found["CJK fonts"]["optional"] is True  # figures without CJK text need no such font
+    assert "fonts-wqy-microhei" in found["CJK fonts"]["fix"] or found["CJK fonts"]["ok"]
+    required_ok = all(c["ok"] for c in found.values() if not c["optional"])
+    assert status == (0 if required_ok else 1)
+    done = lci("doctor", "--no-docker", state_dir=tmp_path / "state", env={"LCI_LLM_BASE_URL": url})
+    assert any(
+        line.startswith("warning") and "model server" in line for line in done.stdout.splitlines()
+    )
+
+    status, found = checks(tmp_path, LCI_RAY_ADDRESS=f"127.0.0.1:{port}")
+    ray = found["ray cluster"]
+    assert status == 1 and not ray["optional"] and "cannot reach" in ray["detail"]
 
 
 def test_an_interpreter_without_the_data_stack(tmp_path: Path) -> None:

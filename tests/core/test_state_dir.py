@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import os
+import shutil
+import site
+import stat
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+import engine
 from engine.config import Settings
 from engine.core.agent_files import AGENT_PACKAGE, stage_agent
 from engine.core.manager import SessionManager
@@ -100,3 +108,69 @@ async def test_a_symlink_in_the_seed_does_not_carry_a_host_file_in(tmp_path: Pat
         assert not names & {"stolen", "linked-dir"}, names
         leak = await session.execute("import glob; [open(p).read() for p in glob.glob('/tmp/**')]")
         assert "SECRET-HASH" not in (leak.result_text or "")
+
+
+DEFAULT_DIR_SCRIPT = """
+import json, os
+from engine.config import Settings
+from engine.core.agent_files import stage_agent
+state = Settings().state_dir
+stage_agent(state)
+print(json.dumps({"path": str(state), "owner": os.lstat(state).st_uid}))
+"""
+
+
+def test_the_default_state_dir_is_per_user_so_root_first_does_not_lock_others_out() -> None:
+    """Root uses the default first (one `sudo lci`), then `nobody` does: each gets its own."""
+    if os.geteuid() != 0:
+        pytest.skip("switching to another user needs root")
+    python = Path("/usr/bin/python3")
+    if not python.exists() or _python_version(python) != str(sys.version_info[:2]):
+        pytest.skip("/usr/bin/python3 is missing or not this interpreter's version")
+    packages = [Path(p) for p in site.getsitepackages()]
+    if not all(_world_traversable(p) for p in packages):
+        pytest.skip("this environment's site-packages are not readable by other users")
+    public = Path(tempfile.mkdtemp(prefix="lci-default-state-", dir="/tmp"))
+    try:
+        shutil.copytree(Path(engine.__file__).parent, public / "code" / "engine")
+        subprocess.run(["chmod", "-R", "a+rX", str(public / "code")], check=True)
+        (public / "tmp").mkdir()
+        (public / "tmp").chmod(0o1777)  # what /tmp is; TMPDIR keeps the test off the real /tmp
+        public.chmod(0o755)
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "TMPDIR": str(public / "tmp"),
+            "PYTHONPATH": os.pathsep.join([str(public / "code"), *map(str, packages)]),
+        }
+        reports = {uid: _default_dir_as(python, uid, env, public) for uid in (0, NOBODY)}
+    finally:
+        shutil.rmtree(public, ignore_errors=True)
+    assert reports[0] == {"path": str(public / "tmp" / "lci-0"), "owner": 0}
+    assert reports[NOBODY] == {"path": str(public / "tmp" / f"lci-{NOBODY}"), "owner": NOBODY}
+
+
+def _default_dir_as(python: Path, uid: int, env: dict[str, str], cwd: Path) -> dict[str, object]:
+    run = subprocess.run(
+        [python, "-c", DEFAULT_DIR_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        user=uid,
+        group=uid,
+        extra_groups=[],
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    report: dict[str, object] = json.loads(run.stdout.splitlines()[-1])
+    return report
+
+
+def _python_version(python: Path) -> str:
+    check = [python, "-c", "import sys; print(sys.version_info[:2])"]
+    return subprocess.run(check, capture_output=True, text=True, check=False).stdout.strip()
+
+
+def _world_traversable(path: Path) -> bool:
+    return all(part.stat().st_mode & stat.S_IXOTH for part in [path, *path.parents])

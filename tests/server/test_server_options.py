@@ -89,6 +89,12 @@ def _container(response: httpx.Response) -> str:
     return str(calls[0]["container_id"])
 
 
+def _expiry_minutes(client: httpx.Client, container_id: str) -> int:
+    reply = client.get(f"/v1/containers/{container_id}")
+    assert reply.json()["expires_after"]["anchor"] == "last_active_at"
+    return int(reply.json()["expires_after"]["minutes"])
+
+
 def test_implicit_containers_are_short_lived_unless_continued(
     fake: FakeModel, picky_server: LciServer
 ) -> None:
@@ -100,11 +106,15 @@ def test_implicit_containers_are_short_lived_unless_continued(
         fake.script(stream(calls=["y = 2"]), stream(text="set"))
         kept = _container(client.post("/v1/responses", json=body))
         assert {forgotten, kept} <= _sessions(client)
+        # Each reports the expiry that applies to it: the short one (1.5 s, whole minutes on the
+        # wire), not the 20 minutes of a container the client named.
+        assert _expiry_minutes(client, kept) == 1
         # The client continues in `kept` before its time is up: it is the client's now.
         fake.script(stream(calls=["y + 1"]), stream(text="3"))
         tools = [{"type": "code_interpreter", "container": kept}]
         reply = client.post("/v1/responses", json={**body, "tools": tools})
         assert _container(reply) == kept
+        assert _expiry_minutes(client, kept) == 20
         deadline = time.monotonic() + 20
         while forgotten in _sessions(client) and time.monotonic() < deadline:
             time.sleep(0.2)

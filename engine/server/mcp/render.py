@@ -1,5 +1,5 @@
-"""MCP tool results from engine values: an Execution becomes one JSON text block plus one image
-block per figure; a session, a file list or an error becomes one JSON text block; a file becomes an
+"""MCP tool results from engine values: an Execution becomes one JSON text block (sized for a model
+by shape.py) plus one image block per figure; a session, a file list or an error becomes one JSON text block; a file becomes an
 embedded resource, or past a size a link to it.
 
 The JSON is what a model reads, so it is flat and holds only what helps it continue: the session
@@ -28,7 +28,7 @@ from mcp_types import (
 )
 
 from engine.errors import LCIError
-from engine.models import DisplayOutput, Execution, FileInfo, SessionInfo
+from engine.models import DisplayOutput, Execution, FileInfo, Outcome, SessionInfo
 
 # Figures travel as image blocks; these are the image types MCP clients render.
 IMAGE_TYPES = ("image/png", "image/jpeg")
@@ -39,35 +39,68 @@ def file_uri(session_id: str, path: str) -> str:
     return f"lci://sessions/{session_id}/files/{quote(path, safe='/')}"
 
 
-def execution_result(execution: Execution, *, new_session: bool) -> CallToolResult:
-    """The result of running a cell. An error in the user's code is a normal result (the model
-    must see it to fix its code), so `is_error` stays False."""
-    images: list[ContentBlock] = []
-    displays: list[str] = []
-    for item in execution.displays:
-        image = _image(item)
-        if image is not None:
-            images.append(image)
-        elif "text/plain" in item.data:
-            displays.append(item.data["text/plain"])
+def execution_body(execution: Execution, *, new_session: bool) -> dict[str, Any]:
+    """The JSON of a cell's result. An error in the user's code is a normal result (the model must
+    see it to fix its code); a time limit that fired is said in `note`, with the limit."""
+    displays = [
+        item.data["text/plain"]
+        for item in execution.displays
+        if _image(item) is None and "text/plain" in item.data
+    ]
     error = execution.error
-    body: dict[str, Any] = {
+    note = limit_note(execution)
+    return {
         "session_id": execution.session_id,
         "new_session": new_session,
         "outcome": execution.outcome.value,
+        **({"note": note} if note else {}),
         "stdout": execution.stdout,
         "stderr": execution.stderr,
         "result": execution.result_text,
         "displays": displays,
-        "images": len(images),
+        "images": len(execution_images(execution)),
         "error": None
         if error is None
-        else {"name": error.name, "value": error.value, "traceback": error.traceback},
+        else {
+            "name": error.name,
+            # An interrupt at the deadline carries no message of its own.
+            "value": error.value or (note and f"time limit of {execution.limits.timeout_s:g} s"),
+            "traceback": error.traceback,
+        },
         "truncated": execution.truncated,
         "state_preserved": execution.state_preserved,
         "duration_ms": round(execution.duration_ms, 1),
     }
-    return CallToolResult(content=[_json(body), *images])
+
+
+def execution_images(execution: Execution) -> list[ContentBlock]:
+    """One image block per figure the cell showed."""
+    return [image for item in execution.displays if (image := _image(item)) is not None]
+
+
+def limit_note(execution: Execution) -> str | None:
+    """What a time limit did to the cell, naming the limit; None if none fired."""
+    timeout = f"{execution.limits.timeout_s:g} s"
+    error = execution.error
+    if execution.outcome is Outcome.INTERRUPTED:
+        return (
+            f"Timeout: the code ran past the time limit of {timeout} (timeout_s) and was "
+            "interrupted (the KeyboardInterrupt below). Variables defined before are kept. Make "
+            "the code faster, or pass a larger timeout_s."
+        )
+    if execution.outcome is Outcome.ERROR and error is not None and error.name == "CPUTimeExceeded":
+        return (
+            f"Timeout: the code used up its CPU time limit of "
+            f"{execution.limits.effective_cpu_s:g} s (cpu_s) and was interrupted. Variables "
+            "defined before are kept. Make the code faster, or ask for a larger cpu_s."
+        )
+    if execution.outcome is Outcome.KILLED:
+        return (
+            f"Timeout: the code ran past the time limit of {timeout} (timeout_s), did not stop "
+            "when interrupted and was killed. The interpreter was restarted: variables are lost, "
+            "files are kept."
+        )
+    return None
 
 
 def _image(item: DisplayOutput) -> ImageContent | None:

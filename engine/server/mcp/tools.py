@@ -24,7 +24,8 @@ from engine.errors import BadParameter, LCIError
 from engine.models import MIB, Limits
 from engine.server.mcp.render import (
     error_result,
-    execution_result,
+    execution_body,
+    execution_images,
     file_content,
     file_link,
     file_uri,
@@ -33,6 +34,7 @@ from engine.server.mcp.render import (
     session_result,
     session_summary,
 )
+from engine.server.mcp.shape import sized_result
 from engine.server.mcp.workspace import Caller, Workspace, WorkspaceRef, caller_from_request
 
 INSTRUCTIONS = """\
@@ -53,11 +55,15 @@ Result: a JSON object with session_id, outcome (completed | error | interrupted 
 crashed), stdout, stderr, result (the text of the last expression's value, as in a notebook),
 error (name, value, traceback) when the code raised, truncated (output was cut to the limit),
 state_preserved (false after killed/crashed: the interpreter was restarted and variables are gone,
-files are kept). Each matplotlib figure shown (plt.show() or a figure left open at the end) comes
+files are kept), note (present when a time limit fired or the output was cut). The text is at most
+16,000 bytes: a longer output keeps the start and end of each field, and the whole of it is saved
+in the file .lci/output.txt of the session's working directory (full_output names it), to read
+with run_python. Each matplotlib figure shown (plt.show() or a figure left open at the end) comes
 back as an image block after the JSON.
 
 Limits: each call has a wall-clock timeout (default 30 s, or timeout_s): at the deadline the code
-gets KeyboardInterrupt (state kept); if it does not stop it is killed (state lost). Memory, disk,
+gets KeyboardInterrupt (state kept) and note says which limit fired; if it does not stop it is
+killed (state lost). Memory, disk,
 processes and output size are limited too. An error in the code is a normal result to read and fix,
 not a failure of the tool. One call at a time per session."""
 
@@ -144,7 +150,10 @@ def _add_session_tools(server: MCPServer[Any], context: CallerOf) -> None:
             execution = await session.execute(code, timeout_s=timeout_s)
         except LCIError as exc:
             return error_result(exc)
-        return execution_result(execution, new_session=session_id is None)
+        body = execution_body(execution, new_session=session_id is None)
+        return await sized_result(
+            session, body, execution_images(execution), budget_bytes=workspace.result_bytes
+        )
 
     @server.tool(description=CREATE_SESSION, annotations=ToolAnnotations(title="Create session"))
     async def create_session(

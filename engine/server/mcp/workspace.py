@@ -17,6 +17,7 @@ from engine.core.session import Session
 from engine.errors import SessionNotFound
 from engine.models import MIB, Limits, SessionSpec
 from engine.server.http.auth import principal_of
+from engine.server.mcp.shape import RESULT_BUDGET_BYTES
 
 LOCAL = "local"
 
@@ -48,12 +49,14 @@ class Workspace:
         *,
         auth: bool = False,
         inline_bytes: int = 4 * MIB,
+        result_bytes: int = RESULT_BUDGET_BYTES,
     ) -> None:
         self.manager = manager
         self._create = create
         self.defaults = defaults
         self.auth = auth
         self.inline_bytes = inline_bytes
+        self.result_bytes = result_bytes  # run_python's inline text; the rest goes to a file
         self._owners: dict[str, str] = {}
 
     async def create(self, caller: Caller, changes: dict[str, Any] | None = None) -> Session:

@@ -81,6 +81,9 @@ class Container:
     workdir: str
     last_active_at: float
     expired: bool = False
+    # Made by a Responses call that named no container: closed `implicit_container_ttl_s` after
+    # the call (what `minutes` reports) unless a later call continues in it.
+    implicit: bool = False
     owner: str = ""  # the API key's principal that made it; other keys never see it
     files: dict[str, ContainerFile] = field(default_factory=dict)  # by relative path
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -165,6 +168,7 @@ class ContainerRegistry:
         minutes: int = DEFAULT_MINUTES,
         memory_limit: str | None = None,
         owner: str | None = None,
+        implicit: bool = False,
     ) -> Container:
         """Record a live session as a container (kept as it is when already recorded); it belongs
         to `owner`, by default the session's."""
@@ -180,6 +184,7 @@ class ContainerRegistry:
             workdir=session.info().workdir,
             last_active_at=session.last_used_at,
             owner=self.runner.owner_of(session.id) if owner is None else owner,
+            implicit=implicit,
         )
         self._containers[session.id] = container
         self._ensure_sweeper()
@@ -221,6 +226,14 @@ class ContainerRegistry:
             with contextlib.suppress(SessionNotFound):
                 return self.manager.get(container.id)
         raise ContainerExpired(f"Container {container.id} is expired.", param)
+
+    @staticmethod
+    def continued(container: Container) -> None:
+        """A later call continues in `container`: an implicit one is the client's from now on, and
+        expires as a named one does (the runner cancels its short timer in the same step)."""
+        if container.implicit:
+            container.implicit = False
+            container.minutes = DEFAULT_MINUTES
 
     async def delete(self, container_id: str, owner: str | None = None) -> None:
         container = self.get(container_id, owner=owner)

@@ -5,6 +5,7 @@ so its files can be listed and downloaded through the Containers API."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -27,9 +28,11 @@ async def resolve(
         named = registry.get(tools.container, "tools")
         session = registry.session(named, "tools")  # an expired container cannot run code
         session.last_used_at = time.time()  # in use from now: not to expire before the code runs
+        registry.continued(named)
         return named.id
     if previous is not None:
         container = registry.get(previous)
+        registry.continued(container)
         for file_id in tools.file_ids:
             record = state.part(FileStore).get(file_id, owner)
             data = await state.part(FileStore).read(file_id, owner)
@@ -53,7 +56,13 @@ def registering(
 
     async def container() -> str:
         session_id = await conversation.container_id()
-        state.part(ContainerRegistry).register(state.manager.get(session_id), _name(response_id))
+        # Implicit when the call named none (else `resolve` registered it already): reported with
+        # the expiry that applies to it, the short one of `implicit_container_ttl_s`.
+        minutes = math.ceil(state.options.implicit_container_ttl_s / 60)
+        session = state.manager.get(session_id)
+        state.part(ContainerRegistry).register(
+            session, _name(response_id), minutes=minutes, implicit=True
+        )
         return session_id
 
     return container
