@@ -162,6 +162,7 @@ def check_address(host: str, port: int) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
+    from engine.core.state_dir import UnsafeStateDir
     from engine.server import serve
     from engine.server.http.auth import KeyFileError
 
@@ -169,6 +170,6 @@ async def run(args: argparse.Namespace) -> int:
     check_address(options.host, options.port)
     try:
         return await serve(settings, options, args.log_level)
-    except KeyFileError as exc:
-        print(f"lci serve: {exc}", file=sys.stderr)
+    except (KeyFileError, UnsafeStateDir) as exc:
+        print(f"lci serve: {exc}", file=sys.stderr)  # one line: what is wrong, and the fix
         return 2

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from engine.config import Settings
+from engine.core.state_dir import check_state_dir
 from engine.server.dashscope import mount as dashscope
 from engine.server.e2b import mount as e2b
 from engine.server.http import errors
@@ -105,9 +106,12 @@ def surfaces(options: ServerOptions, version: str) -> tuple[Surface, ...]:
 
 
 def create_app(settings: Settings | None = None, options: ServerOptions | None = None) -> FastAPI:
+    """The application. Raises UnsafeStateDir when the state directory, or anything in it, could
+    have been prepared by another user (checked now, before anything reads from it)."""
     settings = settings or Settings()
     options = options or ServerOptions()
     mounted = surfaces(options, _version())
+    check_state_dir(settings.state_dir, tuple(d for s in mounted for d in s.state_dirs))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -3,7 +3,7 @@ knowing any surface's insides, and no surface needs to know another.
 
 A surface is a folder under `engine/server/` with a `mount.py` that returns a `Surface`: its
 routers, which of its paths take file uploads (the larger body limit), which path prefixes it
-authorizes itself, its ASGI middleware, and what it keeps while the server runs (its own state,
+authorizes itself, the subdirectories of the state directory it keeps data in, its ASGI middleware, and what it keeps while the server runs (its own state,
 attached to the shared `ServerState` by `running` and closed when the server stops)."""
 
 from __future__ import annotations
@@ -40,5 +40,8 @@ class Surface:
     delegated: tuple[str, ...] = ()
     # ASGI middleware wrapped around the gate, innermost first.
     middleware: tuple[Callable[[ASGIApp], ASGIApp], ...] = ()
+    # Subdirectories of the state directory the surface keeps data in: made private, or checked to
+    # be, before the server starts (`core.state_dir.check_state_dir`).
+    state_dirs: tuple[str, ...] = ()
     # Entered at startup after the shared state is built, left at shutdown before sessions close.
     running: Callable[[ServerState], AbstractAsyncContextManager[None]] = _nothing_kept

@@ -5,7 +5,9 @@ restart, with a cap on one file and on all of them together.
     <state_dir>/files/file-<hex>.json   what the API reports of it (name, purpose, size, times)
 
 Both are written to a temporary name and renamed, so a crash never leaves a half file behind a
-record. Sizes are reserved under a lock before writing, so concurrent uploads cannot together pass
+record. Both are read without following links, and only as regular files: a record or content
+planted as a symlink (to /etc/shadow, say) is skipped, never served. The directory itself is
+this user's and private (`core.state_dir`), checked before the server starts. Sizes are reserved under a lock before writing, so concurrent uploads cannot together pass
 the cap.
 """
 
@@ -13,15 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
 import secrets
+import stat
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from engine.core.state_dir import prepare_private_dir, prepare_state_dir
 from engine.errors import BadParameter, FileNotFound, PayloadTooLarge
 
 log = logging.getLogger(__name__)
@@ -76,18 +81,18 @@ class FileStore:
         self._files: dict[str, StoredFile] = {}
         self._reserved = 0  # bytes of uploads being written
         self._lock = asyncio.Lock()
-        root.parent.mkdir(mode=0o711, parents=True, exist_ok=True)  # as the backends make it
-        root.mkdir(mode=0o700, exist_ok=True)
+        prepare_state_dir(root.parent)
+        prepare_private_dir(root, "file store")
         self._load()
 
     def _load(self) -> None:
         for meta in self.root.glob("file-*.json"):
             try:
-                record = StoredFile(**json.loads(meta.read_text()))
+                record = StoredFile(**json.loads(_read_regular(meta)))
             except (OSError, ValueError, TypeError) as exc:
                 log.warning("skipping unreadable file record %s: %s", meta, exc)
                 continue
-            if _valid_id(record.id) and self._content(record.id).is_file():
+            if _valid_id(record.id) and _is_regular(self._content(record.id)):
                 self._files[record.id] = record
         self._purge()
 
@@ -143,8 +148,8 @@ class FileStore:
     async def read(self, file_id: str, owner: str | None = None) -> bytes:
         record = self.get(file_id, owner)
         try:
-            return await asyncio.to_thread(self._content(record.id).read_bytes)
-        except FileNotFoundError:
+            return await asyncio.to_thread(_read_regular, self._content(record.id))
+        except OSError:  # gone, or no longer a regular file of ours
             self._files.pop(file_id, None)
             raise FileNotFound(f"No such File object: {file_id}") from None
 
@@ -193,6 +198,22 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of `path`, refusing a symlink (ELOOP) or anything but a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return handle.read()
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def _valid_id(file_id: str) -> bool:
