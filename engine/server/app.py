@@ -140,7 +140,7 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
         hosts=HostCheck(options.host, options.allowed_hosts),
         body_limit=body_limit,
         body_timeout_s=options.body_timeout_s,
-        delegated=tuple(prefix for surface in mounted for prefix in surface.delegated),
+        delegated={p: a for surface in mounted for p, a in surface.delegated.items()},
     )
     for surface in mounted:  # outside the gate: it sees where a request goes
         for middleware in surface.middleware:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import APIRouter
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
+from engine.server.http.gate import Authorizer
 from engine.server.runtime.state import ServerState
 
 
@@ -36,8 +37,9 @@ class Surface:
     routes: tuple[BaseRoute, ...] = ()
     # Paths (without a trailing slash) whose request bodies are file uploads.
     is_upload: Callable[[str], bool] = _no_uploads
-    # Path prefixes whose routes check the caller themselves instead of the gate's API key.
-    delegated: tuple[str, ...] = ()
+    # Path prefixes whose callers carry a credential of the surface's own instead of the API key,
+    # each with the function the gate asks, before reading the body, whose the credential is.
+    delegated: dict[str, Authorizer] = field(default_factory=dict)
     # ASGI middleware wrapped around the gate, innermost first.
     middleware: tuple[Callable[[ASGIApp], ASGIApp], ...] = ()
     # Subdirectories of the state directory the surface keeps data in: made private, or checked to
