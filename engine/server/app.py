@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = ServerState.build(settings, options)
+        state.keys = len(keys.keys) if keys is not None else 1
         app.state.lci = state
         try:
             async with contextlib.AsyncExitStack() as running:

@@ -22,6 +22,7 @@ async def running(shared: ServerState) -> AsyncIterator[None]:
         shared.settings.state_dir / FILES_DIR,
         max_file_bytes=options.max_upload_bytes,
         max_total_bytes=options.max_file_store_bytes,
+        keys=shared.keys,
     )
     registry = ContainerRegistry(shared.manager, shared.runner, files, shared.settings)
     shared.attach(files)

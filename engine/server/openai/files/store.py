@@ -1,5 +1,8 @@
 """The server's uploaded files (`/v1/files`): kept on disk under the state directory, so they outlive a
-restart, with a cap on one file and on all of them together.
+restart, with a cap on one file and a quota per key (API key principal): the store's total divided
+by the number of keys, so that the quotas together fit the total and one key filling its share never
+makes another key's upload fail. Refusals name only the key's own quota, never the store's totals
+(which would tell a key how much the others keep).
 
     <state_dir>/files/file-<hex>        the bytes
     <state_dir>/files/file-<hex>.json   what the API reports of it (name, purpose, size, times)
@@ -22,6 +25,7 @@ import os
 import secrets
 import stat
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -74,12 +78,15 @@ class StoredFile:
 
 
 class FileStore:
-    def __init__(self, root: Path, *, max_file_bytes: int, max_total_bytes: int) -> None:
+    def __init__(
+        self, root: Path, *, max_file_bytes: int, max_total_bytes: int, keys: int = 1
+    ) -> None:
         self.root = root
         self.max_file_bytes = max_file_bytes
         self.max_total_bytes = max_total_bytes
+        self.quota_bytes = max_total_bytes // max(1, keys)  # what one key may keep
         self._files: dict[str, StoredFile] = {}
-        self._reserved = 0  # bytes of uploads being written
+        self._reserved: Counter[str] = Counter()  # bytes of uploads being written, per key
         self._lock = asyncio.Lock()
         prepare_state_dir(root.parent)
         prepare_private_dir(root, "file store")
@@ -98,7 +105,11 @@ class FileStore:
 
     @property
     def used_bytes(self) -> int:
-        return sum(f.bytes for f in self._files.values()) + self._reserved
+        return sum(f.bytes for f in self._files.values()) + self._reserved.total()
+
+    def used_by(self, owner: str) -> int:
+        kept = sum(f.bytes for f in self._files.values() if f.owner == owner)
+        return kept + self._reserved[owner]
 
     async def put(
         self,
@@ -114,12 +125,14 @@ class FileStore:
             raise PayloadTooLarge(f"the file is larger than {self.max_file_bytes} bytes")
         async with self._lock:
             self._purge()
-            if self.used_bytes + len(data) > self.max_total_bytes:
+            if self.used_by(owner) + len(data) > self.quota_bytes:
                 raise PayloadTooLarge(
-                    f"the file store is full ({self.used_bytes} of {self.max_total_bytes} bytes "
-                    "used); delete files first"
+                    f"this key's share of the file store is full (its quota is {self.quota_bytes} "
+                    "bytes); delete files first"
                 )
-            self._reserved += len(data)
+            if self.used_bytes + len(data) > self.max_total_bytes:  # files of keys now removed
+                raise PayloadTooLarge("the file store is full; delete files first")
+            self._reserved[owner] += len(data)
         now = time.time()
         record = StoredFile(
             id=f"file-{secrets.token_hex(12)}",
@@ -133,7 +146,7 @@ class FileStore:
         try:
             await asyncio.to_thread(self._write, record, data)
         finally:
-            self._reserved -= len(data)
+            self._reserved[owner] -= len(data)
         self._files[record.id] = record
         return record
 
