@@ -7,6 +7,7 @@ otherwise; on SIGINT or SIGTERM it lets open requests finish briefly, then close
 
 Client keys: set LCI_API_KEY in the environment, or give a keys file with --api-key-file (one key
 per line, `KEY` or `NAME KEY`), never a key on the command line, where every local user can read it.
+The model server's key likewise: LCI_LLM_API_KEY, or --llm-api-key-file (its first line).
 Each key sees only the sessions it created. Requests must name this server in their Host header (an
 IP address, localhost, the bind address, or an --allow-host name), which defeats DNS rebinding.
 """
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.cli.common import UsageError, build, load_settings
+from engine.cli.common import UsageError, build, load_settings, secret_option
 from engine.config import Settings
 from engine.models import BackendName
 from engine.server.runtime.options import ServerOptions
@@ -46,7 +47,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=[b.value for b in BackendName], help="sandbox backend")
     p.add_argument("--llm-base-url", help="model server, e.g. http://127.0.0.1:8080/v1")
     p.add_argument("--llm-model", help="model used when a request names none")
-    p.add_argument("--llm-api-key", help="API key of the model server")
+    p.add_argument(
+        "--llm-api-key-file",
+        type=Path,
+        metavar="FILE",
+        help="file whose first line is the model server's API key; or set LCI_LLM_API_KEY",
+    )
     p.add_argument(
         "--api-key-file",
         type=Path,
@@ -54,6 +60,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     # Refused with an explanation: a key here is readable in /proc/<pid>/cmdline by any local user.
     p.add_argument("--api-key", help=argparse.SUPPRESS)
+    p.add_argument("--llm-api-key", help=argparse.SUPPRESS)
     p.add_argument(
         "--allow-host",
         action="append",
@@ -109,7 +116,9 @@ def configure(args: argparse.Namespace) -> tuple[Settings, ServerOptions]:
         "backend": args.backend,
         "llm_base_url": args.llm_base_url,
         "llm_model": args.llm_model,
-        "llm_api_key": args.llm_api_key,
+        "llm_api_key": secret_option(
+            args.llm_api_key, "--llm-api-key", args.llm_api_key_file, "--llm-api-key-file"
+        ),
         "api_key_file": args.api_key_file,
         "ray_address": args.ray_address,
     }
