@@ -45,6 +45,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8000)")
     p.add_argument("--backend", choices=[b.value for b in BackendName], help="sandbox backend")
+    p.add_argument(
+        "--docker-runtime",
+        metavar="NAME",
+        help="OCI runtime of the docker backend's containers, as registered in the daemon "
+        "(e.g. runsc for gVisor; LCI_DOCKER_RUNTIME; default: the daemon's)",
+    )
     p.add_argument("--llm-base-url", help="model server, e.g. http://127.0.0.1:8080/v1")
     p.add_argument("--llm-model", help="model used when a request names none")
     p.add_argument(
@@ -121,6 +127,7 @@ def configure(args: argparse.Namespace) -> tuple[Settings, ServerOptions]:
         ),
         "api_key_file": args.api_key_file,
         "ray_address": args.ray_address,
+        "docker_runtime": args.docker_runtime,
     }
     env_settings = load_settings()
     maxima = env_settings.max_limits.model_dump()
