@@ -140,6 +140,12 @@ class Settings(BaseSettings):
 
     # Docker backend
     docker_image: str = "lci-sandbox:latest"
+    docker_runtime: str | None = Field(
+        None,
+        description="The Docker daemon's OCI runtime for sandbox containers, as registered in its "
+        "daemon.json (e.g. `runsc`, gVisor: a kernel of its own between sandbox code and the "
+        "host's); default: the daemon's default runtime.",
+    )
     docker_warm_pool: int = Field(2, ge=0, description="Started containers per image's pool.")
     docker_max_pools: int = Field(
         3, ge=0, description="Warm pools at most (one per image id; the default image's is kept)."

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine.cli.common import build, load_settings, writable_dir
+from engine.cli.common import build, load_settings, secret_option, writable_dir
 from engine.core.manager import SessionManager
 from engine.models import BackendName, Execution, SessionSpec
 from engine.orchestrator import (
@@ -46,7 +46,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=[b.value for b in BackendName], help="sandbox backend")
     p.add_argument("--base-url", help="model server, e.g. http://127.0.0.1:8080/v1")
     p.add_argument("--model", help="model name sent to the server")
-    p.add_argument("--api-key", help="API key of the model server")
+    p.add_argument(
+        "--api-key-file",
+        type=Path,
+        metavar="FILE",
+        help="file whose first line is the model server's API key; or set LCI_LLM_API_KEY",
+    )
+    # Refused with an explanation: a key here is readable in /proc/<pid>/cmdline by any local user.
+    p.add_argument("--api-key", help=argparse.SUPPRESS)
     p.add_argument("--system", help="your own system prompt (replaces the default one)")
     p.add_argument("--max-rounds", type=int, default=20, help="model calls at most (20)")
     p.add_argument("--timeout", type=float, help="seconds per code execution")
@@ -92,6 +99,7 @@ def _options(args: argparse.Namespace) -> LoopOptions:
 async def run(args: argparse.Namespace) -> int:
     """Run one question; 0 when the model answered, 1 when the loop ended with an error, 3 when
     the answer was cut short (the model server's token limit, or the round cap)."""
+    key = secret_option(args.api_key, "--api-key", args.api_key_file, "--api-key-file")
     # One session, used once: pre-started sandboxes and a fork server would only cost start-up.
     settings = load_settings(forkserver=False, subprocess_warm_pool=0, docker_warm_pool=0)
     options = _options(args)  # checked before anything starts
@@ -104,7 +112,7 @@ async def run(args: argparse.Namespace) -> int:
     printer = _Printer(sys.stdout, out_dir, reasoning=not args.no_reasoning, as_json=args.json)
     async with (
         SessionManager(settings) as manager,
-        UpstreamClient(base_url, args.api_key or settings.llm_api_key) as upstream,
+        UpstreamClient(base_url, key or settings.llm_api_key) as upstream,
     ):
         runner = SessionRunner(manager, SessionSpec(backend=backend, limits=settings.limits))
         orchestrator = Orchestrator(upstream, runner, args.model or settings.llm_model)

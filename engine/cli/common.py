@@ -113,3 +113,29 @@ def build(
         raise UsageError(f"{env_prefix}*: {exc}") from None
     except ValidationError as exc:
         raise UsageError(describe(exc, name)) from None
+
+
+def secret_option(
+    value: str | None, option: str, file: Path | None, file_option: str
+) -> str | None:
+    """The model server's key from `file_option`'s file (its first line), or None (the environment's
+    `LCI_LLM_API_KEY` then applies). A key given as `option` itself is refused: every local user can
+    read a command line in /proc/<pid>/cmdline."""
+    if value is not None:
+        raise UsageError(
+            f"{option} is not accepted: every local user can read the command line. Set "
+            f"LCI_LLM_API_KEY in the environment or use {file_option} FILE."
+        )
+    if file is None:
+        return None
+    try:
+        info = file.stat()
+        lines = file.read_text().splitlines()
+    except OSError as exc:
+        raise UsageError(f"{file_option} {file}: cannot read it ({exc.strerror})") from None
+    if info.st_mode & 0o022:
+        raise UsageError(f"{file_option} {file} is writable by other users; chmod go-w it")
+    key = lines[0].strip() if lines else ""
+    if not key:
+        raise UsageError(f"{file_option} {file}: the first line holds no key")
+    return key

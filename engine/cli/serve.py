@@ -7,6 +7,7 @@ otherwise; on SIGINT or SIGTERM it lets open requests finish briefly, then close
 
 Client keys: set LCI_API_KEY in the environment, or give a keys file with --api-key-file (one key
 per line, `KEY` or `NAME KEY`), never a key on the command line, where every local user can read it.
+The model server's key likewise: LCI_LLM_API_KEY, or --llm-api-key-file (its first line).
 Each key sees only the sessions it created. Requests must name this server in their Host header (an
 IP address, localhost, the bind address, or an --allow-host name), which defeats DNS rebinding.
 """
@@ -20,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.cli.common import UsageError, build, load_settings
+from engine.cli.common import UsageError, build, load_settings, secret_option
 from engine.config import Settings
 from engine.models import BackendName
 from engine.server.runtime.options import ServerOptions
@@ -45,9 +46,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8000)")
     p.add_argument("--backend", choices=[b.value for b in BackendName], help="sandbox backend")
+    p.add_argument(
+        "--docker-runtime",
+        metavar="NAME",
+        help="OCI runtime of the docker backend's containers, as registered in the daemon "
+        "(e.g. runsc for gVisor; LCI_DOCKER_RUNTIME; default: the daemon's)",
+    )
     p.add_argument("--llm-base-url", help="model server, e.g. http://127.0.0.1:8080/v1")
     p.add_argument("--llm-model", help="model used when a request names none")
-    p.add_argument("--llm-api-key", help="API key of the model server")
+    p.add_argument(
+        "--llm-api-key-file",
+        type=Path,
+        metavar="FILE",
+        help="file whose first line is the model server's API key; or set LCI_LLM_API_KEY",
+    )
     p.add_argument(
         "--api-key-file",
         type=Path,
@@ -55,6 +67,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     # Refused with an explanation: a key here is readable in /proc/<pid>/cmdline by any local user.
     p.add_argument("--api-key", help=argparse.SUPPRESS)
+    p.add_argument("--llm-api-key", help=argparse.SUPPRESS)
     p.add_argument(
         "--allow-host",
         action="append",
@@ -131,9 +144,12 @@ def configure(args: argparse.Namespace) -> tuple[Settings, ServerOptions]:
         "backend": args.backend,
         "llm_base_url": args.llm_base_url,
         "llm_model": args.llm_model,
-        "llm_api_key": args.llm_api_key,
+        "llm_api_key": secret_option(
+            args.llm_api_key, "--llm-api-key", args.llm_api_key_file, "--llm-api-key-file"
+        ),
         "api_key_file": args.api_key_file,
         "ray_address": args.ray_address,
+        "docker_runtime": args.docker_runtime,
     }
     env_settings = load_settings()
     maxima = env_settings.max_limits.model_dump()
@@ -208,6 +224,7 @@ def preflight(settings: Settings) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
+    from engine.core.state_dir import UnsafeStateDir
     from engine.server import serve
     from engine.server.http.auth import KeyFileError
 
@@ -221,6 +238,6 @@ async def run(args: argparse.Namespace) -> int:
     preflight(settings)
     try:
         return await serve(settings, options, args.log_level, args.log_format)
-    except KeyFileError as exc:
-        print(f"lci serve: {exc}", file=sys.stderr)
+    except (KeyFileError, UnsafeStateDir) as exc:
+        print(f"lci serve: {exc}", file=sys.stderr)  # one line: what is wrong, and the fix
         return 2

@@ -5,6 +5,9 @@ Every cap refuses with `CapacityExceeded` carrying a `retry_after_s` hint (the s
 429 with `Retry-After`), never by letting the host run out of memory or CPU. A session is charged
 its memory limit plus its workdir (a tmpfs lives in RAM) from the moment its creation is admitted
 until it is closed, so the sum of what live sessions may use stays within the budget.
+
+Refusals name the caller's own figures and the caps' names, never what live sessions hold
+together: on a server with several API keys that would tell one key how much the others use.
 """
 
 from __future__ import annotations
@@ -95,7 +98,7 @@ class Capacity:
         if self._sessions >= s.max_sessions:
             observe.get().capacity_refused("sessions")
             raise CapacityExceeded(
-                f"{s.max_sessions} sessions are live; close one or raise max_sessions",
+                "as many sessions are live as max_sessions allows; close one or try again later",
                 SESSION_RETRY_AFTER_S,
             )
         quota = s.max_sessions_per_owner
@@ -108,8 +111,8 @@ class Capacity:
         if self._charged_mb + charge > s.memory_budget_mb:
             observe.get().capacity_refused("memory_budget")
             raise CapacityExceeded(
-                f"the memory budget is spent: live sessions may use {self._charged_mb} MB of "
-                f"{s.memory_budget_mb} MB and this one asks for {charge} MB (memory_mb + disk_mb)",
+                f"the memory budget of live sessions has no room for this one's {charge} MB "
+                "(memory_mb + disk_mb); close one, ask for less, or try again later",
                 SESSION_RETRY_AFTER_S,
             )
 

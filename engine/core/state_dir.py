@@ -6,6 +6,7 @@ can write to."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -35,6 +36,35 @@ def prepare_state_dir(path: Path) -> Path:
             f"the state directory's parent {path.parent} is writable by other users and not "
             "sticky; point LCI_STATE_DIR elsewhere"
         )
+    return path
+
+
+def prepare_private_dir(path: Path, what: str) -> Path:
+    """Create `path` (mode 0700) inside a prepared state directory, or check that the one found is
+    this user's and writable by nobody else; UnsafeStateDir if not."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    check_private(path, what)
+    return path
+
+
+def check_state_dir(path: Path, subdirs: tuple[str, ...] = ()) -> Path:
+    """Prepare the state directory and the `subdirs` a server keeps in it, and refuse the whole
+    directory when anything already in it belongs to another user: such an entry means another
+    user could once write there, and may have left links or records for this engine to follow.
+    UnsafeStateDir names the first offending path."""
+    prepare_state_dir(path)
+    for name in subdirs:
+        prepare_private_dir(path / name, "state subdirectory")
+    with os.scandir(path) as entries:
+        for entry in entries:
+            owner = entry.stat(follow_symlinks=False).st_uid
+            if owner != os.geteuid():
+                raise UnsafeStateDir(
+                    f"{entry.path} in the state directory belongs to uid {owner}, not to this "
+                    f"engine's user (uid {os.geteuid()}): another user may have prepared it; "
+                    "remove it, or point LCI_STATE_DIR at a directory of your own"
+                )
     return path
 
 

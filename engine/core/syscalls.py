@@ -4,7 +4,7 @@ subprocess launcher and to a seccomp profile for containers.
 The list follows what Docker's default profile refuses to an unprivileged container, plus kernel
 surface a code interpreter never needs and that keeps producing exploits: io_uring, the keyrings
 (keyctl, add_key, request_key), bpf, userfaultfd, perf events, ptrace and cross-process memory
-access, mounts (old and new API), namespaces (unshare, setns, clone with namespace flags), kexec
+access, mounts (old and new API), modify_ldt, namespaces (unshare, setns, clone with namespace flags), kexec
 and kernel modules. Refused calls fail with EPERM; clone3 fails with ENOSYS, so the C library falls
 back to clone, whose flags a filter can inspect (clone3 passes them in memory it cannot read).
 
@@ -47,6 +47,9 @@ DENIED = {
     "kexec_load": (246, 104),
     "keyctl": (250, 219),
     "lookup_dcookie": (212, 18),
+    # The x86 local descriptor table: 16-bit and segment tricks only, and a history of kernel
+    # bugs (Docker's default profile refuses it too).
+    "modify_ldt": (154, None),
     "mount": (165, 40),
     "mount_setattr": (442, 442),
     "move_mount": (429, 429),

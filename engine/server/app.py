@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from engine.config import Settings
+from engine.core.state_dir import check_state_dir
 from engine.server.dashscope import mount as dashscope
 from engine.server.e2b import mount as e2b
 from engine.server.http import errors
@@ -127,13 +128,17 @@ def surface_finder(mounted: tuple[Surface, ...]) -> Callable[[str], str]:
 
 
 def create_app(settings: Settings | None = None, options: ServerOptions | None = None) -> FastAPI:
+    """The application. Raises UnsafeStateDir when the state directory, or anything in it, could
+    have been prepared by another user (checked now, before anything reads from it)."""
     settings = settings or Settings()
     options = options or ServerOptions()
     mounted = surfaces(options, _version())
+    check_state_dir(settings.state_dir, tuple(d for s in mounted for d in s.state_dirs))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = ServerState.build(settings, options)
+        state.keys = len(keys.keys) if keys is not None else 1
         app.state.lci = state
         try:
             async with contextlib.AsyncExitStack() as running:
@@ -159,7 +164,7 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
         hosts=HostCheck(options.host, options.allowed_hosts),
         body_limit=body_limit,
         body_timeout_s=options.body_timeout_s,
-        delegated=tuple(prefix for surface in mounted for prefix in surface.delegated),
+        delegated={p: a for surface in mounted for p, a in surface.delegated.items()},
     )
     app.add_middleware(Telemetry, surface_of=surface_finder(mounted))
     for surface in mounted:  # outside the gate: it sees where a request goes

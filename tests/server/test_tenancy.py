@@ -179,3 +179,59 @@ def test_a_quota_per_key(shared_fake: FakeModel, keys_file: Path) -> None:
         assert "quota" in refused.json()["error"]["message"]
         assert int(refused.headers["Retry-After"]) >= 1
         assert bob.post("/v1/sessions").status_code == 201  # another key has its own quota
+
+
+def test_one_key_filling_the_file_store_leaves_the_others_their_share(
+    shared_fake: FakeModel, keys_file: Path
+) -> None:
+    """The attack: alice uploads until the store is full, then bob's 5-byte upload fails, and the
+    refusal tells alice how much the other keys keep."""
+    args = ["--api-key-file", str(keys_file)]
+    env = {"LCI_SERVER_MAX_FILE_STORE_BYTES": "4000"}
+    with LciServer(shared_fake.base_url, args=args, env=env) as server:
+        alice = openai.OpenAI(api_key=ALICE, base_url=server.url + "/v1", max_retries=0)
+        bob = openai.OpenAI(api_key=BOB, base_url=server.url + "/v1", max_retries=0)
+        bob.files.create(file=("b.txt", b"bob's"), purpose="user_data")
+        for _ in range(3):
+            try:
+                alice.files.create(file=("a.bin", b"a" * 1500), purpose="user_data")
+            except openai.APIStatusError as refused:
+                assert refused.status_code == 413
+                message = refused.message
+                break
+        else:
+            pytest.fail("alice stored 4500 bytes in a 4000-byte store of two keys")
+        assert "full" in message and "2000" in message  # her own quota: half the store
+        assert "4000" not in message and "1505" not in message and "3005" not in message
+        assert bob.files.create(file=("c.txt", b"still"), purpose="user_data").bytes == 5
+        alice.close()
+        bob.close()
+
+
+def test_a_full_server_never_closes_another_keys_containers(
+    shared_fake: FakeModel, keys_file: Path
+) -> None:
+    """The attack: bob asks for sessions on a full server until alice's idle containers are closed
+    to make room for him, losing her variables and files."""
+    args = ["--api-key-file", str(keys_file)]
+    with (
+        LciServer(shared_fake.base_url, args=args, env={"LCI_MAX_SESSIONS": "2"}) as server,
+        client(server, ALICE) as alice,
+        client(server, BOB) as bob,
+    ):
+        sdk = openai.OpenAI(api_key=ALICE, base_url=server.url + "/v1", max_retries=0)
+        containers = []
+        for _ in range(2):
+            shared_fake.reset()
+            shared_fake.script(stream(calls=["kept = 1"]), stream(text="ok"))
+            response = sdk.responses.create(model="m", input="x", tools=CI)  # type: ignore[list-item]
+            (call,) = checks.code_calls_well_formed(response.model_dump()["output"])
+            containers.append(call["container_id"])
+        shared_fake.reset()
+        sdk.close()
+        refused = bob.post("/v1/sessions")
+        assert refused.status_code == 429, refused.text
+        live = {s["id"] for s in alice.get("/v1/sessions").json()["sessions"]}
+        assert live == set(containers)
+        # her own new work may still make room among her own idle containers
+        assert alice.post("/v1/sessions").status_code == 201

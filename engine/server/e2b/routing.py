@@ -4,8 +4,8 @@ E2B's SDKs send every sandbox-addressed request (code interpreter `/execute`, `/
 `/files`, `/health`, connect-rpc) to `E2B_SANDBOX_URL` with an `E2b-Sandbox-Id` header; the path
 alone does not say it is meant for a sandbox (`/health` is also lci's own). `SandboxRouting` moves
 every request that carries the header under `PREFIX`, where only the sandbox routes live, so such
-a request can reach nothing else. The gate delegates `PREFIX` to `sandbox_of`, which every route
-there depends on: the sandbox must exist, and the request must carry its token (`X-Access-Token`,
+a request can reach nothing else. The gate delegates `PREFIX` to `authorize` (before it reads the
+body), and every route there depends on `sandbox_of`, which checks again: the sandbox must exist, and the request must carry its token (`X-Access-Token`,
 or `E2B-Traffic-Access-Token` on the code-interpreter calls that send only that one).
 
 The SDKs' debug mode (`E2B_DEBUG=true`) never calls the control plane and addresses a sandbox
@@ -51,19 +51,32 @@ class SandboxRouting:
         await self.app(scope, receive, send)
 
 
+def authorize(scope: Scope) -> str:
+    """The gate's check of a sandbox-addressed request, before its body is read: the principal that
+    owns the addressed sandbox, once the request's token is checked."""
+    sandbox = _addressed(scope["app"].state.lci, Headers(scope=scope))
+    return ANONYMOUS if sandbox is None else sandbox.owner
+
+
 async def sandbox_of(request: Request) -> E2BSandbox:
     """The sandbox a data-plane request addresses, once its token is checked."""
-    state = get_state(request)
-    sandbox_id = request.headers.get(SANDBOX_HEADER, "")
+    sandbox = _addressed(get_state(request), request.headers)
+    return sandbox if sandbox is not None else await _debug_sandbox(request)
+
+
+def _addressed(state: ServerState, headers: Headers) -> E2BSandbox | None:
+    """The addressed sandbox if the request carries its token; None for the debug sandbox not
+    started yet (only without keys); SandboxNotRunning or Unauthorized otherwise."""
+    sandbox_id = headers.get(SANDBOX_HEADER, "")
     try:
         sandbox = sandboxes(state).get(sandbox_id)
     except SandboxNotFound:
         if sandbox_id != DEBUG_SANDBOX_ID or _keyed(state):
             raise SandboxNotRunning(f"The sandbox {sandbox_id} was not found") from None
-        return await _debug_sandbox(request)
+        return None
     if sandbox_id == DEBUG_SANDBOX_ID and not _keyed(state):
         return sandbox
-    presented = [request.headers.get(name, "") for name in _TOKEN_HEADERS]
+    presented = [headers.get(name, "") for name in _TOKEN_HEADERS]
     if not any(secrets.compare_digest(t.encode(), sandbox.token.encode()) for t in presented):
         raise Unauthorized(f"missing or invalid access token for sandbox {sandbox_id}")
     return sandbox

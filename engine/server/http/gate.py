@@ -7,8 +7,12 @@ slower than `body_timeout_s` allows is answered with 408. Refusals use the error
 surface the request was sent to.
 
 The key comes as `Authorization: Bearer <key>` or, as E2B's SDKs send it, `X-API-Key: <key>`.
-Paths under `delegated` prefixes are authorized by their routes instead (E2B's sandbox-addressed
-requests carry a per-sandbox token, not the key).
+Paths under a `delegated` prefix carry a credential of their surface's own (E2B's sandbox-addressed
+requests carry a per-sandbox token, not the key): the gate asks that surface's `Authorizer`, with
+or without keys. Either way the caller is known before a byte of the body is read, so a client
+without a credential cannot make the server buffer a body (up to the upload limit, for up to
+`body_timeout_s`). A request to an open path without a key is passed on unread: open paths take no
+body.
 """
 
 from __future__ import annotations
@@ -21,12 +25,17 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import observe
+from engine.errors import LCIError
 from engine.server.http.auth import PRINCIPAL, KeyRing
 from engine.server.http.errors import error_body, status_for, surface_of
 from engine.server.http.hosts import HostCheck
 
 # Reachable without a key: liveness and the API description hold nothing secret.
 OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+
+# The principal a delegated request acts for, from its scope (headers and all, but not the body);
+# raises an LCIError (its code picks the status) to refuse it. Called on the event loop: no I/O.
+Authorizer = Callable[[Scope], str]
 
 
 class Gate:
@@ -38,14 +47,14 @@ class Gate:
         hosts: HostCheck,
         body_limit: Callable[[str], int],
         body_timeout_s: float,
-        delegated: tuple[str, ...] = (),
+        delegated: dict[str, Authorizer] | None = None,
     ) -> None:
         self.app = app
         self.keys = keys
         self.hosts = hosts
         self.body_limit = body_limit
         self.body_timeout_s = body_timeout_s
-        self.delegated = delegated
+        self.delegated = delegated or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,19 +68,31 @@ class Gate:
         if not self.hosts.origin_allowed(headers.get("origin")):
             await _refuse(send, path, "forbidden_host", "requests from that Origin are refused")
             return
-        if self.keys is not None:
-            principal = self._principal(headers)
-            open_path = path in OPEN_PATHS or path.startswith(self.delegated)
-            if principal is None and not open_path:
-                given = "authorization" in headers or "x-api-key" in headers
-                observe.audit("auth.failure", path=path, reason="invalid" if given else "missing")
-                await _refuse(
-                    send, path, "unauthorized", "missing or invalid API key (Bearer token)"
-                )
+        authorizer = next((a for p, a in self.delegated.items() if path.startswith(p)), None)
+        if authorizer is not None:
+            try:
+                scope[PRINCIPAL] = authorizer(scope)
+            except LCIError as refused:
+                observe.audit("auth.failure", path=path, reason=refused.code)
+                await _refuse(send, path, refused.code, refused.message)
                 return
-            if principal is not None:
-                scope[PRINCIPAL] = principal
-                observe.owner.set(observe.hash_owner(principal))
+            observe.owner.set(observe.hash_owner(scope[PRINCIPAL]))
+        elif self.keys is not None:
+            principal = self._principal(headers)
+            if principal is None:
+                if path not in OPEN_PATHS:
+                    given = "authorization" in headers or "x-api-key" in headers
+                    observe.audit(
+                        "auth.failure", path=path, reason="invalid" if given else "missing"
+                    )
+                    await _refuse(
+                        send, path, "unauthorized", "missing or invalid API key (Bearer token)"
+                    )
+                    return
+                await self.app(scope, receive, send)  # unread: nothing to buffer for a stranger
+                return
+            scope[PRINCIPAL] = principal
+            observe.owner.set(observe.hash_owner(principal))
         limit = self.body_limit(path)
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:

@@ -6,7 +6,7 @@ from engine.server.openai.containers import api as containers_api
 from engine.server.openai.containers import files as container_files
 from engine.server.openai.files import api as files_api
 from engine.server.openai.responses import api as responses_api
-from engine.server.openai.state import running
+from engine.server.openai.state import FILES_DIR, running
 from engine.server.runtime.surface import Surface
 
 
@@ -25,5 +25,6 @@ def surface() -> Surface:
             chat.router,
         ),
         is_upload=_is_upload,
+        state_dirs=(FILES_DIR,),
         running=running,
     )

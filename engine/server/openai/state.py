@@ -12,14 +12,17 @@ from engine.server.openai.files.store import FileStore
 from engine.server.openai.responses.store import ResponseStore
 from engine.server.runtime.state import ServerState
 
+FILES_DIR = "files"  # under the state directory: the uploaded files
+
 
 @asynccontextmanager
 async def running(shared: ServerState) -> AsyncIterator[None]:
     options = shared.options
     files = FileStore(
-        shared.settings.state_dir / "files",
+        shared.settings.state_dir / FILES_DIR,
         max_file_bytes=options.max_upload_bytes,
         max_total_bytes=options.max_file_store_bytes,
+        keys=shared.keys,
     )
     registry = ContainerRegistry(shared.manager, shared.runner, files, shared.settings)
     shared.attach(files)

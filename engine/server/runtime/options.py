@@ -48,7 +48,10 @@ class ServerOptions(BaseSettings):
     )
     max_upload_bytes: int = Field(64 * MIB, ge=1024, description="Largest file upload body.")
     max_file_store_bytes: int = Field(
-        1024 * MIB, ge=1024, description="All files uploaded to /v1/files together."
+        1024 * MIB,
+        ge=1024,
+        description="All files uploaded to /v1/files together; each API key may keep "
+        "this divided by the number of keys.",
     )
     allow_non_stream: bool = Field(
         True, description="Serve chat and native requests with the code interpreter unstreamed."

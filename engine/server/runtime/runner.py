@@ -9,7 +9,9 @@ It is `engine.session_runner.SessionRunner` plus owners, binding, and keeping se
 request:
 containers kept (Responses) would otherwise hold their slot until the manager's idle expiry, so
 when the manager is full the least recently used idle one that no request is using is closed to
-make room.
+make room, but only one of the same principal: a key never loses its containers to make room for
+another key's (that key gets the 429; per-key quotas, `max_sessions_per_owner`, keep one key from
+filling the server).
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class ServerRunner(SessionRunner):
                 # The anonymous principal (no keys configured) has no quota of its own.
                 session = await self.manager.create(spec, owner=owner or None)
             except CapacityExceeded:
-                if not await self._evict():
+                if not await self._evict(owner or ANONYMOUS):
                     raise
             else:
                 if owner is not None:
@@ -102,15 +104,19 @@ class ServerRunner(SessionRunner):
         self._conversation_owners.pop(conversation_id, None)
         return super()._forget(conversation_id)
 
-    async def _evict(self) -> bool:
-        """Close the least recently used kept container that is idle and unused; False if none."""
+    async def _evict(self, owner: str) -> bool:
+        """Close the least recently used kept container of `owner` that is idle and unused; False
+        if there is none."""
         in_use = set(self._sessions.values())
         for session_id in list(self._kept):
-            self._kept.pop(session_id)
             try:
                 session = self.manager.get(session_id)
             except SessionNotFound:
+                self._kept.pop(session_id)
                 continue
+            if self.owner_of(session_id) != owner:
+                continue  # another key's: never closed for this one
+            self._kept.pop(session_id)
             if session_id in in_use or session.busy:
                 continue
             with contextlib.suppress(SessionNotFound, SessionClosed):

@@ -37,6 +37,7 @@ class ServerState:
     runner: ServerRunner  # runs code for every surface, in sessions that belong to a principal
     proxy: Proxy
     web: WebTools | None = None  # the configured web tools
+    keys: int = 1  # how many API keys (principals) the server accepts: per-key shares divide by it
     _parts: dict[type, object] = field(default_factory=dict)
 
     @property

@@ -197,6 +197,7 @@ class DockerBackend:
             preload=preload,
             network=self.network,
             agent_volume=self.agent.volume(image),
+            runtime=self.settings.docker_runtime,
         )
 
     async def _ensure_network(self) -> None:

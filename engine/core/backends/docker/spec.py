@@ -94,6 +94,7 @@ class ContainerPlan:
     preload: tuple[str, ...] = ()  # modules the agent imports before it says hello
     network: str = "bridge"  # the network of a container with `limits.network`
     agent_volume: str | None = None
+    runtime: str | None = None  # the daemon's OCI runtime (`runsc`: gVisor); None: its default
 
     def binds(self) -> dict[str, dict[str, str]]:
         # nocopy: the image's own /workspace (or an older agent) is never copied into a volume.
@@ -145,6 +146,7 @@ class ContainerPlan:
             # default profile, which lets io_uring and ptrace (of docker-init too) through.
             "security_opt": ["no-new-privileges:true", f"seccomp={_SECCOMP_PROFILE}"],
             "privileged": False,
+            "runtime": self.runtime,
             "read_only": True,
             "binds": self.binds(),
             "tmpfs": {"/tmp": f"rw,nosuid,nodev,noexec,size={TMP_MB}m,mode=1777"},

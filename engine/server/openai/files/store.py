@@ -1,11 +1,16 @@
 """The server's uploaded files (`/v1/files`): kept on disk under the state directory, so they outlive a
-restart, with a cap on one file and on all of them together.
+restart, with a cap on one file and a quota per key (API key principal): the store's total divided
+by the number of keys, so that the quotas together fit the total and one key filling its share never
+makes another key's upload fail. Refusals name only the key's own quota, never the store's totals
+(which would tell a key how much the others keep).
 
     <state_dir>/files/file-<hex>        the bytes
     <state_dir>/files/file-<hex>.json   what the API reports of it (name, purpose, size, times)
 
 Both are written to a temporary name and renamed, so a crash never leaves a half file behind a
-record. Sizes are reserved under a lock before writing, so concurrent uploads cannot together pass
+record. Both are read without following links, and only as regular files: a record or content
+planted as a symlink (to /etc/shadow, say) is skipped, never served. The directory itself is
+this user's and private (`core.state_dir`), checked before the server starts. Sizes are reserved under a lock before writing, so concurrent uploads cannot together pass
 the cap.
 """
 
@@ -13,15 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
 import secrets
+import stat
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from engine.core.state_dir import prepare_private_dir, prepare_state_dir
 from engine.errors import BadParameter, FileNotFound, PayloadTooLarge
 
 log = logging.getLogger(__name__)
@@ -69,31 +78,38 @@ class StoredFile:
 
 
 class FileStore:
-    def __init__(self, root: Path, *, max_file_bytes: int, max_total_bytes: int) -> None:
+    def __init__(
+        self, root: Path, *, max_file_bytes: int, max_total_bytes: int, keys: int = 1
+    ) -> None:
         self.root = root
         self.max_file_bytes = max_file_bytes
         self.max_total_bytes = max_total_bytes
+        self.quota_bytes = max_total_bytes // max(1, keys)  # what one key may keep
         self._files: dict[str, StoredFile] = {}
-        self._reserved = 0  # bytes of uploads being written
+        self._reserved: Counter[str] = Counter()  # bytes of uploads being written, per key
         self._lock = asyncio.Lock()
-        root.parent.mkdir(mode=0o711, parents=True, exist_ok=True)  # as the backends make it
-        root.mkdir(mode=0o700, exist_ok=True)
+        prepare_state_dir(root.parent)
+        prepare_private_dir(root, "file store")
         self._load()
 
     def _load(self) -> None:
         for meta in self.root.glob("file-*.json"):
             try:
-                record = StoredFile(**json.loads(meta.read_text()))
+                record = StoredFile(**json.loads(_read_regular(meta)))
             except (OSError, ValueError, TypeError) as exc:
                 log.warning("skipping unreadable file record %s: %s", meta, exc)
                 continue
-            if _valid_id(record.id) and self._content(record.id).is_file():
+            if _valid_id(record.id) and _is_regular(self._content(record.id)):
                 self._files[record.id] = record
         self._purge()
 
     @property
     def used_bytes(self) -> int:
-        return sum(f.bytes for f in self._files.values()) + self._reserved
+        return sum(f.bytes for f in self._files.values()) + self._reserved.total()
+
+    def used_by(self, owner: str) -> int:
+        kept = sum(f.bytes for f in self._files.values() if f.owner == owner)
+        return kept + self._reserved[owner]
 
     async def put(
         self,
@@ -109,12 +125,14 @@ class FileStore:
             raise PayloadTooLarge(f"the file is larger than {self.max_file_bytes} bytes")
         async with self._lock:
             self._purge()
-            if self.used_bytes + len(data) > self.max_total_bytes:
+            if self.used_by(owner) + len(data) > self.quota_bytes:
                 raise PayloadTooLarge(
-                    f"the file store is full ({self.used_bytes} of {self.max_total_bytes} bytes "
-                    "used); delete files first"
+                    f"this key's share of the file store is full (its quota is {self.quota_bytes} "
+                    "bytes); delete files first"
                 )
-            self._reserved += len(data)
+            if self.used_bytes + len(data) > self.max_total_bytes:  # files of keys now removed
+                raise PayloadTooLarge("the file store is full; delete files first")
+            self._reserved[owner] += len(data)
         now = time.time()
         record = StoredFile(
             id=f"file-{secrets.token_hex(12)}",
@@ -128,7 +146,7 @@ class FileStore:
         try:
             await asyncio.to_thread(self._write, record, data)
         finally:
-            self._reserved -= len(data)
+            self._reserved[owner] -= len(data)
         self._files[record.id] = record
         return record
 
@@ -143,8 +161,8 @@ class FileStore:
     async def read(self, file_id: str, owner: str | None = None) -> bytes:
         record = self.get(file_id, owner)
         try:
-            return await asyncio.to_thread(self._content(record.id).read_bytes)
-        except FileNotFoundError:
+            return await asyncio.to_thread(_read_regular, self._content(record.id))
+        except OSError:  # gone, or no longer a regular file of ours
             self._files.pop(file_id, None)
             raise FileNotFound(f"No such File object: {file_id}") from None
 
@@ -193,6 +211,22 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of `path`, refusing a symlink (ELOOP) or anything but a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return handle.read()
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def _valid_id(file_id: str) -> bool:
