@@ -15,9 +15,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.cli.common import load_settings
-from engine.config import Settings
+
+if TYPE_CHECKING:
+    from engine.config import Settings
 
 _DATA_STACK = ("numpy", "pandas", "matplotlib")
 _USERNS_PROBE = (

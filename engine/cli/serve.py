@@ -14,15 +14,19 @@ IP address, localhost, the bind address, or an --allow-host name), which defeats
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.cli.common import UsageError, build, load_settings
-from engine.config import Settings
+from engine.cli.demo_model import DEMO_MODEL, DemoModel
 from engine.models import BackendName
-from engine.server.runtime.options import ServerOptions
+
+if TYPE_CHECKING:
+    from engine.config import Settings
+    from engine.server.runtime.options import ServerOptions
 
 _MAXIMA = {  # option -> (LimitMaxima field, type, help)
     "--max-memory-mb": ("memory_mb", int, "largest memory_mb a client may ask for (default 8192)"),
@@ -45,7 +49,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port (default 8000)")
     p.add_argument("--backend", choices=[b.value for b in BackendName], help="sandbox backend")
     p.add_argument("--llm-base-url", help="model server, e.g. http://127.0.0.1:8080/v1")
-    p.add_argument("--llm-model", help="model used when a request names none")
+    p.add_argument(
+        "--llm-model",
+        help="model used when a request names none ('demo' without --llm-base-url: lci's "
+        "scripted demo model, no model server needed)",
+    )
     p.add_argument("--llm-api-key", help="API key of the model server")
     p.add_argument(
         "--api-key-file",
@@ -100,6 +108,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def configure(args: argparse.Namespace) -> tuple[Settings, ServerOptions]:
     """Settings and server options from the environment, overridden by the given options."""
+    from engine.server.runtime.options import ServerOptions
+
     if args.api_key is not None:
         raise SystemExit(
             "lci serve: --api-key is not accepted: every local user can read the command line. "
@@ -167,8 +177,14 @@ async def run(args: argparse.Namespace) -> int:
 
     settings, options = configure(args)  # a mistake is a UsageError: one line, exit 2
     check_address(options.host, options.port)
-    try:
-        return await serve(settings, options, args.log_level)
-    except KeyFileError as exc:
-        print(f"lci serve: {exc}", file=sys.stderr)
-        return 2
+    with contextlib.ExitStack() as stack:
+        if settings.llm_model == DEMO_MODEL and args.llm_base_url is None:
+            # No model server: lci's scripted demo model answers, on a loopback port of its own.
+            demo = stack.enter_context(DemoModel())
+            settings = settings.model_copy(update={"llm_base_url": demo.base_url})
+            print(f"lci: model: the scripted demo model ({demo.base_url})", file=sys.stderr)
+        try:
+            return await serve(settings, options, args.log_level)
+        except KeyFileError as exc:
+            print(f"lci serve: {exc}", file=sys.stderr)
+            return 2
