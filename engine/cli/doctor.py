@@ -22,7 +22,7 @@ from engine.cli.common import load_settings
 if TYPE_CHECKING:
     from engine.config import Settings
 
-_DATA_STACK = ("numpy", "pandas", "matplotlib")
+_DATA_STACK = ("numpy", "pandas", "matplotlib", "sympy", "scipy")
 _USERNS_PROBE = (
     "import ctypes, sys; "
     "sys.exit(ctypes.CDLL(None, use_errno=True).unshare(0x10000000 | 0x20000 | 0x40000000) != 0)"
