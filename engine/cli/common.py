@@ -44,6 +44,9 @@ def describe(exc: ValidationError, name: Callable[[tuple[int | str, ...]], str])
     parts = []
     for error in exc.errors():
         message = error["msg"]
+        if not error["loc"]:  # a check of the whole model: its message names the fields itself
+            parts.append(message.removeprefix("Value error, "))
+            continue
         message = re.sub(r"^(Input should be|Value error, )\s*", "must be ", message)
         message = message.replace("must be must be", "must be")
         got = error.get("input")
@@ -73,7 +76,10 @@ def load_settings(**overrides: Any) -> Settings:
             f"{variable} is not valid JSON (e.g. {variable}='{_EXAMPLES.get(variable, '...')}')"
         ) from None
     except ValidationError as exc:
-        raise UsageError(describe(exc, _env_name)) from None
+        # A check across fields names them as Settings does (`limits.memory_mb`, `max_limits`):
+        # say the variables that set them.
+        text = re.sub(r"\bmax_limits\b", "LCI_MAX_LIMITS", describe(exc, _env_name))
+        raise UsageError(re.sub(r"(?<![\w.])limits\.", "LCI_LIMITS.", text)) from None
 
 
 _EXAMPLES = {"LCI_LIMITS": '{"timeout_s": 30, "memory_mb": 512}', "LCI_PRELOAD": '["numpy"]'}
