@@ -159,9 +159,8 @@ async def _local(args: argparse.Namespace, changes: dict[str, object]) -> AsyncI
 
 @asynccontextmanager
 async def _remote(args: argparse.Namespace, changes: dict[str, object]) -> AsyncIterator[_Session]:
-    import httpx
-
     from engine.client import AsyncClient
+    from engine.errors import ServerUnavailable
 
     if changes:
         limits_with(load_settings().limits, changes)  # the server checks too; name the flag here
@@ -175,5 +174,6 @@ async def _remote(args: argparse.Namespace, changes: dict[str, object]) -> Async
                 yield session
             finally:
                 await session.close()
-    except httpx.HTTPError as exc:
-        raise UsageError(f"--server {args.server}: {exc or type(exc).__name__}") from None
+    except ServerUnavailable as exc:
+        reason = exc.__cause__ or exc
+        raise UsageError(f"--server {args.server}: {reason or type(reason).__name__}") from None
