@@ -26,7 +26,8 @@ and chained with `from`.
     │   ├── ProtocolError          protocol_error
     │   └── BackendUnavailable     backend_unavailable
     │       └── ImageNotFound      image_not_found
-    └── UpstreamError              upstream_error        (the model server failed)
+    ├── UpstreamError              upstream_error        (the model server failed)
+    └── ServerUnavailable          server_unavailable    (engine.client: lci serve unreachable)
 
 Errors raised by user code are never exceptions here: they are data in `Execution.error`.
 """
@@ -182,6 +183,13 @@ class UpstreamError(LCIError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ServerUnavailable(LCIError):
+    """`engine.client` could not reach `lci serve`, or the server dropped the connection (it
+    stopped, or restarted) before answering. Raised by the client only: no server sends it."""
+
+    code = "server_unavailable"
 
 
 def _classes_by_code() -> dict[str, type[LCIError]]:

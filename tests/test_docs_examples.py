@@ -163,6 +163,11 @@ def _figures(ran: Ran) -> None:
     assert list((ran.where / "figures").glob("*.png")), ran.out
 
 
+def _chat_files(ran: Ran) -> None:
+    _has(ANSWER, "file saved: results/chart.png")(ran)
+    _png("results/chart.png")(ran)
+
+
 def _web(ran: Ran) -> None:
     opened = f"open_page {ran.web.url('/pages/article')}"
     _has(f"search Port Example highest tide\n{opened}\n", WEB_ANSWER, "'web_search': {'count': 1}")(
@@ -181,6 +186,7 @@ CHECKS: dict[str, Check] = {
     # README
     "exec-cells": Check(_ends("42\n10.5")),
     "chat": Check(_has(ANSWER)),
+    "demo": Check(_has("scripted demo model", "NameError", "file saved: prime_gaps.png")),
     "openai-sdk": Check(_has(ANSWER)),
     "session-api": Check(_has('"42"', '"outcome":"completed"')),
     "python-api": Check(),
@@ -190,6 +196,7 @@ CHECKS: dict[str, Check] = {
     "exec-server": Check(_ends("42")),
     # docs/chat-loop.md
     "chat-options": Check(_figures),
+    "chat-files": Check(_chat_files),
     # docs/openai.md: the streamed Responses example shows the logs of a call that drew a
     # figure, not the image
     "responses": Check(_has(ANSWER, f"[result]\n{VALUE}")),

@@ -10,13 +10,14 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
-from pydantic_settings import SettingsError
 
-from engine.config import Settings
 from engine.models import Limits
+
+if TYPE_CHECKING:
+    from engine.config import Settings
 
 M = TypeVar("M")
 
@@ -43,6 +44,9 @@ def describe(exc: ValidationError, name: Callable[[tuple[int | str, ...]], str])
     parts = []
     for error in exc.errors():
         message = error["msg"]
+        if not error["loc"]:  # a check of the whole model: its message names the fields itself
+            parts.append(message.removeprefix("Value error, "))
+            continue
         message = re.sub(r"^(Input should be|Value error, )\s*", "must be ", message)
         message = message.replace("must be must be", "must be")
         got = error.get("input")
@@ -58,6 +62,11 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
 
 def load_settings(**overrides: Any) -> Settings:
     """`Settings` from the environment and `overrides`, or a UsageError naming the variable."""
+    # Imported when needed: pydantic-settings is a tenth of `lci --version` otherwise.
+    from pydantic_settings import SettingsError
+
+    from engine.config import Settings
+
     try:
         return Settings(**overrides)
     except SettingsError as exc:
@@ -67,7 +76,10 @@ def load_settings(**overrides: Any) -> Settings:
             f"{variable} is not valid JSON (e.g. {variable}='{_EXAMPLES.get(variable, '...')}')"
         ) from None
     except ValidationError as exc:
-        raise UsageError(describe(exc, _env_name)) from None
+        # A check across fields names them as Settings does (`limits.memory_mb`, `max_limits`):
+        # say the variables that set them.
+        text = re.sub(r"\bmax_limits\b", "LCI_MAX_LIMITS", describe(exc, _env_name))
+        raise UsageError(re.sub(r"(?<![\w.])limits\.", "LCI_LIMITS.", text)) from None
 
 
 _EXAMPLES = {"LCI_LIMITS": '{"timeout_s": 30, "memory_mb": 512}', "LCI_PRELOAD": '["numpy"]'}
@@ -95,11 +107,35 @@ def writable_dir(path: Path, option: str) -> Path:
     return path
 
 
+def puts_of(specs: list[str]) -> list[tuple[Path, str]]:
+    """`--put LOCAL[:PATH]` options as (local file, path in the working directory)."""
+    puts = []
+    for spec in specs:
+        local, _, target = spec.partition(":")
+        path = Path(local)
+        if not path.is_file():
+            raise UsageError(f"--put {spec}: no such local file")
+        puts.append((path, target or path.name))
+    return puts
+
+
+def gets_of(specs: list[str], out_dir: Path) -> list[tuple[str, Path]]:
+    """`--get PATH[:LOCAL]` options as (path in the working directory, local file)."""
+    gets = []
+    for spec in specs:
+        remote, _, local = spec.partition(":")
+        if not remote:
+            raise UsageError(f"--get {spec!r}: give the path of a file in the working directory")
+        gets.append((remote, Path(local) if local else out_dir / Path(remote).name))
+    return gets
+
+
 def build(
     model: Callable[..., M], values: Mapping[str, object], flags: Mapping[str, str], env_prefix: str
 ) -> M:
     """`model(**values)` (a settings class or an options model), or a UsageError that names the
     command-line option when the value came from one, else the environment variable."""
+    from pydantic_settings import SettingsError
 
     def name(loc: tuple[int | str, ...]) -> str:
         field = str(loc[0]) if loc else "?"

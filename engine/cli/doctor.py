@@ -19,12 +19,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from engine.cli.common import load_settings
-from engine.config import Settings
 
-_DATA_STACK = ("numpy", "pandas", "matplotlib")
+if TYPE_CHECKING:
+    from engine.config import Settings
+
+_DATA_STACK = ("numpy", "pandas", "matplotlib", "sympy", "scipy")
 _USERNS_PROBE = (
     "import ctypes, sys; "
     "sys.exit(ctypes.CDLL(None, use_errno=True).unshare(0x10000000 | 0x20000 | 0x40000000) != 0)"

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine.callbacks import ItemCallback
-from engine.cli.common import LIMIT_FLAGS, UsageError, limits_with, load_settings, writable_dir
+from engine.cli.common import (
+    LIMIT_FLAGS,
+    UsageError,
+    gets_of,
+    limits_with,
+    load_settings,
+    puts_of,
+    writable_dir,
+)
 from engine.cli.exec_output import CellPrinter
 from engine.errors import LCIError
 from engine.models import BackendName, Execution, Outcome, SessionSpec
@@ -94,27 +102,6 @@ def _limit_changes(args: argparse.Namespace) -> dict[str, object]:
     return changes
 
 
-def _puts(specs: list[str]) -> list[tuple[Path, str]]:
-    puts = []
-    for spec in specs:
-        local, _, target = spec.partition(":")
-        path = Path(local)
-        if not path.is_file():
-            raise UsageError(f"--put {spec}: no such local file")
-        puts.append((path, target or path.name))
-    return puts
-
-
-def _gets(specs: list[str], out_dir: Path) -> list[tuple[str, Path]]:
-    gets = []
-    for spec in specs:
-        remote, _, local = spec.partition(":")
-        if not remote:
-            raise UsageError(f"--get {spec!r}: give the path of a file in the working directory")
-        gets.append((remote, Path(local) if local else out_dir / Path(remote).name))
-    return gets
-
-
 async def run(args: argparse.Namespace) -> int:
     if args.session and not args.server:
         raise UsageError("--session needs --server (the lci serve that holds the session)")
@@ -124,7 +111,7 @@ async def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{flags}: an existing session keeps its limits (leave out --session)")
     # A directory the user named is checked now; the current one only matters if something is saved.
     out_dir = writable_dir(args.out_dir, "--out-dir") if args.out_dir else Path.cwd()
-    puts, gets = _puts(args.put), _gets(args.get, out_dir)
+    puts, gets = puts_of(args.put), gets_of(args.get, out_dir)
     cells = [sys.stdin.read() if code == "-" else code for code in args.code]
     opener = _remote(args, changes) if args.server else _local(args, changes)
     try:
@@ -172,9 +159,8 @@ async def _local(args: argparse.Namespace, changes: dict[str, object]) -> AsyncI
 
 @asynccontextmanager
 async def _remote(args: argparse.Namespace, changes: dict[str, object]) -> AsyncIterator[_Session]:
-    import httpx
-
     from engine.client import AsyncClient
+    from engine.errors import ServerUnavailable
 
     if changes:
         limits_with(load_settings().limits, changes)  # the server checks too; name the flag here
@@ -188,5 +174,6 @@ async def _remote(args: argparse.Namespace, changes: dict[str, object]) -> Async
                 yield session
             finally:
                 await session.close()
-    except httpx.HTTPError as exc:
-        raise UsageError(f"--server {args.server}: {exc or type(exc).__name__}") from None
+    except ServerUnavailable as exc:
+        reason = exc.__cause__ or exc
+        raise UsageError(f"--server {args.server}: {reason or type(reason).__name__}") from None

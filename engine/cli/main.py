@@ -11,7 +11,7 @@ import sys
 from importlib import metadata
 from types import ModuleType
 
-from engine.cli import chat, doctor, image, mcp_stdio, serve
+from engine.cli import chat, demo, doctor, image, mcp_stdio, serve
 from engine.cli import exec as exec_command
 from engine.cli.common import UsageError
 
@@ -19,6 +19,7 @@ from engine.cli.common import UsageError
 SUBCOMMANDS: dict[str, ModuleType] = {
     "exec": exec_command,
     "chat": chat,
+    "demo": demo,
     "image": image,
     "serve": serve,
     "mcp": mcp_stdio,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.config import Settings
 from engine.models import BackendName, Limits
+
+if TYPE_CHECKING:
+    from engine.config import Settings
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -38,6 +40,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def configure(args: argparse.Namespace) -> Settings:
     """Settings from the environment, overridden by the given options."""
+    from engine.config import Settings
+
     settings = Settings()
     limits: dict[str, Any] = {}
     if args.timeout is not None:

@@ -15,16 +15,20 @@ IP address, localhost, the bind address, or an --allow-host name), which defeats
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.cli.common import UsageError, build, load_settings, secret_option
-from engine.config import Settings
+from engine.cli.demo_model import DEMO_MODEL, DemoModel
 from engine.models import BackendName
-from engine.server.runtime.options import ServerOptions
+
+if TYPE_CHECKING:
+    from engine.config import Settings
+    from engine.server.runtime.options import ServerOptions
 
 _MAXIMA = {  # option -> (LimitMaxima field, type, help)
     "--max-memory-mb": ("memory_mb", int, "largest memory_mb a client may ask for (default 8192)"),
@@ -53,7 +57,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(e.g. runsc for gVisor; LCI_DOCKER_RUNTIME; default: the daemon's)",
     )
     p.add_argument("--llm-base-url", help="model server, e.g. http://127.0.0.1:8080/v1")
-    p.add_argument("--llm-model", help="model used when a request names none")
+    p.add_argument(
+        "--llm-model",
+        help="model used when a request names none ('demo' without --llm-base-url: lci's "
+        "scripted demo model, no model server needed)",
+    )
     p.add_argument(
         "--llm-api-key-file",
         type=Path,
@@ -135,6 +143,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def configure(args: argparse.Namespace) -> tuple[Settings, ServerOptions]:
     """Settings and server options from the environment, overridden by the given options."""
+    from engine.server.runtime.options import ServerOptions
+
     if args.api_key is not None:
         raise SystemExit(
             "lci serve: --api-key is not accepted: every local user can read the command line. "
@@ -235,9 +245,15 @@ async def run(args: argparse.Namespace) -> int:
             "--tracing needs OpenTelemetry: pip install -e '.[otel]' in a clone, 'lci[otel]' "
             "from a package (or unset LCI_SERVER_TRACING)"
         )
-    preflight(settings)
-    try:
-        return await serve(settings, options, args.log_level, args.log_format)
-    except (KeyFileError, UnsafeStateDir) as exc:
-        print(f"lci serve: {exc}", file=sys.stderr)  # one line: what is wrong, and the fix
-        return 2
+    with contextlib.ExitStack() as stack:
+        if settings.llm_model == DEMO_MODEL and args.llm_base_url is None:
+            # No model server: lci's scripted demo model answers, on a loopback port of its own.
+            demo = stack.enter_context(DemoModel())
+            settings = settings.model_copy(update={"llm_base_url": demo.base_url})
+            print(f"lci: model: the scripted demo model ({demo.base_url})", file=sys.stderr)
+        preflight(settings)
+        try:
+            return await serve(settings, options, args.log_level, args.log_format)
+        except (KeyFileError, UnsafeStateDir) as exc:
+            print(f"lci serve: {exc}", file=sys.stderr)  # one line: what is wrong, and the fix
+            return 2

@@ -12,7 +12,7 @@ from typing import Any, Unpack
 
 import httpx
 
-from engine.callbacks import OutputCallbackArgs, OutputCallbacks
+from engine.callbacks import ItemCallback, OutputCallbackArgs, OutputCallbacks
 from engine.client.wire import (
     DEFAULT_URL,
     SSEReader,
@@ -21,12 +21,14 @@ from engine.client.wire import (
     file_url,
     headers,
     session_body,
+    translated,
 )
 from engine.models import Execution, FileInfo, SessionInfo
 
 
 class AsyncClient:
-    """`lci serve`'s session API. `api_key` defaults to `LCI_API_KEY`."""
+    """`lci serve`'s session API. `api_key` defaults to `LCI_API_KEY`. A server that cannot be
+    reached, or drops the connection, raises `engine.errors.ServerUnavailable`."""
 
     def __init__(
         self, base_url: str = DEFAULT_URL, *, api_key: str | None = None, timeout: float = 600
@@ -56,23 +58,23 @@ class AsyncClient:
     ) -> AsyncRemoteSession:
         """Start a session on the server; `limits` changes only the fields given."""
         body = session_body(limits, backend, env, image)
-        info = SessionInfo.model_validate_json(
-            check(await self.http.post("/v1/sessions", json=body)).content
-        )
-        return AsyncRemoteSession(self, info)
+        with translated(self.http):
+            response = check(await self.http.post("/v1/sessions", json=body))
+        return AsyncRemoteSession(self, SessionInfo.model_validate_json(response.content))
 
     async def session(self, session_id: str) -> AsyncRemoteSession:
         """Attach to a live session (SessionNotFound if there is none)."""
         return AsyncRemoteSession(self, await self._info(session_id))
 
     async def list_sessions(self) -> builtins.list[SessionInfo]:
-        data = check(await self.http.get("/v1/sessions")).json()
+        with translated(self.http):
+            data = check(await self.http.get("/v1/sessions")).json()
         return [SessionInfo.model_validate(item) for item in data["sessions"]]
 
     async def _info(self, session_id: str) -> SessionInfo:
-        return SessionInfo.model_validate_json(
-            check(await self.http.get(f"/v1/sessions/{session_id}")).content
-        )
+        with translated(self.http):
+            response = check(await self.http.get(f"/v1/sessions/{session_id}"))
+        return SessionInfo.model_validate_json(response.content)
 
 
 class AsyncRemoteSession:
@@ -99,38 +101,46 @@ class AsyncRemoteSession:
         output = OutputCallbacks(**callbacks)
         listener = output.item_callback()
         url = f"/v1/sessions/{self.id}/execute"
+        http = self.client.http
         if listener is None:
             body = execute_body(code, timeout_s, wait, stream=False)
-            execution = Execution.model_validate_json(
-                check(await self.client.http.post(url, json=body)).content
-            )
-            return output.finished(execution)
+            with translated(http):
+                response = check(await http.post(url, json=body))
+            return output.finished(Execution.model_validate_json(response.content))
         reader = SSEReader()
-        async with self.client.http.stream(
-            "POST", url, json=execute_body(code, timeout_s, wait, stream=True)
-        ) as response:
+        body = execute_body(code, timeout_s, wait, stream=True)
+        with translated(http):
+            await self._stream(url, body, reader, listener)
+        return output.finished(reader.result())
+
+    async def _stream(
+        self, url: str, body: dict[str, Any], reader: SSEReader, listener: ItemCallback
+    ) -> None:
+        async with self.client.http.stream("POST", url, json=body) as response:
             if response.status_code >= 400:
                 await response.aread()
                 check(response)
             async for line in response.aiter_lines():
                 for item in reader.line(line):
                     listener(item)
-        return output.finished(reader.result())
 
     async def write_file(self, path: str, data: bytes) -> FileInfo:
         files = {"file": (path.rsplit("/", 1)[-1] or "file", data)}
-        response = await self.client.http.post(
-            f"/v1/sessions/{self.id}/files", files=files, data={"path": path}
-        )
-        return FileInfo.model_validate_json(check(response).content)
+        url = f"/v1/sessions/{self.id}/files"
+        with translated(self.client.http):
+            response = check(await self.client.http.post(url, files=files, data={"path": path}))
+        return FileInfo.model_validate_json(response.content)
 
     async def read_file(self, path: str) -> bytes:
         url = f"/v1/sessions/{self.id}/files/{file_url(path)}"
-        return check(await self.client.http.get(url)).content
+        with translated(self.client.http):
+            return check(await self.client.http.get(url)).content
 
     async def list_files(self) -> list[FileInfo]:
-        data = check(await self.client.http.get(f"/v1/sessions/{self.id}/files")).json()
+        with translated(self.client.http):
+            data = check(await self.client.http.get(f"/v1/sessions/{self.id}/files")).json()
         return [FileInfo.model_validate(item) for item in data["files"]]
 
     async def close(self) -> None:
-        check(await self.client.http.delete(f"/v1/sessions/{self.id}"))
+        with translated(self.client.http):
+            check(await self.client.http.delete(f"/v1/sessions/{self.id}"))

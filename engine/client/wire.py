@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -29,6 +30,17 @@ def error_from(status: int, body: bytes) -> errors.LCIError:
         text = body.decode(errors="replace")[:200]
         return errors.LCIError(f"HTTP {status}: {text}")
     return errors.from_code(code, message, param=param, status=status)
+
+
+@contextlib.contextmanager
+def translated(client: httpx.AsyncClient | httpx.Client) -> Iterator[None]:
+    """httpx's transport failures (no server listening, a connection dropped mid-answer, a
+    timeout) as `ServerUnavailable`, chained."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise errors.ServerUnavailable(f"lci server {client.base_url}: {reason}") from exc
 
 
 def check(response: httpx.Response) -> httpx.Response:

@@ -36,6 +36,18 @@ _IMAGE_TYPES = ("image/jpeg", "image/png")
 _TEXT_TYPES = ("application/json", "text/html", "text/markdown", "text/latex", "text/plain")
 
 
+# Distributions whose module has another name: smolagents' send_tools asks for `pillow` when a
+# tool needs PIL, which must not be reported as missing.
+_MODULES = {
+    "pillow": "PIL",
+    "scikit-learn": "sklearn",
+    "beautifulsoup4": "bs4",
+    "pyyaml": "yaml",
+    "opencv-python": "cv2",
+    "python-dateutil": "dateutil",
+}
+
+
 class LciExecutor(RemotePythonExecutor):
     """Run agent code in a fresh lci session. `limits` changes the server's default limits for
     this session (e.g. `{"timeout_s": 60}`); `logger` defaults to an INFO-level AgentLogger."""
@@ -81,7 +93,11 @@ class LciExecutor(RemotePythonExecutor):
         return CodeOutput(output=_value(result), logs=logs, is_final_answer=False)
 
     def install_packages(self, additional_imports: list[str]) -> list[str]:
-        modules = sorted({name.split(".")[0] for name in additional_imports if name != "*"})
+        """Nothing is installed: say which of the names cannot be imported in the sandbox. The
+        names are modules, or distributions (smolagents passes a tool's `PIL` as `pillow`)."""
+        modules = sorted(
+            {_MODULES.get(name.lower(), name.split(".")[0]) for name in additional_imports} - {"*"}
+        )
         if modules:
             check = (
                 f"import importlib.util as _u\n[m for m in {modules!r} if _u.find_spec(m) is None]"

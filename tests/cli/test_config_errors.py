@@ -52,6 +52,19 @@ from tests.cli.helpers import lci
             "lci chat: --out-dir /proc/nope: cannot create it (No such file or directory)",
         ),
         ({}, ["exec", "--session", "abc", "1"], "lci exec: --session needs --server (the lci serve that holds the session)"),
+        (
+            {"LCI_LIMITS": '{"memory_mb": 9000}'},
+            ["exec", "1"],
+            "lci exec: the default limits exceed LCI_MAX_LIMITS: LCI_LIMITS.memory_mb 9000 exceeds "
+            "the server's maximum 8192",
+        ),
+        (
+            {"LCI_SANDBOX_PYTHON": "/nonexistent/python3"},
+            ["exec", "1"],
+            "lci exec: the sandbox interpreter /nonexistent/python3 does not run (no such file): "
+            "set LCI_SANDBOX_PYTHON (Settings.sandbox_python) to a Python 3.11+ interpreter, or "
+            "leave it unset",
+        ),
     ],
 )  # fmt: skip
 def test_one_line_and_exit_2(

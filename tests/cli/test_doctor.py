@@ -60,8 +60,8 @@ def test_an_interpreter_without_the_data_stack(tmp_path: Path) -> None:
     status, found = checks(tmp_path, LCI_SANDBOX_PYTHON=str(bare / "bin" / "python"))
     interpreter = found["sandbox interpreter"]
     assert status == 1 and not interpreter["ok"]
-    assert "lacks numpy, pandas, matplotlib" in interpreter["detail"]
-    assert interpreter["fix"].endswith("-m pip install numpy pandas matplotlib")
+    assert "lacks numpy, pandas, matplotlib, sympy, scipy" in interpreter["detail"]
+    assert interpreter["fix"].endswith("-m pip install numpy pandas matplotlib sympy scipy")
 
 
 def test_a_state_dir_of_someone_else(tmp_path: Path) -> None:

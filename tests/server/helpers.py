@@ -70,11 +70,12 @@ def free_port() -> int:
 
 class LciServer:
     """`python -m engine.cli serve` on a free port, with the subprocess backend and small limits.
-    `env` adds LCI_* settings; the server is stopped with SIGTERM (a graceful shutdown)."""
+    `env` adds LCI_* settings; the server is stopped with SIGTERM (a graceful shutdown). Without
+    `llm_base_url`, no --llm-base-url is given (for `--llm-model demo`)."""
 
     def __init__(
         self,
-        llm_base_url: str,
+        llm_base_url: str | None,
         *,
         api_key: str | None = None,
         env: dict[str, str] | None = None,
@@ -105,8 +106,7 @@ class LciServer:
             str(self.port),
             "--backend",
             "subprocess",
-            "--llm-base-url",
-            llm_base_url,
+            *(["--llm-base-url", llm_base_url] if llm_base_url is not None else []),
             "--llm-model",
             "fake-model",
             "--log-level",

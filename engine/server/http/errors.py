@@ -66,6 +66,7 @@ STATUS: dict[str, int] = {
     "sandbox_not_running": 502,
     "sandbox_start_failed": 503,
     "backend_unavailable": 503,
+    "server_unavailable": 503,
     "image_not_found": 503,
     "deadline_exceeded": 504,
 }

@@ -104,6 +104,33 @@ def test_code_agent_with_the_lci_executor(
     assert executor.session_id not in session_ids(server)  # cleanup closed it
 
 
+class PilTool(Tool):
+    name = "size_of"
+    description = "The size of a new image."
+    inputs = {"width": {"type": "integer", "description": "its width"}}
+    output_type = "string"
+
+    def forward(self, width: int) -> str:
+        from PIL import Image
+
+        return str(Image.new("RGB", (width, 1)).size)
+
+
+def test_a_tool_needing_pil_is_not_reported_missing(server: LciServer) -> None:
+    logged: list[str] = []
+    executor = LciExecutor(server.url, api_key=API_KEY, additional_imports=["nopkg"])
+    executor.logger.log = lambda *parts, **kw: logged.append(" ".join(map(str, parts)))  # type: ignore[method-assign]
+    try:
+        executor.send_tools({"size_of": PilTool()})  # smolagents asks for `pillow` here
+        assert executor.installed_packages.count("pillow") == 1
+        assert not [line for line in logged if "not importable" in line], logged
+        executor.install_packages(["nopkg", "pillow"])
+        assert any("not importable" in line and "nopkg" in line for line in logged), logged
+        assert not any("pillow" in line or "PIL" in line for line in logged if "nopkg" in line)
+    finally:
+        executor.cleanup()
+
+
 def test_lci_executor_returns_values_and_images(server: LciServer) -> None:
     executor = LciExecutor(server.url, api_key=API_KEY)
     try:

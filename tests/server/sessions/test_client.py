@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 from engine import AsyncClient, Client, Outcome, SessionBusy, SessionNotFound
-from engine.errors import BadParameter, FileNotFound, Unauthorized
+from engine.errors import BadParameter, FileNotFound, LCIError, ServerUnavailable, Unauthorized
 from engine.models import DisplayOutput, OutputItem
 from tests.cli.helpers import SPACED_PRINTS, assert_live, lci, timed_lines
 from tests.server.helpers import FakeModel, LciServer
@@ -155,3 +156,49 @@ def test_keys_come_from_the_environment(tmp_path: Path) -> None:
         keyless = lci("exec", "--server", server.url, "6 * 7", state_dir=tmp_path)
         assert keyless.returncode == 2 and keyless.stderr.startswith("lci exec: ")
         assert "Traceback" not in keyless.stderr
+
+
+def test_a_server_that_goes_away_is_the_engines_exception() -> None:
+    with FakeModel() as fake:
+        server = LciServer(fake.base_url)
+        try:
+            client = Client(server.url)
+            session = client.create_session()
+            running: list[BaseException] = []
+
+            def long_cell() -> None:
+                try:
+                    session.execute("import time\ntime.sleep(60)", on_output=lambda item: None)
+                except BaseException as exc:  # what the stopped server makes of it
+                    running.append(exc)
+
+            thread = threading.Thread(target=long_cell)
+            thread.start()
+            time.sleep(1.5)
+            server.stop()
+            thread.join(30)
+            assert running and isinstance(running[0], LCIError), running
+            with pytest.raises(ServerUnavailable, match=f"lci server {server.url}") as caught:
+                session.info()
+            assert isinstance(caught.value.__cause__, httpx.ConnectError)
+            client.close()
+        finally:
+            server.close()
+
+
+def test_a_dropped_connection_is_the_engines_exception() -> None:
+    # A listener that accepts and hangs up without an answer: httpx's RemoteProtocolError.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def hang_up() -> None:
+            connection, _ = listener.accept()
+            connection.recv(65536)
+            connection.close()
+
+        thread = threading.Thread(target=hang_up, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        with Client(url) as client, pytest.raises(ServerUnavailable) as caught:
+            client.list_sessions()
+        assert isinstance(caught.value.__cause__, httpx.RemoteProtocolError)
+        thread.join(10)

@@ -22,6 +22,7 @@ from engine.core.owners import owner_alive, owner_tag
 from engine.core.state_dir import UnsafeStateDir, check_private, prepare_state_dir
 from engine.core.syscalls import NAME as SECCOMP_NAME
 from engine.core.syscalls import sandbox_filter
+from engine.errors import BackendUnavailable
 from engine.models import Isolation, Limits
 
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -49,6 +50,21 @@ _USERNS_PROBE = (
 )
 
 
+def _no_interpreter(python: str, reason: str) -> BackendUnavailable:
+    return BackendUnavailable(
+        f"the sandbox interpreter {python} does not run ({reason}): set LCI_SANDBOX_PYTHON "
+        "(Settings.sandbox_python) to a Python 3.11+ interpreter, or leave it unset"
+    )
+
+
+def check_interpreter(python: str) -> None:
+    """BackendUnavailable, in one sentence, when `python` is not an executable file."""
+    if not os.path.isfile(python):
+        raise _no_interpreter(python, "no such file")
+    if not os.access(python, os.X_OK):
+        raise _no_interpreter(python, "not executable")
+
+
 @functools.lru_cache(maxsize=8)
 def _interpreter_paths(python: str) -> list[str]:
     """Directories the sandbox interpreter needs: its prefixes (stdlib and site-packages)."""
@@ -56,10 +72,16 @@ def _interpreter_paths(python: str) -> list[str]:
         "import sys, json; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, "
         "sys.base_exec_prefix]))"
     )
-    out = subprocess.run(
-        [python, "-I", "-c", code], capture_output=True, text=True, check=True, timeout=60
-    ).stdout
-    paths = {os.path.realpath(p) for p in json.loads(out)}
+    try:
+        out = subprocess.run(
+            [python, "-I", "-c", code], capture_output=True, text=True, check=True, timeout=60
+        ).stdout
+        prefixes = json.loads(out)
+    except subprocess.CalledProcessError as exc:
+        raise _no_interpreter(python, f"it exited with status {exc.returncode}") from None
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raise _no_interpreter(python, str(exc)) from None
+    paths = {os.path.realpath(p) for p in prefixes}
     paths.add(os.path.dirname(os.path.dirname(os.path.realpath(python))))
     return sorted(paths)
 
@@ -169,6 +191,7 @@ class MachineProbe:
 
     @classmethod
     def detect(cls, settings: Settings, agent_root: Path) -> MachineProbe:
+        check_interpreter(settings.sandbox_python)
         is_root = os.geteuid() == 0
         namespaces = is_root or cls._user_namespaces_work(settings.sandbox_python)
         readonly, symlinks = [], []
