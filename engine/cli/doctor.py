@@ -177,7 +177,9 @@ def _fonts(settings: Settings) -> Check:
             found += [n for n in names if any(h in n.lower() for h in _CJK_HINTS)]
             found += [dirpath] if any(h in dirpath.lower() for h in _CJK_HINTS) and names else []
     if found:
-        return Check("both", "CJK fonts", True, f"{len(found)} font files with CJK glyphs")
+        return Check(
+            "both", "CJK fonts", True, f"{len(found)} font files with CJK glyphs", optional=True
+        )
     return Check(
         "both",
         "CJK fonts",
