@@ -20,54 +20,22 @@ import argparse
 import os
 import secrets
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from benchmarks.common import plot_groups, progress, save, summarize
-from benchmarks.server_bench import free_port
+from benchmarks.common import REPO, LocalServer, plot_groups, progress, save, summarize
 
-REPO = Path(__file__).resolve().parents[1]
 LIMITS = '{"timeout_s": 30, "memory_mb": 256, "max_procs": 64, "disk_mb": 32}'
 
 
-class Serve:
-    """`lci serve` on a free port (no model server: the session API needs none)."""
-
-    def __init__(self, state_dir: str, args: list[str]) -> None:
-        self.url = f"http://127.0.0.1:{free_port()}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LCI_")}
-        env.update(LCI_STATE_DIR=state_dir, LCI_LIMITS=LIMITS, LCI_MAX_SESSIONS="256")
-        command = [sys.executable, "-m", "engine.cli", "serve", "--port", self.url.split(":")[2]]
-        command += ["--llm-base-url", f"http://127.0.0.1:{free_port()}/v1", "--log-level"]
-        self.process = subprocess.Popen(
-            [*command, "warning", *args],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.close()
-        raise RuntimeError("lci serve did not start")
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
+def serve(state_dir: str, args: list[str]) -> LocalServer:
+    return LocalServer(state_dir, args, {"LCI_LIMITS": LIMITS, "LCI_MAX_SESSIONS": "256"})
 
 
 @contextmanager
@@ -179,8 +147,8 @@ def main() -> None:
     try:
         with ray_cluster(temp_dir, node_state) as cluster:
             progress("cluster up (one lci node); starting a replica and local serve")
-            replica = Serve(f"{state_root}/replica", ["--ray-address", cluster.address])
-            local = Serve(local_state, [])
+            replica = serve(f"{state_root}/replica", ["--ray-address", cluster.address])
+            local = serve(local_state, [])
             try:
                 with (
                     httpx.Client(base_url=replica.url, timeout=120) as r,

@@ -5,15 +5,66 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class LocalServer:
+    """`lci serve` on a free port of 127.0.0.1 with no model server behind it (the session API
+    needs none), in an environment without the caller's `LCI_` variables (nor any other prefix in
+    `drop`) plus `env`."""
+
+    def __init__(
+        self,
+        state_dir: str,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        drop: tuple[str, ...] = ("LCI_",),
+    ) -> None:
+        import httpx  # the benchmark extra's; only the server benchmarks need it
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+        environ.update({"LCI_STATE_DIR": state_dir, **(env or {})})
+        command = [sys.executable, "-m", "engine.cli", "serve", "--port", str(self.port)]
+        command += ["--llm-base-url", f"http://127.0.0.1:{free_port()}/v1"]
+        self.process = subprocess.Popen(
+            [*command, "--log-level", "warning", *args],
+            cwd=REPO,
+            env=environ,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        self.close()
+        raise RuntimeError("lci serve did not start")
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
 
 
 def summarize(samples_s: list[float]) -> dict[str, float]:

@@ -11,22 +11,16 @@ the three servers, so all see the same (shared, drifting) machine. Targets: < 5%
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from benchmarks.common import RESULTS, plot_groups, progress, save, summarize
-from benchmarks.server_bench import free_port
+from benchmarks.common import RESULTS, LocalServer, plot_groups, progress, save, summarize
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {"off": ["--no-metrics"], "metrics": [], "tracing": ["--tracing"]}
 
 
@@ -41,34 +35,10 @@ class _Sink(BaseHTTPRequestHandler):
         pass
 
 
-class Server:
-    def __init__(self, state_dir: str, args: list[str], otlp: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LCI_", "OTEL_"))}
-        env.update(LCI_STATE_DIR=state_dir, LCI_SERVER_OTLP_ENDPOINT=otlp)
-        command = [sys.executable, "-m", "engine.cli", "serve", "--port", str(self.port)]
-        command += ["--llm-base-url", f"http://127.0.0.1:{free_port()}/v1", "--log-level"]
-        self.process = subprocess.Popen(
-            [*command, "warning", *args],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        self.close()
-        raise RuntimeError("lci serve did not start")
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
+def start_server(state_dir: str, args: list[str], otlp: str) -> LocalServer:
+    """Tracing, when on, exports to the local sink at `otlp`."""
+    env = {"LCI_SERVER_OTLP_ENDPOINT": otlp}
+    return LocalServer(state_dir, args, env, drop=("LCI_", "OTEL_"))
 
 
 def _trip(client: httpx.Client, path: str) -> float:
@@ -87,7 +57,9 @@ def _start(client: httpx.Client) -> float:
     return elapsed
 
 
-def measure(servers: dict[str, Server], trips: int, starts: int, rounds: int) -> dict[str, Any]:
+def measure(
+    servers: dict[str, LocalServer], trips: int, starts: int, rounds: int
+) -> dict[str, Any]:
     """Request by request, the servers take turns (in a rotating order): each sample of one
     has neighbours of the others taken within milliseconds."""
     samples = {name: {"round_trip": [], "session_start": []} for name in servers}
@@ -124,10 +96,10 @@ def main() -> None:
     otlp = f"http://127.0.0.1:{sink.server_address[1]}"
     progress(f"observability benchmark: {trips} round trips, {starts} session starts per server")
     with tempfile.TemporaryDirectory(prefix="lci-bench-") as state_dir:
-        servers: dict[str, Server] = {}
+        servers: dict[str, LocalServer] = {}
         try:
             for name, args in CONFIGS.items():
-                servers[name] = Server(f"{state_dir}/{name}", args, otlp)
+                servers[name] = start_server(f"{state_dir}/{name}", args, otlp)
             samples = measure(servers, trips, starts, rounds)
         finally:
             for server in servers.values():

@@ -9,72 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import httpx
 
-from benchmarks.common import progress, save, summarize
+from benchmarks.common import LocalServer, progress, save, summarize
 from engine import SessionManager
 from engine.models import SessionSpec
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-class Server:
-    """`lci serve` on a free port, with no model server behind it (the session API needs none)."""
-
-    def __init__(self, state_dir: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LCI_")}
-        env["LCI_STATE_DIR"] = state_dir
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "engine.cli",
-                "serve",
-                "--port",
-                str(self.port),
-                "--llm-base-url",
-                f"http://127.0.0.1:{free_port()}/v1",
-                "--log-level",
-                "warning",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        self.close()
-        raise RuntimeError("lci serve did not start")
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
-
-
-async def measure(server: Server, count: int) -> dict[str, list[float]]:
+async def measure(server: LocalServer, count: int) -> dict[str, list[float]]:
     """Rounds alternate between the three, so all see the same (shared, drifting) machine."""
     samples: dict[str, list[float]] = {"http": [], "in_process": [], "health": []}
     rounds = 10
@@ -112,7 +57,7 @@ def main() -> None:
     count = 300 if args.quick else 2000
     progress(f"server benchmark: {count} round trips each")
     with tempfile.TemporaryDirectory(prefix="lci-bench-") as state_dir:
-        server = Server(state_dir)
+        server = LocalServer(state_dir)
         try:
             samples = asyncio.run(measure(server, count))
         finally:
