@@ -106,6 +106,17 @@ def docker_leftovers(pid: int) -> list[str]:
     return lines
 
 
+def cold_staged_sandboxes(pid: int) -> int:
+    """Subprocess sandboxes the server started with a fresh interpreter (the launcher script's
+    own): with no session live, the pool's, staged before the fork server was ready."""
+    count = 0
+    for process in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if process.ppid() == pid and any(a.endswith("launcher.py") for a in process.cmdline()):
+                count += 1
+    return count
+
+
 def leaks(before: Snapshot, after: Snapshot) -> dict[str, int]:
     """What the server holds after the soak (every session closed) beyond what it held before.
     Sockets are left out of the descriptors: the keep-alive pool of the model server's client
