@@ -68,7 +68,10 @@ def tree(exporter: InMemorySpanExporter, trace_id: str) -> dict[int | None, list
 def root_and_children(
     exporter: InMemorySpanExporter, trace_id: str
 ) -> tuple[ReadableSpan, dict[int | None, list[ReadableSpan]]]:
-    spans = tree(exporter, trace_id)
+    # The request's span ends once its response is sent, which the client may see first.
+    deadline = time.monotonic() + 10
+    while None not in (spans := tree(exporter, trace_id)) and time.monotonic() < deadline:
+        time.sleep(0.02)
     (root,) = spans[None]
     assert root.name == "http.request"
     return root, spans
