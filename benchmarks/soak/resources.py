@@ -36,6 +36,26 @@ class Snapshot:
         return asdict(self)
 
 
+def _inside_sandboxes(server: psutil.Process) -> int:
+    """Processes of the server's tree below a subprocess sandbox's own first process: a cold
+    sandbox's launcher (the server's child running launcher.py) or a forked one (the zygote's
+    child). How many a sandbox holds depends on how it was started (a pooled fork-server sandbox
+    waits with its agent's relay forked, a cold one before its agent starts), and every one dies
+    with its sandbox: leaks are counted in sandboxes, not in the processes inside them."""
+    inside = 0
+    for child in server.children():
+        with contextlib.suppress(psutil.Error):
+            command = " ".join(child.cmdline())
+            if "zygote.py" in command:
+                roots = child.children()
+            elif "launcher.py" in command:
+                roots = [child]
+            else:
+                continue
+            inside += sum(len(root.children(recursive=True)) for root in roots)
+    return inside
+
+
 def snapshot(pid: int, state_dir: Path) -> Snapshot:
     server = psutil.Process(pid)
     tree = [server, *server.children(recursive=True)]
@@ -47,7 +67,7 @@ def snapshot(pid: int, state_dir: Path) -> Snapshot:
             continue
     tag = owner_tag(pid)
     return Snapshot(
-        processes=len(tree),
+        processes=len(tree) - _inside_sandboxes(server),
         server_fds=server.num_fds(),
         server_rss_mb=server.memory_info().rss / 2**20,
         tree_rss_mb=rss / 2**20,
@@ -104,17 +124,6 @@ def docker_leftovers(pid: int) -> list[str]:
             )
             lines += found.stdout.splitlines()
     return lines
-
-
-def cold_staged_sandboxes(pid: int) -> int:
-    """Subprocess sandboxes the server started with a fresh interpreter (the launcher script's
-    own): with no session live, the pool's, staged before the fork server was ready."""
-    count = 0
-    for process in psutil.Process(pid).children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if process.ppid() == pid and any(a.endswith("launcher.py") for a in process.cmdline()):
-                count += 1
-    return count
 
 
 def leaks(before: Snapshot, after: Snapshot) -> dict[str, int]:

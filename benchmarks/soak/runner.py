@@ -30,13 +30,7 @@ from benchmarks.soak.clients import Client, Stats
 from benchmarks.soak.daemon import PrivateDaemon
 from benchmarks.soak.faults import FAULTS, Target, faults_for
 from benchmarks.soak.model import SoakModel
-from benchmarks.soak.resources import (
-    Snapshot,
-    cold_staged_sandboxes,
-    docker_leftovers,
-    leaks,
-    snapshot,
-)
+from benchmarks.soak.resources import Snapshot, docker_leftovers, leaks, snapshot
 from tests.server.helpers import LciServer
 
 STATE_TMPFS_MB = 256
@@ -152,7 +146,7 @@ async def _soak(
     target = Target(pid, "127.0.0.1", server.port, config.backend, state_dir, model, rng, daemon)
     limits = httpx.Limits(max_connections=config.clients * 2)
     async with httpx.AsyncClient(base_url=server.url, timeout=None, limits=limits) as http:
-        await _warm_up(http, pid)
+        await _warm_up(http)
         before = await _settled_snapshot(pid, state_dir, None)
         progress(f"soak: {config.clients} clients, {config.duration_s:g} s on {config.backend}")
         stats = Stats()
@@ -187,20 +181,13 @@ async def _soak(
     return result
 
 
-async def _warm_up(http: httpx.AsyncClient, pid: int) -> None:
-    """Sessions first, so the fork server and the pools are up before `before` is taken: until no
-    pooled sandbox left is one the pool staged cold while the fork server was starting (a staged
-    fork-server sandbox holds one process more, its agent's relay, and the pool ends up holding
-    only those)."""
-    for _ in range(20):
-        created = await http.post("/v1/sessions", json={})
-        created.raise_for_status()
-        session_id = created.json()["id"]
-        await http.post(f"/v1/sessions/{session_id}/execute", json={"code": "1 + 1"})
-        await http.delete(f"/v1/sessions/{session_id}")
-        await asyncio.sleep(0.5)
-        if not await asyncio.to_thread(cold_staged_sandboxes, pid):
-            return
+async def _warm_up(http: httpx.AsyncClient) -> None:
+    """One session first, so the fork server and the pools are up before `before` is taken."""
+    created = await http.post("/v1/sessions", json={})
+    created.raise_for_status()
+    session_id = created.json()["id"]
+    await http.post(f"/v1/sessions/{session_id}/execute", json={"code": "1 + 1"})
+    await http.delete(f"/v1/sessions/{session_id}")
 
 
 async def _inject(config: SoakConfig, target: Target, deadline: float, log: list[str]) -> None:
