@@ -86,13 +86,14 @@ def suite_targets(results: dict[str, Any]) -> list[Target]:
         per_s = conc["16"]["executions_per_s"]
         rows.append(Target("16 concurrent sessions, executions/s", per_s, ">=", 5000, gated=False))
         # The same figure in units of one bare pipe worker running 1+1 back to back, measured in
-        # this run: what the gate checks, since the absolute rate follows the machine.
+        # this run: what the gate checks, since the absolute rate follows the machine. 0.3 is
+        # 15,000/s on a 2-core machine whose pipe worker does 1+1 in 0.02 ms.
         rows.append(
             Target(
                 "16 concurrent sessions / one bare pipe worker, 1+1 per second",
                 per_s * pipe / 1000,
                 ">=",
-                0.4,
+                0.3,
             )
         )
     if "docker" in results:
