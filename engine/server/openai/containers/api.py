@@ -2,7 +2,8 @@
 
     POST   /v1/containers          create (name, expires_after, memory_limit, file_ids)
     GET    /v1/containers          list, paginated (after, limit, order, name)
-    GET    /v1/containers/{id}     retrieve (an expired one still answers, with status "expired")
+    GET    /v1/containers/{id}     retrieve (an expired one still answers, with status "expired";
+                                    a running one with its `usage`)
     DELETE /v1/containers/{id}     delete: the session is closed, the container forgotten
 
 `memory_limit` picks the sandbox's memory limit (1g, 4g, 16g, 64g); every other limit is the
@@ -12,13 +13,14 @@ accepted when the server runs sandboxes offline.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.errors import BadParameter
+from engine.errors import BadParameter, ContainerExpired
 from engine.server.http.errors import OpenAIError
 from engine.server.http.openapi import errors
 from engine.server.openai.containers.registry import (
@@ -128,8 +130,17 @@ async def list_containers(
     responses=errors(OpenAIError, 404, *_COMMON),
 )
 async def retrieve_container(container_id: str, state: State, owner: Owner) -> JSONResponse:
-    await state.part(ContainerRegistry).sweep()
-    return JSONResponse(_wire(state.part(ContainerRegistry).get(container_id, owner=owner)))
+    """The container; a running one also says what its sandbox uses now (`usage`: CPU seconds,
+    memory and its peak, disk, network bytes), an lci field beside OpenAI's."""
+    registry = state.part(ContainerRegistry)
+    await registry.sweep()
+    container = registry.get(container_id, owner=owner)
+    wire = _wire(container)
+    if not container.expired:
+        with contextlib.suppress(ContainerExpired):
+            usage = await registry.session(container).measure()
+            wire["usage"] = usage.model_dump() if usage is not None else None
+    return JSONResponse(wire)
 
 
 @router.delete(

@@ -37,6 +37,22 @@ def test_create_retrieve_list_delete(server: LciServer) -> None:
         client.containers.delete(created.id)
 
 
+def test_a_running_container_reports_what_its_sandbox_uses(server: LciServer) -> None:
+    client = server.openai()
+    created = client.containers.create(name="busy")
+    try:
+        with server.client() as raw:  # burn some CPU and write a file in the container's session
+            code = "sum(i * i for i in range(3_000_000)); open('blob', 'wb').write(b'x' * 300_000)"
+            ran = raw.post(f"/v1/sessions/{created.id}/execute", json={"code": code}).json()
+            assert ran["error"] is None
+        usage = (client.containers.retrieve(created.id).model_extra or {})["usage"]
+        assert usage["cpu_s"] is None or usage["cpu_s"] > 0.05
+        assert usage["memory_bytes"] is None or usage["memory_bytes"] > 1_000_000
+        assert usage["disk_bytes"] >= 300_000
+    finally:
+        client.containers.delete(created.id)
+
+
 def test_memory_limit_is_the_sandbox_memory_limit(server: LciServer) -> None:
     client = server.openai()
     created = client.containers.create(name="big", memory_limit="4g")
