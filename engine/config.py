@@ -127,7 +127,7 @@ class Settings(BaseSettings):
         True, description="Start subprocess sessions from a fork server with modules preloaded."
     )
     preload: list[str] = Field(
-        default_factory=lambda: ["numpy", "pandas", "matplotlib.pyplot"],
+        default_factory=lambda: ["numpy", "pandas", "matplotlib.pyplot", "IPython"],
         description="Modules imported ahead of time (missing ones are skipped): once by the fork "
         "server for every subprocess session, and by each pooled docker container while it waits.",
     )

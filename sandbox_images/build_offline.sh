@@ -36,7 +36,7 @@ readonly ROOTFS_RECIPE=2
 # scipy would otherwise get (a 1500x1500 matrix product: 0.14 s instead of
 # several seconds).
 readonly INCLUDE_PACKAGES=(
-    python3 python3-numpy python3-pandas python3-sympy
+    python3 python3-numpy python3-pandas python3-sympy python3-ipython
     libopenblas0-pthread tini ca-certificates fonts-dejavu-core fonts-wqy-microhei
 )
 # Installed afterwards with apt inside the rootfs. Debian's python3-scipy
@@ -354,9 +354,10 @@ run_logged "$LOG" docker build --network none \
 step "smoke test"
 docker run --rm --network none --read-only \
     --tmpfs /workspace:uid=1000,gid=1000 --tmpfs /tmp "$IMAGE" \
-    python3 -I -c 'import sys, numpy, pandas, matplotlib, scipy, sympy
+    python3 -I -c 'import sys, numpy, pandas, matplotlib, scipy, sympy, IPython
 print("    python", sys.version.split()[0], "numpy", numpy.__version__, "pandas", pandas.__version__,
-      "matplotlib", matplotlib.__version__, "scipy", scipy.__version__, "sympy", sympy.__version__)'
+      "matplotlib", matplotlib.__version__, "scipy", scipy.__version__, "sympy", sympy.__version__,
+      "IPython", IPython.__version__)'
 
 NEW_IMAGE_ID="$(docker image inspect -f '{{.Id}}' "$IMAGE")"
 if [[ -n "$OLD_IMAGE_ID" && "$OLD_IMAGE_ID" != "$NEW_IMAGE_ID" ]]; then

@@ -12,12 +12,10 @@ for a frame.
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # the C module under `signal`
-import ast
 import builtins
 import contextlib
 import importlib
 import importlib.machinery
-import linecache
 import os
 import signal
 import sys
@@ -30,8 +28,11 @@ except ImportError:  # not on every platform the agent may run on
     resource = None  # type: ignore[assignment]
 
 from . import display
+from .cells import CellCompiler
 from .channel import Channel, SilentChannel
+from .display import Clipper
 from .figures import install_matplotlib_hook
+from .interactive import Interactive
 from .protocol import PROTOCOL_VERSION, FrameDecoder, encode_frame
 from .report import error_info
 from .streams import StdStreams
@@ -54,11 +55,8 @@ class Kernel:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.forked = False
-        self.namespace: dict[str, Any] = {
-            "__name__": "__main__",
-            "__builtins__": builtins,
-            "display": self.display,
-        }
+        self.interactive = Interactive(self._publish, self.display)
+        self.namespace: dict[str, Any] = self.interactive.namespace
         self.cell_count = 0
         self.workdir_finders = WorkdirFinders(os.getcwd())  # where cells write their modules
         self.exec_id: str | None = None
@@ -68,8 +66,7 @@ class Kernel:
         self.clip = display.Clipper()
         self.in_user_code = False
         self._loop: Any = None
-        self._compiled: dict[str, tuple[types.CodeType, types.CodeType | None]] = {}
-        self._cell_files: list[str] = []  # the linecache entries of cells, dropped with _compiled
+        self.cells = CellCompiler(self.interactive.transform)
         self._handlers: dict[int, Any] = {signal.SIGINT: self._on_sigint}
         if hasattr(signal, "SIGXCPU"):
             self._handlers[signal.SIGXCPU] = self._on_sigxcpu
@@ -109,11 +106,23 @@ class Kernel:
         self.forked = True
 
     # -- display -------------------------------------------------------------------------------
-    def display(self, *objects: Any) -> None:
-        """Show objects as rich output (the `display()` builtin of notebooks)."""
+    def display(self, *objects: Any, raw: bool = False, **options: Any) -> None:
+        """Show objects as rich output (the `display()` builtin of notebooks, where the sandbox
+        has no IPython; with `raw`, each object is a MIME bundle already)."""
         for obj in objects:
+            if raw and isinstance(obj, dict):
+                self._publish(obj, {})
+                continue
             clip = display.Clipper()
             bundle = display.mime_bundle(obj, self.max_display, self.max_text, clip)
+            self._send_display(bundle, clip.omitted)
+
+    def _publish(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
+        """A MIME bundle published by IPython's display system (or displayed raw), within the
+        display limits."""
+        clip = display.Clipper()
+        bundle = _limited(data, self.max_display, self.max_text, clip)
+        if bundle:
             self._send_display(bundle, clip.omitted)
 
     def publish_figures(self) -> None:
@@ -155,20 +164,19 @@ class Kernel:
         self.cell_count += 1
         filename = f"<cell-{self.cell_count}>"
         status, result, error = "ok", None, None
+        code = str(request.get("code", ""))
+        self.interactive.record_input(self.cell_count, code)
         self.install_signal_handlers()
         self.streams.start_cell()  # before the pipes are emptied: no stale thread writes after
         self.channel.begin_cell(self.exec_id)
         _set_cpu_allowance(request.get("cpu_s"))
         try:
             self.workdir_finders.forget_listings()
-            value = self._execute(str(request.get("code", "")), filename)
+            value = self._execute(code, filename)
             self.in_user_code = False
             if value is not None:
-                self.namespace["_"] = value
-                # A failing repr is the cell's error, reported with its traceback.
-                result = display.mime_bundle(
-                    value, self.max_display, self.max_text, clip, strict=True
-                )
+                self.interactive.record_output(self.cell_count, value)
+                result = self._result_bundle(value, clip)
         except BaseException as exc:
             status, error = "error", error_info(exc, self.max_text, clip)
         finally:
@@ -198,37 +206,26 @@ class Kernel:
             done["omitted"] = clip.omitted
         return self._bounded(done)
 
-    def _execute(self, code: str, filename: str) -> Any:
-        body, tail = self._compile(code, filename)
-        self.in_user_code = True
-        self._run(body)
-        return self._run(tail) if tail is not None else None
+    def _result_bundle(self, value: Any, clip: Clipper) -> dict[str, str] | None:
+        """The displayed value of the cell. An object that displays itself
+        (`_ipython_display_`) does so instead of having a result. A failing repr is the cell's
+        error, reported with its traceback."""
+        show = getattr(value, "_ipython_display_", None)
+        if callable(show) and not isinstance(value, type):
+            self.in_user_code = True
+            show()
+            self.in_user_code = False
+            return None
+        return display.mime_bundle(value, self.max_display, self.max_text, clip, strict=True)
 
-    def _compile(self, code: str, filename: str) -> tuple[types.CodeType, types.CodeType | None]:
-        """Statements as one code object, plus the final bare expression (if any) as another, so
-        its value can be displayed. Repeated cells reuse their compiled code."""
-        cached = self._compiled.get(code)
-        if cached is not None:
-            return cached
-        if len(self._cell_files) >= 256:
-            # Every cell compiled adds a file (a cell that failed to compile too), so this also
-            # caps _compiled. The cells' source lines go with their code, or linecache would keep
-            # every cell ever run; only tracebacks through older cells' functions lose them.
-            self._compiled.clear()
-            for old in self._cell_files:
-                linecache.cache.pop(old, None)
-            self._cell_files.clear()
-        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-        self._cell_files.append(filename)
-        flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-        tree = compile(code, filename, "exec", flags | ast.PyCF_ONLY_AST, dont_inherit=True)
-        last_expr = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last_expr = ast.Expression(tree.body.pop().value)
-        body = compile(tree, filename, "exec", flags, dont_inherit=True)
-        tail = compile(last_expr, filename, "eval", flags, dont_inherit=True) if last_expr else None
-        self._compiled[code] = (body, tail)
-        return body, tail
+    def _execute(self, code: str, filename: str) -> Any:
+        compiled = self.cells.compile(code, filename)
+        self.in_user_code = True
+        self._run(compiled.body)
+        if compiled.tail is None:
+            return None
+        value = self._run(compiled.tail)
+        return None if compiled.quiet else value
 
     def _run(self, code: types.CodeType) -> Any:
         value = eval(code, self.namespace)
@@ -244,6 +241,24 @@ class Kernel:
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
         return self._loop
+
+
+def _limited(data: dict[str, Any], limit: int, text_limit: int, clip: Clipper) -> dict[str, str]:
+    """A published MIME bundle as the host takes it: string values, texts cut to `text_limit`,
+    binary forms over the room left out, JSON forms serialised."""
+    bundle: dict[str, str] = {}
+    for mime, raw in data.items():
+        if not isinstance(mime, str) or mime == "text/plain":
+            continue
+        binary = mime.startswith("image/") and mime != "image/svg+xml"
+        room = limit - sum(len(v) for v in bundle.values())
+        encoded = display._encode_rich(raw, binary, room if binary else min(text_limit, room), clip)
+        if encoded is not None:
+            bundle[mime] = encoded
+    plain = data.get("text/plain")
+    if isinstance(plain, str):
+        bundle["text/plain"] = clip(plain, min(text_limit, limit))
+    return bundle
 
 
 def _flush_std_streams() -> None:
@@ -317,11 +332,12 @@ def _preload(names: list[str]) -> None:
 def serve(options: dict[str, Any], requests_fd: int, channel: Channel) -> None:
     # Notebook semantics: modules the user writes into the working directory are importable.
     sys.path.insert(0, os.getcwd())
+    # Before the kernel: a preloaded IPython gives the kernel its shell at once.
+    _preload(options["preload"])
     kernel = Kernel(channel)
     kernel.install_signal_handlers()
     channel.start_pump()
     kernel.streams.own_thread(channel.pump_ident)
-    _preload(options["preload"])
     channel.send(
         {
             "type": "hello",

@@ -42,6 +42,10 @@ class _CellStream:
         return getattr(self._lci_inner, name)
 
 
+def _usable(stream: Any) -> bool:
+    return stream is not None and not getattr(stream, "closed", True) and hasattr(stream, "write")
+
+
 class StdStreams:
     def __init__(self) -> None:
         # Private copies of the cell's stdout/stderr descriptors, to put back if user code closes
@@ -49,6 +53,10 @@ class StdStreams:
         self._fds = {fd: os.dup(fd) for fd in (1, 2)}
         self._ids = {fd: _fd_identity(fd) for fd in (1, 2)}
         self._own_threads: set[int] = {threading.get_ident()}
+        # The stream objects cells print through: one a cell replaced (`sys.stdout =
+        # io.StringIO()`) is put back before the next, or that cell would swallow every later one's
+        # output.
+        self._streams: dict[str, Any] = {"stdout": sys.stdout, "stderr": sys.stderr}
 
     def own_thread(self, ident: int | None) -> None:
         if ident is not None:
@@ -64,10 +72,11 @@ class StdStreams:
             if isinstance(stream, _CellStream):
                 stream = stream._lci_inner
                 setattr(sys, name, stream)
-            if stream is None or getattr(stream, "closed", True) or not hasattr(stream, "write"):
-                original = getattr(sys, f"__{name}__")
-                if original is None or original.closed:
-                    original = open(  # noqa: SIM115 - lives as long as the process
+            own = self._streams[name]
+            if not _usable(own):
+                own = getattr(sys, f"__{name}__")
+                if not _usable(own):
+                    own = open(  # noqa: SIM115 - lives as long as the process
                         1 if name == "stdout" else 2,
                         "w",
                         closefd=False,
@@ -75,8 +84,10 @@ class StdStreams:
                         encoding="utf-8",
                         errors="backslashreplace",
                     )
-                    setattr(sys, f"__{name}__", original)
-                setattr(sys, name, original)
+                    setattr(sys, f"__{name}__", own)
+                self._streams[name] = own
+            if stream is not own:
+                setattr(sys, name, own)
 
     def start_cell(self) -> None:
         """Repair the streams, and wrap them while threads of earlier cells are alive."""

@@ -47,6 +47,8 @@ BEYOND_STDLIB = {
     "core/backends/subprocess/standalone": {"lci_agent"},
     # Loaded only once user code imported matplotlib.
     "agent/mpl_backend.py": {"matplotlib"},
+    # Imported inside a guard: without IPython the kernel runs cells itself.
+    "agent/interactive.py": {"IPython", "traitlets"},
 }
 
 

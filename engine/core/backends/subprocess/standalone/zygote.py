@@ -71,6 +71,8 @@ def _prepare(agent_root: str, preload: list[str]) -> dict[str, Any]:
         "lci_agent.display",
         "lci_agent.channel",
         "lci_agent.figures",
+        "lci_agent.interactive",
+        "lci_agent.cells",
         "lci_agent.report",
         "lci_agent.streams",
         "lci_agent.relay",
@@ -81,6 +83,8 @@ def _prepare(agent_root: str, preload: list[str]) -> dict[str, Any]:
         agent_modules.append("lci_agent.mpl_backend")
     for name in agent_modules:
         importlib.import_module(name)
+    if "IPython" in sys.modules:  # every sandbox adopts the shell made here once
+        sys.modules["lci_agent.interactive"].prepare()
     if "matplotlib" in sys.modules:
         # The agent selects its own backend in every sandbox; selecting it here once makes that a
         # no-op in the children instead of a pyplot backend switch per session.
