@@ -19,7 +19,7 @@ from engine.config import Settings
 from engine.core.state_dir import check_state_dir
 from engine.server.dashscope import mount as dashscope
 from engine.server.e2b import mount as e2b
-from engine.server.http import errors
+from engine.server.http import docs, errors
 from engine.server.http.auth import KeyRing
 from engine.server.http.errors import OpenAIError
 from engine.server.http.gate import OPEN_PATHS, Gate
@@ -149,7 +149,15 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
         finally:
             await state.aclose()
 
-    app = FastAPI(title="lci", description=DESCRIPTION, version=_version(), lifespan=lifespan)
+    app = FastAPI(
+        title="lci",
+        description=DESCRIPTION,
+        version=_version(),
+        lifespan=lifespan,
+        docs_url=None,  # served from local assets instead of a CDN: http/docs.py
+        redoc_url=None,
+    )
+    docs.install(app)
 
     def body_limit(path: str) -> int:
         path = path.rstrip("/")

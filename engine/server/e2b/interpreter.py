@@ -15,22 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from engine.core.session import Session
-from engine.errors import BadParameter, LCIError
-from engine.models import Execution, OutputItem, ResultOutput, StreamOutput
+from engine.errors import BadParameter, LCIError, SandboxNotFound
+from engine.models import Execution, Outcome, OutputItem, ResultOutput, StreamOutput
 from engine.server.e2b import ndjson, shell
-from engine.server.e2b.registry import Context
+from engine.server.e2b.registry import Context, E2BSandbox
 from engine.server.e2b.routing import PREFIX, Sandbox, sandbox_of
 from engine.server.e2b.state import sandboxes
-from engine.server.runtime.state import State
+from engine.server.http.abort import abort
+from engine.server.runtime.state import State, get_state
 
 router = APIRouter(prefix=PREFIX, dependencies=[Depends(sandbox_of)], include_in_schema=False)
 
@@ -60,13 +61,33 @@ async def health(sandbox: Sandbox) -> Response:
 
 
 @router.post("/execute")
-async def execute(body: ExecuteBody, sandbox: Sandbox, state: State) -> StreamingResponse:
+async def execute(
+    body: ExecuteBody, request: Request, sandbox: Sandbox, state: State
+) -> StreamingResponse:
     if body.context_id and body.language:
         raise BadParameter("give context_id or language, not both", "context_id")
     _check_language(body.language)
     session = sandboxes(state).session(sandbox, body.context_id)
-    stream = _run(session, shell.translate(body.code), body.env_vars or {})
+    stream = _run(
+        session, shell.translate(body.code), body.env_vars or {}, _killed(request, sandbox)
+    )
     return StreamingResponse(stream, media_type="application/x-ndjson")
+
+
+def _killed(request: Request, sandbox: E2BSandbox) -> Callable[[], bool]:
+    """Whether the sandbox is gone (killed, or its timeout passed): then the response's connection
+    is dropped, as when an E2B sandbox dies under a running cell. The SDK sees the stream break,
+    finds the sandbox no longer running and raises "The sandbox was killed while the request was
+    in progress". False, and the stream ends with an error line, where the server cannot drop it."""
+
+    def killed() -> bool:
+        try:
+            sandboxes(get_state(request)).get(sandbox.id)
+        except SandboxNotFound:
+            return abort(request.scope)
+        return False
+
+    return killed
 
 
 @router.post("/contexts")
@@ -107,9 +128,12 @@ def _context(session: Session, context: Context) -> dict[str, str]:
     return {"id": context.id, "language": "python", "cwd": session.info().workdir}
 
 
-async def _run(session: Session, code: str, env: dict[str, str]) -> AsyncIterator[str]:
+async def _run(
+    session: Session, code: str, env: dict[str, str], killed: Callable[[], bool]
+) -> AsyncIterator[str]:
     """The execution's lines as they happen. Cancelled (the client went away), the cell is
-    interrupted as every other lci execution is."""
+    interrupted as every other lci execution is. Cut short by the sandbox's end, nothing more
+    is sent if `killed()` dropped the connection."""
     queue: asyncio.Queue[OutputItem] = asyncio.Queue()
     run = asyncio.ensure_future(_execute(session, code, env, queue))
     main_result_sent = False
@@ -121,15 +145,19 @@ async def _run(session: Session, code: str, env: dict[str, str]) -> AsyncIterato
         try:
             execution = run.result()
         except LCIError as exc:
+            if killed():
+                return
             yield ndjson.line(
                 {"type": "error", "name": exc.code, "value": exc.message, "traceback": ""}
             )
             yield ndjson.line({"type": "unexpected_end_of_execution"})
             return
+        if execution.outcome in (Outcome.CRASHED, Outcome.KILLED) and killed():
+            return
         if execution.result is not None and not main_result_sent:
             yield ndjson.line(ndjson.result(execution.result))
         if execution.error is not None:
-            yield ndjson.error_line(execution.error)
+            yield ndjson.error_line(execution)
         yield ndjson.end_lines(session.executions)
     finally:
         if not run.done():

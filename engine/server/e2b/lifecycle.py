@@ -1,7 +1,8 @@
 """E2B's control plane (what `E2B_API_URL` points at): create, get, list, kill, set timeout and
 connect sandboxes. The gate checks the API key (E2B's SDKs send it as `X-API-Key`).
 
-    POST   /v2/sandboxes  (and /sandboxes)      create: templateID, timeout, metadata, envVars
+    POST   /v2/sandboxes  (and /sandboxes)      create: templateID, timeout, metadata, envVars,
+                                               allow_internet_access, network (see `_internet`)
     GET    /v2/sandboxes  (and /sandboxes)      list, filtered by metadata
     GET    /sandboxes/{id}                      one sandbox's details
     DELETE /sandboxes/{id}                      kill
@@ -40,6 +41,16 @@ router = APIRouter(tags=["E2B sandboxes"], include_in_schema=False)
 ENVD_VERSION = "0.5.7"  # octet-stream uploads; not file metadata (0.6.2), which lci does not keep
 CLIENT_ID = "lci"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The `domain` of a created or connected sandbox. A client with `E2B_SANDBOX_URL` set never uses
+# it; one without builds the sandbox's URL from it (always https://<port>-<id>.<domain>, so no
+# domain can lead that client to lci) and would send run_code and files to E2B's cloud. This
+# value makes that URL invalid, so the SDK fails at `Sandbox.create()`, its error ending in this
+# sentence: `InvalidURL: Invalid port: 'E2B_SANDBOX_URL is not set. ...'`.
+UNSET_SANDBOX_URL = (
+    "lci:E2B_SANDBOX_URL is not set. Set it to the URL of the lci server (the same as E2B_API_URL) "
+    "so that run_code and files reach lci"
+)
+ALL_TRAFFIC = "0.0.0.0/0"  # E2B's `denyOut` entry for every address
 
 
 class NewSandbox(BaseModel):
@@ -74,10 +85,9 @@ async def create_sandbox(body: NewSandbox, state: State, owner: Owner) -> dict[s
         if not _ENV_NAME.match(name) or "\x00" in value:
             raise BadParameter(f"invalid environment variable {name!r}", "envVars")
     limits = state.settings.limits
-    if body.allow_internet_access is not None:
-        limits = Limits.model_validate(
-            {**limits.model_dump(), "network": body.allow_internet_access}
-        )
+    internet = _internet(body)
+    if internet is not None:
+        limits = Limits.model_validate({**limits.model_dump(), "network": internet})
     spec = SessionSpec(backend=state.settings.backend, limits=limits, env=envs)
     sandbox = await sandboxes(state).create(
         spec,
@@ -209,12 +219,29 @@ def _refuse_unsupported(body: NewSandbox) -> None:
     unsupported = {
         "autoPause": bool(body.auto_pause),
         "mcp": bool(body.mcp),
-        "network": bool(body.network),
         "volumeMounts": bool(body.volume_mounts),
     }
     for name, requested in unsupported.items():
         if requested:
             raise NotImplementedHere(f"lci does not support the sandbox option {name!r}")
+    for name, value in (body.network or {}).items():
+        if name == "allowPublicTraffic" or (name == "denyOut" and value == [ALL_TRAFFIC]):
+            continue
+        if value in (None, [], {}):
+            continue
+        raise NotImplementedHere(f"lci does not support the sandbox option 'network.{name}'")
+
+
+def _internet(body: NewSandbox) -> bool | None:
+    """Whether the sandbox may reach the network, if the request says: `allow_internet_access`,
+    or `network.denyOut` of all traffic (which E2B documents as the same as no internet access).
+
+    `network.allowPublicTraffic` changes nothing here: it asks that requests to the sandbox carry
+    its traffic token, and lci asks every sandbox-addressed request for the sandbox's token."""
+    denied = (body.network or {}).get("denyOut") == [ALL_TRAFFIC]
+    if denied or body.allow_internet_access is False:
+        return False
+    return body.allow_internet_access
 
 
 def _created(sandbox: E2BSandbox) -> dict[str, Any]:
@@ -225,7 +252,7 @@ def _created(sandbox: E2BSandbox) -> dict[str, Any]:
         "envdVersion": ENVD_VERSION,
         "envdAccessToken": sandbox.token,
         "trafficAccessToken": sandbox.token,
-        "domain": None,
+        "domain": UNSET_SANDBOX_URL,
     }
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from engine.models import (
     DisplayOutput,
-    ErrorInfo,
+    Execution,
+    Outcome,
     OutputItem,
     ResultOutput,
     StreamOutput,
@@ -72,10 +73,21 @@ def result(item: DisplayOutput | ResultOutput) -> dict[str, Any]:
     return fields
 
 
-def error_line(error: ErrorInfo) -> str:
-    return line(
-        {"type": "error", "name": error.name, "value": error.value, "traceback": error.traceback}
-    )
+def error_line(execution: Execution) -> str:
+    """The execution's error. A cell interrupted at lci's time limit is a `TimeoutError` naming
+    the limit (E2B's SDK reports its own execution timeout as a `TimeoutException`; the bare
+    `KeyboardInterrupt` the cell got says neither why nor what to change)."""
+    error = execution.error
+    assert error is not None
+    name, value = error.name, error.value
+    if execution.outcome is Outcome.INTERRUPTED and name == "KeyboardInterrupt":
+        name = "TimeoutError"
+        value = (
+            f"the cell ran past lci's time limit of {execution.limits.timeout_s:g} s "
+            "(timeout_s) and was interrupted; variables are kept. run_code(timeout=...) cannot "
+            "extend it: the server's limits can (LCI_LIMITS)"
+        )
+    return line({"type": "error", "name": name, "value": value, "traceback": error.traceback})
 
 
 def end_lines(execution_count: int) -> str:

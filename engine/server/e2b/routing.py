@@ -8,6 +8,9 @@ a request can reach nothing else. The gate delegates `PREFIX` to `authorize` (be
 body), and every route there depends on `sandbox_of`, which checks again: the sandbox must exist, and the request must carry its token (`X-Access-Token`,
 or `E2B-Traffic-Access-Token` on the code-interpreter calls that send only that one).
 
+Control-plane paths under `/v1` (`/v1/sandboxes...`, `/v1/v2/sandboxes...`) and sandbox-addressed
+paths under `/v1` lose that prefix first: `E2B_API_URL=http://host:8000/v1` works as well.
+
 The SDKs' debug mode (`E2B_DEBUG=true`) never calls the control plane and addresses a sandbox
 named `debug_sandbox_id` without any token: lci starts that one on first use, and only when it
 runs without an API key (there is nothing to check it against).
@@ -33,6 +36,11 @@ PREFIX = "/e2b-sandbox"
 SANDBOX_HEADER = "e2b-sandbox-id"
 DEBUG_SANDBOX_ID = "debug_sandbox_id"
 _TOKEN_HEADERS = ("x-access-token", "e2b-traffic-access-token")
+# `E2B_API_URL` (or `E2B_SANDBOX_URL`) set to the server's OpenAI-style base URL, ending in `/v1`:
+# the SDKs append E2B's paths to it. No other surface has routes under these, and envd's paths
+# never start with `/v1`, so the prefix is dropped rather than the setup refused.
+V1 = "/v1"
+CONTROL_PLANE = ("/sandboxes", "/v2/sandboxes")
 
 
 class SandboxRouting:
@@ -42,13 +50,21 @@ class SandboxRouting:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
-            if SANDBOX_HEADER in Headers(scope=scope):
+            sandbox_addressed = SANDBOX_HEADER in Headers(scope=scope)
+            if path.startswith(V1 + "/") and (sandbox_addressed or _control_plane(path[len(V1) :])):
+                path = path[len(V1) :]
+                scope = {**scope, "path": path, "raw_path": path.encode()}
+            if sandbox_addressed:
                 raw: bytes = scope.get("raw_path") or path.encode()
                 scope = {**scope, "path": PREFIX + path, "raw_path": PREFIX.encode() + raw}
             elif path == PREFIX or path.startswith(PREFIX + "/"):
                 # Not addressed to a sandbox: it must not reach the sandbox routes either.
                 scope = {**scope, "path": "/not-found" + path, "raw_path": b"/not-found"}
         await self.app(scope, receive, send)
+
+
+def _control_plane(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in CONTROL_PLANE)
 
 
 def authorize(scope: Scope) -> str:

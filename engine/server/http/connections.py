@@ -6,6 +6,7 @@ hundred clients trickling partial headers starve everyone else.
 
 - a header deadline: a connection whose request headers are not complete `header_timeout_s` after
   it opened (or after its previous response) is closed;
+- an abort: `scope["extensions"]["lci.abort"]` drops the connection mid-response (`abort.py`);
 - a connection cap: past `max_connections` the oldest connection still waiting for headers (or
   idle between requests) is closed to make room; only when every connection is serving a request
   is the new one refused.
@@ -16,9 +17,13 @@ Bodies are bounded in time by the gate (`gate.py`), idle keep-alive by uvicorn i
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import OrderedDict
+from typing import Any, cast
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
+
+from engine.server.http.abort import ABORT
 
 
 def guarded_protocol(header_timeout_s: float, max_connections: int) -> type[H11Protocol]:
@@ -45,6 +50,18 @@ def guarded_protocol(header_timeout_s: float, max_connections: int) -> type[H11P
             super().handle_events()
             if self.cycle is not None and not self.cycle.response_complete:
                 self._headers_arrived()
+                scope = cast(dict[str, Any], self.cycle.scope)
+                scope.setdefault("extensions", {})[ABORT] = functools.partial(
+                    self._abort, self.cycle
+                )
+
+        def _abort(self, cycle: RequestResponseCycle) -> None:
+            # Marked disconnected, the cycle ignores what the app still sends and does not log
+            # the unfinished response as an error.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            if not self.transport.is_closing():
+                self.transport.close()
 
         def on_response_complete(self) -> None:
             # Armed first: a pipelined request that is already buffered disarms it again.

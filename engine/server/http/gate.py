@@ -32,6 +32,8 @@ from engine.server.http.hosts import HostCheck
 
 # Reachable without a key: liveness and the API description hold nothing secret.
 OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+# ... and the documentation pages' scripts and styles (served from lci's own files: `docs.py`).
+OPEN_PREFIXES = ("/docs/assets/",)
 
 # The principal a delegated request acts for, from its scope (headers and all, but not the body);
 # raises an LCIError (its code picks the status) to refuse it. Called on the event loop: no I/O.
@@ -80,7 +82,7 @@ class Gate:
         elif self.keys is not None:
             principal = self._principal(headers)
             if principal is None:
-                if path not in OPEN_PATHS:
+                if path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES):
                     given = "authorization" in headers or "x-api-key" in headers
                     observe.audit(
                         "auth.failure", path=path, reason="invalid" if given else "missing"

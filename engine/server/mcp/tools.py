@@ -15,12 +15,12 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from engine.core.session import Session
-from engine.errors import BadParameter, LCIError
+from engine.errors import BadParameter, LCIError, NotFound
 from engine.models import MIB, Limits
 from engine.server.mcp.render import (
     error_result,
@@ -259,6 +259,9 @@ def _add_file_tools(server: MCPServer[Any], context: CallerOf) -> None:
         workspace, caller = context(ctx)
         try:
             return await workspace.get(caller, session_id).read_file(path)
+        except NotFound as exc:
+            # The spec's "resource not found" (-32602 since SEP-2164), not an internal error.
+            raise ResourceNotFoundError(exc.message) from exc
         except LCIError as exc:
             raise ResourceError(exc.message) from exc
 

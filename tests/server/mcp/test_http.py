@@ -19,7 +19,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_types import EmbeddedResource, ImageContent, ResourceLink
+from mcp_types import INVALID_PARAMS, EmbeddedResource, ImageContent, ResourceLink
 
 from tests.server.helpers import REPO, FakeModel, LciServer
 from tests.server.mcp.helpers import body, http_client, run, wait_gone
@@ -186,6 +186,22 @@ async def test_files_upload_list_download_and_link(server: LciServer) -> None:
         assert fetched.content == bytes(range(256)) * 64
         read = await client.read_resource(f"lci://sessions/{session_id}/files/data/in.csv")
         assert base64.b64decode(getattr(read.contents[0], "blob", "")) == b"a,b\n1,2\n"
+        await client.call_tool("close_session", {"session_id": session_id})
+
+
+async def test_reading_a_missing_resource_is_resource_not_found(server: LciServer) -> None:
+    """A file or session that does not exist is the spec's "resource not found" (-32602 since
+    SEP-2164, which retired -32002), not an internal error (-32603)."""
+    async with http_client(server) as client:
+        session_id = body(await client.call_tool("create_session", {}))["session_id"]
+        for uri, said in (
+            (f"lci://sessions/{session_id}/files/nope.txt", "nope.txt"),
+            ("lci://sessions/no-such-session/files/x.txt", "no-such-session"),
+        ):
+            with pytest.raises(MCPError) as refused:
+                await client.read_resource(uri)
+            assert refused.value.error.code == INVALID_PARAMS, refused.value.error
+            assert said in refused.value.error.message
         await client.call_tool("close_session", {"session_id": session_id})
 
 
