@@ -34,16 +34,24 @@ async def off_loop(operation: Callable[P, T], *args: P.args, **kwargs: P.kwargs)
         raise FileAccessError(f"file operation failed: {exc.strerror or exc}") from exc
 
 
+# Where clients expect the working directory: code written for OpenAI's interpreter saves to
+# /mnt/data, code written for E2B's to /home/user. In a sandbox with its own filesystem both are
+# the session's workdir mounted again; the file APIs take them as spellings of it.
+WORKDIR_ALIASES = ("/mnt/data", "/home/user")
+
+
 def split_path(path: str, sandbox_root: str | None = None) -> list[str]:
     """Components of a path relative to the workdir; absolute paths must lie under `sandbox_root`
-    (the workdir as the sandbox sees it)."""
+    (the workdir as the sandbox sees it) or one of its aliases (`WORKDIR_ALIASES`)."""
     if "\x00" in path:
         raise FileAccessError("path contains a NUL byte")
     pure = PurePosixPath(path)
     if pure.is_absolute():
-        if sandbox_root is None or not pure.is_relative_to(sandbox_root):
+        roots = (sandbox_root, *WORKDIR_ALIASES) if sandbox_root is not None else ()
+        root = next((r for r in roots if pure.is_relative_to(r)), None)
+        if root is None:
             raise FileAccessError(f"path {path!r} is outside the session's working directory")
-        pure = pure.relative_to(sandbox_root)
+        pure = pure.relative_to(root)
     parts = [p for p in pure.parts if p not in ("", ".")]
     if not parts or ".." in parts:
         raise FileAccessError(f"path {path!r} does not name a file inside the working directory")

@@ -64,7 +64,7 @@ async def test_container_configuration_as_the_daemon_reports_it(
     # Volumes only, nothing from the engine's filesystem: the workdir, and the agent unless
     # the image has it built in.
     binds = {b.split(":")[1]: b for b in host["Binds"]}
-    assert binds.keys() <= {"/workspace", "/opt/lci-agent"}
+    assert binds.keys() <= {"/workspace", "/mnt/data", "/home/user", "/opt/lci-agent"}
     assert all(not b.startswith("/") for b in binds.values())
     assert ":ro" in binds.get("/opt/lci-agent", ":ro")
     volume = docker_client.volumes.get(workdir_volume(container))

@@ -67,9 +67,14 @@ async def execute(
     if body.context_id and body.language:
         raise BadParameter("give context_id or language, not both", "context_id")
     _check_language(body.language)
-    session = sandboxes(state).session(sandbox, body.context_id)
+    registry = sandboxes(state)
+    session = registry.session(sandbox, body.context_id)
+    context = (
+        sandbox.default if body.context_id is None else registry.context(sandbox, body.context_id)
+    )
+    code = shell.translate(body.code)
     stream = _run(
-        session, shell.translate(body.code), body.env_vars or {}, _killed(request, sandbox)
+        session, code, body.env_vars or {}, _killed(request, sandbox), context.hidden_cells
     )
     return StreamingResponse(stream, media_type="application/x-ndjson")
 
@@ -125,11 +130,11 @@ def _check_language(language: str | None) -> None:
 
 
 def _context(session: Session, context: Context) -> dict[str, str]:
-    return {"id": context.id, "language": "python", "cwd": session.info().workdir}
+    return {"id": context.id, "language": "python", "cwd": context.cwd or session.info().workdir}
 
 
 async def _run(
-    session: Session, code: str, env: dict[str, str], killed: Callable[[], bool]
+    session: Session, code: str, env: dict[str, str], killed: Callable[[], bool], hidden: int
 ) -> AsyncIterator[str]:
     """The execution's lines as they happen. Cancelled (the client went away), the cell is
     interrupted as every other lci execution is. Cut short by the sandbox's end, nothing more
@@ -158,7 +163,7 @@ async def _run(
             yield ndjson.line(ndjson.result(execution.result))
         if execution.error is not None:
             yield ndjson.error_line(execution)
-        yield ndjson.end_lines(session.executions)
+        yield ndjson.end_lines(session.executions - hidden)
     finally:
         if not run.done():
             run.cancel()

@@ -46,6 +46,9 @@ class Context:
 
     id: str
     session_id: str
+    cwd: str = ""  # where its interpreter starts (see `HOME`)
+    # Cells lci ran besides the client's (the moves to HOME): left out of the execution count.
+    hidden_cells: int = 0
 
 
 @dataclass
@@ -85,7 +88,8 @@ class E2BSandboxes:
         lifetime = _timeout(timeout_s)  # checked before anything is started
         session = await self.runner.create(spec, owner)
         now = time.time()
-        default = Context(id=uuid.uuid4().hex[:12], session_id=session.id)
+        default = Context(uuid.uuid4().hex[:12], session.id)
+        await _start_in_home(session, default)
         sandbox = E2BSandbox(
             id=sandbox_id or "i" + uuid.uuid4().hex[:19],
             token=secrets.token_urlsafe(24),
@@ -158,7 +162,8 @@ class E2BSandboxes:
 
     async def create_context(self, sandbox: E2BSandbox) -> Context:
         session = await self.runner.create(sandbox.spec, sandbox.owner)
-        context = Context(id=uuid.uuid4().hex[:12], session_id=session.id)
+        context = Context(uuid.uuid4().hex[:12], session.id)
+        await _start_in_home(session, context)
         async with self._lock:
             if sandbox.id not in self._sandboxes:  # killed meanwhile
                 await self._close_session(session.id)
@@ -175,7 +180,9 @@ class E2BSandboxes:
         await self._close_session(context.session_id)
 
     async def restart_context(self, sandbox: E2BSandbox, context_id: str) -> None:
-        await self.session(sandbox, context_id).restart()
+        session = self.session(sandbox, context_id)
+        await session.restart()
+        await _start_in_home(session, self.context(sandbox, context_id))
 
     # -- expiry ---------------------------------------------------------------------------------
     def _alive(self, sandbox: E2BSandbox) -> bool:
@@ -213,3 +220,17 @@ def _timeout(timeout_s: int | None) -> float:
     if not 0 < timeout_s <= MAX_TIMEOUT_S:
         raise BadParameter(f"timeout must be between 1 and {MAX_TIMEOUT_S} seconds", "timeout")
     return timeout_s
+
+
+# E2B's sandboxes start in /home/user, and code written for them expects it; lci's sandboxes
+# mount the workdir there too (where they have a filesystem of their own).
+HOME = "/home/user"
+_TO_HOME = f"import os as _lci_os\n_lci_os.chdir({HOME!r})\ndel _lci_os"
+
+
+async def _start_in_home(session: Session, context: Context) -> None:
+    """Move the context's interpreter to HOME (where the sandbox has it); the cell is hidden from
+    the client's execution count."""
+    moved = await session.execute(_TO_HOME)
+    context.hidden_cells += 1
+    context.cwd = HOME if moved.error is None else session.info().workdir

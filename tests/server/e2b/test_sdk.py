@@ -193,6 +193,22 @@ def test_contexts_are_separate_interpreters(sandbox: Sandbox) -> None:
         sandbox.run_code("1", language="r")
 
 
+def test_code_starts_in_home_user_and_counts_from_one(sandbox: Sandbox) -> None:
+    """As in E2B's sandboxes: /home/user is the working directory (lci's workdir, mounted there),
+    in every context and after a restart; the move there is not one of the client's executions."""
+    first = sandbox.run_code("import os\nos.getcwd()")
+    assert first.text == "/home/user" and first.execution_count == 1
+    assert sandbox.run_code("1").execution_count == 2
+    sandbox.files.write("/home/user/data.txt", "abc")
+    assert sandbox.files.read("data.txt") == "abc"  # the same directory, however it is spelled
+    context = sandbox.create_code_context()
+    assert context.cwd == "/home/user"
+    assert sandbox.run_code("import os\nos.getcwd()", context=context).text == "/home/user"
+    sandbox.restart_code_context(context)
+    after = sandbox.run_code("import os\nos.getcwd()", context=context)
+    assert after.text == "/home/user", after
+
+
 def test_restarting_the_default_context_keeps_its_files(sandbox: Sandbox) -> None:
     sandbox.run_code("kept = 1\nopen('still_here.txt', 'w').write('yes')")
     default = sandbox.list_code_contexts()[0]
@@ -240,7 +256,7 @@ def test_e2b_sandboxes_on_the_docker_backend(
         monkeypatch.delenv("E2B_DEBUG", raising=False)
         sandbox = Sandbox.create()
         sandbox.run_code("import os\nx = 6 * 7")
-        assert sandbox.run_code("x, os.getcwd()").text == "(42, '/workspace')"
+        assert sandbox.run_code("x, os.getcwd()").text == "(42, '/home/user')"
         sandbox.files.write("/home/user/in.txt", "from the host")
         assert sandbox.run_code("open('in.txt').read()").text == "from the host"
         figure = sandbox.run_code("import matplotlib.pyplot as plt\nplt.plot([1])\nplt.show()")

@@ -36,12 +36,13 @@ def code(text: str) -> SSE:
     return stream(text=f"Thought: next step.\n```python\n{text}\n```\n", piece=40)
 
 
-def task_script(fake: FakeModel) -> None:
-    """Step 1 computes in the sandbox and prints; step 2 sees the printout and a tool's output,
-    hits an error; step 3 sees the error and answers with a value computed in step 1."""
+def task_script(fake: FakeModel, cwd: str) -> None:
+    """Step 1 computes in the sandbox (whose working directory is `cwd`) and prints; step 2 sees
+    the printout and a tool's output, hits an error; step 3 sees the error and answers with a value
+    computed in step 1."""
 
     def after_first(body: dict[str, Any]) -> SSE:
-        assert "cwd /workspace 42" in said(body), said(body)[-2000:]
+        assert f"cwd {cwd} 42" in said(body), said(body)[-2000:]
         assert "HELLO!" in said(body)
         return code("1 / 0")
 
@@ -82,7 +83,7 @@ def test_code_agent_with_smolagents_e2b_executor(
     monkeypatch.setenv("E2B_SANDBOX_URL", server.url)
     monkeypatch.setenv("E2B_API_KEY", API_KEY)
     monkeypatch.delenv("E2B_DEBUG", raising=False)
-    task_script(fake)
+    task_script(fake, cwd="/home/user")  # where E2B's sandboxes start
     agent = CodeAgent(
         tools=[Shout()], model=model, executor_type="e2b", stream_outputs=True, max_steps=5
     )
@@ -93,7 +94,7 @@ def test_code_agent_with_smolagents_e2b_executor(
 def test_code_agent_with_the_lci_executor(
     server: LciServer, fake: FakeModel, model: OpenAIServerModel
 ) -> None:
-    task_script(fake)
+    task_script(fake, cwd="/workspace")
     executor = LciExecutor(server.url, api_key=API_KEY, additional_imports=["numpy", "nopkg"])
     assert executor.session_id in session_ids(server)
     agent = CodeAgent(

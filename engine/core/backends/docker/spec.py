@@ -15,6 +15,7 @@ from engine.core.agent_files import bootstrap_argv
 from engine.core.output import relay_env
 from engine.core.syscalls import NAME as SECCOMP_NAME
 from engine.core.syscalls import docker_profile
+from engine.core.workdir import WORKDIR_ALIASES
 from engine.models import MIB, Isolation, Limits
 
 SANDBOX_WORKDIR = "/workspace"
@@ -96,11 +97,12 @@ class ContainerPlan:
     agent_volume: str | None = None
     runtime: str | None = None  # the daemon's OCI runtime (`runsc`: gVisor); None: its default
 
-    def binds(self) -> dict[str, dict[str, str]]:
+    def binds(self) -> list[str]:
         # nocopy: the image's own /workspace (or an older agent) is never copied into a volume.
-        binds = {self.workdir: {"bind": SANDBOX_WORKDIR, "mode": "rw,nocopy"}}
+        # The workdir is mounted again where clients expect it (see WORKDIR_ALIASES).
+        binds = [f"{self.workdir}:{path}:rw,nocopy" for path in (SANDBOX_WORKDIR, *WORKDIR_ALIASES)]
         if self.agent_volume is not None:
-            binds[self.agent_volume] = {"bind": SANDBOX_AGENT, "mode": "ro,nocopy"}
+            binds.append(f"{self.agent_volume}:{SANDBOX_AGENT}:ro,nocopy")
         return binds
 
     def _preload_args(self) -> list[str]:

@@ -113,6 +113,7 @@ class SubprocessHost(SessionHost):
             "sandbox_agent_root": _SANDBOX_AGENT if probe.namespaces else str(probe.agent_root),
             "workdir": self.workdir,
             "sandbox_workdir": self.sandbox_workdir,
+            "workdir_aliases": list(wd.WORKDIR_ALIASES),
             "root_dir": self._root,
             "uid": self._uid,
             "gid": self._uid,

@@ -101,6 +101,10 @@ def build_root(cfg: dict[str, Any]) -> None:
         if os.path.exists(path):
             _bind(path, _inside(root, path), writable=False)
     _bind(cfg["workdir"], _inside(root, cfg["sandbox_workdir"]), writable=True)
+    for alias in cfg.get("workdir_aliases", ()):
+        # The same directory where clients expect it, unless the path is taken (a system path).
+        if not os.path.lexists(_inside(root, alias)):
+            _bind(cfg["workdir"], _inside(root, alias), writable=True)
     _bind(cfg["agent_root"], _inside(root, cfg["sandbox_agent_root"]), writable=False)
     _write_etc(root, cfg)
     os.chdir(root)
