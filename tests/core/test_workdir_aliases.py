@@ -20,7 +20,12 @@ async def test_the_aliases_are_the_working_directory(session: Session) -> None:
     result = await session.execute(code)
     assert result.error is None, result
     assert result.result_text == "('/workspace', ['chart.csv', 'notes.txt'], True)"
-    for path in ("chart.csv", "/workspace/chart.csv", "/mnt/data/chart.csv", "/home/user/chart.csv"):
+    for path in (
+        "chart.csv",
+        "/workspace/chart.csv",
+        "/mnt/data/chart.csv",
+        "/home/user/chart.csv",
+    ):
         assert await session.read_file(path) == b"a,b\n1,2\n"
     await session.write_file("/mnt/data/in.txt", b"up")
     assert (await session.execute("open('in.txt').read()")).result_text == "'up'"
