@@ -116,8 +116,6 @@ def mime_bundle(
     text_limit = limit if text_limit is None else min(text_limit, limit)
     if type(value) in _PLAIN_TYPES:  # the common case: no rich forms to look for
         return {"text/plain": plain_text(value, text_limit, clip, strict)}
-    if images.is_image(value):  # PNG only: PIL also offers JPEG, the same picture again
-        return images.image_bundle(value, limit, plain_text(value, text_limit, clip, strict))
     bundle: dict[str, str] = {}
     mimebundle = getattr(value, "_repr_mimebundle_", None) if not isinstance(value, type) else None
     if callable(mimebundle):
@@ -154,6 +152,10 @@ def mime_bundle(
                 continue
             if encoded is not None:
                 bundle[mime] = encoded
+    if "image/png" not in bundle and images.is_image(value):  # a mode PIL's PNG repr refuses
+        png = images.png_base64(value, limit - _size(bundle))
+        if png is not None:
+            bundle["image/png"] = png
     table = tables.dataframe_data(value, min(text_limit, limit - _size(bundle)))
     if table is not None:
         bundle[DATA_MIME] = table
@@ -172,7 +174,7 @@ def figure_bundles(limit: int, text_limit: int | None = None) -> list[dict[str, 
     the chart fits in `text_limit` bytes (by default an eighth of `limit`, the host's ratio of
     display to text budget), and its text."""
     text_limit = limit // 8 if text_limit is None else min(text_limit, limit)
-    bundles = images.shown_bundles(limit, lambda image: plain_text(image, 200))
+    bundles = [mime_bundle(image, limit, text_limit) for image in images.take_shown()]
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is None or images.only_shown():
         return bundles

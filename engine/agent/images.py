@@ -1,5 +1,6 @@
-"""PIL images as displays: a displayed image is a PNG, and `Image.show()` displays it in the
-cell's output (a sandbox has no image viewer to open).
+"""PIL images as displays: a displayed image has a PNG (converted first when PIL's own PNG repr
+refuses its mode), and `Image.show()` displays it in the cell's output (a sandbox has no image
+viewer to open).
 
 Nothing here imports PIL: the image class is looked up in `sys.modules`, and the `show` hook is
 installed by figures.py once user code imports `PIL.Image`.
@@ -41,22 +42,11 @@ def png_base64(image: Any, limit: int) -> str | None:
     return base64.b64encode(data).decode("ascii")
 
 
-def image_bundle(image: Any, limit: int, text: str) -> dict[str, str]:
-    """The bundle of a displayed image: its PNG and `text` (its repr), or a note in the text
-    when the PNG cannot be made or is over `limit`."""
-    png = png_base64(image, limit - len(text))
-    if png is None:
-        return {"text/plain": f"{text} [no PNG within the display limit]"}
-    return {"image/png": png, "text/plain": text}
-
-
-def shown_bundles(limit: int, text: Callable[[Any], str]) -> list[dict[str, str]]:
-    """Bundles of the images shown since the last call, in order; `text` gives an image's repr."""
-    bundles = []
-    while _shown:
-        image = _shown.pop(0)
-        bundles.append(image_bundle(image, limit, text(image)))
-    return bundles
+def take_shown() -> list[Any]:
+    """The images passed to show() since the last call, in order."""
+    shown = list(_shown)
+    _shown.clear()
+    return shown
 
 
 def only_shown() -> bool:
