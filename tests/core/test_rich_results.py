@@ -75,18 +75,18 @@ async def test_a_dataframe_carries_its_table_as_data(session: Session) -> None:
         "import pandas as pd\n"
         "frame = pd.DataFrame({'n': [1, 2], 'when': pd.to_datetime(['2024-01-01', '2024-01-02']),"
         " 'x': [0.5, float('nan')]})\n"
-        "display(frame)\nframe"
+        "frame"
     )
     result = await session.execute(code)
     assert result.outcome is Outcome.COMPLETED, result.error
-    assert result.result is not None and len(result.displays) == 1
-    for bundle in (result.result.data, result.displays[0].data):
-        assert json.loads(bundle["e2b/data"]) == {
-            "n": [1, 2],
-            "when": ["2024-01-01T00:00:00", "2024-01-02T00:00:00"],
-            "x": [0.5, None],
-        }
-        assert "<table" in bundle["text/html"] and "2024-01-02" in bundle["text/plain"]
+    assert result.result is not None
+    bundle = result.result.data
+    assert json.loads(bundle["e2b/data"]) == {
+        "n": [1, 2],
+        "when": ["2024-01-01T00:00:00", "2024-01-02T00:00:00"],
+        "x": [0.5, None],
+    }
+    assert "<table" in bundle["text/html"] and "2024-01-02" in bundle["text/plain"]
     plain = await session.execute("import pandas as pd\npd.Series([1, 2])")
     assert plain.result is not None and "e2b/data" not in plain.result.data
 
@@ -104,8 +104,8 @@ async def test_pil_images_are_pngs_when_displayed_or_shown(session: Session) -> 
         "print('before')\n"
         "Image.new('RGB', (4, 3), 'red').show()\n"
         "print('after')\n"
-        "display(Image.new('F', (2, 2)))\n"  # float pixels: no PNG of their own
-        "Image.new('RGBA', (5, 5))"
+        "display(Image.new('RGBA', (5, 5)))\n"
+        "Image.new('F', (2, 2))"  # float pixels: PIL makes no PNG of them
     )
     result = await session.execute(code)
     assert result.outcome is Outcome.COMPLETED, result.error
@@ -118,9 +118,9 @@ async def test_pil_images_are_pngs_when_displayed_or_shown(session: Session) -> 
         "ResultOutput",
     ]
     assert isinstance(result.outputs[2], StreamOutput) and result.outputs[2].text == "after\n"
-    shown, floats = result.displays
+    shown, displayed = result.displays
     assert result.result is not None
-    for bundle in (shown.data, floats.data, result.result.data):
+    for bundle in (shown.data, displayed.data, result.result.data):
         assert base64.b64decode(bundle["image/png"]).startswith(PNG_MAGIC)
     assert "size=4x3" in shown.data["text/plain"]
     # show() gives what displaying the image gives (PNG, and JPEG where PIL offers it)
