@@ -218,6 +218,8 @@ CHECKS: dict[str, Check] = {
     "mcp": Check(),
     "mcp-key": Check(),  # the harness's server has no key: this checks the SDK calls as written
     "e2b": Check(env=E2B_ENV),
+    # docs/rich-results.md
+    "rich-results": Check(env=E2B_ENV),
 }
 
 

@@ -1,4 +1,6 @@
-"""Rich display: turn Python values into MIME bundles, and matplotlib figures into PNG images.
+"""Rich display: turn Python values into MIME bundles, and matplotlib figures into PNG images
+with their charts. A DataFrame's bundle also holds its table as JSON (`e2b/data`, tables.py), a
+figure's its chart (`e2b/chart`, charts.py), a PIL image's its PNG (images.py).
 
 Everything here runs inside the sandbox under its limits; a `__repr__` that raises or returns something
 odd produces a note, never a broken agent.
@@ -9,8 +11,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 import sys
 from typing import Any
+
+from . import charts, images, tables
+
+CHART_MIME = "e2b/chart"
+DATA_MIME = tables.MIME
 
 # (method, mime type, is binary)
 _REPR_METHODS = (
@@ -83,8 +91,6 @@ def _encode_rich(raw: Any, binary: bool, limit: int, clip: Clipper) -> str | Non
     if isinstance(raw, str):
         return clip(raw, limit)
     if isinstance(raw, dict | list):
-        import json
-
         try:
             return clip(json.dumps(raw), limit)
         except (TypeError, ValueError):
@@ -146,6 +152,13 @@ def mime_bundle(
                 continue
             if encoded is not None:
                 bundle[mime] = encoded
+    if "image/png" not in bundle and images.is_image(value):  # a mode PIL's PNG repr refuses
+        png = images.png_base64(value, limit - _size(bundle))
+        if png is not None:
+            bundle["image/png"] = png
+    table = tables.dataframe_data(value, min(text_limit, limit - _size(bundle)))
+    if table is not None:
+        bundle[DATA_MIME] = table
     bundle["text/plain"] = plain_text(value, text_limit, clip, strict)
     return bundle
 
@@ -154,33 +167,57 @@ def _size(bundle: dict[str, str]) -> int:
     return sum(len(v) for v in bundle.values())
 
 
-def figure_bundles(limit: int) -> list[dict[str, str]]:
-    """PNG bundles of every open matplotlib figure, which are then closed (notebook semantics)."""
+def figure_bundles(limit: int, text_limit: int | None = None) -> list[dict[str, str]]:
+    """Bundles of the images passed to PIL's `show()` since the last call, then (unless this runs
+    for such a `show()`) of every open matplotlib figure, which are then closed (notebook
+    semantics). A figure's bundle holds its PNG, its chart as JSON when the figure shows data and
+    the chart fits in `text_limit` bytes (by default an eighth of `limit`, the host's ratio of
+    display to text budget), and its text."""
+    text_limit = limit // 8 if text_limit is None else min(text_limit, limit)
+    bundles = [mime_bundle(image, limit, text_limit) for image in images.take_shown()]
     pyplot = sys.modules.get("matplotlib.pyplot")
-    if pyplot is None:
-        return []
-    bundles = []
+    if pyplot is None or images.only_shown():
+        return bundles
     try:
         numbers = pyplot.get_fignums()
     except Exception:
-        return []
+        return bundles
     for number in numbers:
         try:
             figure = pyplot.figure(number)
             buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", bbox_inches="tight")
+            figure.savefig(buffer, format="png", bbox_inches="tight")  # draws: sets tick labels
             png = base64.b64encode(buffer.getvalue()).decode("ascii")
             text = plain_text(figure, 200)
         except Exception as exc:
             bundles.append({"text/plain": f"<figure {number} could not be rendered: {exc!r}>"})
             continue
-        if len(png) <= limit:
-            bundles.append({"image/png": png, "text/plain": text})
-        else:
+        if len(png) > limit:
             bundles.append({"text/plain": f"{text} [PNG of {len(png)} bytes over the limit]"})
+            continue
+        bundle = {"image/png": png, "text/plain": text}
+        chart = chart_json(figure, min(text_limit, limit - len(png) - len(text)))
+        if chart is not None:
+            bundle[CHART_MIME] = chart
+        bundles.append(bundle)
     with contextlib.suppress(Exception):
         pyplot.close("all")
     return bundles
+
+
+def chart_json(figure: Any, limit: int) -> str | None:
+    """The chart of a drawn figure as JSON within `limit` bytes, or None: no data, too large,
+    or a figure the extraction does not understand (its PNG is shown all the same)."""
+    if limit <= 0:
+        return None
+    try:
+        chart = charts.figure_chart(figure, limit)
+        if chart is None:
+            return None
+        text = json.dumps(chart, ensure_ascii=False, allow_nan=False)
+    except Exception:
+        return None
+    return text if len(text.encode("utf-8", "surrogatepass")) <= limit else None
 
 
 def plain_text_of_exception(exc: BaseException, limit: int, clip: Clipper = _clip) -> str:

@@ -8,11 +8,15 @@ every cell's output."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import types
 import warnings
+from collections.abc import Callable
 from typing import Any
+
+from . import images
 
 _MPL_BACKEND = f"module://{__package__}.mpl_backend"
 # Best first: wide coverage (CJK plus Latin), then any CJK face.
@@ -91,8 +95,10 @@ def _warn_missing_glyphs_once(cjk: str | None) -> None:
 
 
 def install_matplotlib_hook(publisher: Any) -> None:
-    """Select the sandbox backend when matplotlib is (or gets) imported, without importing it now:
-    importing matplotlib costs a third of a second that most cells never need."""
+    """Select the sandbox backend when matplotlib is (or gets) imported, and make PIL's
+    `Image.show()` publish the image when `PIL.Image` is, without importing either now: importing
+    matplotlib costs a third of a second that most cells never need. `publisher` sends the
+    pending displays (display.figure_bundles)."""
 
     def configure(mpl: Any) -> None:
         cjk = None
@@ -111,26 +117,35 @@ def install_matplotlib_hook(publisher: Any) -> None:
             pass
         _warn_missing_glyphs_once(cjk)
 
-    if "matplotlib" in sys.modules:
-        configure(sys.modules["matplotlib"])
+    when_imported("matplotlib", configure)
+    when_imported("PIL.Image", images.hook_show(publisher))
+
+
+def when_imported(name: str, configure: Callable[[types.ModuleType], None]) -> None:
+    """Call `configure(module)` once module `name` is imported: now if it already is, else right
+    after its first import has run (an import hook that removes itself)."""
+    if name in sys.modules:
+        with contextlib.suppress(Exception):
+            configure(sys.modules[name])
         return
 
     import importlib.abc
     import importlib.util
 
     class Hook(importlib.abc.MetaPathFinder):
-        def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-            if name != "matplotlib":
+        def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+            if fullname != name:
                 return None
             sys.meta_path.remove(self)
-            spec = importlib.util.find_spec(name)
+            spec = importlib.util.find_spec(fullname)
             if spec is None or spec.loader is None:
                 return spec
             original = spec.loader.exec_module
 
             def exec_module(module: types.ModuleType) -> None:
                 original(module)
-                configure(module)
+                with contextlib.suppress(Exception):
+                    configure(module)
 
             spec.loader.exec_module = exec_module  # type: ignore[method-assign]
             return spec

@@ -25,6 +25,8 @@ from engine.models import (
     TruncationMarker,
 )
 
+from .chart_text import chart_line
+
 TOOL_NAME = "code_interpreter"
 
 TOOL_DEFINITION: dict[str, Any] = {
@@ -101,11 +103,13 @@ class _Renderer:
         size = _png_size(data[mime]) if mime == "image/png" else None
         desc = f"{size[0]}x{size[1]} " if size else ""
         kind = mime.split("/")[1].upper()
+        chart = chart_line(data)  # what the figure shows, for a model that does not see it
+        after = f"\n{chart}" if chart else ""
         if self.mode == "parts":
             self.images.append(f"data:{mime};base64,{data[mime]}")
-            self.add("image", f"[image {name}: {desc}{kind}, attached]")
+            self.add("image", f"[image {name}: {desc}{kind}, attached]{after}")
         else:
-            self.add("image", f"[image {name}: {desc}{kind}, shown to the user, not to you]")
+            self.add("image", f"[image {name}: {desc}{kind}, shown to the user, not to you]{after}")
 
 
 def render_execution(

@@ -357,7 +357,9 @@ async def test_images(llm: FakeLLM, orchestrator: Orchestrator) -> None:
 
     def placeholder(body: dict[str, Any]) -> None:
         text = last_tool_text(body)
-        assert re.fullmatch(r"\[image fig-001: \d+x\d+ PNG, shown to the user, not to you\]", text)
+        # the figure's chart, read in the sandbox, tells the model what it shows
+        image = r"\[image fig-001: \d+x\d+ PNG, shown to the user, not to you\]"
+        assert re.fullmatch(image + r"\n\[chart: line; series: Line 0\]", text), text
 
     def parts(body: dict[str, Any]) -> None:
         content = tool_messages(body)[-1]["content"]

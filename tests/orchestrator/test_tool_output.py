@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from engine.models import (
     StreamOutput,
     TruncationMarker,
 )
+from engine.orchestrator.chart_text import chart_line
 from engine.orchestrator.tool import clip, render_execution
 
 # A 1x1 PNG.
@@ -87,6 +89,35 @@ def test_images_placeholder_and_parts() -> None:
     message = output.message("call_1")
     assert message["content"][0] == {"type": "text", "text": output.text}
     assert message["content"][1]["image_url"]["url"] == f"data:image/png;base64,{PNG}"
+
+
+def test_charts_are_one_line_and_tables_their_text() -> None:
+    line = (
+        '{"type": "line", "title": "Trend", "x_label": "Day", "y_label": null, "elements": '
+        '[{"label": "sales", "points": [[1, 2]]}, {"label": "costs", "points": [[1, 1]]}]}'
+    )
+    bars = json.dumps(
+        {
+            "type": "bar",
+            "title": None,
+            "elements": [{"label": str(i), "group": f"g{i % 10}", "value": i} for i in range(30)],
+        }
+    )
+    ex = execution(
+        outcome=Outcome.COMPLETED,
+        outputs=[
+            DisplayOutput(data={"image/png": PNG, "e2b/chart": line, "text/plain": "<Figure>"}),
+            DisplayOutput(data={"image/png": PNG, "e2b/chart": bars, "text/plain": "<Figure>"}),
+            ResultOutput(data={"e2b/data": '{"n": [1, 2]}', "text/plain": "   n\n0  1\n1  2"}),
+        ],
+    )
+    assert text_of(ex) == (
+        "[image fig-001: 1x1 PNG, shown to the user, not to you]\n"
+        "[chart: line 'Trend'; x: Day; series: sales, costs]\n\n"
+        "[image fig-002: 1x1 PNG, shown to the user, not to you]\n"
+        "[chart: bar; groups: g0, g1, g2, g3, g4, g5, g6, g7 and 2 more]\n\n"
+        "execute_result:\n\n```\n   n\n0  1\n1  2\n```"
+    )
 
 
 def test_timeout_notes() -> None:
@@ -161,3 +192,18 @@ def test_clip_never_exceeds_budget(text: str, budget: int) -> None:
         assert clipped == text
     elif budget >= 100:
         assert "omitted" in clipped
+
+
+def test_a_superchart_line_names_its_charts_and_bad_json_is_no_line() -> None:
+    both = {
+        "type": "superchart",
+        "title": "Both",
+        "elements": [
+            {"type": "pie", "title": None, "elements": [{"label": "a", "angle": 360}]},
+            {"type": "unknown", "title": "area", "elements": []},
+        ],
+    }
+    assert chart_line({"e2b/chart": json.dumps(both)}) == (
+        "[chart: superchart 'Both'; (pie; wedges: a); (unknown 'area')]"
+    )
+    assert chart_line({"e2b/chart": "{cut"}) is None and chart_line({}) is None

@@ -7,8 +7,9 @@
     {"type": "end_of_execution"}
 
 A result carries one field per MIME type it has (E2B's names); MIME types without a field go into
-`extra`. `is_main_result` marks the value of the cell's last expression; displays (figures) are
-results without it.
+`extra`. `json`, `data` (a DataFrame's table, from `e2b/data`) and `chart` (a figure's chart, from
+`e2b/chart`) are JSON values. `is_main_result` marks the value of the cell's last expression;
+displays (figures) are results without it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ FIELDS = {
     "text/latex": "latex",
     "application/json": "json",
     "application/javascript": "javascript",
+    "e2b/data": "data",  # a DataFrame's table, {"column": [values...]}
+    "e2b/chart": "chart",  # a figure's chart (E2B's schema, engine/agent/charts.py)
 }
+_JSON_FIELDS = frozenset({"json", "data", "chart"})  # sent as JSON values, not strings
 
 
 def line(payload: dict[str, Any]) -> str:
@@ -62,7 +66,7 @@ def result(item: DisplayOutput | ResultOutput) -> dict[str, Any]:
         name = FIELDS.get(mime)
         if name is None:
             extra[mime] = value
-        elif name == "json":
+        elif name in _JSON_FIELDS:
             fields[name] = _json(value)
         elif name == "text":
             fields[name] = _unquoted(value)

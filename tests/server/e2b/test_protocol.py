@@ -210,6 +210,14 @@ def test_result_fields_follow_e2b_names() -> None:
     assert ndjson.result(ResultOutput(data={"text/plain": "'"}))["text"] == "'"
 
 
+def test_tables_and_charts_are_json_fields() -> None:
+    chart = '{"type": "bar", "title": "T", "elements": []}'
+    shown = ndjson.result(DisplayOutput(data={"e2b/chart": chart, "text/plain": "<Figure>"}))
+    assert shown["chart"] == {"type": "bar", "title": "T", "elements": []}
+    table = ndjson.result(ResultOutput(data={"e2b/data": '{"a": [1, null]}', "text/plain": "t"}))
+    assert table["data"] == {"a": [1, None]} and "extra" not in table
+
+
 def test_sdk_debug_mode_against_a_server_without_a_key(
     shared_fake: FakeModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:

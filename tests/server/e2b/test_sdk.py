@@ -22,6 +22,7 @@ from e2b import (
 )
 from e2b.exceptions import SandboxNotFoundException
 from e2b_code_interpreter import OutputMessage, Sandbox
+from e2b_code_interpreter.charts import BarChart, ChartType, LineChart
 
 from engine.config import Settings
 from tests.conftest import require_docker
@@ -103,6 +104,31 @@ def test_a_matplotlib_figure_is_a_png_result(sandbox: Sandbox) -> None:
     main = [r for r in execution.results if r.is_main_result]
     assert [r.text for r in main] == ["done"]
     assert results == execution.results
+
+
+def test_a_figure_carries_its_chart_and_a_dataframe_its_data(sandbox: Sandbox) -> None:
+    chart_code = (
+        "import matplotlib.pyplot as plt\n"
+        "plt.bar(['a', 'b'], [3, 5], label='sold')\n"
+        "plt.title('Sales')\nplt.ylabel('Units (pcs)')\nplt.show()"
+    )
+    figure = sandbox.run_code(chart_code).results[0]
+    assert figure.png and "chart" in figure.formats()
+    chart = figure.chart
+    assert isinstance(chart, BarChart) and chart.type == ChartType.BAR
+    assert (chart.title, chart.y_label, chart.y_unit) == ("Sales", "Units (pcs)", "pcs")
+    assert [(e.label, e.group, e.value) for e in chart.elements] == [
+        ("a", "sold", 3),
+        ("b", "sold", 5),
+    ]
+    line = sandbox.run_code("plt.plot([1, 2], [4, 8], label='up')\nplt.show()").results[0]
+    assert isinstance(line.chart, LineChart)
+    assert line.chart.elements[0].label == "up"
+    assert line.chart.elements[0].points == [(1, 4), (2, 8)]
+    table = sandbox.run_code("import pandas as pd\npd.DataFrame({'x': [1, 2], 'y': ['p', None]})")
+    result = table.results[0]
+    assert result.is_main_result and result.data == {"x": [1, 2], "y": ["p", None]}
+    assert result.html and "<table" in result.html and "data" in result.formats()
 
 
 def test_files_written_are_read_back_and_seen_by_code(sandbox: Sandbox) -> None:
@@ -261,6 +287,10 @@ def test_e2b_sandboxes_on_the_docker_backend(
         assert sandbox.run_code("open('in.txt').read()").text == "from the host"
         figure = sandbox.run_code("import matplotlib.pyplot as plt\nplt.plot([1])\nplt.show()")
         assert base64.b64decode(figure.results[0].png or "").startswith(PNG_MAGIC)
+        chart = figure.results[0].chart
+        assert isinstance(chart, LineChart) and chart.elements[0].points == [(0, 1)]
+        table = sandbox.run_code("import pandas as pd\npd.DataFrame({'x': [1.5]})")
+        assert table.results[0].data == {"x": [1.5]}
         assert sandbox.kill() and not sandbox.is_running()
         docker_server.stop()
         assert "Traceback" not in docker_server.logs()

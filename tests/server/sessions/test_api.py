@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -70,6 +71,19 @@ def test_execute_reports_what_happened(client: httpx.Client, session_id: str) ->
     slow = execute(client, session_id, "import time\ntime.sleep(5)", timeout_s=0.3).json()
     assert slow["outcome"] == "interrupted" and slow["state_preserved"] is True
     assert execute(client, session_id, "x").json()["outputs"][-1]["data"]["text/plain"] == "21"
+
+
+def test_outputs_carry_charts_and_tables(client: httpx.Client, session_id: str) -> None:
+    code = (
+        "import matplotlib.pyplot as plt, pandas as pd\n"
+        "plt.bar(['a'], [2])\nplt.show()\npd.DataFrame({'n': [1]})"
+    )
+    reply = execute(client, session_id, code, timeout_s=60).json()  # a plot on a busy machine
+    figure, table = reply["outputs"]
+    assert figure["type"] == "display" and figure["data"]["image/png"]
+    chart = json.loads(figure["data"]["e2b/chart"])
+    assert chart["type"] == "bar" and chart["elements"][0]["label"] == "a"
+    assert table["type"] == "result" and json.loads(table["data"]["e2b/data"]) == {"n": [1]}
 
 
 def test_execute_streams_output_as_it_happens(server: LciServer, session_id: str) -> None:
