@@ -22,6 +22,8 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
+from . import ipython_formats
+
 Publish = Callable[[dict[str, Any], dict[str, Any]], None]
 
 _OUTPUT_CACHE = 1000  # as IPython's: Out keeps at most this many results before it is cleared
@@ -50,9 +52,16 @@ def _fresh_namespace() -> dict[str, Any]:
 class Interactive:
     """The kernel's IPython side: one per kernel, owning the namespace the cells run in."""
 
-    def __init__(self, publish: Publish, fallback_display: Callable[..., None]) -> None:
+    def __init__(
+        self,
+        publish: Publish,
+        fallback_display: Callable[..., None],
+        limits: tuple[Callable[[], int], Callable[[], int]],
+    ) -> None:
+        """`limits`: the current cell's text and display byte budgets, read when used."""
         self._publish = publish
         self._fallback_display = fallback_display
+        self._limits = limits
         self.shell: Any = None
         self._tried = False
         prepared = _prepared
@@ -83,6 +92,7 @@ class Interactive:
         self._tried = True
         self.shell = shell
         shell.display_pub.send = self._publish
+        ipython_formats.install(shell.display_formatter, *self._limits)
         # The shell's history is off; its In/Out must be the kernel's, which it would replace.
         history = shell.history_manager
         history.input_hist_parsed = history.input_hist_raw = self.inputs

@@ -55,7 +55,9 @@ class Kernel:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.forked = False
-        self.interactive = Interactive(self._publish, self.display)
+        self.interactive = Interactive(
+            self._publish, self.display, (lambda: self.max_text, lambda: self.max_display)
+        )
         self.namespace: dict[str, Any] = self.interactive.namespace
         self.cell_count = 0
         self.workdir_finders = WorkdirFinders(os.getcwd())  # where cells write their modules
@@ -126,7 +128,7 @@ class Kernel:
             self._send_display(bundle, clip.omitted)
 
     def publish_figures(self) -> None:
-        for bundle in display.figure_bundles(self.max_display):
+        for bundle in display.figure_bundles(self.max_display, self.max_text):
             self._send_display(bundle)
 
     def _send_display(self, bundle: dict[str, str], omitted: int = 0) -> None:

@@ -89,6 +89,9 @@ async def test_a_dataframe_carries_its_table_as_data(session: Session) -> None:
     assert "<table" in bundle["text/html"] and "2024-01-02" in bundle["text/plain"]
     plain = await session.execute("import pandas as pd\npd.Series([1, 2])")
     assert plain.result is not None and "e2b/data" not in plain.result.data
+    shown = await session.execute("display(frame)")  # IPython's display: the same table
+    (item,) = [o for o in shown.outputs if o.type == "display"]
+    assert json.loads(item.data["e2b/data"])["n"] == [1, 2] and "<table" in item.data["text/html"]
 
 
 async def test_a_big_dataframe_keeps_its_text_within_the_limits(session: Session) -> None:
