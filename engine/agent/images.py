@@ -1,6 +1,6 @@
 """PIL images as displays: a displayed image has a PNG (converted first when PIL's own PNG repr
 refuses its mode), and `Image.show()` displays it in the cell's output (a sandbox has no image
-viewer to open).
+viewer to open), as does a cell's `img.save(path)`.
 
 Nothing here imports PIL: the image class is looked up in `sys.modules`, and the `show` hook is
 installed by figures.py once user code imports `PIL.Image`.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -76,5 +77,23 @@ def hook_show(publisher: Callable[[], None]) -> Callable[[Any], None]:
 
         show._lci_display = True  # type: ignore[attr-defined]
         cls.show = show
+        saver = getattr(cls, "save", None)
+        if callable(saver):
+            cls.save = _displaying_save(saver, show)
 
     return configure
+
+
+def _displaying_save(original: Any, show: Callable[[Any], None]) -> Any:
+    """`Image.save` that also shows the image when a cell saves it to a file, as E2B's kernel
+    does (models save images and expect to see them). Saves by libraries (matplotlib writing a
+    JPEG, the agent's own PNG encoding) and to open file objects show nothing."""
+
+    def save(self: Any, fp: Any, format: str | None = None, **params: Any) -> None:
+        original(self, fp, format, **params)
+        if isinstance(fp, str | os.PathLike) and sys._getframe(1).f_globals.get("__name__") == (
+            "__main__"
+        ):
+            show(self)
+
+    return save

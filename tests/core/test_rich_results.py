@@ -129,3 +129,22 @@ async def test_pil_images_are_pngs_when_displayed_or_shown(session: Session) -> 
     # show() gives what displaying the image gives (PNG, and JPEG where PIL offers it)
     again = await session.execute("from PIL import Image\ndisplay(Image.new('RGB', (4, 3), 'red'))")
     assert set(again.displays[0].data) == set(shown.data)
+
+
+async def test_a_cell_saving_a_pil_image_shows_it(session: Session) -> None:
+    code = (
+        "from PIL import Image\n"
+        "import io\n"
+        "image = Image.new('RGB', (6, 2), 'blue')\n"
+        "image.save('blue.png')\n"
+        "image.save(io.BytesIO(), format='PNG')  # to a file object: nothing shown\n"
+        "import matplotlib.pyplot as plt\n"
+        "plt.figure(); plt.plot([1, 2]); plt.savefig('plot.jpg'); plt.close('all')\n"
+        "print('saved')"
+    )
+    result = await session.execute(code)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    (shown,) = result.displays  # matplotlib's JPEG, written through PIL, shows nothing
+    assert base64.b64decode(shown.data["image/png"]).startswith(PNG_MAGIC)
+    assert "size=6x2" in shown.data["text/plain"]
+    assert (await session.read_file("blue.png")).startswith(PNG_MAGIC)
