@@ -46,10 +46,11 @@ def number(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def rounded(v: Any) -> float | None:
-    """`v` without float noise (a pie's 324.00000000000006 degrees is 324)."""
+def rounded(v: Any, digits: int = 10) -> float | None:
+    """`v` without float noise (a pie's 324.00000000000006 degrees is 324), to `digits`
+    significant digits."""
     f = number(v)
-    return None if f is None else float(f"{f:.10g}")
+    return None if f is None else float(f"{f:.{digits}g}")
 
 
 def tick_label(axis: Any, position: float) -> str:

@@ -162,7 +162,9 @@ def _wedges(ax: Any) -> list[dict[str, Any]]:
     return [
         {
             "label": str(wedge.get_label()),
-            "angle": rounded(abs(float(wedge.theta2) - float(wedge.theta1))),
+            # Older matplotlib keeps wedge angles in single precision (323.9999914 for 324):
+            # seven digits, a ten-thousandth of a degree, is all they hold.
+            "angle": rounded(abs(float(wedge.theta2) - float(wedge.theta1)), 7),
             "radius": number(wedge.r),
         }
         for wedge in ax.patches

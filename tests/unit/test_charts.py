@@ -155,3 +155,11 @@ def test_an_empty_figure_has_no_chart_and_a_huge_one_is_refused() -> None:
     FigureCanvasAgg(figure).draw()
     assert display.chart_json(figure, 1000) is None
     assert display.chart_json(figure, 1 << 20) is not None
+
+
+def test_pie_angles_lose_single_precision_noise() -> None:
+    # matplotlib before 3.7 keeps wedge angles as float32: 324 degrees comes out as 323.9999914.
+    from engine.agent.chart_values import rounded
+
+    assert rounded(323.9999914, 7) == 324.0 and rounded(36.0000086, 7) == 36.0
+    assert rounded(123.456789, 7) == 123.4568
