@@ -46,11 +46,17 @@ def number(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def rounded(v: Any, digits: int = 10) -> float | None:
-    """`v` without float noise (a pie's 324.00000000000006 degrees is 324), to `digits`
-    significant digits."""
+def rounded(v: Any) -> float | None:
+    """`v` without float noise (a pie's 324.00000000000006 degrees is 324)."""
     f = number(v)
-    return None if f is None else float(f"{f:.{digits}g}")
+    return None if f is None else float(f"{f:.10g}")
+
+
+def degrees(v: Any) -> float | None:
+    """An angle to a thousandth of a degree: older matplotlib keeps wedge angles in single
+    precision, whose error near 400 degrees is some 1e-5 (323.9999914 for 324)."""
+    f = number(v)
+    return None if f is None else round(f, 3) + 0.0
 
 
 def tick_label(axis: Any, position: float) -> str:

@@ -22,7 +22,16 @@ import sys
 from typing import Any
 
 from .chart_boxes import box_elements, is_boxplot
-from .chart_values import is_a, is_grid_line, number, rounded, swap_axes, tick_label, value
+from .chart_values import (
+    degrees,
+    is_a,
+    is_grid_line,
+    number,
+    rounded,
+    swap_axes,
+    tick_label,
+    value,
+)
 
 _UNIT = re.compile(r"\s\((.*?)\)|\[(.*?)\]")  # "Time (s)" and "Length [m]" name a unit
 
@@ -162,9 +171,7 @@ def _wedges(ax: Any) -> list[dict[str, Any]]:
     return [
         {
             "label": str(wedge.get_label()),
-            # Older matplotlib keeps wedge angles in single precision (323.9999914 for 324):
-            # seven digits, a ten-thousandth of a degree, is all they hold.
-            "angle": rounded(abs(float(wedge.theta2) - float(wedge.theta1)), 7),
+            "angle": degrees(abs(float(wedge.theta2) - float(wedge.theta1))),
             "radius": number(wedge.r),
         }
         for wedge in ax.patches

@@ -158,8 +158,9 @@ def test_an_empty_figure_has_no_chart_and_a_huge_one_is_refused() -> None:
 
 
 def test_pie_angles_lose_single_precision_noise() -> None:
-    # matplotlib before 3.7 keeps wedge angles as float32: 324 degrees comes out as 323.9999914.
-    from engine.agent.chart_values import rounded
+    # matplotlib before 3.7 keeps wedge angles as float32: 324 and 36 degrees come out as
+    # 323.9999914 and 36.0000086.
+    from engine.agent.chart_values import degrees
 
-    assert rounded(323.9999914, 7) == 324.0 and rounded(36.0000086, 7) == 36.0
-    assert rounded(123.456789, 7) == 123.4568
+    assert degrees(323.9999914) == 324.0 and degrees(36.0000086) == 36.0
+    assert degrees(123.4567) == 123.457
