@@ -23,24 +23,63 @@ from collections.abc import Callable
 from typing import Any
 
 from . import ipython_formats
+from .report import user_traceback
 
 Publish = Callable[[dict[str, Any], dict[str, Any]], None]
 
 _OUTPUT_CACHE = 1000  # as IPython's: Out keeps at most this many results before it is cleared
-_prepared: tuple[Any, dict[str, Any]] | None = None  # (shell, namespace) made ahead of a session
+_prepared: Interactive | None = None  # made ahead of a session, with its shell
+# The running cell's text and display budgets, as the kernel reads them; the agent's formatters,
+# installed with the shell (before a fork server forks), read them through here.
+_limits: list[Callable[[], int]] = [lambda: 1 << 20, lambda: 16 << 20]
 
 
 def prepare() -> bool:
     """Make the shell ahead of the session (a fork server before forking, a pooled container
-    while it waits); the kernel adopts it. False when this Python has no usable IPython."""
+    while it waits), with everything the kernel would set up around it: the kernel only connects
+    its own callbacks (`for_kernel`), so a forked session writes to few of the pages it shares.
+    False when this Python has no usable IPython."""
     global _prepared
     if _prepared is None:
-        namespace = _fresh_namespace()
-        shell = _make_shell(namespace)
-        if shell is None:
+        ready = Interactive(_no_publisher, _no_publisher, _limits_now())
+        if ready.ensure_shell() is None:
             return False
-        _prepared = (shell, namespace)
+        _prepared = ready
     return True
+
+
+def for_kernel(
+    publish: Publish,
+    fallback_display: Callable[..., None],
+    limits: tuple[Callable[[], int], Callable[[], int]],
+) -> Interactive:
+    """The kernel's Interactive: the prepared one, connected to the kernel, or a new one.
+    `limits`: the current cell's text and display byte budgets, read when used."""
+    global _prepared
+    ready, _prepared = _prepared, None
+    if ready is None:
+        return Interactive(publish, fallback_display, limits)
+    ready._publish = publish
+    ready._fallback_display = fallback_display
+    _limits[:] = limits
+    ready.shell.display_pub.send = publish
+    return ready
+
+
+def _text_limit() -> int:
+    return _limits[0]()  # the kernel's of the moment: see for_kernel
+
+
+def _display_limit() -> int:
+    return _limits[1]()
+
+
+def _no_publisher(*args: Any) -> None:
+    pass
+
+
+def _limits_now() -> tuple[Callable[[], int], Callable[[], int]]:
+    return _limits[0], _limits[1]
 
 
 def _fresh_namespace() -> dict[str, Any]:
@@ -58,26 +97,24 @@ class Interactive:
         fallback_display: Callable[..., None],
         limits: tuple[Callable[[], int], Callable[[], int]],
     ) -> None:
-        """`limits`: the current cell's text and display byte budgets, read when used."""
         self._publish = publish
         self._fallback_display = fallback_display
-        self._limits = limits
+        _limits[:] = limits
         self.shell: Any = None
         self._tried = False
-        prepared = _prepared
-        self.namespace = prepared[1] if prepared is not None else _fresh_namespace()
+        self.namespace = _fresh_namespace()
         self.inputs: list[str] = [""]  # In: In[n] is cell n's source
         self.outputs: dict[int, Any] = {}  # Out: Out[n] is cell n's displayed value
         self.namespace.update(
             In=self.inputs, Out=self.outputs, _ih=self.inputs, _oh=self.outputs,
             _i="", _ii="", _iii="", _="", __="", ___="",
         )  # fmt: skip
-        if prepared is not None:
-            self._adopt(prepared[0])
-        else:
-            self.namespace["display"] = fallback_display
-            self.namespace["get_ipython"] = self.ensure_shell  # the shell, made when first asked
-            _watch_for_ipython(self.ensure_shell)
+        self.namespace["display"] = self._display
+        self.namespace["get_ipython"] = self.ensure_shell  # the shell, made when first asked
+        _watch_for_ipython(self.ensure_shell)
+
+    def _display(self, *objects: Any, **options: Any) -> None:
+        self._fallback_display(*objects, **options)
 
     def ensure_shell(self) -> Any:
         """The shell, made on first need; None without IPython."""
@@ -92,7 +129,6 @@ class Interactive:
         self._tried = True
         self.shell = shell
         shell.display_pub.send = self._publish
-        ipython_formats.install(shell.display_formatter, *self._limits)
         # The shell's history is off; its In/Out must be the kernel's, which it would replace.
         history = shell.history_manager
         history.input_hist_parsed = history.input_hist_raw = self.inputs
@@ -105,6 +141,26 @@ class Interactive:
         hidden = ("In", "Out", "_ih", "_oh", "_i", "_ii", "_iii", "_", "__", "___", "display")
         shell.user_ns_hidden.update({name: self.namespace.get(name) for name in hidden})
         shell.user_ns_hidden["get_ipython"] = get_ipython
+
+    def format_traceback(self, exc: BaseException) -> str | None:
+        """The exception as IPython shows it (`Cell In[3], line 2`, the lines around each
+        frame), the agent's own frames left out; None without IPython, and for a syntax error
+        (Python's format then: the line with a caret under the fault)."""
+        shell = self.ensure_shell()  # a session's errors all look alike, the first one too
+        if shell is None or isinstance(exc, SyntaxError):
+            return None
+        tb = user_traceback(exc.__traceback__)
+        names = shell.compile._filename_map  # how IPython knows a file is `Cell In[N]`
+        files = []
+        walk = tb
+        while walk is not None:
+            files.append(walk.tb_frame.f_code.co_filename)
+            walk = walk.tb_next
+        for filename in files:
+            if isinstance(filename, str) and filename.startswith("<cell-"):
+                names.setdefault(filename, int(filename[6:-1]))
+        lines = shell.InteractiveTB.structured_traceback(type(exc), exc, tb)
+        return "\n".join(lines) + "\n"
 
     def transform(self, code: str) -> str:
         """`code`, which does not compile, as Python: IPython's transformations, or (without
@@ -182,6 +238,7 @@ def _make_shell(namespace: dict[str, Any]) -> Any:
     # `!cmd` through a pseudo-terminal by default; sandboxes have none, and the command's output
     # belongs in the cell's own stdout and stderr anyway.
     shell.system = shell.system_raw  # type: ignore[method-assign]
+    ipython_formats.install(shell.display_formatter, _text_limit, _display_limit)
     return shell
 
 

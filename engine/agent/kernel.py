@@ -27,12 +27,11 @@ try:
 except ImportError:  # not on every platform the agent may run on
     resource = None  # type: ignore[assignment]
 
-from . import display
+from . import display, interactive
 from .cells import CellCompiler
 from .channel import Channel, SilentChannel
 from .display import Clipper
 from .figures import install_matplotlib_hook
-from .interactive import Interactive
 from .protocol import PROTOCOL_VERSION, FrameDecoder, encode_frame
 from .report import error_info
 from .streams import StdStreams
@@ -55,7 +54,7 @@ class Kernel:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.forked = False
-        self.interactive = Interactive(
+        self.interactive = interactive.for_kernel(
             self._publish, self.display, (lambda: self.max_text, lambda: self.max_display)
         )
         self.namespace: dict[str, Any] = self.interactive.namespace
@@ -180,7 +179,10 @@ class Kernel:
                 self.interactive.record_output(self.cell_count, value)
                 result = self._result_bundle(value, clip)
         except BaseException as exc:
-            status, error = "error", error_info(exc, self.max_text, clip)
+            status, error = (
+                "error",
+                error_info(exc, self.max_text, clip, self.interactive.format_traceback),
+            )
         finally:
             self.in_user_code = False
             self.install_signal_handlers()
@@ -189,7 +191,10 @@ class Kernel:
         try:
             self.publish_figures()
         except BaseException as exc:
-            status, error = "error", error_info(exc, self.max_text, clip)
+            status, error = (
+                "error",
+                error_info(exc, self.max_text, clip, self.interactive.format_traceback),
+            )
         _flush_std_streams()
         self.streams.repair()
         self.channel.drain()

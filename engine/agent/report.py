@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import traceback
+import types
+from collections.abc import Callable
 from typing import Any
 
 from .display import Clipper, plain_text_of_exception
@@ -30,13 +32,41 @@ def _user_frames(te: traceback.TracebackException, budget: int, seen: set[int]) 
             _user_frames(linked, budget, seen)
 
 
-def error_info(exc: BaseException, budget: int, clip: Clipper) -> dict[str, Any]:
-    try:
-        te = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
-        _user_frames(te, budget, set())
-        text = "".join(te.format())
-    except Exception as fmt_exc:
-        text = f"<traceback could not be formatted: {fmt_exc!r}>"
+def user_traceback(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """`tb` without the agent's frames (the cell's caller, a signal handler that raised
+    KeyboardInterrupt, the display code that called a failing __repr__), as a new chain."""
+    kept = []
+    while tb is not None:
+        if os.path.dirname(tb.tb_frame.f_code.co_filename) != AGENT_DIR:
+            kept.append(tb)
+        tb = tb.tb_next
+    chain = None
+    for entry in reversed(kept):
+        chain = types.TracebackType(chain, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    return chain
+
+
+def error_info(
+    exc: BaseException,
+    budget: int,
+    clip: Clipper,
+    formatter: Callable[[BaseException], str | None] | None = None,
+) -> dict[str, Any]:
+    """The exception as the host reports it; its traceback as `formatter` writes it (IPython's,
+    where the kernel has a shell) or else as Python writes it."""
+    text = None
+    if formatter is not None and len(plain_text_of_exception(exc, budget + 1)) <= budget:
+        try:
+            text = formatter(exc)
+        except Exception:
+            text = None
+    if text is None:
+        try:
+            te = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
+            _user_frames(te, budget, set())
+            text = "".join(te.format())
+        except Exception as fmt_exc:
+            text = f"<traceback could not be formatted: {fmt_exc!r}>"
     return {
         "name": type(exc).__name__,
         "value": plain_text_of_exception(exc, budget, clip),

@@ -53,7 +53,9 @@ async def test_exception_is_data_and_state_survives(session: Session) -> None:
     assert failed.outcome is Outcome.ERROR
     assert failed.error is not None
     assert (failed.error.name, failed.error.value) == ("ValueError", "bad value")
-    assert "<cell-" in failed.error.traceback and "raise ValueError" in failed.error.traceback
+    # IPython's format: the cell as `Cell In[N]`, an arrow at the failing line.
+    assert "Cell In[2], line 2" in failed.error.traceback
+    assert "----> 2 raise ValueError" in failed.error.traceback
     assert "kernel.py" not in failed.error.traceback  # agent frames are trimmed
     assert failed.state_preserved
     assert (await session.execute("counter")).result_text == "11"
