@@ -37,6 +37,9 @@ DATA_SCIENCE = [
     if importlib.util.find_spec(m.split(".")[0]) is not None
 ]
 IMPORTS = "import " + ", ".join(DATA_SCIENCE) if DATA_SCIENCE else "pass"
+# What lci's sessions start with: the default preload (the data stack, and IPython, whose shell
+# the fork server makes once), where installed.
+PRELOAD = [m for m in Settings().preload if importlib.util.find_spec(m.split(".")[0]) is not None]
 SNIPPETS = {
     "1+1": "1+1",
     "print 1 MiB": "print('x' * (1 << 20))",
@@ -59,7 +62,7 @@ def lci_settings(state_dir: Path, **overrides: Any) -> Settings:
         # Many sessions that only run `1+1`, each with generous limits: the engine's memory budget
         # (which charges every session its memory_mb + disk_mb) would stop the suite at about 15.
         "memory_budget_mb": 1 << 20,
-        "preload": DATA_SCIENCE,
+        "preload": PRELOAD,
         "docker_warm_pool": 0,
     }
     return Settings(**(base | overrides))

@@ -16,6 +16,9 @@ Without IPython, the common indentation is still removed; magics fail as the syn
 
 from __future__ import annotations
 
+# Imported here, not when a kernel starts: a fork server imports this module once for all.
+import importlib.abc
+import importlib.util
 import os
 import sys
 import textwrap
@@ -159,7 +162,8 @@ class Interactive:
         for filename in files:
             if isinstance(filename, str) and filename.startswith("<cell-"):
                 names.setdefault(filename, int(filename[6:-1]))
-        lines = shell.InteractiveTB.structured_traceback(type(exc), exc, tb)
+        # tb_offset 0: every frame left is the user's (the shell skips one of its own by default).
+        lines = shell.InteractiveTB.structured_traceback(type(exc), exc, tb, tb_offset=0)
         return "\n".join(lines) + "\n"
 
     def transform(self, code: str) -> str:
@@ -261,8 +265,6 @@ def _watch_for_ipython(on_import: Callable[[], Any]) -> None:
     if "IPython" in sys.modules:
         on_import()
         return
-    import importlib.abc
-    import importlib.util
 
     class Hook(importlib.abc.MetaPathFinder):
         def find_spec(self, name: str, path: Any, target: Any = None) -> Any:

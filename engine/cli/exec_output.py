@@ -56,7 +56,9 @@ class CellPrinter:
             lines = traceback.splitlines()
             if lines and lines[-1].startswith("KeyboardInterrupt"):
                 lines.pop()
-            _err("\n".join(lines))
+            if len(lines) > 1 and lines[0].startswith("---") and "KeyboardInterrupt" in lines[1]:
+                del lines[:2]  # IPython's header names the exception too
+            _err("\n".join(lines).rstrip())
             _err(f"lci: timed out after {limit} (interrupted; the session keeps its state)")
         elif execution.outcome is Outcome.ERROR and error.name == "CPUTimeExceeded":
             _err(traceback)

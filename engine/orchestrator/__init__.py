@@ -3,6 +3,7 @@
 sandbox implementation. The server and the CLI use only the names exported here."""
 
 from engine.orchestrator.calls import ToolCall, new_call_id
+from engine.orchestrator.chart_text import chart_line
 from engine.orchestrator.code_runner import CodeRunner
 from engine.orchestrator.events import (
     CodeComplete,
@@ -71,6 +72,7 @@ __all__ = [
     "WebResult",
     "WebSource",
     "WebTools",
+    "chart_line",
     "clip",
     "error_text",
     "image_mime",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 from engine.core.session import Session
 from engine.models import DisplayOutput, Outcome, StreamOutput
@@ -54,7 +55,7 @@ async def test_exception_is_data_and_state_survives(session: Session) -> None:
     assert failed.error is not None
     assert (failed.error.name, failed.error.value) == ("ValueError", "bad value")
     # IPython's format: the cell as `Cell In[N]`, an arrow at the failing line.
-    assert "Cell In[2], line 2" in failed.error.traceback
+    assert re.search(r"Cell In ?\[2\], line 2", failed.error.traceback)  # IPython 8.5: `In [2]`
     assert "----> 2 raise ValueError" in failed.error.traceback
     assert "kernel.py" not in failed.error.traceback  # agent frames are trimmed
     assert failed.state_preserved

@@ -29,6 +29,7 @@ from mcp_types import (
 
 from engine.errors import LCIError
 from engine.models import DisplayOutput, Execution, FileInfo, Outcome, SessionInfo
+from engine.orchestrator import chart_line
 
 # Figures travel as image blocks; these are the image types MCP clients render.
 IMAGE_TYPES = ("image/png", "image/jpeg")
@@ -42,11 +43,7 @@ def file_uri(session_id: str, path: str) -> str:
 def execution_body(execution: Execution, *, new_session: bool) -> dict[str, Any]:
     """The JSON of a cell's result. An error in the user's code is a normal result (the model must
     see it to fix its code); a time limit that fired is said in `note`, with the limit."""
-    displays = [
-        item.data["text/plain"]
-        for item in execution.displays
-        if _image(item) is None and "text/plain" in item.data
-    ]
+    displays = [text for item in execution.displays if (text := _display_text(item)) is not None]
     error = execution.error
     note = limit_note(execution)
     return {
@@ -101,6 +98,14 @@ def limit_note(execution: Execution) -> str | None:
             "files are kept."
         )
     return None
+
+
+def _display_text(item: DisplayOutput) -> str | None:
+    """What the model reads of a display: its text, or for a figure (sent as an image block)
+    the one-line summary of its chart, when it has one."""
+    if _image(item) is not None:
+        return chart_line(item.data)
+    return item.data.get("text/plain")
 
 
 def _image(item: DisplayOutput) -> ImageContent | None:

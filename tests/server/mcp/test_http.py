@@ -92,7 +92,10 @@ async def test_state_is_kept_across_calls_given_the_session_id(
 
 
 async def test_a_figure_comes_back_as_image_content(server: LciServer) -> None:
-    code = "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()"
+    code = (
+        "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2], label='visits')\n"
+        "plt.title('Daily')\nplt.legend()\nplt.show()"
+    )
     async with http_client(server) as client:
         result, data = await run(client, code)
         await client.call_tool("close_session", {"session_id": data["session_id"]})
@@ -100,6 +103,8 @@ async def test_a_figure_comes_back_as_image_content(server: LciServer) -> None:
     assert len(images) == 1 == data["images"]
     assert images[0].mime_type == "image/png"
     assert base64.b64decode(images[0].data).startswith(PNG_MAGIC)
+    # The model also reads what the figure shows, in a line: its chart's kind, title and series.
+    assert data["displays"] == ["[chart: line 'Daily'; series: visits]"]
 
 
 async def test_an_error_and_a_timeout_are_results(server: LciServer) -> None:
