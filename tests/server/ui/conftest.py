@@ -11,6 +11,7 @@ With LCI_UPDATE_SCREENSHOTS=1 the tests save their screenshots to docs/images/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -104,9 +105,9 @@ class App:
             self.problems.append(f"console: {message.text}")
 
 
-@pytest.fixture
-def app(browser: Browser, server: LciServer) -> Iterator[App]:
-    assert server.api_key == API_KEY
+@contextlib.contextmanager
+def recording(browser: Browser, server: LciServer) -> Iterator[App]:
+    """An App on `server`, checked when it closes (see the module's docstring)."""
     context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
     context.set_default_timeout(30_000)
     recorded = App(server, context)
@@ -119,3 +120,11 @@ def app(browser: Browser, server: LciServer) -> Iterator[App]:
     assert recorded.requests, "the page made no request at all"
     assert not recorded.off_host(), f"requests off the host: {recorded.off_host()}"
     assert not recorded.problems, "\n".join(recorded.problems)
+
+
+@pytest.fixture
+def app(browser: Browser, server: LciServer) -> Iterator[App]:
+    """The app on the shared server (which has a key) and its scripted model."""
+    assert server.api_key == API_KEY
+    with recording(browser, server) as recorded:
+        yield recorded

@@ -10,11 +10,11 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.fake_llm import stream
-from tests.server.helpers import FakeModel
-from tests.server.ui.conftest import App
+from tests.server.helpers import FakeModel, LciServer
+from tests.server.ui.conftest import App, recording
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
@@ -72,7 +72,6 @@ def test_an_answer_shows_its_cell_output_figure_and_usage(app: App, fake: FakeMo
     expect(failed.locator("pre.logs")).to_contain_text("ZeroDivisionError")
     expect(failed.locator("pre.logs")).to_contain_text("total / 0")  # the traceback's line
     expect(page.locator(".answer").last).to_contain_text("Dividing by zero fails")
-    app.screenshot(page, "playground.png")
 
     # The second question continued the first (previous_response_id): the model saw both.
     sent = json.dumps(fake.chat_requests()[2]["messages"])
@@ -103,3 +102,20 @@ def test_an_uploaded_file_is_read_by_the_code(app: App, fake: FakeModel, tmp_pat
         page.get_by_role("button", name="Download doubled.csv").click()
     assert Path(info.value.path()).read_text().split() == ["n", "6", "8", "10"]
     fake.check()
+
+
+def test_the_demo_model_plays_without_a_model_server(browser: Browser) -> None:
+    """`lci serve --llm-model demo` (no model server, no key): the demo's three cells run, the
+    second fails and the third draws a figure and writes a CSV file, listed beside the chat."""
+    with LciServer(None, args=["--llm-model", "demo"]) as server, recording(browser, server) as app:
+        page = app.page()
+        ask(page, "Show me what you can do")
+        expect(page.locator(".cell")).to_have_count(3)
+        expect(page.locator(".cell.failed")).to_have_count(1)
+        expect(page.locator(".cell.failed pre.logs")).to_contain_text("NameError")
+        expect(page.locator(".cell").nth(2).locator("img")).to_have_count(1)
+        expect(page.locator(".usage")).to_contain_text("code runs: 3")
+        expect(page.locator(".answer").last).to_contain_text("The sandbox answered")
+        expect(page.locator("#files")).to_contain_text("prime_gaps.png")
+        expect(page.locator("#files")).to_contain_text("primes.csv")
+        app.screenshot(page, "playground.png")
