@@ -70,6 +70,7 @@ async function start() {
       input.value = "";
       byId("key-view").hidden = true;
       route();
+      byId("main").focus({ preventScroll: true }); // the prompt is gone: go on at the content
     } else {
       saveKey("");
       askForKey("The server refused that key.");
