@@ -138,6 +138,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="record OpenTelemetry traces, exported by OTLP (needs the otel extra)",
     )
     p.add_argument("--otlp-endpoint", metavar="URL", help="OTLP/HTTP endpoint of the traces")
+    p.add_argument(
+        "--ui",
+        choices=["on", "off"],
+        help="the browser playground and session console at / (default on; LCI_SERVER_UI)",
+    )
     return p
 
 
@@ -185,6 +190,7 @@ def configure(args: argparse.Namespace) -> tuple[Settings, ServerOptions]:
         "metrics": False if args.no_metrics else None,
         "tracing": True if args.tracing else None,
         "otlp_endpoint": args.otlp_endpoint,
+        "ui": None if args.ui is None else args.ui == "on",
     }
     flags = {
         "host": "--host",

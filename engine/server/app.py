@@ -33,6 +33,7 @@ from engine.server.runtime.options import ServerOptions
 from engine.server.runtime.state import ServerState, State
 from engine.server.runtime.surface import Surface
 from engine.server.sessions import mount as sessions
+from engine.server.ui import mount as ui
 
 DESCRIPTION = """\
 A local code interpreter for any LLM, behind three compatible surfaces:
@@ -105,6 +106,7 @@ def surfaces(options: ServerOptions, version: str) -> tuple[Surface, ...]:
         dashscope.surface(),
         e2b.surface(),
         mcp.surface(options, version),
+        ui.surface(options),  # last: its page is `/`, its assets `/ui/...`
     )
 
 

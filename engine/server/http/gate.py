@@ -30,10 +30,14 @@ from engine.server.http.auth import PRINCIPAL, KeyRing
 from engine.server.http.errors import error_body, status_for, surface_of
 from engine.server.http.hosts import HostCheck
 
-# Reachable without a key: liveness and the API description hold nothing secret.
-OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-# ... and the documentation pages' scripts and styles (served from lci's own files: `docs.py`).
-OPEN_PREFIXES = ("/docs/assets/",)
+# Reachable without a key: liveness and the API description hold nothing secret, nor does the
+# browser app's page at `/`, which loads data only through the API, with the key the user gives it.
+OPEN_PATHS = frozenset(
+    {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/"}
+)
+# ... and the documentation pages' scripts and styles (served from lci's own files: `docs.py`),
+# and the browser app's (static files shipped with lci).
+OPEN_PREFIXES = ("/docs/assets/", "/ui/")
 
 # The principal a delegated request acts for, from its scope (headers and all, but not the body);
 # raises an LCIError (its code picks the status) to refuse it. Called on the event loop: no I/O.

@@ -147,6 +147,11 @@ class ServerOptions(BaseSettings):
         description="Where traces go (an OTLP/HTTP base URL, e.g. http://127.0.0.1:4318); unset: "
         "the OTEL_EXPORTER_OTLP_* variables, else localhost:4318.",
     )
+    ui: bool = Field(
+        True,
+        description="Serve the browser playground and session console at / (static pages: "
+        "they load data only through the API, with the key the user types in).",
+    )
     shutdown_grace_s: float = Field(
         5.0, ge=1, description="How long open requests may finish when the server stops."
     )
