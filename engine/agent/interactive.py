@@ -147,9 +147,11 @@ class Interactive:
 
     def format_traceback(self, exc: BaseException) -> str | None:
         """The exception as IPython shows it (`Cell In[3], line 2`, the lines around each
-        frame), the agent's own frames left out; None without IPython, and for a syntax error
-        (Python's format then: the line with a caret under the fault)."""
-        shell = self.ensure_shell()  # a session's errors all look alike, the first one too
+        frame), the agent's own frames left out, once the kernel has its shell (a fork-server or
+        pooled session from the start, a cold one once IPython is used); None otherwise, and for
+        a syntax error (Python's format then: the line with a caret under the fault). The shell
+        is never made here: the error may be the sandbox running out of memory or processes."""
+        shell = self.shell
         if shell is None or isinstance(exc, SyntaxError):
             return None
         tb = user_traceback(exc.__traceback__)

@@ -5,6 +5,7 @@ cell replaced do not swallow later cells' output. Without IPython, indentation s
 from __future__ import annotations
 
 import json
+import re
 
 from engine.config import Settings
 from engine.core.manager import SessionManager
@@ -116,6 +117,20 @@ async def test_a_replaced_stream_does_not_swallow_later_cells(session: Session) 
     await session.execute("sys.stderr = open(os.devnull, 'w')")
     err = await session.execute("print('to stderr', file=sys.stderr)")
     assert err.stderr == "to stderr\n", err
+
+
+async def test_errors_come_in_ipythons_format(session: Session) -> None:
+    """From the start in a fork-server session; in a cold one (docker without a pool here) once
+    the kernel has its shell, which `get_ipython()` makes."""
+    await session.execute("get_ipython()")
+    failed = await session.execute("x = 1\nraise ValueError('bad value')")
+    assert failed.error is not None
+    # The cell as `Cell In[N]` (IPython 8.5: `In [N]`), an arrow at the failing line.
+    assert re.search(r"Cell In ?\[2\], line 2", failed.error.traceback), failed.error.traceback
+    assert "----> 2 raise ValueError" in failed.error.traceback
+    assert "kernel.py" not in failed.error.traceback
+    syntax = await session.execute("def f(:\n    pass")
+    assert syntax.error is not None and syntax.error.traceback.startswith('  File "<cell-3>"')
 
 
 async def test_get_ipython_is_the_shell(session: Session) -> None:

@@ -84,9 +84,8 @@ async def test_second_cell_uses_variable_of_first(llm: FakeLLM, orchestrator: Or
 async def test_model_fixes_failing_code(llm: FakeLLM, orchestrator: Orchestrator) -> None:
     def fix(body: dict[str, Any]) -> Any:
         text = last_tool_text(body)
-        # IPython's traceback: the cell as `Cell In[1]`, an arrow at the failing line
-        assert text.startswith("stdout:\n\n```\nstart\n```\n\nerror:\n\n```\n---"), text
-        assert "Cell In[1], line 2" in text and "----> 2 print(undefined_name)" in text
+        assert text.startswith("stdout:\n\n```\nstart\n```\n\nerror:\n\n```\n"), text
+        assert "Traceback (most recent call last)" in text and "print(undefined_name)" in text
         assert "NameError: name 'undefined_name' is not defined" in text
         return stream(calls=["undefined_name = 41\nundefined_name + 1"])
 
