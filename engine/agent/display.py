@@ -98,7 +98,7 @@ def _encode_rich(raw: Any, binary: bool, limit: int, clip: Clipper) -> str | Non
     return None
 
 
-_PLAIN_TYPES = frozenset(
+PLAIN_TYPES = frozenset(
     {int, float, complex, str, bytes, bool, list, tuple, dict, set, frozenset, range, type(None)}
 )
 
@@ -114,7 +114,7 @@ def mime_bundle(
     Texts are cut to `text_limit` bytes (head and tail); binary forms over `limit` are left out, and
     rich forms stop being added once the bundle holds `limit` bytes."""
     text_limit = limit if text_limit is None else min(text_limit, limit)
-    if type(value) in _PLAIN_TYPES:  # the common case: no rich forms to look for
+    if type(value) in PLAIN_TYPES:  # the common case: no rich forms to look for
         return {"text/plain": plain_text(value, text_limit, clip, strict)}
     bundle: dict[str, str] = {}
     mimebundle = getattr(value, "_repr_mimebundle_", None) if not isinstance(value, type) else None
@@ -174,9 +174,10 @@ def figure_bundles(limit: int, text_limit: int | None = None) -> list[dict[str, 
     the chart fits in `text_limit` bytes (by default an eighth of `limit`, the host's ratio of
     display to text budget), and its text."""
     text_limit = limit // 8 if text_limit is None else min(text_limit, limit)
-    bundles = [mime_bundle(image, limit, text_limit) for image in images.take_shown()]
+    shown = images.take_shown()  # every cell asks: the common answers cost little
+    bundles = [mime_bundle(image, limit, text_limit) for image in shown] if shown else []
     pyplot = sys.modules.get("matplotlib.pyplot")
-    if pyplot is None or images.only_shown():
+    if pyplot is None or (shown and images.only_shown()):
         return bundles
     try:
         numbers = pyplot.get_fignums()

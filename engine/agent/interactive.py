@@ -108,6 +108,9 @@ class Interactive:
         self.namespace = _fresh_namespace()
         self.inputs: list[str] = [""]  # In: In[n] is cell n's source
         self.outputs: dict[int, Any] = {}  # Out: Out[n] is cell n's displayed value
+        # The last inputs (the running cell's, then the three before) and the last three results.
+        self._inputs_seen: tuple[str, str, str, str] = ("", "", "", "")
+        self._results_seen: tuple[Any, Any, Any] = ("", "", "")
         self.namespace.update(
             In=self.inputs, Out=self.outputs, _ih=self.inputs, _oh=self.outputs,
             _i="", _ii="", _iii="", _="", __="", ___="",
@@ -177,9 +180,15 @@ class Interactive:
         return str(shell.transform_cell(code))
 
     def record_input(self, number: int, code: str) -> None:
+        """The running cell's source as `In[N]` and `_iN`; `_i`, `_ii`, `_iii` are the three
+        cells before it, as in IPython."""
         self.inputs.append(code)
+        current, i, ii, _ = self._inputs_seen
+        self._inputs_seen = (code, current, i, ii)
         ns = self.namespace
-        ns["_iii"], ns["_ii"], ns["_i"] = ns.get("_ii", ""), ns.get("_i", ""), code
+        ns["_i"] = current
+        ns["_ii"] = i
+        ns["_iii"] = ii
         ns[f"_i{number}"] = code
 
     def record_output(self, number: int, value: Any) -> None:
@@ -190,7 +199,11 @@ class Interactive:
                 ns.pop(f"_{old}", None)
             self.outputs.clear()
         self.outputs[number] = value
-        ns["___"], ns["__"], ns["_"] = ns.get("__", ""), ns.get("_", ""), value
+        last, before, _ = self._results_seen
+        self._results_seen = (value, last, before)
+        ns["_"] = value
+        ns["__"] = last
+        ns["___"] = before
         ns[f"_{number}"] = value
 
 

@@ -217,7 +217,8 @@ class Kernel:
         """The displayed value of the cell. An object that displays itself
         (`_ipython_display_`) does so instead of having a result. A failing repr is the cell's
         error, reported with its traceback."""
-        show = getattr(value, "_ipython_display_", None)
+        plain = type(value) in display.PLAIN_TYPES  # no display methods to look for
+        show = None if plain else getattr(value, "_ipython_display_", None)
         if callable(show) and not isinstance(value, type):
             self.in_user_code = True
             show()

@@ -69,6 +69,8 @@ class StdStreams:
                 os.dup2(saved, fd)
         for name in ("stdout", "stderr"):
             stream = getattr(sys, name)
+            if stream is self._streams[name] and not stream.closed:
+                continue  # every cell: nothing to repair
             if isinstance(stream, _CellStream):
                 stream = stream._lci_inner
                 setattr(sys, name, stream)
