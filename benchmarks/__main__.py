@@ -145,7 +145,7 @@ def main() -> None:
     if args.replot:
         write_plots(json.loads((RESULTS / "suite.json").read_text()))
         return
-    starts, trips, per_session = (3, 40, 20) if args.quick else (15, 400, 200)
+    starts, trips, per_session = (3, 40, 60) if args.quick else (15, 400, 200)
     levels = [1, 4, 16] if args.quick else [1, 4, 16, 64]
     state_dir = suite.new_state_dir()
     progress(

@@ -183,23 +183,31 @@ async def round_trips(state_dir: Path, count: int) -> dict[str, dict[str, dict[s
     return results
 
 
-async def concurrency(state_dir: Path, levels: list[int], per_session: int) -> dict[str, Any]:
-    """N sessions each running `1+1` back to back: throughput and latency under load."""
+async def concurrency(
+    state_dir: Path, levels: list[int], per_session: int, repeats: int = 3
+) -> dict[str, Any]:
+    """N sessions each running `1+1` back to back: throughput and latency under load. Each level
+    runs `repeats` times and keeps its fastest round: on a shared machine a burst of other work
+    only ever slows a round down, so the fastest is the one closest to what lci can do."""
     results: dict[str, Any] = {}
     manager = await ready_manager(lci_settings(state_dir, subprocess_warm_pool=0))
     try:
         for level in levels:
             sessions = [await manager.create() for _ in range(level)]
             await asyncio.gather(*(s.execute("1+1") for s in sessions))
-            started = time.perf_counter()
-            runs = await asyncio.gather(*(drive(s, per_session) for s in sessions))
-            latencies = [sample for run in runs for sample in run]
-            wall = time.perf_counter() - started
+            rounds = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                runs = await asyncio.gather(*(drive(s, per_session) for s in sessions))
+                latencies = [sample for run in runs for sample in run]
+                rounds.append((len(latencies) / (time.perf_counter() - started), latencies))
+            rate, latencies = max(rounds, key=lambda r: r[0])
             results[str(level)] = {
-                "executions_per_s": len(latencies) / wall,
+                "executions_per_s": rate,
+                "rounds_per_s": [r[0] for r in rounds],
                 "latency": summarize(latencies),
             }
-            progress(f"concurrency {level}: {len(latencies) / wall:.0f} executions/s")
+            progress(f"concurrency {level}: {rate:.0f} executions/s (best of {repeats})")
             for session in sessions:
                 await manager.close(session.id)
     finally:
