@@ -81,6 +81,18 @@ class FileNotFound(_NamedNotFound):
     code = "file_not_found"
 
 
+class CommandNotFound(NotFound):
+    """No running (or recently ended) command of the session has that pid or tag."""
+
+    code = "command_not_found"
+
+
+class CommandStartFailed(InvalidRequest):
+    """The sandbox could not start the command (no such program or directory, no processes left)."""
+
+    code = "command_failed"
+
+
 class ResponseNotFound(_NamedNotFound):
     code = "response_not_found"
 

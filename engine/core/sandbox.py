@@ -25,7 +25,8 @@ from engine.agent.protocol import (
     encode_frame,
     parse_frame,
 )
-from engine.errors import FileAccessError, SandboxStartError
+from engine.core.process_channel import ProcessChannel
+from engine.errors import FileAccessError, NotImplementedHere, SandboxStartError
 from engine.models import FileInfo, Isolation, SessionSpec, SessionUsage
 
 StreamName = Literal["stdout", "stderr"]
@@ -301,6 +302,10 @@ class SessionHost(abc.ABC):
 
     async def delete_file(self, path: str) -> None:
         raise FileAccessError("this backend cannot delete files")
+
+    async def open_processes(self) -> ProcessChannel:
+        """Start the process service in the running sandbox (see `process_channel.py`)."""
+        raise NotImplementedHere("this backend cannot run commands beside the interpreter")
 
     async def storage_lost(self) -> str | None:
         """Why the session's working directory is gone, if it is (None while it is there).

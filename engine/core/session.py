@@ -22,6 +22,7 @@ from typing import Any, NoReturn, TypeVar, Unpack
 from engine import observe
 from engine.callbacks import ItemCallback, OutputCallbackArgs, OutputCallbacks
 from engine.core.chunked import MAX_FILE_BYTES, ChunkedFiles
+from engine.core.commands import CommandService
 from engine.core.execution import execution_of, str_dict
 from engine.core.output import DISPLAY_BUDGET_FACTOR, frame_limit
 from engine.core.running_cell import RunningCell
@@ -73,6 +74,7 @@ class Session(ChunkedFiles):
         self.executions = 0
         self.restarts = 0
         self.lost: str | None = None  # why the session cannot go on (see SessionLost)
+        self._commands: CommandService | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -100,9 +102,19 @@ class Session(ChunkedFiles):
         if self.state is SessionState.CLOSED:
             return
         self.state = SessionState.CLOSED
+        if self._commands is not None:
+            await self._commands.close()
         if self._sandbox is not None:
             await self._sandbox.kill()
         await self._host.release()
+
+    @property
+    def commands(self) -> CommandService:
+        """Shell commands and terminals beside the interpreter, in the same sandbox."""
+        if self._commands is None:
+            limits, opener = self.limits, self._host.open_processes
+            self._commands = CommandService(opener, limits.output_bytes, limits.timeout_s)
+        return self._commands
 
     @property
     def start_path(self) -> str:

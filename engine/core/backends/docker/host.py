@@ -25,8 +25,9 @@ from engine.core.backends.docker.files import VolumeFiles
 from engine.core.backends.docker.sandbox import DockerSandbox
 from engine.core.backends.docker.spec import SANDBOX_WORKDIR, ContainerPlan, isolation
 from engine.core.backends.docker.usage import from_stats
+from engine.core.process_channel import ProcessChannel
 from engine.core.sandbox import Sandbox, SessionHost
-from engine.errors import LCIError
+from engine.errors import LCIError, SandboxError
 from engine.models import FileInfo, SessionUsage
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,15 @@ class DockerHost(SessionHost):
             return warm
         self._current = await self._start(self.plan)
         return self._current
+
+    async def open_processes(self) -> ProcessChannel:
+        from engine.core.backends.docker import processes
+
+        current = self._current
+        if current is None or not current.alive:
+            raise SandboxError("the sandbox is not running")
+        user = f"{self._workdir.owner[0]}:{self._workdir.owner[1]}"
+        return await processes.open_channel(self._workdir.api, current.container_id, user)
 
     async def usage(self) -> SessionUsage:
         current = self._current

@@ -15,8 +15,9 @@ from engine.core.backends.subprocess.sandbox import SubprocessSandbox
 from engine.core.backends.subprocess.uids import UidLease
 from engine.core.backends.subprocess.usage import measure
 from engine.core.output import relay_env
+from engine.core.process_channel import ProcessChannel
 from engine.core.sandbox import Sandbox, SessionHost
-from engine.errors import SandboxStartError
+from engine.errors import SandboxError, SandboxStartError
 from engine.models import MIB, FileInfo, Isolation, SessionSpec, SessionUsage
 
 _SANDBOX_WORKDIR = "/workspace"
@@ -196,6 +197,21 @@ class SubprocessHost(SessionHost):
             await warm.kill()
         self.staged = False  # a restart starts a sandbox for this host's own spec
         return await self._launch(staged=False)
+
+    async def open_processes(self) -> ProcessChannel:
+        from engine.core.backends.subprocess import processes
+
+        sandbox = self._current
+        if sandbox is None or not sandbox.alive:
+            raise SandboxError("the sandbox is not running")
+        cfg = {**self._config(), "staged": False}
+        if sandbox.agent_root is not None:  # a fork-server sandbox has it where the host does
+            cfg["sandbox_agent_root"] = sandbox.agent_root
+        if self._probe.namespaces:
+            cfg["join"] = processes.sandbox_init(sandbox.pid)
+        else:
+            cfg["join"] = -1  # no namespaces to join: the launcher applies what it can
+        return await processes.open_channel(cfg)
 
     async def usage(self) -> SessionUsage:
         current = self._current

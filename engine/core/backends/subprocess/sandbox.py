@@ -38,6 +38,7 @@ class SubprocessSandbox(Sandbox):
         self._cgroup = cgroup
         self._oom_before = oom_before
         self._pid = pid
+        self.agent_root: str | None = None  # where the agent is inside, when not where cfg says
         self._exit_code = exit_code
         self._requests = fds["requests"]
         self._pending = bytearray()
@@ -77,7 +78,9 @@ class SubprocessSandbox(Sandbox):
                         pass  # a stray fork may hold these pipes: the fallback gets new ones
                     else:
                         exit_code = _forked_exit_code(forkserver, pid, future)
-                        return cls(pid, exit_code, pipes.keep(), cgroup, oom_before)
+                        sandbox = cls(pid, exit_code, pipes.keep(), cgroup, oom_before)
+                        sandbox.agent_root = str(cfg["agent_root"])
+                        return sandbox
             with _Pipes() as pipes:
                 pid, exit_code = _popen(cfg, *pipes.sandbox_ends)
                 return cls(pid, exit_code, pipes.keep(), cgroup, oom_before)
@@ -227,13 +230,21 @@ class _Pipes:
 
 
 def _popen(
-    cfg: dict[str, object], req_r: int, frames_w: int, out_w: int, err_w: int
+    cfg: dict[str, object],
+    req_r: int,
+    frames_w: int,
+    out_w: int,
+    err_w: int,
+    *,
+    module: str = "entry",
 ) -> tuple[int, ExitCode]:
+    """Start the launcher for `cfg`, whose worker runs the agent module `module`."""
     argv = bootstrap_argv(
         str(cfg["python"]),
         str(cfg["sandbox_agent_root"]),
         f"--requests-fd={req_r}",
         f"--frames-fd={frames_w}",
+        module=module,
     )
     # The config (the session's environment, with whatever secrets it holds, among it) travels in
     # a memfd, never on the command line, which every local user can read in /proc/*/cmdline.

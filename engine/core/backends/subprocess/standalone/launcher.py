@@ -20,6 +20,9 @@ pipe, so it can become a session with any limits. A fork-server child waits with
 dropped and its agent (relay and kernel) started, so that claiming it costs no fork; an exec'd
 worker waits before dropping them, and is exec'd with the session's settings.
 
+With `join` (the pid of a running sandbox's init) the launcher builds nothing: it enters that
+sandbox's cgroups, namespaces and root and forks a worker there, which runs the process service.
+
 Without namespaces the launcher applies what it can (rlimits, the uid) and execs the worker itself.
 Failures before the agent starts are one JSON line on stderr and exit status 125."""
 
@@ -289,8 +292,38 @@ def run(cfg: dict[str, Any], parent_pid: int) -> None:
     _exec_worker(cfg)
 
 
+def join(cfg: dict[str, Any], parent_pid: int) -> None:
+    """Start a process in the running sandbox whose init is `cfg["join"]` (the process service):
+    the session's cgroups, that sandbox's namespaces and root, then the same worker steps (uid,
+    rlimits, capabilities, no_new_privs, seccomp) as its agent. It dies with that sandbox."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
+    if os.getppid() != parent_pid:
+        os._exit(SETUP_FAILED)
+    for procs in cfg["cgroups"]:
+        _write_file(procs, str(os.getpid()))
+    if not cfg["namespaces"]:
+        _exec_worker(cfg)
+    target = int(cfg["join"])
+    names = (["user"] if cfg["user_namespace"] else []) + ["ipc", "uts", "net", "pid", "mnt"]
+    spaces = [os.open(f"/proc/{target}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC) for name in names]
+    root = os.open(f"/proc/{target}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    for name, fd in zip(names, spaces, strict=True):
+        _check(_libc.setns(fd, 0), f"setns ({name})")
+        os.close(fd)
+    os.fchdir(root)  # the sandbox's own root, as its init pivoted into it
+    os.chroot(".")
+    os.close(root)
+    worker = os.fork()  # the pid namespace applies to children only
+    if worker:
+        _supervise(worker)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
+    _exec_worker(cfg)
+
+
 def run_reporting_errors(cfg: dict[str, Any], parent_pid: int) -> None:
     try:
+        if cfg.get("join"):
+            join(cfg, parent_pid)
         run(cfg, parent_pid)
     except (SetupError, OSError) as exc:
         sys.stderr.write(json.dumps({"lci_setup_error": f"{type(exc).__name__}: {exc}"}) + "\n")

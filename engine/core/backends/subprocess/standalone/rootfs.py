@@ -123,6 +123,7 @@ def _build_dev(root: str) -> None:
         _bind(f"/dev/{name}", os.path.join(dev, name), writable=True, device=True)
     os.makedirs(os.path.join(dev, "shm"))
     _mount("tmpfs", os.path.join(dev, "shm"), "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
+    _build_pts(dev)
     for name, target in (
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
@@ -130,6 +131,20 @@ def _build_dev(root: str) -> None:
         ("stderr", "/proc/self/fd/2"),
     ):
         os.symlink(target, os.path.join(dev, name))
+
+
+def _build_pts(dev: str) -> None:
+    """Terminals for the process service's PTYs: a devpts instance of the sandbox's own (no pty of
+    the host is visible in it). Where the kernel refuses one, there are no terminals, only that."""
+    pts = os.path.join(dev, "pts")
+    os.makedirs(pts)
+    try:
+        _mount(
+            "devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"
+        )
+    except OSError:
+        return
+    os.symlink("pts/ptmx", os.path.join(dev, "ptmx"))
 
 
 def _seed(source: str | None, target: str, cfg: dict[str, Any]) -> None:
