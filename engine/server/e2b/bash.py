@@ -13,7 +13,8 @@ variables (exported ones as the environment; bash's own, such as `RANDOM` or `PP
 functions. Not kept: shell options (`set -e`), aliases, traps, background jobs' handles.
 
 A cell interrupted (lci's time limit, or the client going away) sends SIGINT to the script's
-process group, then SIGKILL; state saved by the trap before that is kept.
+process group, then SIGKILL (its background jobs included); state saved by the trap before that
+is kept. A cell that ends by itself leaves its background jobs running.
 """
 
 from __future__ import annotations
@@ -101,11 +102,12 @@ def _pump(proc):
 
 
 def _stop(proc):
+    # SIGINT first, as a terminal would; then SIGKILL for what ignores it (background jobs of a
+    # non-interactive bash do) or is still running.
     for signum, wait in ((signal.SIGINT, 1.0), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, signum)
             proc.wait(wait)
-            return
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
 
