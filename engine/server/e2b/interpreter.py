@@ -7,8 +7,9 @@
     POST   /contexts/{id}/restart        a fresh interpreter, files kept
     GET    /health                       200 while the sandbox lives, 502 once it is gone
 
-Only Python runs: another `language` is refused. IPython's `!cmd` and `%pip` lines work (see
-`shell`). `env_vars` of one execution are set before it and restored after it, as E2B does.
+Python runs, and bash (see `bash`); another `language` is refused. IPython's `!cmd` and `%pip`
+lines work (see `shell`). `env_vars` of one execution are set before it and restored after it, as
+E2B does.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from pydantic import BaseModel, ConfigDict
 
 from engine.core.session import Session
 from engine.errors import BadParameter, LCIError, SandboxNotFound
-from engine.models import Execution, Outcome, OutputItem, ResultOutput, StreamOutput
-from engine.server.e2b import ndjson, shell
+from engine.models import ErrorInfo, Execution, Outcome, OutputItem, ResultOutput, StreamOutput
+from engine.server.e2b import bash, ndjson, shell
 from engine.server.e2b.registry import Context, E2BSandbox
 from engine.server.e2b.routing import PREFIX, Sandbox, sandbox_of
 from engine.server.e2b.state import sandboxes
@@ -35,7 +36,7 @@ from engine.server.runtime.state import State, get_state
 
 router = APIRouter(prefix=PREFIX, dependencies=[Depends(sandbox_of)], include_in_schema=False)
 
-LANGUAGES = {"python", "py", "python3"}
+LANGUAGES = {"python", "py", "python3", bash.LANGUAGE}
 PARTIAL_LINE_WAIT_S = 0.05
 
 
@@ -68,15 +69,43 @@ async def execute(
         raise BadParameter("give context_id or language, not both", "context_id")
     _check_language(body.language)
     registry = sandboxes(state)
-    session = registry.session(sandbox, body.context_id)
-    context = (
-        sandbox.default if body.context_id is None else registry.context(sandbox, body.context_id)
-    )
-    code = shell.translate(body.code)
-    stream = _run(
-        session, code, body.env_vars or {}, _killed(request, sandbox), context.hidden_cells
-    )
+    if body.context_id is not None:
+        context = registry.context(sandbox, body.context_id)
+    elif _language(body.language) == bash.LANGUAGE:
+        context = await registry.bash_context(sandbox, default=True)
+    else:
+        context = sandbox.default
+    killed = _killed(request, sandbox)
+    if context.language == bash.LANGUAGE:
+        stream = _run_bash(registry.session(sandbox), sandbox, context, body, killed)
+    else:
+        session = registry.session(sandbox, context.id)
+        code = shell.translate(body.code)
+        stream = _run(session, code, body.env_vars or {}, killed, _count(session, context))
     return StreamingResponse(stream, media_type="application/x-ndjson")
+
+
+def _count(session: Session, context: Context) -> Callable[[], int]:
+    return lambda: session.executions - context.hidden_cells
+
+
+def _run_bash(
+    session: Session,
+    sandbox: E2BSandbox,
+    context: Context,
+    body: ExecuteBody,
+    killed: Callable[[], bool],
+) -> AsyncIterator[str]:
+    """A bash cell: a Python cell of the default context's session, counted in the bash
+    context's executions and left out of the default context's."""
+    code = bash.cell(body.code, context.bash_state, context.cwd, body.env_vars or {})
+
+    def count() -> int:
+        context.bash_cells += 1
+        sandbox.default.hidden_cells += 1
+        return context.bash_cells
+
+    return _run(session, code, {}, killed, count, bash.error)
 
 
 def _killed(request: Request, sandbox: E2BSandbox) -> Callable[[], bool]:
@@ -99,8 +128,11 @@ def _killed(request: Request, sandbox: E2BSandbox) -> Callable[[], bool]:
 async def create_context(
     sandbox: Sandbox, state: State, body: ContextBody | None = None
 ) -> dict[str, str]:
-    _check_language(body.language if body else None)
-    context = await sandboxes(state).create_context(sandbox)
+    language = _check_language(body.language if body else None)
+    if language == bash.LANGUAGE:
+        context = await sandboxes(state).bash_context(sandbox, body.cwd if body else None)
+    else:
+        context = await sandboxes(state).create_context(sandbox)
     return _context(sandboxes(state).session(sandbox, context.id), context)
 
 
@@ -124,19 +156,31 @@ async def restart_context(context_id: str, sandbox: Sandbox, state: State) -> Re
     return Response(status_code=200)
 
 
-def _check_language(language: str | None) -> None:
-    if language is not None and language.lower() not in LANGUAGES:
-        raise BadParameter(f"lci runs Python only, not {language!r}", "language")
+def _language(language: str | None) -> str:
+    return "python" if language is None else language.strip().lower()
+
+
+def _check_language(language: str | None) -> str:
+    if _language(language) not in LANGUAGES:
+        raise BadParameter(f"lci runs Python and bash only, not {language!r}", "language")
+    return bash.LANGUAGE if _language(language) == bash.LANGUAGE else "python"
 
 
 def _context(session: Session, context: Context) -> dict[str, str]:
-    return {"id": context.id, "language": "python", "cwd": context.cwd or session.info().workdir}
+    cwd = context.cwd or session.info().workdir
+    return {"id": context.id, "language": context.language, "cwd": cwd}
 
 
 async def _run(
-    session: Session, code: str, env: dict[str, str], killed: Callable[[], bool], hidden: int
+    session: Session,
+    code: str,
+    env: dict[str, str],
+    killed: Callable[[], bool],
+    count: Callable[[], int],
+    error_of: Callable[[Execution], ErrorInfo | None] = lambda e: e.error,
 ) -> AsyncIterator[str]:
-    """The execution's lines as they happen. Cancelled (the client went away), the cell is
+    """The execution's lines as they happen; `count()` is its execution count, asked once it
+    ended, and `error_of` its error as sent. Cancelled (the client went away), the cell is
     interrupted as every other lci execution is. Cut short by the sandbox's end, nothing more
     is sent if `killed()` dropped the connection."""
     queue: asyncio.Queue[OutputItem] = asyncio.Queue()
@@ -161,9 +205,10 @@ async def _run(
             return
         if execution.result is not None and not main_result_sent:
             yield ndjson.line(ndjson.result(execution.result))
-        if execution.error is not None:
-            yield ndjson.error_line(execution)
-        yield ndjson.end_lines(session.executions - hidden)
+        error = error_of(execution)
+        if error is not None:
+            yield ndjson.error_line(execution.model_copy(update={"error": error}))
+        yield ndjson.end_lines(count())
     finally:
         if not run.done():
             run.cancel()

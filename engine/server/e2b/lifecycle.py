@@ -3,7 +3,7 @@ connect sandboxes. The gate checks the API key (E2B's SDKs send it as `X-API-Key
 
     POST   /v2/sandboxes  (and /sandboxes)      create: templateID, timeout, metadata, envVars,
                                                allow_internet_access, network (see `_internet`)
-    GET    /v2/sandboxes  (and /sandboxes)      list, filtered by metadata
+    GET    /v2/sandboxes  (and /sandboxes)      list: filtered, ordered, paged (see `listing`)
     GET    /sandboxes/{id}                      one sandbox's details
     DELETE /sandboxes/{id}                      kill
     POST   /sandboxes/{id}/timeout              set the timeout (seconds from now)
@@ -22,15 +22,15 @@ import os
 import re
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any
-from urllib.parse import parse_qsl, unquote
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import BadParameter, LCIError, NotImplementedHere
 from engine.models import MIB, Limits, SessionSpec, SessionUsage
+from engine.server.e2b import listing
 from engine.server.e2b.registry import E2BSandbox
 from engine.server.e2b.state import sandboxes
 from engine.server.runtime.state import Owner, State
@@ -100,24 +100,26 @@ async def create_sandbox(body: NewSandbox, state: State, owner: Owner) -> dict[s
 
 
 @router.get("/v2/sandboxes")
+async def list_sandboxes(request: Request, state: State, owner: Owner) -> JSONResponse:
+    """The caller's sandboxes, filtered, newest first, in pages (see `listing`)."""
+    return _listing(request, state, owner, default_limit=listing.MAX_LIMIT)
+
+
 @router.get("/sandboxes")
-async def list_sandboxes(
-    state: State,
-    owner: Owner,
-    metadata: Annotated[str | None, Query()] = None,
-    state_filter: Annotated[str | None, Query(alias="state")] = None,
-    limit: Annotated[int | None, Query(ge=1)] = None,
-) -> list[dict[str, Any]]:
-    """Running sandboxes (lci has no paused ones), filtered by `metadata` (`k=v&k2=v2`)."""
-    if state_filter is not None and "running" not in state_filter.split(","):
-        return []
-    wanted = {unquote(k): unquote(v) for k, v in parse_qsl(metadata or "")}
-    found = [
-        _listed(s)
-        for s in sandboxes(state).list(owner)
-        if all(s.metadata.get(k) == v for k, v in wanted.items())
-    ]
-    return found[:limit] if limit else found
+async def list_sandboxes_v1(request: Request, state: State, owner: Owner) -> JSONResponse:
+    """E2B's older list: every match on one page unless a `limit` is given."""
+    return _listing(request, state, owner, default_limit=None)
+
+
+def _listing(request: Request, state: State, owner: str, default_limit: int | None) -> JSONResponse:
+    query = listing.parse(request.query_params.multi_items(), default_limit)
+    found = listing.page(sandboxes(state).list(owner), query)
+    headers = {}
+    if found.next_token is not None:
+        headers[listing.NEXT_TOKEN_HEADER] = found.next_token
+    if found.total_running is not None:
+        headers[listing.TOTAL_RUNNING_HEADER] = str(found.total_running)
+    return JSONResponse([_listed(s) for s in found.sandboxes], headers=headers)
 
 
 @router.get("/sandboxes/{sandbox_id}")
@@ -262,8 +264,8 @@ def _listed(sandbox: E2BSandbox) -> dict[str, Any]:
         "templateID": sandbox.template,
         "sandboxID": sandbox.id,
         "clientID": CLIENT_ID,
-        "startedAt": _iso(sandbox.started_at),
-        "endAt": _iso(sandbox.end_at),
+        "startedAt": _iso(listing.started(sandbox)),
+        "endAt": _iso(datetime.fromtimestamp(sandbox.end_at, UTC)),
         "cpuCount": int(limits.cpus or os.cpu_count() or 1),
         "memoryMB": limits.memory_mb,
         "diskSizeMB": limits.disk_mb,
@@ -273,5 +275,5 @@ def _listed(sandbox: E2BSandbox) -> dict[str, Any]:
     }
 
 
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

@@ -47,8 +47,14 @@ class Context:
     id: str
     session_id: str
     cwd: str = ""  # where its interpreter starts (see `HOME`)
-    # Cells lci ran besides the client's (the moves to HOME): left out of the execution count.
+    # Cells lci ran besides the client's (the moves to HOME, bash cells): left out of its count.
     hidden_cells: int = 0
+    language: str = "python"
+    # A bash context runs in the default context's session (one filesystem, as in E2B's sandbox):
+    # its cells, counted here, are Python cells there that run bash; `bash_state` names the
+    # state (cwd, variables) they keep, a new one after a restart (see `bash`).
+    bash_cells: int = 0
+    bash_state: str = ""
 
 
 @dataclass
@@ -64,6 +70,7 @@ class E2BSandbox:
     owner: str  # the principal (API key) that created it; only it sees the sandbox
     default: Context
     contexts: dict[str, Context] = field(default_factory=dict)  # the default one included
+    default_bash: Context | None = None  # where language="bash" without a context runs
 
 
 class E2BSandboxes:
@@ -171,15 +178,44 @@ class E2BSandboxes:
             sandbox.contexts[context.id] = context
         return context
 
+    async def bash_context(
+        self, sandbox: E2BSandbox, cwd: str | None = None, *, default: bool = False
+    ) -> Context:
+        """A new bash context (with `default`: the sandbox's default one, made on first use,
+        as E2B makes one per language), starting in `cwd` (default: where the sandbox starts)."""
+        async with self._lock:
+            if sandbox.id not in self._sandboxes:
+                raise SandboxNotFound(f"sandbox {sandbox.id!r} was not found", "sandboxID")
+            if default and sandbox.default_bash is not None:
+                return sandbox.default_bash
+            context = Context(
+                uuid.uuid4().hex[:12],
+                sandbox.default.session_id,
+                cwd=cwd or sandbox.default.cwd,
+                language="bash",
+                bash_state=uuid.uuid4().hex,
+            )
+            sandbox.contexts[context.id] = context
+            if default:
+                sandbox.default_bash = context
+        return context
+
     async def remove_context(self, sandbox: E2BSandbox, context_id: str) -> None:
         context = self.context(sandbox, context_id)
         if context is sandbox.default:
             raise BadParameter("the default context cannot be removed", "context_id")
         async with self._lock:
             sandbox.contexts.pop(context.id, None)
-        await self._close_session(context.session_id)
+            if context is sandbox.default_bash:
+                sandbox.default_bash = None
+        if context.language != "bash":  # a bash context's session is the default context's
+            await self._close_session(context.session_id)
 
     async def restart_context(self, sandbox: E2BSandbox, context_id: str) -> None:
+        context = self.context(sandbox, context_id)
+        if context.language == "bash":
+            context.bash_state = uuid.uuid4().hex  # a fresh bash: nothing carried over
+            return
         session = self.session(sandbox, context_id)
         await session.restart()
         await _start_in_home(session, self.context(sandbox, context_id))

@@ -215,7 +215,7 @@ def test_contexts_are_separate_interpreters(sandbox: Sandbox) -> None:
     assert context.id not in {c.id for c in sandbox.list_code_contexts()}
     with pytest.raises(NotFoundException):
         sandbox.run_code("1", context=context)
-    with pytest.raises(SandboxException, match="Python only"):
+    with pytest.raises(SandboxException, match="Python and bash only"):
         sandbox.run_code("1", language="r")
 
 
