@@ -63,6 +63,9 @@ class Gate:
         self.delegated = delegated or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -121,6 +124,28 @@ class Gate:
                 )
                 return
             receive = _replay(body, receive)
+        await self.app(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket handshake passes the same Host, Origin (a page of another site must not
+        open a terminal in a local session) and key checks, or is closed before it is accepted."""
+        headers = Headers(scope=scope)
+        refusal = None
+        if not self.hosts.host_allowed(headers.get("host")):
+            refusal = "this server does not answer to that Host"
+        elif not self.hosts.origin_allowed(headers.get("origin")):
+            refusal = "connections from that Origin are refused"
+        elif self.keys is not None:
+            principal = self._principal(headers)
+            if principal is None:
+                observe.audit("auth.failure", path=scope["path"], reason="websocket")
+                refusal = "missing or invalid API key (Bearer token)"
+            else:
+                scope[PRINCIPAL] = principal
+        if refusal is not None:
+            await receive()  # the client's connect message
+            await send({"type": "websocket.close", "code": 1008, "reason": refusal})
+            return
         await self.app(scope, receive, send)
 
     def _principal(self, headers: Headers) -> str | None:

@@ -1,6 +1,8 @@
-"""What the session API adds to the application: its router (sessions, execution, files)."""
+"""What the session API adds to the application: its routers (sessions, execution, files,
+commands and terminals)."""
 
 from engine.server.runtime.surface import Surface
+from engine.server.sessions import commands, pty
 from engine.server.sessions.api import router
 
 
@@ -9,4 +11,6 @@ def _is_upload(path: str) -> bool:
 
 
 def surface() -> Surface:
-    return Surface(name="sessions", routers=(router,), is_upload=_is_upload)
+    return Surface(
+        name="sessions", routers=(router, commands.router, pty.router), is_upload=_is_upload
+    )
