@@ -129,9 +129,13 @@ def test_terminal_handshake_needs_the_key_and_an_allowed_origin(
         {"Authorization": "Bearer wrong"},
         {**server.headers, "Origin": "https://evil.example"},
     ):
-        with pytest.raises((InvalidStatus, WebSocketException)):
-            with connect(url, additional_headers=headers, open_timeout=10) as ws:
-                ws.recv(timeout=5)
-    with pytest.raises((InvalidStatus, WebSocketException)):
-        with connect(url.replace(sid, "no-such-session"), additional_headers=server.headers) as ws:
-            ws.recv(timeout=5)
+        refused(url, headers)
+    refused(url.replace(sid, "no-such-session"), server.headers)
+
+
+def refused(url: str, headers: dict[str, str]) -> None:
+    with (
+        pytest.raises((InvalidStatus, WebSocketException)),
+        connect(url, additional_headers=headers, open_timeout=10) as ws,
+    ):
+        ws.recv(timeout=5)
