@@ -30,6 +30,7 @@ SUBSTITUTIONS = [
     (r"\baiter_lines\b", "iter_lines"),
     (r"\bAsyncClient\b", "Client"),
     (r"\bAsyncRemoteSession\b", "RemoteSession"),
+    (r"\bAsyncRemoteCommands\b", "RemoteCommands"),
 ]
 DOCSTRING = '''"""The blocking client: `Client` and the `RemoteSession`s it creates or attaches to.
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import signal
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from types import TracebackType
@@ -26,6 +27,8 @@ from typing import Any, TypeVar, Unpack
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from engine.callbacks import OutputCallbackArgs, OutputCallbacks
+from engine.command_models import CommandInfo, CommandRequest, CommandResult
+from engine.core.commands import Command, CommandService
 from engine.core.manager import SessionManager
 from engine.core.session import Session
 from engine.models import (
@@ -115,8 +118,72 @@ class BlockingSession:
     def list_files(self) -> list[FileInfo]:
         return self._portal.call(self._target.list_files)
 
+    @property
+    def commands(self) -> BlockingCommands:
+        """Shell commands beside the interpreter (see `Session.commands`)."""
+        return BlockingCommands(self._target.commands, self._portal)
+
     def close(self) -> None:
         self._portal.call(self._target.close)
+
+
+class BlockingCommands:
+    """A session's commands from sync code; callbacks run in the event loop's thread."""
+
+    def __init__(self, commands: CommandService, portal: BlockingPortal) -> None:
+        self._commands = commands
+        self._portal = portal
+
+    def run(self, request: CommandRequest | str, **options: Any) -> CommandResult:
+        """Run to the end (`on_stdout`/`on_stderr` callbacks, CommandRequest's fields)."""
+        return self._portal.call(functools.partial(self._commands.run, request, **options))
+
+    def start(self, request: CommandRequest | str, **options: Any) -> BlockingCommand:
+        command = self._portal.call(functools.partial(self._commands.start, request, **options))
+        return BlockingCommand(command, self._portal)
+
+    def list(self) -> list[CommandInfo]:
+        return [command.info() for command in self._commands.list()]
+
+    def find(self, pid: int | None = None, tag: str | None = None) -> BlockingCommand:
+        return BlockingCommand(self._commands.find(pid=pid, tag=tag), self._portal)
+
+
+class BlockingCommand:
+    """One running (or ended) command."""
+
+    def __init__(self, command: Command, portal: BlockingPortal) -> None:
+        self.target = command
+        self.pid = command.pid
+        self._portal = portal
+
+    def info(self) -> CommandInfo:
+        return self.target.info()
+
+    def result(self) -> CommandResult:
+        return self.target.result()
+
+    def send_stdin(self, data: bytes | str) -> None:
+        raw = data.encode() if isinstance(data, str) else data
+        self._portal.call(_sync, self.target.send_stdin, raw)
+
+    def close_stdin(self) -> None:
+        self._portal.call(_sync, self.target.close_stdin)
+
+    def signal(self, number: int = signal.SIGTERM) -> None:
+        self._portal.call(_sync, self.target.signal, number)
+
+    def kill(self) -> CommandResult:
+        self._portal.call(_sync, self.target.signal, signal.SIGKILL)
+        return self.wait()
+
+    def wait(self) -> CommandResult:
+        return self._portal.call(self.target.wait)
+
+
+async def _sync(call: Callable[..., None], *args: Any) -> None:
+    """Run a plain call on the event loop's thread, where the command's state lives."""
+    call(*args)
 
 
 class BlockingManager:

@@ -6,7 +6,7 @@ then run `python .ci/unasync.py` (a unit test fails while the two differ)."""
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Unpack
 
@@ -15,6 +15,7 @@ import httpx
 from engine.callbacks import ItemCallback, OutputCallbackArgs, OutputCallbacks
 from engine.client.wire import (
     DEFAULT_URL,
+    CommandStreamReader,
     SSEReader,
     check,
     execute_body,
@@ -23,7 +24,10 @@ from engine.client.wire import (
     session_body,
     translated,
 )
+from engine.command_models import CommandInfo, CommandResult
 from engine.models import Execution, FileInfo, SessionInfo
+
+TextCallback = Callable[[str], None]
 
 
 class AsyncClient:
@@ -84,6 +88,7 @@ class AsyncRemoteSession:
         self.client = client
         self.id = info.id
         self._info = info
+        self.commands = AsyncRemoteCommands(client, info.id)
 
     async def info(self) -> SessionInfo:
         self._info = await self.client._info(self.id)
@@ -144,3 +149,82 @@ class AsyncRemoteSession:
     async def close(self) -> None:
         with translated(self.client.http):
             check(await self.client.http.delete(f"/v1/sessions/{self.id}"))
+
+
+class AsyncRemoteCommands:
+    """A remote session's shell commands (see `Session.commands`); commands are named by pid."""
+
+    def __init__(self, client: AsyncClient, session_id: str) -> None:
+        self.client = client
+        self._url = f"/v1/sessions/{session_id}/commands"
+
+    async def run(
+        self,
+        cmd: str,
+        *,
+        on_stdout: TextCallback | None = None,
+        on_stderr: TextCallback | None = None,
+        **options: Any,
+    ) -> CommandResult:
+        """Run to the end; with a callback, its output streams as it comes (SSE). `options`:
+        CommandRequest's fields (args, env, cwd, timeout_s, ...)."""
+        http = self.client.http
+        if on_stdout is None and on_stderr is None:
+            with translated(http):
+                response = check(await http.post(self._url, json={"cmd": cmd, **options}))
+            return CommandResult.model_validate_json(response.content)
+        reader = CommandStreamReader()
+        callbacks = {"stdout": on_stdout, "stderr": on_stderr, "pty": on_stdout}
+        body = {"cmd": cmd, **options, "stream": True}
+        with translated(http):
+            await self._stream(body, reader, callbacks)
+        return reader.result()
+
+    async def _stream(
+        self,
+        body: dict[str, Any],
+        reader: CommandStreamReader,
+        callbacks: dict[str, TextCallback | None],
+    ) -> None:
+        async with self.client.http.stream("POST", self._url, json=body) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                check(response)
+            async for line in response.aiter_lines():
+                for name, text in reader.line(line):
+                    callback = callbacks.get(name)
+                    if callback is not None:
+                        callback(text)
+
+    async def start(self, cmd: str, **options: Any) -> CommandInfo:
+        """Start it in the background; its pid names it in the calls below."""
+        body = {"cmd": cmd, **options, "background": True}
+        with translated(self.client.http):
+            response = check(await self.client.http.post(self._url, json=body))
+        return CommandInfo.model_validate_json(response.content)
+
+    async def list(self) -> builtins.list[CommandInfo]:
+        with translated(self.client.http):
+            data = check(await self.client.http.get(self._url)).json()
+        return [CommandInfo.model_validate(item) for item in data["commands"]]
+
+    async def get(self, pid: int) -> CommandResult:
+        """What it wrote so far, or how it ended."""
+        with translated(self.client.http):
+            response = check(await self.client.http.get(f"{self._url}/{pid}"))
+        return CommandResult.model_validate_json(response.content)
+
+    async def send_stdin(self, pid: int, data: str, *, eof: bool = False) -> None:
+        body = {"data": data, "eof": eof}
+        with translated(self.client.http):
+            check(await self.client.http.post(f"{self._url}/{pid}/stdin", json=body))
+
+    async def signal(self, pid: int, signal: str | int = "SIGTERM") -> None:
+        with translated(self.client.http):
+            url = f"{self._url}/{pid}/signal"
+            check(await self.client.http.post(url, json={"signal": signal}))
+
+    async def kill(self, pid: int) -> CommandResult:
+        with translated(self.client.http):
+            response = check(await self.client.http.delete(f"{self._url}/{pid}"))
+        return CommandResult.model_validate_json(response.content)

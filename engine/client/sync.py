@@ -5,7 +5,7 @@ Generated from aio.py by .ci/unasync.py: do not edit it, change aio.py and run t
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Unpack
 
@@ -14,6 +14,7 @@ import httpx
 from engine.callbacks import ItemCallback, OutputCallbackArgs, OutputCallbacks
 from engine.client.wire import (
     DEFAULT_URL,
+    CommandStreamReader,
     SSEReader,
     check,
     execute_body,
@@ -22,7 +23,10 @@ from engine.client.wire import (
     session_body,
     translated,
 )
+from engine.command_models import CommandInfo, CommandResult
 from engine.models import Execution, FileInfo, SessionInfo
+
+TextCallback = Callable[[str], None]
 
 
 class Client:
@@ -83,6 +87,7 @@ class RemoteSession:
         self.client = client
         self.id = info.id
         self._info = info
+        self.commands = RemoteCommands(client, info.id)
 
     def info(self) -> SessionInfo:
         self._info = self.client._info(self.id)
@@ -143,3 +148,82 @@ class RemoteSession:
     def close(self) -> None:
         with translated(self.client.http):
             check(self.client.http.delete(f"/v1/sessions/{self.id}"))
+
+
+class RemoteCommands:
+    """A remote session's shell commands (see `Session.commands`); commands are named by pid."""
+
+    def __init__(self, client: Client, session_id: str) -> None:
+        self.client = client
+        self._url = f"/v1/sessions/{session_id}/commands"
+
+    def run(
+        self,
+        cmd: str,
+        *,
+        on_stdout: TextCallback | None = None,
+        on_stderr: TextCallback | None = None,
+        **options: Any,
+    ) -> CommandResult:
+        """Run to the end; with a callback, its output streams as it comes (SSE). `options`:
+        CommandRequest's fields (args, env, cwd, timeout_s, ...)."""
+        http = self.client.http
+        if on_stdout is None and on_stderr is None:
+            with translated(http):
+                response = check(http.post(self._url, json={"cmd": cmd, **options}))
+            return CommandResult.model_validate_json(response.content)
+        reader = CommandStreamReader()
+        callbacks = {"stdout": on_stdout, "stderr": on_stderr, "pty": on_stdout}
+        body = {"cmd": cmd, **options, "stream": True}
+        with translated(http):
+            self._stream(body, reader, callbacks)
+        return reader.result()
+
+    def _stream(
+        self,
+        body: dict[str, Any],
+        reader: CommandStreamReader,
+        callbacks: dict[str, TextCallback | None],
+    ) -> None:
+        with self.client.http.stream("POST", self._url, json=body) as response:
+            if response.status_code >= 400:
+                response.read()
+                check(response)
+            for line in response.iter_lines():
+                for name, text in reader.line(line):
+                    callback = callbacks.get(name)
+                    if callback is not None:
+                        callback(text)
+
+    def start(self, cmd: str, **options: Any) -> CommandInfo:
+        """Start it in the background; its pid names it in the calls below."""
+        body = {"cmd": cmd, **options, "background": True}
+        with translated(self.client.http):
+            response = check(self.client.http.post(self._url, json=body))
+        return CommandInfo.model_validate_json(response.content)
+
+    def list(self) -> builtins.list[CommandInfo]:
+        with translated(self.client.http):
+            data = check(self.client.http.get(self._url)).json()
+        return [CommandInfo.model_validate(item) for item in data["commands"]]
+
+    def get(self, pid: int) -> CommandResult:
+        """What it wrote so far, or how it ended."""
+        with translated(self.client.http):
+            response = check(self.client.http.get(f"{self._url}/{pid}"))
+        return CommandResult.model_validate_json(response.content)
+
+    def send_stdin(self, pid: int, data: str, *, eof: bool = False) -> None:
+        body = {"data": data, "eof": eof}
+        with translated(self.client.http):
+            check(self.client.http.post(f"{self._url}/{pid}/stdin", json=body))
+
+    def signal(self, pid: int, signal: str | int = "SIGTERM") -> None:
+        with translated(self.client.http):
+            url = f"{self._url}/{pid}/signal"
+            check(self.client.http.post(url, json={"signal": signal}))
+
+    def kill(self, pid: int) -> CommandResult:
+        with translated(self.client.http):
+            response = check(self.client.http.delete(f"{self._url}/{pid}"))
+        return CommandResult.model_validate_json(response.content)

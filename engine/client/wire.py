@@ -14,6 +14,7 @@ import httpx
 from pydantic import TypeAdapter
 
 from engine import errors
+from engine.command_models import CommandResult
 from engine.models import Execution, OutputItem
 
 ITEMS: TypeAdapter[OutputItem] = TypeAdapter(OutputItem)
@@ -106,6 +107,38 @@ class SSEReader:
         if self.execution is None:
             raise errors.ProtocolError("the execute stream ended without its execution")
         return self.execution
+
+
+@dataclass
+class CommandStreamReader:
+    """Turns the lines of a command's stream into (stream name, text) pairs and, at the end, its
+    CommandResult."""
+
+    outcome: CommandResult | None = None
+    _event: str = ""
+    _data: list[str] = field(default_factory=list)
+
+    def line(self, line: str) -> Iterator[tuple[str, str]]:
+        if line.startswith(":"):
+            return
+        if line.startswith("event:"):
+            self._event = line[6:].strip()
+        elif line.startswith("data:"):
+            self._data.append(line[5:].lstrip())
+        elif not line and self._event:
+            event, data = self._event, "\n".join(self._data)
+            self._event, self._data = "", []
+            if event in ("stdout", "stderr", "pty"):
+                yield event, json.loads(data)["data"]
+            elif event == "result":
+                self.outcome = CommandResult.model_validate_json(data)
+            elif event == "error":
+                raise error_from(500, data.encode())
+
+    def result(self) -> CommandResult:
+        if self.outcome is None:
+            raise errors.ProtocolError("the command's stream ended without its result")
+        return self.outcome
 
 
 def file_url(path: str) -> str:

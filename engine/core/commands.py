@@ -11,6 +11,7 @@ the next command opens a new channel.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import itertools
 import signal
 import time
@@ -31,6 +32,7 @@ from engine.errors import (
 )
 
 ChannelOpener = Callable[[], Awaitable[ProcessChannel]]
+TextCallback = Callable[[str], None]
 MAX_COMMANDS = 64  # running at once per session; the sandbox's process limit holds what they start
 SHELL = ("/bin/bash", "-l", "-c")
 _HELLO_TIMEOUT_S = 30.0
@@ -49,6 +51,25 @@ class CommandEnd:
 
 
 CommandEvent = CommandOutput | CommandEnd
+OutputListener = Callable[[CommandOutput], None]
+
+
+def text_listener(on_stdout: TextCallback | None, on_stderr: TextCallback | None) -> OutputListener:
+    """Output as text, decoded per stream (a character split across two reads arrives whole)."""
+    decoders = {
+        name: codecs.getincrementaldecoder("utf-8")("replace")
+        for name in ("stdout", "stderr", "pty")
+    }
+    callbacks = {"stdout": on_stdout, "stderr": on_stderr, "pty": on_stdout}
+
+    def listen(output: CommandOutput) -> None:
+        callback = callbacks.get(output.name)
+        if callback is not None:
+            text = decoders[output.name].decode(output.data)
+            if text:
+                callback(text)
+
+    return listen
 
 
 class Command:
@@ -67,6 +88,7 @@ class Command:
         self.ended = asyncio.Event()
         self.started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._subscribers: list[asyncio.Queue[CommandEvent]] = []
+        self.listener: OutputListener | None = None  # called with each output, from the start
         self._deadline: asyncio.TimerHandle | None = None
 
     @property
@@ -157,6 +179,8 @@ class Command:
                 self.started.set_exception(failure)
                 self.started.exception()  # retrieved: a waiter may be gone
             self.ended.set()
+        if self.listener is not None and isinstance(event, CommandOutput):
+            self.listener(event)
         for queue in self._subscribers:
             queue.put_nowait(event)
 
@@ -190,14 +214,25 @@ class CommandService:
             f"no command with {'pid ' + str(pid) if pid is not None else 'tag ' + repr(tag)}"
         )
 
-    async def start(self, request: CommandRequest) -> Command:
-        """Start `request`; returns once it runs (its pid known), or raises why it could not."""
+    async def start(
+        self,
+        request: CommandRequest | str,
+        *,
+        listener: OutputListener | None = None,
+        **options: Any,
+    ) -> Command:
+        """Start `request` (or a command line and CommandRequest's fields as keywords); returns
+        once it runs (its pid known), or raises why it could not. `listener` sees every output
+        from the first byte on."""
+        if isinstance(request, str):
+            request = CommandRequest(cmd=request, **options)
         if len(self.list()) >= MAX_COMMANDS:
             raise CapacityExceeded(f"the session runs {MAX_COMMANDS} commands already")
         if request.tag is not None and any(c.request.tag == request.tag for c in self.list()):
             raise BadParameter(f"a running command has the tag {request.tag!r} already")
         await self._ensure_channel()
         command = Command(self, f"c{next(self._ids)}", request)
+        command.listener = listener
         self._commands[command.id] = command
         argv = [request.cmd, *request.args] if request.args is not None else [*SHELL, request.cmd]
         self._send(
@@ -216,9 +251,23 @@ class CommandService:
         self._forget_ended()
         return command
 
-    async def run(self, request: CommandRequest) -> CommandResult:
-        command = await self.start(request)
-        return await command.wait()
+    async def run(
+        self,
+        request: CommandRequest | str,
+        *,
+        on_stdout: TextCallback | None = None,
+        on_stderr: TextCallback | None = None,
+        **options: Any,
+    ) -> CommandResult:
+        """Run a command to its end (see `start`); the callbacks get its output as text as it
+        comes. A cancelled `run` kills the command."""
+        listener = text_listener(on_stdout, on_stderr) if on_stdout or on_stderr else None
+        command = await self.start(request, listener=listener, **options)
+        try:
+            return await command.wait()
+        finally:
+            if command.running:
+                command.signal(signal.SIGKILL)
 
     async def close(self) -> None:
         self._closed = True
