@@ -85,6 +85,8 @@ def diff(before: dict[str, FileEntry], after: dict[str, FileEntry], base: str) -
             renamed.add(origin)
             events.append(FileEvent(type="rename", path=name(origin), entry=None))
         events.append(FileEvent(type="create", path=name(path), entry=entry))
+        if entry.type == "file" and entry.size:  # made and written since the last poll
+            events.append(FileEvent(type="write", path=name(path), entry=entry))
     for path, entry in sorted(after.items()):
         old = before.get(path)
         if old is None:
