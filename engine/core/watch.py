@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from engine.models import FileEntry, FileEvent
 
-if TYPE_CHECKING:  # the tree builds its watchers; a watcher only lists through it
-    from engine.core.session_tree import WorkdirTree
+
+class Lister(Protocol):
+    """What a watcher lists through (a session's `WorkdirTree`)."""
+
+    async def list(self, path: str = "", depth: int = 1) -> list[FileEntry]: ...
 
 MAX_EVENTS = 10_000
 RECURSIVE_DEPTH = 32
@@ -31,7 +34,7 @@ def _signature(entry: FileEntry) -> tuple[object, ...]:
 
 
 class DirWatcher:
-    def __init__(self, tree: WorkdirTree, path: str, recursive: bool) -> None:
+    def __init__(self, tree: Lister, path: str, recursive: bool) -> None:
         self.path = path  # workdir-relative; "" for the workdir
         self.recursive = recursive
         self._tree = tree

@@ -136,9 +136,16 @@ async def test_watch_reports_changes(session: Session) -> None:
     await session.write_file("w/a.txt", b"22")
     await session.write_file("w/sub/b.txt", b"b")
     await session.tree.move("w/a.txt", "w/c.txt")
-    await session.execute("import os; os.chmod('w/sub/b.txt', 0o600 if os.stat('w/sub/b.txt').st_mode & 0o44 else 0o644)")
+    await session.execute(
+        "import os; os.chmod('w/sub/b.txt', 0o600 if os.stat('w/sub/b.txt').st_mode & 0o44 else 0o644)"
+    )
     events = {(e.type, e.path) for e in await watcher.poll()}
-    assert {("create", "sub"), ("create", "sub/b.txt"), ("rename", "a.txt"), ("create", "c.txt")} <= events
+    assert {
+        ("create", "sub"),
+        ("create", "sub/b.txt"),
+        ("rename", "a.txt"),
+        ("create", "c.txt"),
+    } <= events
     await session.tree.remove("w/c.txt")
     assert [(e.type, e.path) for e in await watcher.poll()] == [("remove", "c.txt")]
     flat = session.tree.watch("w")
