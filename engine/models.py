@@ -272,3 +272,31 @@ class FileInfo(_Model):
     path: str
     size: int
     modified_at: float
+
+
+class FileEntry(_Model):
+    """One entry of a session's workdir: a file, directory, symlink (never followed) or other."""
+
+    name: str
+    path: str = Field(description="Relative to the working directory; '' for the directory itself.")
+    type: Literal["file", "dir", "symlink", "other"]
+    size: int
+    mode: int = Field(description="Permission bits (e.g. 0o644).")
+    permissions: str = Field(description="As `ls -l` shows them, e.g. '-rw-r--r--'.")
+    owner: str
+    group: str
+    modified_at: float
+    symlink_target: str | None = Field(None, description="What a symlink points to, as written.")
+    metadata: dict[str, str] | None = Field(
+        None, description="User metadata (extended attributes)."
+    )
+    inode: int = Field(0, description="Identifies the entry across renames.")
+    modified_ns: int = Field(0, description="The modification time in nanoseconds.")
+
+
+class FileEvent(_Model):
+    """A change seen by a directory watcher."""
+
+    type: Literal["create", "write", "remove", "rename", "chmod"]
+    path: str = Field(description="Relative to the watched directory.")
+    entry: FileEntry | None = Field(None, description="The entry now; None once it is gone.")

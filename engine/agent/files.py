@@ -11,6 +11,12 @@ bytes; a zero length ends the payload.
     {"op": "fetch", "path": P, "max": N}   reply: a tar of the one regular file P
     {"op": "list", "limit": N}             reply: JSON [[path, size, mtime], ...] of regular files
     {"op": "delete", "path": P}            unlink the regular file P
+    {"op": "stat", "path": P}              reply: JSON entry (see `tree.py`)
+    {"op": "ls", "path": P, "depth": D, "limit": N}   reply: JSON [entry, ...]
+    {"op": "mkdir", "path": P, "mode": M}  reply: JSON true (made) or false (existed)
+    {"op": "remove", "path": P}            a file, link or whole directory
+    {"op": "move", "path": P, "to": Q}     reply: JSON entry of Q
+    {"op": "annotate", "path": P, "mode": M, "metadata": {...}}   a file's mode and metadata
     trailer: {"ok": true} or {"ok": false, "status": "refused" | "missing" | "full", "error": ...}
 
 Every walk is fd-relative with O_NOFOLLOW: a symlink is refused, never followed, a FIFO or device is
@@ -32,18 +38,13 @@ import tarfile
 from collections.abc import Callable
 from typing import IO
 
+from . import tree
+from .tree import Missing, Refused
+
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _LENGTH = struct.Struct(">I")
 CHUNK = 1 << 20
 MAX_DEPTH = 32
-
-
-class Refused(Exception):
-    status = "refused"
-
-
-class Missing(Refused):
-    status = "missing"
 
 
 class Full(Refused):
@@ -261,6 +262,8 @@ def handle(root: str, request: dict[str, object], payload: ChunkReader, out: Chu
         delete(root, path)
     elif op == "list":
         out.write(json.dumps(list_files(root, int(request["limit"]))).encode())  # type: ignore[call-overload]
+    elif op in tree.OPS:
+        out.write(json.dumps(tree.dispatch(root, str(op), path, request)).encode())
     else:
         raise Refused(f"unknown operation {op!r}")
 

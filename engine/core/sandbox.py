@@ -307,6 +307,11 @@ class SessionHost(abc.ABC):
         """Start the process service in the running sandbox (see `process_channel.py`)."""
         raise NotImplementedHere("this backend cannot run commands beside the interpreter")
 
+    async def tree_op(self, op: str, path: str, args: dict[str, Any]) -> Any:
+        """One of the workdir's tree operations (`engine/agent/tree.py`: stat, ls, mkdir, remove,
+        move, annotate) on a workdir-relative, checked `path`; returns its plain result."""
+        raise FileAccessError("this backend cannot manage directories")
+
     async def storage_lost(self) -> str | None:
         """Why the session's working directory is gone, if it is (None while it is there).
         Asked before a sandbox is replaced, again once the replacement runs (it may have gone

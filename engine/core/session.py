@@ -27,6 +27,7 @@ from engine.core.execution import execution_of, str_dict
 from engine.core.output import DISPLAY_BUDGET_FACTOR, frame_limit
 from engine.core.running_cell import RunningCell
 from engine.core.sandbox import ExitInfo, Sandbox, SessionHost, StreamName
+from engine.core.session_tree import WorkdirTree
 from engine.errors import SandboxError, SessionBusy, SessionClosed, SessionLost
 from engine.models import (
     BackendName,
@@ -373,6 +374,14 @@ class Session(ChunkedFiles):
 
     async def delete_file(self, path: str) -> None:
         await self._on_host(self._host.delete_file, path)
+
+    @property
+    def tree(self) -> WorkdirTree:
+        """The workdir's directories: stat, list, make, remove, move, watch (`session_tree.py`)."""
+        return WorkdirTree(self.id, self._tree_op, self._host.sandbox_workdir)
+
+    async def _tree_op(self, op: str, path: str, args: dict[str, Any]) -> Any:
+        return await self._on_host(self._host.tree_op, op, path, args)
 
     async def _on_host(self, operation: Callable[..., Awaitable[T]], *args: Any) -> T:
         self._check_open()

@@ -38,7 +38,9 @@ from engine.server.runtime.state import Owner, State
 # Out of lci's OpenAPI document: the wire is E2B's, described by E2B's own document.
 router = APIRouter(tags=["E2B sandboxes"], include_in_schema=False)
 
-ENVD_VERSION = "0.5.7"  # octet-stream uploads; not file metadata (0.6.2), which lci does not keep
+# octet-stream uploads (0.5.7), file metadata (0.6.2), entries in watch events (0.6.3), watching
+# with network mounts allowed (0.6.4): the features the SDKs gate on the version
+ENVD_VERSION = "0.6.4"
 CLIENT_ID = "lci"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The `domain` of a created or connected sandbox. A client with `E2B_SANDBOX_URL` set never uses

@@ -122,6 +122,10 @@ class E2BSandboxes:
             raise SandboxNotFound(f"sandbox {sandbox_id!r} was not found", "sandboxID")
         return sandbox
 
+    def running(self) -> list[E2BSandbox]:
+        """Every live sandbox, whoever owns it (a signed file URL names none: see `signing.py`)."""
+        return [s for s in self._sandboxes.values() if self._alive(s)]
+
     def list(self, owner: str) -> list[E2BSandbox]:
         return [s for s in self._sandboxes.values() if self._alive(s) and s.owner == owner]
 

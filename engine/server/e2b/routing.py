@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Annotated
+from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request
 from starlette.datastructures import Headers
@@ -28,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from engine.errors import SandboxNotFound, SandboxNotRunning, Unauthorized
 from engine.models import SessionSpec
 from engine.server.e2b.registry import MAX_TIMEOUT_S, E2BSandbox
+from engine.server.e2b.signing import is_signed, signed_sandbox
 from engine.server.e2b.state import sandboxes
 from engine.server.http.auth import ANONYMOUS
 from engine.server.runtime.state import ServerState, get_state
@@ -54,13 +56,18 @@ class SandboxRouting:
             if path.startswith(V1 + "/") and (sandbox_addressed or _control_plane(path[len(V1) :])):
                 path = path[len(V1) :]
                 scope = {**scope, "path": path, "raw_path": path.encode()}
-            if sandbox_addressed:
+            signed = is_signed(path, _query(scope))
+            if sandbox_addressed or signed:
                 raw: bytes = scope.get("raw_path") or path.encode()
                 scope = {**scope, "path": PREFIX + path, "raw_path": PREFIX.encode() + raw}
             elif path == PREFIX or path.startswith(PREFIX + "/"):
                 # Not addressed to a sandbox: it must not reach the sandbox routes either.
                 scope = {**scope, "path": "/not-found" + path, "raw_path": b"/not-found"}
         await self.app(scope, receive, send)
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
 
 
 def _control_plane(path: str) -> bool:
@@ -70,12 +77,20 @@ def _control_plane(path: str) -> bool:
 def authorize(scope: Scope) -> str:
     """The gate's check of a sandbox-addressed request, before its body is read: the principal that
     owns the addressed sandbox, once the request's token is checked."""
-    sandbox = _addressed(scope["app"].state.lci, Headers(scope=scope))
+    state: ServerState = scope["app"].state.lci
+    query = _query(scope)
+    if SANDBOX_HEADER not in Headers(scope=scope) and "signature" in query:
+        return signed_sandbox(sandboxes(state).running(), scope["method"], query).owner
+    sandbox = _addressed(state, Headers(scope=scope))
     return ANONYMOUS if sandbox is None else sandbox.owner
 
 
 async def sandbox_of(request: Request) -> E2BSandbox:
-    """The sandbox a data-plane request addresses, once its token is checked."""
+    """The sandbox a data-plane request addresses, once its token (or signature) is checked."""
+    query = dict(request.query_params)
+    if SANDBOX_HEADER not in request.headers and "signature" in query:
+        registry = sandboxes(get_state(request))
+        return signed_sandbox(registry.running(), request.method, query)
     sandbox = _addressed(get_state(request), request.headers)
     return sandbox if sandbox is not None else await _debug_sandbox(request)
 

@@ -51,7 +51,7 @@ def test_the_control_plane_takes_the_key_as_e2b_sends_it(server: LciServer) -> N
 
 def test_created_sandbox_has_the_fields_the_sdk_reads(created: dict[str, Any]) -> None:
     assert created["sandboxID"] and created["templateID"] == "base"
-    assert created["envdVersion"] == "0.5.7" and created["clientID"] == "lci"
+    assert created["envdVersion"] == "0.6.4" and created["clientID"] == "lci"
     assert created["envdAccessToken"] == created["trafficAccessToken"]
 
 

@@ -141,6 +141,15 @@ class VolumeFiles:
             raise FileAccessError(f"the workdir could not be listed: {exc}") from exc
         return sorted(found, key=lambda f: f.path)
 
+    def tree_op(self, op: str, path: str, args: dict[str, Any]) -> Any:
+        """A tree operation (`engine/agent/tree.py`) run by the helper; its JSON result."""
+        request = {**args, "op": op, "path": path}
+        output = self._request(request, (), _listing, path or "the workdir")
+        try:
+            return json.loads(output)
+        except ValueError as exc:
+            raise FileAccessError(f"malformed reply to {op!r}: {exc}") from exc
+
     def close(self) -> None:
         with self._lock:
             self._drop()

@@ -178,6 +178,10 @@ class DockerHost(SessionHost):
         files = await self._workdir.files()
         await wd.off_loop(files.delete, path)
 
+    async def tree_op(self, op: str, path: str, args: dict[str, Any]) -> Any:
+        files = await self._workdir.files()
+        return await wd.off_loop(files.tree_op, op, path, args)
+
     async def storage_lost(self) -> str | None:
         return await self._workdir.lost()
 

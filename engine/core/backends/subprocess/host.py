@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from typing import Any
 
+from engine.agent import tree
 from engine.config import Settings
 from engine.core import workdir as wd
 from engine.core.backends.subprocess.cgroups import Cgroup
@@ -14,6 +16,7 @@ from engine.core.backends.subprocess.probe import MachineProbe, host_addresses
 from engine.core.backends.subprocess.sandbox import SubprocessSandbox
 from engine.core.backends.subprocess.uids import UidLease
 from engine.core.backends.subprocess.usage import measure
+from engine.core.entries import local_call
 from engine.core.output import relay_env
 from engine.core.process_channel import ProcessChannel
 from engine.core.sandbox import Sandbox, SessionHost
@@ -232,6 +235,10 @@ class SubprocessHost(SessionHost):
     async def delete_file(self, path: str) -> None:
         parts = wd.split_path(path, self.sandbox_workdir)
         await wd.off_loop(wd.delete_file, self.workdir, parts)
+
+    async def tree_op(self, op: str, path: str, args: dict[str, Any]) -> Any:
+        run = tree.dispatch
+        return await wd.off_loop(local_call, run, self.workdir, op, path, args, self._owner())
 
     async def release(self) -> None:
         await asyncio.to_thread(self._release)
