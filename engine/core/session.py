@@ -21,19 +21,17 @@ from typing import Any, NoReturn, TypeVar, Unpack
 
 from engine import observe
 from engine.callbacks import ItemCallback, OutputCallbackArgs, OutputCallbacks
-from engine.core.chunked import MAX_FILE_BYTES, ChunkedFiles
 from engine.core.commands import CommandService
 from engine.core.execution import execution_of, str_dict
 from engine.core.output import DISPLAY_BUDGET_FACTOR, frame_limit
 from engine.core.running_cell import RunningCell
 from engine.core.sandbox import ExitInfo, Sandbox, SessionHost, StreamName
-from engine.core.session_tree import WorkdirTree
+from engine.core.session_files import SessionFiles
 from engine.errors import SandboxError, SessionBusy, SessionClosed, SessionLost
 from engine.models import (
     BackendName,
     DisplayOutput,
     Execution,
-    FileInfo,
     Limits,
     Outcome,
     SessionInfo,
@@ -48,7 +46,7 @@ T = TypeVar("T")
 ExecutionSlots = Callable[[], AbstractAsyncContextManager[None]]
 
 
-class Session(ChunkedFiles):
+class Session(SessionFiles):
     def __init__(
         self,
         session_id: str,
@@ -355,34 +353,7 @@ class Session(ChunkedFiles):
         if self._run is not None:
             self._run.end(None)
 
-    # -- files ---------------------------------------------------------------------------------
-    async def write_file(self, path: str, data: bytes) -> None:
-        with observe.span("file.upload", session_id=self.id, bytes=len(data)):
-            await self._on_host(self._host.write_file, path, data)
-        observe.get().file_transferred("in", len(data))
-        observe.audit("file.upload", session_id=self.id, path=path, bytes=len(data))
-
-    async def read_file(self, path: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
-        with observe.span("file.download", session_id=self.id):
-            data = await self._on_host(self._host.read_file, path, max_bytes)
-        observe.get().file_transferred("out", len(data))
-        observe.audit("file.download", session_id=self.id, path=path, bytes=len(data))
-        return data
-
-    async def list_files(self) -> list[FileInfo]:
-        return await self._on_host(self._host.list_files)
-
-    async def delete_file(self, path: str) -> None:
-        await self._on_host(self._host.delete_file, path)
-
-    @property
-    def tree(self) -> WorkdirTree:
-        """The workdir's directories: stat, list, make, remove, move, watch (`session_tree.py`)."""
-        return WorkdirTree(self.id, self._tree_op, self._host.sandbox_workdir)
-
-    async def _tree_op(self, op: str, path: str, args: dict[str, Any]) -> Any:
-        return await self._on_host(self._host.tree_op, op, path, args)
-
+    # -- files (the operations themselves: SessionFiles) --------------------------------------
     async def _on_host(self, operation: Callable[..., Awaitable[T]], *args: Any) -> T:
         self._check_open()
         try:

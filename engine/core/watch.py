@@ -24,6 +24,7 @@ class Lister(Protocol):
 
     async def list(self, path: str = "", depth: int = 1) -> list[FileEntry]: ...
 
+
 MAX_EVENTS = 10_000
 RECURSIVE_DEPTH = 32
 POLL_INTERVAL_S = 0.2

@@ -8,7 +8,7 @@ import sys
 
 from tests.unit.test_architecture import ENGINE, imported_modules
 
-ALLOWED = {"engine.callbacks", "engine.errors", "engine.models", "engine"}
+ALLOWED = {"engine.callbacks", "engine.command_models", "engine.errors", "engine.models", "engine"}
 
 
 def test_client_imports_only_the_shared_modules() -> None:
