@@ -35,13 +35,15 @@ from engine.server.mcp.render import (
     session_summary,
 )
 from engine.server.mcp.shape import sized_result
+from engine.server.mcp.shell import add_command_tools
 from engine.server.mcp.workspace import Caller, Workspace, WorkspaceRef, caller_from_request
 
 INSTRUCTIONS = """\
 lci runs Python in persistent, sandboxed sessions. Call run_python without a session_id to start a
 session; pass the returned session_id back to keep variables, imports and files. Figures
-(matplotlib) come back as images. Each session has a working directory for files (upload_file,
-list_files, download_file). Close sessions you no longer need."""
+(matplotlib) come back as images. run_command runs a shell command in the same sandbox. Each
+session has a working directory for files (upload_file, list_files, download_file). Close sessions
+you no longer need."""
 
 RUN_PYTHON = """\
 Run Python code in a sandboxed, stateful interpreter (like a Jupyter cell) and return what it did.
@@ -116,6 +118,7 @@ def build_mcp_server(ref: WorkspaceRef, *, version: str = "") -> MCPServer[Any]:
         return workspace, caller_from_request(request, auth=workspace.auth)
 
     _add_session_tools(server, context)
+    add_command_tools(server, context)
     _add_file_tools(server, context)
     return server
 

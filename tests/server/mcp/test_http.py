@@ -55,6 +55,7 @@ async def test_tools_are_described_for_models(server: LciServer) -> None:
         templates = (await client.list_resource_templates()).resource_templates
     assert set(tools) == {
         "run_python",
+        "run_command",
         "create_session",
         "close_session",
         "list_sessions",
@@ -89,6 +90,34 @@ async def test_state_is_kept_across_calls_given_the_session_id(
         assert fresh["session_id"] != session_id and fresh["result"] == "False"
         await client.call_tool("close_session", {"session_id": fresh["session_id"]})
         await client.call_tool("close_session", {"session_id": session_id})
+
+
+async def test_run_command_shares_the_sessions_sandbox(server: LciServer) -> None:
+    async with http_client(server) as client:
+        _, cell = await run(client, "open('made_by_python.txt', 'w').write('py')")
+        session_id = cell["session_id"]
+        shell = body(
+            await client.call_tool(
+                "run_command",
+                {
+                    "command": "cat made_by_python.txt; echo oops >&2; exit 4",
+                    "session_id": session_id,
+                },
+            )
+        )
+        assert (shell["stdout"], shell["stderr"], shell["exit_code"]) == ("py", "oops\n", 4)
+        assert shell["session_id"] == session_id and shell["timed_out"] is False
+        late = body(
+            await client.call_tool(
+                "run_command", {"command": "sleep 30", "session_id": session_id, "timeout_s": 0.5}
+            )
+        )
+        assert late["timed_out"] is True and late["exit_code"] == -9
+        fresh = body(await client.call_tool("run_command", {"command": "seq 1 200000"}))
+        assert fresh["new_session"] is True and fresh["truncated"] is True
+        assert fresh["stdout"].startswith("1\n2\n")
+        for sid in (session_id, fresh["session_id"]):
+            await client.call_tool("close_session", {"session_id": sid})
 
 
 async def test_a_figure_comes_back_as_image_content(server: LciServer) -> None:
