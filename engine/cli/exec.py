@@ -2,7 +2,7 @@
 
 The session is a fresh local one, or one held by a running `lci serve` (`--server`, and `--session`
 to attach to a live one). Files go into its working directory before the cells (`--put`) and come
-out after them (`--get`).
+out after them (`--get`). Shell commands (`--shell`) run in the same sandbox before the cells.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ class _Session(Protocol):
     async def execute(self, code: str, *, on_output: ItemCallback | None = None) -> Execution: ...
     async def write_file(self, path: str, data: bytes) -> Any: ...
     async def read_file(self, path: str) -> bytes: ...
+    @property
+    def commands(self) -> Any: ...
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -46,7 +48,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "order in one session, so later cells see what earlier ones defined. Output is shown as "
         "it happens.",
     )
-    parser.add_argument("code", nargs="+", metavar="CODE")
+    parser.add_argument("code", nargs="*", metavar="CODE")
+    parser.add_argument(
+        "--shell",
+        action="append",
+        default=[],
+        metavar="CMD",
+        help="run a bash command in the session's sandbox before the cells (repeatable)",
+    )
     parser.add_argument("--backend", choices=[b.value for b in BackendName], default=None)
     limits = parser.add_argument_group("limits (default: LCI_LIMITS, else the built-in ones)")
     limits.add_argument("--timeout", type=float, help="wall-clock seconds per cell (30)")
@@ -112,13 +121,16 @@ async def run(args: argparse.Namespace) -> int:
     # A directory the user named is checked now; the current one only matters if something is saved.
     out_dir = writable_dir(args.out_dir, "--out-dir") if args.out_dir else Path.cwd()
     puts, gets = puts_of(args.put), gets_of(args.get, out_dir)
+    if not args.code and not args.shell:
+        raise UsageError("give CODE to run, or --shell CMD")
     cells = [sys.stdin.read() if code == "-" else code for code in args.code]
     opener = _remote(args, changes) if args.server else _local(args, changes)
     try:
         async with opener as session:
             for local, target in puts:
                 await session.write_file(target, local.read_bytes())
-            failed = await _run_cells(session, cells, args.json, out_dir)
+            failed = await _run_commands(session, args.shell, args.json)
+            failed |= await _run_cells(session, cells, args.json, out_dir)
             for remote, local_path in gets:
                 local_path.parent.mkdir(parents=True, exist_ok=True)
                 local_path.write_bytes(await session.read_file(remote))
@@ -127,6 +139,31 @@ async def run(args: argparse.Namespace) -> int:
         print(f"lci exec: {exc.message}", file=sys.stderr)
         return 2
     return 1 if failed else 0
+
+
+async def _run_commands(session: _Session, commands: list[str], as_json: bool) -> bool:
+    """Each command with its output live (stdout to stdout, stderr to stderr); whether any failed."""
+    failed = False
+    for command in commands:
+        live = (
+            {} if as_json else {"on_stdout": _writer(sys.stdout), "on_stderr": _writer(sys.stderr)}
+        )
+        result = await session.commands.run(command, **live)
+        failed |= result.exit_code != 0
+        if as_json:
+            print(result.model_dump_json(), flush=True)
+        elif result.exit_code != 0:
+            why = result.error or f"exit status {result.exit_code}"
+            print(f"[{command!r}: {why}]", file=sys.stderr, flush=True)
+    return failed
+
+
+def _writer(stream: Any) -> Any:
+    def write(text: str) -> None:
+        stream.write(text)
+        stream.flush()
+
+    return write
 
 
 async def _run_cells(session: _Session, cells: list[str], as_json: bool, out_dir: Path) -> bool:

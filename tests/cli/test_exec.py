@@ -114,3 +114,23 @@ def test_file_mistakes(state: Path, tmp_path: Path) -> None:
     absent = lci("exec", "--get", "never.txt", "1", state_dir=state)
     assert absent.returncode == 2 and absent.stderr.startswith("lci exec: ")
     assert "never.txt" in absent.stderr and "Traceback" not in absent.stderr
+
+
+def test_shell_commands_run_in_the_sessions_sandbox_before_the_cells(state: Path) -> None:
+    done = lci(
+        "exec",
+        "--shell",
+        "echo from-shell > made.txt; echo visible; echo warn >&2",
+        "--shell",
+        "exit 5",
+        "print(open('made.txt').read().strip())",
+        state_dir=state,
+    )
+    assert done.returncode == 1, done.stderr  # the second command failed
+    assert done.stdout.splitlines() == ["visible", "from-shell"]
+    assert "warn" in done.stderr and "['exit 5': exit status 5]" in done.stderr
+    as_json = lci("exec", "--json", "--shell", "printf ok", state_dir=state)
+    assert as_json.returncode == 0, as_json.stderr
+    result = json.loads(as_json.stdout)
+    assert (result["stdout"], result["exit_code"]) == ("ok", 0)
+    assert lci("exec", state_dir=state).returncode == 2  # nothing to run: a usage error
