@@ -214,6 +214,8 @@ CHECKS: dict[str, Check] = {
     "api-client": Check(
         lambda ran: None if ran.out.startswith("hello\n") else pytest.fail(ran.out)
     ),
+    # docs/commands.md
+    "commands": Check(_has("apple\npear\n", "2 data.txt", "True")),
     # docs/mcp.md, docs/e2b.md
     "mcp": Check(),
     "mcp-key": Check(),  # the harness's server has no key: this checks the SDK calls as written
