@@ -53,7 +53,7 @@ from engine.core.backends.docker.spec import (
 )
 from engine.core.owners import owner_tag
 from engine.core.warm_pool import Slot, WarmPool
-from engine.errors import LCIError, SandboxError, SandboxStartError
+from engine.errors import BackendUnavailable, LCIError, SandboxError, SandboxStartError
 from engine.models import Limits, SessionSpec
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,19 @@ class DockerBackend:
             self._network_made = True
 
     async def start_sandbox(self, plan: ContainerPlan) -> DockerSandbox:
-        """Create a container from `plan` and return its sandbox once the agent said hello."""
+        """Create a container from `plan` and return its sandbox once the agent said hello. A
+        start the runtime refuses is tried once more with a new container: under load the daemon
+        now and then fails one (`OCI runtime create failed`, a rootfs it cannot read for a
+        moment), and the client should not see that as a 503."""
+        try:
+            return await self._start_sandbox_once(plan)
+        except (BackendUnavailable, SandboxStartError):
+            raise
+        except SandboxError as exc:
+            log.warning("a container did not start (%s); trying once more", exc.message)
+            return await self._start_sandbox_once(plan)
+
+    async def _start_sandbox_once(self, plan: ContainerPlan) -> DockerSandbox:
         container_id = await asyncio.to_thread(
             self.api.create, plan.image, plan.create_args(self.user), plan.host_args()
         )
