@@ -32,8 +32,10 @@ async def main():
             "import os, socket; os.getuid(), [n for _, n in socket.if_nameindex()], "
             "os.path.exists('/root'), os.getcwd()")
         bomb = await session.execute("x = bytearray(4 * 1024**3)")
+        shell = await session.commands.run("echo $(id -u) $(pwd) $(test -e /root && echo root)")
         print(json.dumps({"isolation": session.info().isolation.model_dump(),
-                          "probe": probe.result_text, "bomb": bomb.error and bomb.error.name}))
+                          "probe": probe.result_text, "bomb": bomb.error and bomb.error.name,
+                          "shell": shell.stdout.strip()}))
 
 asyncio.run(main())
 """
@@ -98,5 +100,6 @@ def test_unprivileged_engine_uses_user_namespaces_and_reports_the_rest(public_di
     assert report["bomb"] == "MemoryError"
     if isolation["pid_namespace"]:  # unprivileged user namespaces are enabled on this kernel
         assert report["probe"] == f"({NOBODY}, ['lo'], False, '/workspace')"
+        assert report["shell"] == f"{NOBODY} /workspace"  # commands join the same namespaces
     else:
         assert any("no namespaces" in note for note in isolation["notes"])
