@@ -266,3 +266,16 @@ def test_environments_lci_cannot_serve_are_400(
         server.openai().responses.create(model="m", input="x", tools=tools)  # type: ignore[arg-type]
     assert caught.value.body["param"] == param  # type: ignore[index]
     assert fake.requests == []
+
+
+def test_tool_choice_shell_requires_a_call(fake: FakeModel, server: LciServer) -> None:
+    fake.script(stream(calls=[shell("true")]), stream(text="ok"))
+    response = server.openai().responses.create(
+        model="m",
+        input="x",
+        tools=SHELL,  # type: ignore[arg-type]
+        tool_choice={"type": "shell"},  # type: ignore[arg-type]
+    )
+    fake.check()
+    assert response.to_dict()["tool_choice"] == {"type": "shell"}
+    assert [r["tool_choice"] for r in fake.chat_requests()] == ["required", "auto"]
