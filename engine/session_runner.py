@@ -1,7 +1,8 @@
 """`SessionRunner`: the orchestrator's CodeRunner on top of the core's SessionManager.
 
 This is the seam that keeps the orchestrator and the core apart: the orchestrator sees only
-`execute(conversation_id, code)`, the core only sessions. One session per conversation, created on
+`execute(conversation_id, code)` and `run_command(conversation_id, command)` (its CommandRunner),
+the core only sessions. One session per conversation, created on
 its first execution (or when `session` asks for it first).
 """
 
@@ -10,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from engine.command_models import CommandRequest, CommandResult
 from engine.core.manager import SessionManager
 from engine.core.session import Session
-from engine.errors import SessionClosed, SessionNotFound
+from engine.errors import CommandNotFound, CommandStartFailed, SessionClosed, SessionNotFound
 from engine.models import Execution, SessionSpec, SessionState
 
 
@@ -51,6 +53,34 @@ class SessionRunner:
             # model defined before does not exist any more, and it must be told.
             execution = execution.model_copy(update={"state_preserved": False})
         return execution
+
+    async def run_command(
+        self,
+        conversation_id: str,
+        command: str,
+        *,
+        timeout_s: float | None = None,
+        max_timeout_s: float | None = None,
+    ) -> CommandResult:
+        """Run the shell command line in the conversation's session, beside its interpreter (no
+        queueing behind an execution). Its time limit is `timeout_s`, else the session's, capped
+        by `max_timeout_s`. A command that cannot start is a result with its `error`; cancelling
+        the caller kills the command."""
+        session = await self.session(conversation_id)
+        timeout = timeout_s or session.limits.timeout_s
+        if max_timeout_s is not None:
+            timeout = min(timeout, max_timeout_s)
+        request = CommandRequest(cmd=command, timeout_s=max(timeout, 0.001))
+        try:
+            running = await session.commands.start(request)
+        except CommandStartFailed as exc:
+            return CommandResult(id="", pid=0, error=exc.message)
+        try:
+            return await running.wait()
+        except asyncio.CancelledError:
+            with contextlib.suppress(CommandNotFound):
+                running.signal()
+            raise
 
     async def session(self, conversation_id: str) -> Session:
         """The conversation's session, started now if it has none."""

@@ -39,7 +39,7 @@ WEB_ANSWER = "The record was 105 cm above the average range."
 class ScriptedModel:
     """The model the examples talk to. With the code interpreter: computes 123**23 (and draws),
     then divides by 5, then answers. With the web tools too: searches, opens the first hit,
-    subtracts, answers. Without tools: a greeting (plain chat passed through)."""
+    subtracts, answers. With the shell alone: computes 123**23 with python3, answers. Without tools: a greeting (plain chat passed through)."""
 
     def __init__(self, web: FakeWeb) -> None:
         self.web = web
@@ -63,6 +63,9 @@ class ScriptedModel:
                 "417 - 312",
             ]
             answer = WEB_ANSWER
+        if tools == {"shell"}:
+            command = {"commands": ["python3 -c 'print(123**23)'"]}
+            plan, answer = [Call(name="shell", arguments=json.dumps(command))], ANSWER
         if done < len(plan):
             return stream(reasoning=f"Step {done + 1}.", calls=[plan[done]])
         return stream(reasoning="Both are known.", text=answer)
@@ -203,6 +206,9 @@ CHECKS: dict[str, Check] = {
     "containers": Check(_containers),
     "chat-completions": Check(_has(ANSWER, "Usage:")),
     "web-search": Check(_web),
+    "shell": Check(
+        _has(f"$ python3 -c 'print(123**23)'\n{VALUE}", ANSWER, "'shell': {'count': 1}")
+    ),
     # docs/dashscope.md
     "dashscope": Check(_has(ANSWER, "[code] x = 123**23")),
     "dashscope-curl": Check(_has("code_interpreter")),

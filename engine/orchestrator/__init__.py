@@ -1,5 +1,5 @@
 """The code-interpreter tool loop: upstream model rounds, code_interpreter calls run through a
-`CodeRunner` (and web_search / web_extractor calls through `WebTools`), results fed back, until the model answers. Knows nothing about HTTP serving or the
+`CodeRunner` (shell calls through a `CommandRunner`, and web_search / web_extractor calls through `WebTools`), results fed back, until the model answers. Knows nothing about HTTP serving or the
 sandbox implementation. The server and the CLI use only the names exported here."""
 
 from engine.orchestrator.calls import ToolCall, new_call_id
@@ -14,6 +14,10 @@ from engine.orchestrator.events import (
     Final,
     ReasoningDelta,
     RoundStart,
+    ShellCall,
+    ShellCommandDone,
+    ShellOutput,
+    ShellResult,
     TextDelta,
     Usage,
     UsageEvent,
@@ -23,6 +27,7 @@ from engine.orchestrator.events import (
 )
 from engine.orchestrator.loop import Orchestrator
 from engine.orchestrator.options import LoopOptions
+from engine.orchestrator.shell import SHELL_TOOL, CommandRunner, command_text
 from engine.orchestrator.tool import (
     NO_OUTPUT,
     TOOL_NAME,
@@ -44,6 +49,7 @@ from engine.orchestrator.web import (
 
 __all__ = [
     "NO_OUTPUT",
+    "SHELL_TOOL",
     "TOOL_NAME",
     "WEB_EXTRACTOR",
     "WEB_SEARCH",
@@ -51,6 +57,7 @@ __all__ = [
     "CodeComplete",
     "CodeRunner",
     "CodeStart",
+    "CommandRunner",
     "ErrorEvent",
     "Event",
     "ExecutionResult",
@@ -63,6 +70,10 @@ __all__ = [
     "RoundRequest",
     "RoundStart",
     "SearxngSearch",
+    "ShellCall",
+    "ShellCommandDone",
+    "ShellOutput",
+    "ShellResult",
     "TextDelta",
     "ToolCall",
     "UpstreamClient",
@@ -74,6 +85,7 @@ __all__ = [
     "WebTools",
     "chart_line",
     "clip",
+    "command_text",
     "error_text",
     "image_mime",
     "new_call_id",

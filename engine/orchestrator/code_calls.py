@@ -16,6 +16,7 @@ from engine.orchestrator.code_runner import CodeRunner
 from engine.orchestrator.events import CodeComplete, CodeStart, Event, ExecutionResult
 from engine.orchestrator.round import Round
 from engine.orchestrator.run_state import DeadlineExceeded, RunState
+from engine.orchestrator.shell import SHELL_TOOL
 from engine.orchestrator.tool import (
     CUT_OFF_TEXT,
     ToolOutput,
@@ -45,7 +46,8 @@ async def run_code_call(
         status, output = "invalid", ToolOutput(CUT_OFF_TEXT)
         state.guard.refused()
     elif call.code is None:
-        text = invalid_call_text(call.name, call.problem, state.web_tools)
+        others = (*state.web_tools, SHELL_TOOL) if state.shell else state.web_tools
+        text = invalid_call_text(call.name, call.problem, others)
         status, output = "invalid", ToolOutput(text)
     elif earlier is not None:
         text = repeated_call_text(earlier.output, failed=earlier.failed, last=earlier.last)

@@ -4,13 +4,16 @@ print live.
 Ordering contract of one `Orchestrator.run`:
 
     (round_start (reasoning_delta | text_delta | code_start)* usage?
-       (code_complete execution_result | web_call web_result)*)+   final | error
+       (code_complete execution_result | web_call web_result
+        | shell_call shell_command_done* shell_result)*)+   final | error
 
 * Every round opens with `round_start`; deltas of a round come before its `usage`.
 * Each `code_start` is followed, after the round's stream ended, by exactly one `code_complete` and
   then one `execution_result` with the same `call_id`, in the order the model made the calls.
 * A call of a web tool (web_search, web_extractor) is one `web_call`, then one `web_result` with
   the same `call_id`, in the same place (they are never announced by `code_start`).
+* A call of the shell tool is one `shell_call`, one `shell_command_done` per command run (in
+  order, as each ends), then one `shell_result` with the same `call_id`, in the same place.
 * The run ends with exactly one terminal event: `final` or `error`. Both carry the aggregated usage
   and the number of code executions.
 """
@@ -153,6 +156,52 @@ class WebResult(_Event):
         return self.status in ("completed", "failed")
 
 
+class ShellOutput(_Event):
+    """How one shell command ended: its output (cut to the call's `max_output_length`), and its
+    exit code (negative: killed by that signal; None when it timed out or could not start)."""
+
+    command: str
+    stdout: str = ""
+    stderr: str = ""
+    exit_code: int | None = None
+    timed_out: bool = False
+
+
+class ShellCall(_Event):
+    """The model called the shell tool; its arguments are known. `runs` is False when lci answers
+    it without running anything (unreadable arguments)."""
+
+    type: Literal["shell_call"] = "shell_call"
+    round: int
+    call_id: str
+    commands: list[str] = Field(default_factory=list)
+    timeout_ms: int | None = None
+    max_output_length: int | None = None
+    runs: bool = True
+
+
+class ShellCommandDone(_Event):
+    """Command `index` of a shell call ended."""
+
+    type: Literal["shell_command_done"] = "shell_command_done"
+    round: int
+    call_id: str
+    index: int
+    output: ShellOutput
+
+
+class ShellResult(_Event):
+    """What became of one shell call: `completed` (its commands ran, whatever their exit codes),
+    `invalid` (nothing ran). `output` is exactly the text fed back to the model."""
+
+    type: Literal["shell_result"] = "shell_result"
+    round: int
+    call_id: str
+    status: Literal["completed", "invalid"]
+    outputs: list[ShellOutput] = Field(default_factory=list)
+    output: str
+
+
 class UsageEvent(_Event):
     type: Literal["usage"] = "usage"
     round: int
@@ -200,6 +249,9 @@ Event = Annotated[
     | ExecutionResult
     | WebCall
     | WebResult
+    | ShellCall
+    | ShellCommandDone
+    | ShellResult
     | UsageEvent
     | Final
     | ErrorEvent,

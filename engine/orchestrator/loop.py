@@ -38,6 +38,14 @@ from engine.orchestrator.loop_guard import ForceReason, LoopGuard
 from engine.orchestrator.options import LoopOptions
 from engine.orchestrator.round import Round
 from engine.orchestrator.run_state import DeadlineExceeded, RunState
+from engine.orchestrator.shell import (
+    SHELL_DEFINITION,
+    SHELL_ONLY_PROMPT,
+    SHELL_PROMPT,
+    SHELL_TOOL,
+    CommandRunner,
+)
+from engine.orchestrator.shell_calls import refuse_call, run_shell_call
 from engine.orchestrator.textcalls import TextScanner
 from engine.orchestrator.tool import (
     FINAL_INSTRUCTION,
@@ -58,11 +66,13 @@ class Orchestrator:
         runner: CodeRunner,
         model: str = "default",
         web: WebTools | None = None,
+        shell: CommandRunner | None = None,
     ) -> None:
         self.upstream = upstream
         self.runner = runner
         self.model = model
         self.web = web  # the web tools' providers; None: no web tools
+        self.shell = shell  # runs the shell tool's commands; None: no shell tool
 
     async def run(
         self,
@@ -77,13 +87,15 @@ class Orchestrator:
         loop = asyncio.get_running_loop()
         available = self.web.available if self.web is not None else frozenset()
         web_tools = tuple(name for name in options.web_tools if name in available)
+        shell = options.shell and self.shell is not None
         state = RunState(
             conversation_id,
             options,
-            _prepare(messages, options, web_tools),
+            _prepare(messages, options, web_tools, shell),
             None if options.deadline_s is None else loop.time() + options.deadline_s,
             LoopGuard(options.max_repeats, options.max_failures, options.answer_after_repeat),
             web_tools=web_tools,
+            shell=shell,
         )
         try:
             async with aclosing(self._rounds(state)) as events:
@@ -109,8 +121,11 @@ class Orchestrator:
             yield RoundStart(round=state.rounds, final_call=forced is not None)
             blocks = options.python_blocks
             python = not state.native_seen if blocks == "auto" else bool(blocks)
+            python = python and options.code_interpreter
             scanner = TextScanner(enabled=options.text_calls, python=python)
-            rnd = Round(state.rounds, scanner, not (forced or last), state.web_tools)
+            announce = not (forced or last) and options.code_interpreter
+            others = (*state.web_tools, SHELL_TOOL) if state.shell else state.web_tools
+            rnd = Round(state.rounds, scanner, announce, others)
             observe.get().loop_round()
             with observe.span("model.round", round=rnd.number):
                 async with aclosing(self._stream_round(state, rnd, forced is not None)) as events:
@@ -192,7 +207,7 @@ class Orchestrator:
             request = RoundRequest(
                 model=state.options.model or self.model,
                 messages=state.messages,
-                tools=[TOOL_DEFINITION, *(WEB_DEFINITIONS[name] for name in state.web_tools)],
+                tools=_tools(state),
                 tool_choice=state.options.tool_choice if first else "auto",
                 params=_round_params(state),
             )
@@ -275,6 +290,12 @@ class Orchestrator:
     ) -> AsyncGenerator[Event, None]:
         if call.name in state.web_tools and self.web is not None:
             events = run_web_call(self.web, state.web, state.messages, rnd.number, call)
+        elif call.name == SHELL_TOOL and state.shell and self.shell is not None:
+            events = run_shell_call(self.shell, state, rnd.number, call)
+        elif not state.options.code_interpreter:
+            for event in refuse_call(state, rnd.number, call):
+                yield event
+            return
         else:
             events = run_code_call(self.runner, state, rnd, call)
         try:
@@ -299,14 +320,24 @@ def _round_params(state: RunState) -> dict[str, Any]:
     return retry
 
 
+def _tools(state: RunState) -> list[dict[str, Any]]:
+    """The tool definitions a round offers."""
+    tools = [TOOL_DEFINITION] if state.options.code_interpreter else []
+    tools += [SHELL_DEFINITION] if state.shell else []
+    return tools + [WEB_DEFINITIONS[name] for name in state.web_tools]
+
+
 def _prepare(
-    messages: list[dict[str, Any]], options: LoopOptions, web_tools: tuple[str, ...]
+    messages: list[dict[str, Any]], options: LoopOptions, web_tools: tuple[str, ...], shell: bool
 ) -> list[dict[str, Any]]:
     """A copy of the conversation, with the default system prompt in front unless it has its own
-    (saying which web tools there are, if any)."""
+    (saying which web tools there are, if any, and what the shell is; a shell-only run gets a
+    prompt of its own)."""
     prepared = [dict(message) for message in messages]
     has_own = bool(prepared) and prepared[0].get("role") in ("system", "developer")
     if options.system_prompt and not has_own:
-        prompt = options.system_prompt + web_prompt(web_tools)
+        prompt = options.system_prompt if options.code_interpreter else SHELL_ONLY_PROMPT
+        prompt += f" {SHELL_PROMPT}" if shell and options.code_interpreter else ""
+        prompt += web_prompt(web_tools)
         prepared.insert(0, {"role": "system", "content": prompt})
     return prepared

@@ -85,6 +85,15 @@ class LoopOptions(BaseModel):
         description="Web tools offered beside the code interpreter, among those the orchestrator "
         "has providers for.",
     )
+    code_interpreter: bool = Field(
+        default=True,
+        description="Offer the code_interpreter tool (False: only the other tools offered).",
+    )
+    shell: bool = Field(
+        default=False,
+        description="Offer the shell tool (its commands run in the same session as the code), "
+        "if the orchestrator has a command runner.",
+    )
     params: dict[str, Any] = Field(
         default_factory=dict,
         description="Extra upstream request fields: temperature, max_tokens, chat_template_kwargs.",

@@ -31,6 +31,8 @@ class RunState:
     retrying: bool = False  # this round asks again for one whose every call was refused
     reasked: int = 0  # rounds asked again so far (the seed offset of a retry)
     web_tools: tuple[str, ...] = ()  # the web tools offered in this run
+    shell: bool = False  # the shell tool is offered in this run
+    shell_calls: int = 0  # shell calls whose commands ran
     web: WebState = field(init=False)
 
     def __post_init__(self) -> None:

@@ -34,7 +34,13 @@ def responses_stream(events: list[SSEEvent]) -> list[dict[str, Any]]:
             cut = types[-1] == "response.incomplete" and item is items[-1]
             _message(item, "incomplete" if cut else "completed")
             continue
-        {"reasoning": _reasoning, "code_interpreter_call": _code_call}[item["added"]["type"]](item)
+        check = {
+            "reasoning": _reasoning,
+            "code_interpreter_call": _code_call,
+            "shell_call": _shell_call,
+            "shell_call_output": _shell_output,
+        }
+        check[item["added"]["type"]](item)
     final = payloads[-1].get("response")
     if types[-1] == "response.completed":
         assert final["output"] == [item["done"] for item in items]  # 30
@@ -105,6 +111,36 @@ def _code_call(item: dict[str, Any]) -> None:  # 27
     code = "".join(e["delta"] for e in deltas)
     assert code == item["events"][len(deltas) + 1]["code"] == item["done"]["code"]
     assert item["done"]["status"] == "completed"
+
+
+def _shell_call(item: dict[str, Any]) -> None:
+    """A shell_call: its commands streamed one by one (added, delta, done), then the item done."""
+    added, done = item["added"], item["done"]
+    assert (added["status"], added["action"]["commands"]) == ("in_progress", [])
+    assert added["environment"]["type"] == "container_reference"
+    commands = done["action"]["commands"]
+    expected = ["shell_call_command.added", "shell_call_command.delta", "shell_call_command.done"]
+    assert _types(item) == expected * len(commands) + ["output_item.done"]
+    for index, command in enumerate(commands):
+        added_e, delta, end = item["events"][3 * index : 3 * index + 3]
+        assert {added_e["command_index"], delta["command_index"], end["command_index"]} == {index}
+        assert added_e["command"] + delta["delta"] == end["command"] == command
+    assert done["status"] == "completed"
+
+
+def _shell_output(item: dict[str, Any]) -> None:
+    """A shell_call_output: one delta and one done per command, then the item done with them."""
+    added, done = item["added"], item["done"]
+    assert (added["status"], added["output"]) == ("in_progress", [])
+    count = len(done["output"])
+    expected = ["shell_call_output_content.delta", "shell_call_output_content.done"]
+    assert _types(item) == expected * count + ["output_item.done"]
+    for index in range(count):
+        delta, end = item["events"][2 * index : 2 * index + 2]
+        assert delta["command_index"] == end["command_index"] == index
+        assert end["output"] == [done["output"][index]]
+        assert delta["delta"] == {k: done["output"][index][k] for k in ("stdout", "stderr")}
+    assert done["status"] == "completed"
 
 
 def _message(item: dict[str, Any], status: str = "completed") -> None:  # 29

@@ -4,8 +4,8 @@ With `enable_code_interpreter` (top level, or the SDK's `extra_body`) the tool l
 stream carries every round's thinking in `delta.reasoning_content` and the answer in
 `delta.content`; code and its output stay server-side, and so do the web tools that
 `enable_search` turns on (web_search; with `search_options.search_strategy: "agent_max"` also
-web_extractor). Without it the request is forwarded to the
-model server as it came.
+web_extractor), and the shell tool that `enable_shell` adds (its commands run in the code's
+session). Without it the request is forwarded to the model server as it came.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from engine.orchestrator import (
     Event,
     Final,
     ReasoningDelta,
+    ShellCall,
     TextDelta,
     Usage,
     WebCall,
@@ -82,6 +83,11 @@ class ChatRequest(BaseModel):
     search_options: dict[str, Any] | None = Field(
         None, description='{"search_strategy": "agent_max"} adds web_extractor.'
     )
+    enable_shell: bool | None = Field(
+        None,
+        description="With the code interpreter: offer the shell tool too (lci's switch); its "
+        "commands run in the same session as the code.",
+    )
 
 
 @router.post("/v1/chat/completions", responses=CHAT_RESPONSES, response_model=None)
@@ -122,6 +128,7 @@ async def complete(state: ServerState, body: ChatRequest, request: Request) -> R
             web_tools=search_tools(
                 body.enable_search, body.search_options, state.web_available, state.options
             ),
+            shell=bool(body.enable_shell),
         ),
     )
     include_usage = bool((body.stream_options or {}).get("include_usage"))
@@ -167,6 +174,8 @@ class ChatRenderer:
             return [": keep-alive (code_interpreter running)\n\n"]
         if isinstance(event, WebCall):
             return [f": keep-alive ({event.tool} running)\n\n"]
+        if isinstance(event, ShellCall):
+            return [": keep-alive (shell running)\n\n"]
         if isinstance(event, Final):
             self.usage, self.finish_reason = event.usage, event.finish_reason
             pieces = [self._chunk({"content": "", "reasoning_content": None}, event.finish_reason)]

@@ -117,6 +117,8 @@ class LoopRequest:
     python_blocks: bool | None = None  # the request's own choice; None: the server's option
     keep_for_s: float | None = None  # a kept session is closed this long after the request
     web_tools: list[str] = field(default_factory=list)  # web_search, web_extractor
+    code_interpreter: bool = True  # offer the code interpreter (False: only the other tools)
+    shell: bool = False  # offer the shell tool, in the same session as the code
 
 
 def python_blocks(value: Any, param: str = PYTHON_BLOCKS_FIELD) -> bool | None:
@@ -146,6 +148,8 @@ class Conversation:
             tool_choice=self.request.tool_choice,
             python_blocks=options.python_blocks if blocks is None else blocks,
             web_tools=self.request.web_tools,
+            code_interpreter=self.request.code_interpreter,
+            shell=self.request.shell,
         )
         try:
             self.state.runner.assign(self.id, self.request.owner)

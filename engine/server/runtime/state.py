@@ -72,7 +72,7 @@ class ServerState:
             options=options,
             manager=manager,
             upstream=upstream,
-            orchestrator=Orchestrator(upstream, runner, settings.llm_model, web=web),
+            orchestrator=Orchestrator(upstream, runner, settings.llm_model, web=web, shell=runner),
             runner=runner,
             proxy=Proxy(settings),
             web=web,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -9,7 +10,7 @@ import openai
 import pytest
 
 from engine.orchestrator.tool import TOOL_DEFINITION
-from tests.fake_llm import SSE, HTTPError, error_event, stream
+from tests.fake_llm import SSE, Call, HTTPError, error_event, stream
 from tests.server import checks
 from tests.server.helpers import (
     QUESTION,
@@ -322,3 +323,25 @@ def test_dashscope_compatible_mode_paths(fake: FakeModel, server: LciServer) -> 
         )
     assert reply.json()["usage"]["x_tools"] == {"code_interpreter": {"count": 1}}
     fake.check()
+
+
+def test_enable_shell_offers_the_shell_in_the_codes_session(
+    fake: FakeModel, server: LciServer
+) -> None:
+    shell = Call(name="shell", arguments=json.dumps({"commands": ["cat from_code.txt"]}))
+    fake.script(
+        stream(calls=["open('from_code.txt', 'w').write('written by code')"]),
+        stream(calls=[shell]),
+        stream(text="The shell read it."),
+    )
+    completion = server.openai().chat.completions.create(
+        model="m",
+        messages=[{"role": "user", "content": "x"}],
+        extra_body={"enable_code_interpreter": True, "enable_shell": True},
+    )
+    fake.check()
+    assert completion.choices[0].message.content == "The shell read it."
+    requests = fake.chat_requests()
+    assert [t["function"]["name"] for t in requests[0]["tools"]] == ["code_interpreter", "shell"]
+    fed_back = requests[2]["messages"][-1]["content"]
+    assert "written by code" in fed_back and "exit code: 0" in fed_back

@@ -1,7 +1,8 @@
 """Surface A: the OpenAI-compatible Responses API (docs/conformance/responses.md).
 
 `tools: [{"type": "code_interpreter"}]` runs the tool loop; output items are `reasoning`,
-`code_interpreter_call` and `message`. The call's `container_id` is the lci session the code ran in:
+`code_interpreter_call` and `message`. `{"type": "shell"}` offers OpenAI's hosted shell beside it
+(or alone): `shell_call` and `shell_call_output` items, its commands run in the same container. The call's `container_id` is the lci session the code ran in:
 passing it back as the tool's `container` continues in that session, with its variables and files
 (it is also a session of the `/v1/sessions` API, so its files can be downloaded there). Responses
 are kept for `previous_response_id`, which continues the conversation and its container. A
@@ -76,7 +77,8 @@ class ResponsesRequest(BaseModel):
     tools: list[dict[str, Any]] = Field(
         default_factory=list,
         description='[{"type": "code_interpreter"}] runs code; "container": "<session id>" '
-        "continues in that session. web_search and web_extractor work beside it when the "
+        'continues in that session. {"type": "shell"} runs shell commands (in the same '
+        "container as the code). web_search and web_extractor work beside them when the "
         "server has a search provider. Other built-in tools are ignored.",
     )
     tool_choice: Literal["auto", "none", "required"] | dict[str, Any] = "auto"
@@ -118,24 +120,20 @@ async def create_response_alias(body: ResponsesRequest, request: Request, state:
 
 async def create(state: ServerState, body: ResponsesRequest, request: Request) -> Response:
     tools = read_tools(body.tools, state.options.unsupported_builtin_tools, state.web_available)
-    if (
-        tools.web
-        and not tools.code_interpreter
-        and state.options.unsupported_builtin_tools == "error"
-    ):
-        raise BadParameter("web tools work only beside the code_interpreter tool", "tools")
+    if tools.web and not tools.runs and state.options.unsupported_builtin_tools == "error":
+        raise BadParameter("web tools work only beside the code_interpreter or shell tool", "tools")
     effort = body.reasoning.effort if body.reasoning else None
     thinking = False if effort == "none" else body.enable_thinking
     thinking_param = "reasoning.effort" if effort == "none" else "enable_thinking"
     # tool_choice none: the model may not run code, so no loop; required (or the tool named):
     # the first round must call it.
-    run_code = tools.code_interpreter and body.tool_choice != "none"
+    run_code = tools.runs and body.tool_choice != "none"
     owner = principal_of(request.scope)
     history, container = _previous(state, body, owner)
     response_id = new_id("resp")
     if tools.container is not None:
         _check_owner(state, tools.container, owner)
-    if tools.code_interpreter:
+    if tools.runs:
         container = await responses_container.resolve(state, tools, container, response_id, owner)
     new_messages = input_messages(body.input)
     system = [{"role": "system", "content": body.instructions}] if body.instructions else []
@@ -144,7 +142,7 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
         model=body.model or state.settings.llm_model,
         params=upstream_params(_params(body), state.options, thinking),
         keep_session=True,
-        container=container if tools.code_interpreter else None,
+        container=container if tools.runs else None,
         max_rounds=None if body.max_tool_calls is None else body.max_tool_calls + 1,
         owner=owner,
         tool_choice="required" if _requires_code(body.tool_choice) else "auto",
@@ -152,6 +150,8 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
         # A container nobody named is short-lived unless a later request continues in it.
         keep_for_s=state.options.implicit_container_ttl_s if container is None else None,
         web_tools=tools.web,
+        code_interpreter=tools.code_interpreter,
+        shell=tools.shell,
     )
 
     def remember(output: list[dict[str, Any]], used: str | None) -> None:
@@ -166,6 +166,7 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
         model=loop.model,
         echo=_echo(body, tools.echo),
         code_interpreter=tools.code_interpreter,
+        shell=tools.shell,
         outputs_included=not state.options.strict_openai_include
         or OUTPUTS_INCLUDE in (body.include or ()),
         on_completed=remember,
@@ -173,7 +174,7 @@ async def create(state: ServerState, body: ResponsesRequest, request: Request) -
         sources_included=not state.options.strict_openai_include
         or SOURCES_INCLUDE in (body.include or ()),
     )
-    if tools.code_interpreter:
+    if tools.runs:
         check_rules(
             state.options,
             function_tools=False,
@@ -229,9 +230,9 @@ def _previous(
 
 
 def _requires_code(choice: str | dict[str, Any]) -> bool:
-    """tool_choice "required", or the code interpreter named: the model must run code."""
+    """tool_choice "required", or the code interpreter or shell named: the model must call one."""
     if isinstance(choice, dict):
-        return choice.get("type") == "code_interpreter"
+        return choice.get("type") in ("code_interpreter", "shell")
     return choice == "required"
 
 

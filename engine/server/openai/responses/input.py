@@ -22,6 +22,13 @@ from engine.orchestrator import (
     new_call_id,
 )
 from engine.server.openai.containers.registry import MEMORY_TIERS_MB
+from engine.server.openai.responses.shell import (
+    ShellCallItem,
+    ShellCallOutputItem,
+    call_message,
+    output_message,
+    read_environment,
+)
 from engine.server.runtime.conversation import MUTUALLY_EXCLUSIVE
 
 log = logging.getLogger(__name__)
@@ -48,6 +55,12 @@ class ToolSet:
     functions: bool = False
     echo: list[dict[str, Any]] = field(default_factory=list)  # tools in effect, as echoed back
     web: list[str] = field(default_factory=list)  # web tools enabled (with a provider)
+    shell: bool = False  # the shell tool, in the same container as the code interpreter
+
+    @property
+    def runs(self) -> bool:
+        """A tool that runs in a container is on."""
+        return self.code_interpreter or self.shell
 
 
 def read_tools(
@@ -58,6 +71,7 @@ def read_tools(
     """The tools of a request. Web tools count only where the server has a provider for them;
     otherwise they are ignored like other built-in tools lci lacks (or refused, when strict)."""
     found = ToolSet()
+    shell_echo: list[dict[str, Any]] = []
     for index, tool in enumerate(tools):
         kind = tool.get("type") if isinstance(tool, dict) else None
         web = WEB_TOOL_TYPES.get(kind) if isinstance(kind, str) else None
@@ -67,8 +81,17 @@ def read_tools(
         elif kind == "code_interpreter":
             found.code_interpreter = True
             param = f"tools[{index}].container"
-            found.container = _container(tool.get("container"), param)
+            _share(found, _container(tool.get("container"), param), param)
             _auto(found, tool.get("container"), param)
+        elif kind == "shell" and not found.shell:
+            found.shell = True
+            param = f"tools[{index}].environment"
+            env = read_environment(tool.get("environment"), param)
+            _share(found, _container(env.container, f"{param}.container_id"), param)
+            if env.container is None:
+                value = {"type": "auto", "file_ids": env.file_ids, "memory_limit": env.memory_limit}
+                _auto(found, value, param)
+            shell_echo.append(env.echo)
         elif kind == "function":
             found.functions = True
         elif unsupported == "error":
@@ -85,6 +108,7 @@ def read_tools(
         )
     if found.code_interpreter:
         found.echo = [CODE_INTERPRETER_ECHO]
+    found.echo += shell_echo
     if WEB_SEARCH in found.web:  # web_extractor is no OpenAI tool type: not echoed
         found.echo.append({"type": "web_search"})
     return found
@@ -99,8 +123,18 @@ def _container(value: Any, param: str) -> str | None:
     raise BadParameter(f"container {value!r} is not a session id of this server", param)
 
 
+def _share(found: ToolSet, container: str | None, param: str) -> None:
+    """The container a tool names; the code interpreter and the shell share one."""
+    if container is None:
+        return
+    if found.container is not None and found.container != container:
+        raise BadParameter("the code interpreter and the shell must use the same container", param)
+    found.container = container
+
+
 def _auto(found: ToolSet, value: Any, param: str) -> None:
-    """The `file_ids` and `memory_limit` of an `{"type": "auto", ...}` container."""
+    """The `file_ids` and `memory_limit` of an `{"type": "auto", ...}` container (the files of
+    both tools' auto containers are added together)."""
     if not isinstance(value, dict):
         return
     found.container_param = param
@@ -113,7 +147,8 @@ def _auto(found: ToolSet, value: Any, param: str) -> None:
     if memory is not None and memory not in MEMORY_TIERS_MB:
         tiers = ", ".join(MEMORY_TIERS_MB)
         raise BadParameter(f"memory_limit must be one of {tiers}", f"{param}.memory_limit")
-    found.file_ids, found.memory_limit = file_ids, memory
+    found.file_ids = [*found.file_ids, *(f for f in file_ids if f not in found.file_ids)]
+    found.memory_limit = found.memory_limit or memory
 
 
 class _Loose(BaseModel):
@@ -175,7 +210,9 @@ class WebCallItem(_Loose):
     action: dict[str, Any] | None = None
 
 
-InputItem = MessageItem | ReasoningItem | CodeCallItem | WebCallItem
+InputItem = (
+    MessageItem | ReasoningItem | CodeCallItem | WebCallItem | ShellCallItem | ShellCallOutputItem
+)
 _ITEMS: TypeAdapter[list[InputItem]] = TypeAdapter(list[InputItem])
 
 
@@ -187,8 +224,14 @@ def input_messages(value: str | list[InputItem]) -> list[dict[str, Any]]:
         return [{"role": "user", "content": value}]
     messages: list[dict[str, Any]] = []
     reasoning = ""
+    shell_calls: dict[str, list[str]] = {}  # call id -> its commands
     for item in value:
-        if isinstance(item, ReasoningItem):
+        if isinstance(item, ShellCallItem):
+            messages.append(call_message(item, _assistant("", reasoning)))
+            shell_calls[item.call_id], reasoning = item.action.commands, ""
+        elif isinstance(item, ShellCallOutputItem):
+            messages.append(output_message(item, shell_calls.pop(item.call_id, [])))
+        elif isinstance(item, ReasoningItem):
             reasoning += "".join(part.text for part in [*item.summary, *(item.content or ())])
         elif isinstance(item, CodeCallItem):
             messages.extend(_code_call(item, reasoning))
@@ -202,7 +245,22 @@ def input_messages(value: str | list[InputItem]) -> list[dict[str, Any]]:
         else:
             role = "system" if item.role == "developer" else item.role
             messages.append({"role": role, "content": _content(item.content)})
+    return _answer_calls(messages, shell_calls)
+
+
+def _answer_calls(
+    messages: list[dict[str, Any]], unanswered: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """A tool message after each shell call given without its output: model servers refuse a
+    tool call left without an answer."""
+    for call_id in unanswered:
+        at = next(i for i, m in enumerate(messages) if _calls(m, call_id))
+        messages.insert(at + 1, {"role": "tool", "tool_call_id": call_id, "content": "-"})
     return messages
+
+
+def _calls(message: dict[str, Any], call_id: str) -> bool:
+    return any(call["id"] == call_id for call in message.get("tool_calls") or ())
 
 
 def output_messages(output: list[dict[str, Any]]) -> list[dict[str, Any]]:

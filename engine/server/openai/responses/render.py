@@ -18,34 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from openai.types.responses import (
-    Response,
-    ResponseCodeInterpreterCallCodeDeltaEvent,
-    ResponseCodeInterpreterCallCodeDoneEvent,
-    ResponseCodeInterpreterCallCompletedEvent,
-    ResponseCodeInterpreterCallInProgressEvent,
-    ResponseCodeInterpreterCallInterpretingEvent,
-    ResponseCompletedEvent,
-    ResponseContentPartAddedEvent,
-    ResponseContentPartDoneEvent,
-    ResponseCreatedEvent,
-    ResponseFailedEvent,
-    ResponseIncompleteEvent,
-    ResponseInProgressEvent,
-    ResponseOutputItemAddedEvent,
-    ResponseOutputItemDoneEvent,
-    ResponseOutputTextAnnotationAddedEvent,
-    ResponseReasoningSummaryPartAddedEvent,
-    ResponseReasoningSummaryPartDoneEvent,
-    ResponseReasoningSummaryTextDeltaEvent,
-    ResponseReasoningSummaryTextDoneEvent,
-    ResponseTextDeltaEvent,
-    ResponseTextDoneEvent,
-    ResponseWebSearchCallCompletedEvent,
-    ResponseWebSearchCallInProgressEvent,
-    ResponseWebSearchCallSearchingEvent,
-)
-from pydantic import BaseModel
+from openai.types.responses import Response
 
 from engine.orchestrator import (
     CodeComplete,
@@ -56,6 +29,9 @@ from engine.orchestrator import (
     Final,
     ReasoningDelta,
     RoundStart,
+    ShellCall,
+    ShellCommandDone,
+    ShellResult,
     TextDelta,
     Usage,
     UsageEvent,
@@ -65,6 +41,7 @@ from engine.orchestrator import (
 from engine.server.http.errors import Surface
 from engine.server.http.sse import named_event
 from engine.server.openai.responses.citations import CallFiles
+from engine.server.openai.responses.event_types import EVENT_TYPES
 from engine.server.openai.responses.items import (
     call_outputs,
     message_item,
@@ -72,37 +49,8 @@ from engine.server.openai.responses.items import (
     summary,
     text_part,
 )
+from engine.server.openai.responses.shell import DONE, Piece, ShellItems
 from engine.server.openai.responses.web import WebItems
-
-_EVENT_TYPES: dict[str, type[BaseModel]] = {
-    cls.model_fields["type"].annotation.__args__[0]: cls  # type: ignore[union-attr]
-    for cls in (
-        ResponseCreatedEvent,
-        ResponseInProgressEvent,
-        ResponseOutputItemAddedEvent,
-        ResponseOutputItemDoneEvent,
-        ResponseReasoningSummaryPartAddedEvent,
-        ResponseReasoningSummaryTextDeltaEvent,
-        ResponseReasoningSummaryTextDoneEvent,
-        ResponseReasoningSummaryPartDoneEvent,
-        ResponseCodeInterpreterCallInProgressEvent,
-        ResponseCodeInterpreterCallCodeDeltaEvent,
-        ResponseCodeInterpreterCallCodeDoneEvent,
-        ResponseCodeInterpreterCallInterpretingEvent,
-        ResponseCodeInterpreterCallCompletedEvent,
-        ResponseWebSearchCallInProgressEvent,
-        ResponseWebSearchCallSearchingEvent,
-        ResponseWebSearchCallCompletedEvent,
-        ResponseContentPartAddedEvent,
-        ResponseTextDeltaEvent,
-        ResponseOutputTextAnnotationAddedEvent,
-        ResponseTextDoneEvent,
-        ResponseContentPartDoneEvent,
-        ResponseCompletedEvent,
-        ResponseIncompleteEvent,
-        ResponseFailedEvent,
-    )
-}
 
 
 @dataclass
@@ -119,6 +67,7 @@ class ResponseContext:
     files: CallFiles | None = None  # cites the files the code wrote on the answer
     web_tools: tuple[str, ...] = ()  # the web tools the request enabled (counted in x_tools)
     sources_included: bool = True  # web_search_call sources (OpenAI: only when included)
+    shell: bool = False  # the shell tool is on (counted in x_tools)
 
 
 @dataclass
@@ -146,6 +95,7 @@ class ResponsesRenderer:
         self.container: str | None = None
         self.result: dict[str, Any] | None = None  # the final response object
         self.web = WebItems(ctx.sources_included)
+        self.shell = ShellItems()
 
     def start(self) -> list[str]:
         snapshot = self.response("in_progress")
@@ -175,6 +125,16 @@ class ResponsesRenderer:
                 return []
             index, item, before = found
             return [*(self._event(k, **f) for k, f in before), self._done(index, item)]
+        if isinstance(event, ShellCall):
+            closed = self._close()
+            if not event.runs:
+                return closed
+            container = await self._container()
+            return closed + self._emit(self.shell.announce(event, len(self.output), container))
+        if isinstance(event, ShellCommandDone):
+            return self._emit(self.shell.command_done(event))
+        if isinstance(event, ShellResult):
+            return self._emit(self.shell.complete(event))
         if isinstance(event, UsageEvent):
             return []
         if isinstance(event, Final):
@@ -236,10 +196,7 @@ class ResponsesRenderer:
     async def _announce(self, event: CodeComplete) -> list[str]:
         if not event.runs:
             return []  # a refused repeat or unreadable arguments: nothing will run
-        assert self.ctx.container is not None, "code runs only where the code interpreter is on"
-        self.container = await self.ctx.container()
-        if self.ctx.files is not None:
-            await self.ctx.files.note(self.container)  # before the code runs
+        self.container = await self._container()
         index = self._next_index()
         item = {
             "id": new_id("ci"),
@@ -258,6 +215,15 @@ class ResponsesRenderer:
             self._event("response.code_interpreter_call_code.done", **where, code=event.code),
             self._event("response.code_interpreter_call.interpreting", **where),
         ]
+
+    async def _container(self) -> str:
+        """The container code and commands run in, started now if need be; its files noted
+        before anything runs in it (to cite the files written)."""
+        assert self.ctx.container is not None, "nothing runs without a tool that runs"
+        self.container = await self.ctx.container()
+        if self.ctx.files is not None:
+            await self.ctx.files.note(self.container)
+        return self.container
 
     def _result(self, event: ExecutionResult) -> list[str]:
         call = self.calls.pop(event.call_id, None)
@@ -313,6 +279,7 @@ class ResponsesRenderer:
             pieces.append(self._done(index, {**call, "status": "incomplete"}))
         self.calls.clear()
         pieces += [self._done(index, item) for index, item in self.web.abandon()]
+        pieces += self._emit(self.shell.abandon())
         code = "rate_limit_exceeded" if event.status == 429 else "server_error"
         error = {"code": code, "message": event.message}
         self.result = self.response("failed", usage=event.usage, error=error)
@@ -357,6 +324,8 @@ class ResponsesRenderer:
         }
         if self.ctx.code_interpreter:
             data["x_tools"] = {"code_interpreter": {"count": self.count}}
+        if self.ctx.shell:
+            data["x_tools"] = {**data.get("x_tools", {}), "shell": {"count": self.shell.count}}
         if self.ctx.web_tools:
             data["x_tools"] = {**data.get("x_tools", {}), **self.web.usage(self.ctx.web_tools)}
         return data
@@ -370,12 +339,19 @@ class ResponsesRenderer:
         index = "summary_index" if item.kind == "reasoning" else "content_index"
         return {"item_id": item.id, "output_index": item.index, index: 0}
 
+    def _emit(self, pieces: list[Piece]) -> list[str]:
+        """Events from (type, fields) pieces; an output_item.done records its item."""
+        return [
+            self._done(f["output_index"], f["item"]) if k == DONE else self._event(k, **f)
+            for k, f in pieces
+        ]
+
     def _done(self, index: int, item: dict[str, Any]) -> str:
         self.output.append(item)
         return self._event("response.output_item.done", output_index=index, item=item)
 
     def _event(self, kind: str, **fields: Any) -> str:
-        event = _EVENT_TYPES[kind].model_validate(
+        event = EVENT_TYPES[kind].model_validate(
             {"type": kind, "sequence_number": self.sequence, **fields}
         )
         self.sequence += 1
