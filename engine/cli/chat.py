@@ -72,6 +72,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--network", action="store_true", help="let the sandbox reach the network")
     p.add_argument(
+        "--shell",
+        action="store_true",
+        help="offer the model a shell tool too (bash commands in the same sandbox)",
+    )
+    p.add_argument(
         "--put",
         action="append",
         default=[],
@@ -109,6 +114,7 @@ def _options(args: argparse.Namespace) -> LoopOptions:
         "exec_timeout_s": args.timeout,
         "deadline_s": args.deadline,
         "python_blocks": args.python_blocks,
+        "shell": args.shell,
         "params": params,
     }
     flags = {

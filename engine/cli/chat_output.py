@@ -18,6 +18,8 @@ from engine.orchestrator import (
     Final,
     ReasoningDelta,
     RoundStart,
+    ShellCall,
+    ShellCommandDone,
     TextDelta,
 )
 
@@ -57,6 +59,11 @@ class ChatPrinter:
             self._write(event.code.rstrip("\n") + "\n")
         elif isinstance(event, ExecutionResult):
             self._result(event)
+        elif isinstance(event, ShellCall):
+            self._section("shell")
+            self._write("".join(f"$ {command}\n" for command in event.commands))
+        elif isinstance(event, ShellCommandDone):
+            self._shell_output(event)
         if isinstance(event, (Final, ErrorEvent)):
             self._end(event)
 
@@ -76,6 +83,13 @@ class ChatPrinter:
         if ex is not None:
             for path in self._save_images(ex):
                 self._write(f"image saved: {path}\n")
+
+    def _shell_output(self, event: ShellCommandDone) -> None:
+        output = event.output
+        how = "timed out" if output.timed_out else f"exit {output.exit_code}"
+        self._section(f"shell output ({how}): $ {output.command}")
+        text = output.stdout + (f"[stderr]\n{output.stderr}" if output.stderr else "")
+        self._write(text.rstrip("\n") + "\n" if text else "")
 
     def _save_images(self, execution: Execution) -> list[Path]:
         paths = []

@@ -95,7 +95,8 @@ class ChatSession:
             as_json=self.args.json,
         )
         messages = [*self.history, {"role": "user", "content": self._with_uploads(question)}]
-        orchestrator = Orchestrator(self._upstream, self._runner, self.model)
+        shell = self._runner if self.options.shell else None
+        orchestrator = Orchestrator(self._upstream, self._runner, self.model, shell=shell)
         answer = None
         async for event in orchestrator.run(
             messages, conversation_id=self.conversation, options=self.options

@@ -3,10 +3,11 @@ numbered (not labelled with call ids), and a failed upstream leaves no empty rou
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.cli.helpers import lci
-from tests.fake_llm import FakeLLM, HTTPError, stream, unused_port
+from tests.fake_llm import Call, FakeLLM, HTTPError, stream, unused_port
 
 
 def test_blocks_are_numbered(tmp_path: Path) -> None:
@@ -35,3 +36,28 @@ def test_failure_after_a_round_keeps_its_output(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "── round 1 ──" in done.stdout and "── round 2 ──" not in done.stdout
     assert "1 code execution" in done.stdout  # what happened before the failure is summed up
+
+
+def test_shell_commands_run_beside_the_code_and_are_shown(tmp_path: Path) -> None:
+    shell = Call(
+        name="shell", arguments=json.dumps({"commands": ["echo hi > f.txt; cat f.txt", "exit 4"]})
+    )
+    with FakeLLM() as llm:
+        llm.script(
+            stream(calls=[shell]), stream(calls=["open('f.txt').read()"]), stream(text="hi.")
+        )
+        done = lci("chat", "--shell", "--base-url", llm.base_url, "q", state_dir=tmp_path / "state")
+        offered = [t["function"]["name"] for t in llm.requests[0].body["tools"]]
+    assert done.returncode == 0, done.stderr
+    assert offered == ["code_interpreter", "shell"]
+    out = done.stdout
+    assert "── shell ──\n$ echo hi > f.txt; cat f.txt\n$ exit 4" in out
+    assert "── shell output (exit 0): $ echo hi > f.txt; cat f.txt ──\nhi" in out
+    assert "shell output (exit 4)" in out
+    assert "'hi\\n'" in out  # the code ran in the same sandbox and read the file
+    plain = FakeLLM()
+    with plain:
+        plain.script(stream(text="no tools needed."))
+        lci("chat", "--base-url", plain.base_url, "q", state_dir=tmp_path / "state")
+        names = [t["function"]["name"] for t in plain.requests[0].body["tools"]]
+    assert names == ["code_interpreter"]  # without --shell, no shell
