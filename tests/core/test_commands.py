@@ -6,14 +6,17 @@ waits on stdin forever) is bounded and cleaned up like a cell."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 
+import psutil
 import pytest
 
 from engine.command_models import CommandRequest, PtySize
 from engine.core.commands import CommandEnd, CommandOutput
 from engine.core.session import Session
 from engine.errors import BadParameter, CommandNotFound, CommandStartFailed
+from engine.models import BackendName
 from tests.conftest import TEST_LIMITS, SessionFactory
 
 
@@ -157,3 +160,25 @@ async def test_no_network_without_the_sessions_network(session: Session) -> None
     probe = "import socket; socket.create_connection(('1.1.1.1', 53), timeout=2)"
     result = await session.commands.run(command("python3", args=["-c", probe]))
     assert result.exit_code not in (0, None), result
+
+
+COUNT_SLEEPERS = (
+    "import os\n"
+    "print(sum(1 for p in os.listdir('/proc') if p.isdigit()"
+    " and open(f'/proc/{p}/cmdline', 'rb').read().startswith(b'sleep\\0')))"
+)
+
+
+async def test_children_left_behind_stay_in_the_sandbox_and_end_with_it(
+    session: Session, backend: BackendName
+) -> None:
+    result = await session.commands.run("(sleep 300 &); echo started")
+    assert result.stdout == "started\n" and result.exit_code == 0
+    seen = await session.commands.run("python3", args=["-c", COUNT_SLEEPERS])
+    assert seen.stdout.strip() == "1"  # the orphan lives on in the sandbox, like a cell's would
+    uid = int((await session.execute("import os\nos.getuid()")).result_text or "0")
+    await session.close()
+    if backend is BackendName.SUBPROCESS and uid != os.getuid():
+        await asyncio.sleep(0.5)
+        left = [p for p in psutil.process_iter(["uids"]) if p.info["uids"].real == uid]
+        assert left == [], left  # nothing of the session outlives it on the host

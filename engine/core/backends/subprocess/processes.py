@@ -16,6 +16,7 @@ from engine.errors import SandboxError
 
 _READ_CHUNK = 1 << 16
 _STDERR_KEPT = 4096
+_CLOSE_GRACE_S = 3.0
 
 
 def sandbox_init(launcher_pid: int) -> int:
@@ -80,6 +81,19 @@ class SubprocessChannel(ProcessChannel):
             self._loop.remove_writer(self._requests)
 
     async def close(self) -> None:
+        """End of input: the service kills its commands and exits, and its launcher reaps it (a
+        launcher killed first would leave it a zombie for the host's init). One that does not
+        end within a few seconds is killed."""
+        if self._requests >= 0:
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_writer(self._requests)
+            os.close(self._requests)
+            self._requests = -1
+        try:
+            await asyncio.wait_for(self._done.wait(), _CLOSE_GRACE_S)
+            return
+        except TimeoutError:
+            pass
         if self._pidfd >= 0:
             with contextlib.suppress(ProcessLookupError, OSError):
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
@@ -124,10 +138,11 @@ class SubprocessChannel(ProcessChannel):
             self._loop.remove_reader(fd)
             self._readers.pop(fd)
             os.close(fd)
-        with contextlib.suppress(ValueError, OSError):
-            self._loop.remove_writer(self._requests)
-        os.close(self._requests)
-        self._requests = -1
+        if self._requests >= 0:
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_writer(self._requests)
+            os.close(self._requests)
+            self._requests = -1
         detail = self._stderr.decode("utf-8", "replace").strip()[-500:]
         self._end(
             f"the process service exited with status {code}" + (f": {detail}" if detail else "")
