@@ -15,9 +15,11 @@ import docker
 import pytest
 
 from engine.config import Settings
+from engine.core.backends.docker.api import DockerAPI
 from engine.core.backends.docker.backend import DockerBackend
+from engine.core.backends.docker.spec import LABEL_ROLE
 from engine.core.manager import SessionManager
-from engine.errors import BackendUnavailable, SessionLost
+from engine.errors import BackendUnavailable, SandboxError, SessionLost
 from engine.models import BackendName, Outcome, SessionSpec
 from tests.conftest import TEST_LIMITS
 from tests.docker.conftest import labelled, volumes_labelled
@@ -205,3 +207,32 @@ async def _lose_and_regain_the_daemon(
         backend = await manager.backend(DOCKER)
         assert isinstance(backend, DockerBackend)
     assert labelled(docker_client, f"lci.backend={backend.backend_id}") == []
+
+
+class RefusesOneSandboxStart(DockerAPI):
+    """The real daemon, except that the first sandbox container's start is refused the way a
+    loaded daemon now and then refuses one (the keeper's start is left alone)."""
+
+    refused = 0
+
+    def start(self, container_id: str) -> None:
+        role = self._api.inspect_container(container_id)["Config"]["Labels"].get(LABEL_ROLE)
+        if role != "keeper" and not self.refused:
+            self.refused += 1
+            self._api.remove_container(container_id, force=True)
+            raise SandboxError("starting the container: Docker refused: OCI runtime create failed")
+        super().start(container_id)
+
+
+async def test_a_container_start_the_runtime_refuses_is_tried_once_more(
+    docker_settings: Settings,
+) -> None:
+    async with SessionManager(
+        docker_settings.model_copy(update={"docker_warm_pool": 0})
+    ) as manager:
+        backend = await manager.backend(DOCKER)
+        assert isinstance(backend, DockerBackend)
+        backend.api = flaky = RefusesOneSandboxStart()
+        session = await manager.create(SessionSpec(backend=DOCKER, limits=TEST_LIMITS))
+        assert flaky.refused == 1
+        assert (await session.execute("6 * 7")).result_text == "42"
