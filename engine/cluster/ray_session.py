@@ -21,8 +21,16 @@ from engine import errors
 from engine.callbacks import OutputCallbacks
 from engine.cluster.actor import CHUNK_BYTES, Reply
 from engine.core.chunked import MAX_FILE_BYTES
+from engine.core.commands import CommandService
 from engine.core.session import Session
-from engine.errors import LCIError, SessionClosed, SessionLost, SessionNotFound
+from engine.core.session_tree import WorkdirTree
+from engine.errors import (
+    LCIError,
+    NotImplementedHere,
+    SessionClosed,
+    SessionLost,
+    SessionNotFound,
+)
 from engine.models import (
     Execution,
     FileInfo,
@@ -94,6 +102,14 @@ class RaySession(Session):
 
     async def measure(self) -> SessionUsage | None:
         return self._info.usage
+
+    @property
+    def commands(self) -> CommandService:
+        raise NotImplementedHere("shell commands are not available for sessions on a Ray cluster")
+
+    @property
+    def tree(self) -> WorkdirTree:
+        raise NotImplementedHere("directory operations are not available on a Ray cluster")
 
     def apply(self, snapshot: dict[str, Any]) -> None:
         self._info = info = SessionInfo.model_validate(snapshot["info"])

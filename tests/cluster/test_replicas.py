@@ -194,6 +194,17 @@ def test_network_sessions_are_refused(replicas: tuple[LciServer, LciServer]) -> 
     assert "Ray's ports" in response.json()["error"]["message"]
 
 
+def test_commands_on_the_cluster_are_a_clear_501(replicas: tuple[LciServer, LciServer]) -> None:
+    with replicas[0].client() as a:
+        sid = a.post("/v1/sessions", json={}).json()["id"]
+        try:
+            response = a.post(f"/v1/sessions/{sid}/commands", json={"cmd": "true"})
+            assert response.status_code == 501, response.text
+            assert "Ray cluster" in response.json()["error"]["message"]
+        finally:
+            a.delete(f"/v1/sessions/{sid}")
+
+
 def test_a_full_cluster_answers_429(replicas: tuple[LciServer, LciServer]) -> None:
     one, two = replicas
     made = []
