@@ -124,16 +124,7 @@ def mime_bundle(
             if isinstance(produced, tuple):
                 produced = produced[0]
             if isinstance(produced, dict):
-                for mime, raw in produced.items():
-                    if not isinstance(mime, str):
-                        continue
-                    binary = mime.startswith("image/") and mime != "image/svg+xml"
-                    room = limit - _size(bundle)
-                    encoded = _encode_rich(
-                        raw, binary, room if binary else min(text_limit, room), clip
-                    )
-                    if encoded is not None:
-                        bundle[mime] = encoded
+                add_forms(bundle, produced, limit, text_limit, clip)
         except Exception:
             pass
     if not isinstance(value, type):
@@ -161,6 +152,27 @@ def mime_bundle(
         bundle[DATA_MIME] = table
     bundle["text/plain"] = plain_text(value, text_limit, clip, strict)
     return bundle
+
+
+def add_forms(
+    bundle: dict[str, str],
+    forms: dict[Any, Any],
+    limit: int,
+    text_limit: int,
+    clip: Clipper,
+    skip: tuple[str, ...] = (),
+) -> None:
+    """Add `forms` (MIME type -> value) to `bundle` as the host takes them: string values, texts
+    cut to `text_limit`, binary forms that do not fit the room left under `limit` left out, JSON
+    forms serialised. Types in `skip` are left to the caller."""
+    for mime, raw in forms.items():
+        if not isinstance(mime, str) or mime in skip:
+            continue
+        binary = mime.startswith("image/") and mime != "image/svg+xml"
+        room = limit - _size(bundle)
+        encoded = _encode_rich(raw, binary, room if binary else min(text_limit, room), clip)
+        if encoded is not None:
+            bundle[mime] = encoded
 
 
 def _size(bundle: dict[str, str]) -> int:

@@ -17,15 +17,13 @@ Without IPython, the common indentation is still removed; magics fail as the syn
 from __future__ import annotations
 
 # Imported here, not when a kernel starts: a fork server imports this module once for all.
-import importlib.abc
-import importlib.util
 import os
 import sys
 import textwrap
 from collections.abc import Callable
 from typing import Any
 
-from . import ipython_formats
+from . import figures, ipython_formats
 from .report import user_traceback
 
 Publish = Callable[[dict[str, Any], dict[str, Any]], None]
@@ -117,7 +115,9 @@ class Interactive:
         )  # fmt: skip
         self.namespace["display"] = self._display
         self.namespace["get_ipython"] = self.ensure_shell  # the shell, made when first asked
-        _watch_for_ipython(self.ensure_shell)
+        # Once user code imports IPython, before the import returns: its `display` must find
+        # the shell initialised.
+        figures.when_imported("IPython", lambda _module: self.ensure_shell())
 
     def _display(self, *objects: Any, **options: Any) -> None:
         self._fallback_display(*objects, **options)
@@ -272,30 +272,3 @@ class _quiet_stderr:
     def __exit__(self, *exc: Any) -> None:
         sys.stderr.close()
         sys.stderr = self._saved
-
-
-def _watch_for_ipython(on_import: Callable[[], Any]) -> None:
-    """Call `on_import` once user code has imported IPython, before the import returns: its
-    `display` must find the shell initialised."""
-    if "IPython" in sys.modules:
-        on_import()
-        return
-
-    class Hook(importlib.abc.MetaPathFinder):
-        def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-            if name != "IPython":
-                return None
-            sys.meta_path.remove(self)
-            spec = importlib.util.find_spec(name)
-            if spec is None or spec.loader is None:
-                return spec
-            original = spec.loader.exec_module
-
-            def exec_module(module: Any) -> None:
-                original(module)
-                on_import()
-
-            spec.loader.exec_module = exec_module  # type: ignore[method-assign]
-            return spec
-
-    sys.meta_path.insert(0, Hook())

@@ -255,14 +255,7 @@ def _limited(data: dict[str, Any], limit: int, text_limit: int, clip: Clipper) -
     """A published MIME bundle as the host takes it: string values, texts cut to `text_limit`,
     binary forms over the room left out, JSON forms serialised."""
     bundle: dict[str, str] = {}
-    for mime, raw in data.items():
-        if not isinstance(mime, str) or mime == "text/plain":
-            continue
-        binary = mime.startswith("image/") and mime != "image/svg+xml"
-        room = limit - sum(len(v) for v in bundle.values())
-        encoded = display._encode_rich(raw, binary, room if binary else min(text_limit, room), clip)
-        if encoded is not None:
-            bundle[mime] = encoded
+    display.add_forms(bundle, data, limit, text_limit, clip, skip=("text/plain",))
     plain = data.get("text/plain")
     if isinstance(plain, str):
         bundle["text/plain"] = clip(plain, min(text_limit, limit))
