@@ -42,11 +42,13 @@ _DOWNLOAD_200: dict[int | str, dict[str, Any]] = {
         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
     }
 }
-# On the signed routes the credential is the URL's signature, not the key.
+# On the signed routes the credential is the URL's query (operation, expires, signature), not the
+# key.
 _SIGNATURE_401: dict[int | str, dict[str, Any]] = {
     401: {"model": PlainError, "description": "Invalid or expired signature"},
     403: {"model": PlainError, "description": "Signed for the other operation"},
 }
+_UPLOAD_ERRORS = {**errors(PlainError, 400, 404, 409, 413, 500), **_SIGNATURE_401}
 
 
 class SignRequest(BaseModel):
@@ -116,20 +118,31 @@ async def download_signed_file(session_id: str, path: str, request: Request) -> 
     )
 
 
-@router.api_route(
+@router.put(
     PREFIX + "{session_id}/files/{path:path}",
-    methods=["PUT", "POST"],
     status_code=201,
     response_model=FileInfo,
     operation_id="upload_signed_file",
-    responses={**errors(PlainError, 400, 404, 409, 413, 500), **_SIGNATURE_401},
+    responses=_UPLOAD_ERRORS,
 )
 async def upload_signed_file(session_id: str, path: str, request: Request) -> FileInfo:
     """Write the file a `write` URL was signed for: the request body is its content, or with
-    `multipart/form-data` its `file` part (an HTML form)."""
+    `multipart/form-data` its `file` part."""
     session = _signed_session(request, session_id, path)
     size = await session.write_file_chunks(path, _content(request))
     return FileInfo(path=path, size=size, modified_at=time.time())
+
+
+@router.post(
+    PREFIX + "{session_id}/files/{path:path}",
+    status_code=201,
+    response_model=FileInfo,
+    operation_id="post_signed_file",
+    responses=_UPLOAD_ERRORS,
+)
+async def post_signed_file(session_id: str, path: str, request: Request) -> FileInfo:
+    """The same as PUT, for an HTML form (`multipart/form-data` with a `file` part)."""
+    return await upload_signed_file(session_id, path, request)
 
 
 async def _content(request: Request) -> AsyncIterator[bytes]:
