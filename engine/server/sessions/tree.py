@@ -49,18 +49,18 @@ TreePath = Annotated[
 ]
 
 
-class Entries(BaseModel):
+class TreeEntries(BaseModel):
     entries: list[FileEntry]
 
 
-class MakeDir(BaseModel):
+class MakeDirRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     path: str = Field(description="The directory to make, with any missing parents.")
     mode: int = Field(0o755, ge=0, le=0o777, description="Permission bits (default 0o755).")
 
 
-class Move(BaseModel):
+class MoveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     source: str
@@ -69,7 +69,7 @@ class Move(BaseModel):
     )
 
 
-class Removed(BaseModel):
+class RemovedEntry(BaseModel):
     path: str
     removed: bool = True
 
@@ -85,7 +85,7 @@ _WATCH_200: dict[int | str, dict[str, Any]] = {
 
 @router.get(
     "",
-    response_model=Entries,
+    response_model=TreeEntries,
     operation_id="list_tree",
     responses=errors(PlainError, 400, *_COMMON),
 )
@@ -95,11 +95,11 @@ async def list_tree(
     owner: Owner,
     path: TreePath = "",
     depth: Annotated[int, Query(ge=1, le=RECURSIVE_DEPTH)] = 1,
-) -> Entries:
+) -> TreeEntries:
     """Entries under the directory `path`, `depth` levels down (1: its children), directories
     and symlinks included, sorted by path, at most 10,000."""
     tree = state.runner.owned(session_id, owner).tree
-    return Entries(entries=await tree.list(path, depth))
+    return TreeEntries(entries=await tree.list(path, depth))
 
 
 @router.get(
@@ -124,7 +124,7 @@ async def stat_entry(session_id: str, state: State, owner: Owner, path: TreePath
     },
 )
 async def make_dir(
-    session_id: str, body: MakeDir, state: State, owner: Owner, response: Response
+    session_id: str, body: MakeDirRequest, state: State, owner: Owner, response: Response
 ) -> FileEntry:
     """Make a directory with its parents: 201 when made, 200 when it already was a directory,
     400 (file_access) when something that is not a directory has the name."""
@@ -136,7 +136,7 @@ async def make_dir(
 
 @router.delete(
     "",
-    response_model=Removed,
+    response_model=RemovedEntry,
     operation_id="remove_entry",
     responses=errors(PlainError, 400, *_COMMON),
 )
@@ -146,7 +146,7 @@ async def remove_entry(
     owner: Owner,
     path: TreePath,
     recursive: Annotated[bool, Query(description="Remove a directory with its contents.")] = False,
-) -> Removed:
+) -> RemovedEntry:
     """Remove a file, a symlink (itself, never its target) or a directory: an empty one, or with
     everything in it when `recursive`. The workdir itself cannot be removed."""
     tree = state.runner.owned(session_id, owner).tree
@@ -155,7 +155,7 @@ async def remove_entry(
     if entry.type == "dir" and not recursive and await tree.list(checked, 1):
         raise FileAccessError(f"directory {checked!r} is not empty: pass recursive=true")
     await tree.remove(checked)
-    return Removed(path=checked)
+    return RemovedEntry(path=checked)
 
 
 @router.post(
@@ -164,7 +164,7 @@ async def remove_entry(
     operation_id="move_entry",
     responses=errors(PlainError, 400, *_COMMON),
 )
-async def move_entry(session_id: str, body: Move, state: State, owner: Owner) -> FileEntry:
+async def move_entry(session_id: str, body: MoveRequest, state: State, owner: Owner) -> FileEntry:
     """Rename `source` to `destination`, both in the workdir; a symlink moves as itself. Returns
     the entry at its new path."""
     tree = state.runner.owned(session_id, owner).tree
