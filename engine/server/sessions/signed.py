@@ -25,7 +25,7 @@ from starlette.types import Scope
 
 from engine.core.session import Session
 from engine.errors import BadParameter, Unauthorized
-from engine.models import FileInfo
+from engine.models import FileInfo, SignedUrl
 from engine.server.http.errors import PlainError
 from engine.server.http.openapi import errors
 from engine.server.http.transfer import attachment
@@ -61,13 +61,6 @@ class SignRequest(BaseModel):
     expires_in_s: int = Field(
         3600, ge=1, le=MAX_EXPIRES_IN_S, description="Seconds until the URL stops working."
     )
-
-
-class SignedUrl(BaseModel):
-    url: str = Field(description="Absolute, as this request addressed the server.")
-    method: str = Field(description="What to send it with: GET, or PUT (POST works as well).")
-    path: str = Field(description="The file, relative to the working directory.")
-    expires_at: int = Field(description="Unix seconds.")
 
 
 @router.post(
