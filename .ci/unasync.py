@@ -31,6 +31,8 @@ SUBSTITUTIONS = [
     (r"\bAsyncClient\b", "Client"),
     (r"\bAsyncRemoteSession\b", "RemoteSession"),
     (r"\bAsyncRemoteCommands\b", "RemoteCommands"),
+    (r"\bAsyncRemoteTree\b", "RemoteTree"),
+    (r"\bAsyncIterator\b", "Iterator"),
 ]
 DOCSTRING = '''"""The blocking client: `Client` and the `RemoteSession`s it creates or attaches to.
 
@@ -47,15 +49,17 @@ def generate(source: str) -> str:
 
 
 def _format(text: str) -> str:
-    formatted = subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--stdin-filename", str(TARGET), "-"],
-        input=text,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    )
-    return formatted.stdout
+    # Imports first (a renamed name can change their order), then the layout.
+    for command in (["check", "--select", "I", "--fix", "--quiet"], ["format"]):
+        text = subprocess.run(
+            [sys.executable, "-m", "ruff", *command, "--stdin-filename", str(TARGET), "-"],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        ).stdout
+    return text
 
 
 def main() -> int:

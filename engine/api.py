@@ -31,8 +31,10 @@ from engine.command_models import CommandInfo, CommandRequest, CommandResult
 from engine.core.commands import Command, CommandService
 from engine.core.manager import SessionManager
 from engine.core.session import Session
+from engine.core.session_tree import WorkdirTree
 from engine.models import (
     Execution,
+    FileEntry,
     FileInfo,
     SessionInfo,
     SessionSpec,
@@ -119,12 +121,42 @@ class BlockingSession:
         return self._portal.call(self._target.list_files)
 
     @property
+    def tree(self) -> BlockingTree:
+        """The workdir's directories: list, stat, make, remove, move (see `Session.tree`)."""
+        return BlockingTree(self._target.tree, self._portal)
+
+    @property
     def commands(self) -> BlockingCommands:
         """Shell commands beside the interpreter (see `Session.commands`)."""
         return BlockingCommands(self._target.commands, self._portal)
 
     def close(self) -> None:
         self._portal.call(self._target.close)
+
+
+class BlockingTree:
+    """A session's workdir as a tree, from sync code (see `WorkdirTree`)."""
+
+    def __init__(self, tree: WorkdirTree, portal: BlockingPortal) -> None:
+        self._tree = tree
+        self._portal = portal
+
+    def list(self, path: str = "", depth: int = 1) -> list[FileEntry]:
+        return self._portal.call(self._tree.list, path, depth)
+
+    def stat(self, path: str) -> FileEntry:
+        return self._portal.call(self._tree.stat, path)
+
+    def make_dir(self, path: str, mode: int = 0o700) -> bool:
+        """Make it with its parents; False when it was already a directory."""
+        return self._portal.call(self._tree.make_dir, path, mode)
+
+    def remove(self, path: str) -> None:
+        """Remove a file, a symlink (itself) or a directory with everything in it."""
+        self._portal.call(self._tree.remove, path)
+
+    def move(self, source: str, destination: str) -> FileEntry:
+        return self._portal.call(self._tree.move, source, destination)
 
 
 class BlockingCommands:

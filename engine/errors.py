@@ -15,6 +15,7 @@ and chained with `from`.
     │   └── SandboxNotFound        sandbox_not_found     (an E2B sandbox id, on the control plane)
     ├── ContainerExpired           container_expired     (its session is gone; metadata kept)
     ├── Unauthorized               unauthorized
+    ├── Forbidden                  forbidden             (a credential valid for something else)
     ├── SessionBusy                session_busy
     ├── SessionClosed              session_closed
     ├── SessionLost                session_lost          (its state and files are gone)
@@ -117,6 +118,12 @@ class SandboxNotFound(_NamedNotFound):
 
 class Unauthorized(LCIError):
     code = "unauthorized"
+
+
+class Forbidden(LCIError):
+    """The request's credential is valid, but not for what it asks (a signed URL's operation)."""
+
+    code = "forbidden"
 
 
 class SessionBusy(LCIError):

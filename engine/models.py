@@ -294,6 +294,15 @@ class FileEntry(_Model):
     modified_ns: int = Field(0, description="The modification time in nanoseconds.")
 
 
+class SignedUrl(_Model):
+    """A URL that reads or writes one file of a session without the API key, until it expires."""
+
+    url: str = Field(description="Absolute, as the signing request addressed the server.")
+    method: str = Field(description="What to send it with: GET, or PUT (POST works as well).")
+    path: str = Field(description="The file, relative to the working directory.")
+    expires_at: int = Field(description="Unix seconds.")
+
+
 class FileEvent(_Model):
     """A change seen by a directory watcher."""
 

@@ -214,9 +214,11 @@ CHECKS: dict[str, Check] = {
     "dashscope-curl": Check(_has("code_interpreter")),
     # docs/sessions-api.md
     "sessions": Check(_png("result.png")),
+    "sessions-tree": Check(_has('"path":"data/in.csv"', '"removed":true')),
     # docs/python-api.md
     "api-async": Check(),
     "api-sync": Check(_png("squares-1.png")),
+    "api-tree": Check(),
     "api-client": Check(
         lambda ran: None if ran.out.startswith("hello\n") else pytest.fail(ran.out)
     ),

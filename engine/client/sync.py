@@ -5,7 +5,7 @@ Generated from aio.py by .ci/unasync.py: do not edit it, change aio.py and run t
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Unpack
 
@@ -16,6 +16,7 @@ from engine.client.wire import (
     DEFAULT_URL,
     CommandStreamReader,
     SSEReader,
+    WatchReader,
     check,
     execute_body,
     file_url,
@@ -24,7 +25,7 @@ from engine.client.wire import (
     translated,
 )
 from engine.command_models import CommandInfo, CommandResult
-from engine.models import Execution, FileInfo, SessionInfo
+from engine.models import Execution, FileEntry, FileEvent, FileInfo, SessionInfo, SignedUrl
 
 TextCallback = Callable[[str], None]
 
@@ -88,6 +89,7 @@ class RemoteSession:
         self.id = info.id
         self._info = info
         self.commands = RemoteCommands(client, info.id)
+        self.tree = RemoteTree(client, info.id)
 
     def info(self) -> SessionInfo:
         self._info = self.client._info(self.id)
@@ -148,6 +150,73 @@ class RemoteSession:
     def close(self) -> None:
         with translated(self.client.http):
             check(self.client.http.delete(f"/v1/sessions/{self.id}"))
+
+
+class RemoteTree:
+    """A remote session's workdir as a tree (see `Session.tree`): paths relative to the workdir,
+    or absolute in it; a symlink is described, never followed."""
+
+    def __init__(self, client: Client, session_id: str) -> None:
+        self.client = client
+        self._session = f"/v1/sessions/{session_id}"
+        self._url = f"{self._session}/tree"
+
+    def list(self, path: str = "", depth: int = 1) -> builtins.list[FileEntry]:
+        """Entries under the directory `path`, `depth` levels down (1: its children)."""
+        params: dict[str, str | int] = {"path": path, "depth": depth}
+        with translated(self.client.http):
+            data = check(self.client.http.get(self._url, params=params)).json()
+        return [FileEntry.model_validate(item) for item in data["entries"]]
+
+    def stat(self, path: str) -> FileEntry:
+        with translated(self.client.http):
+            response = check(self.client.http.get(f"{self._url}/stat", params={"path": path}))
+        return FileEntry.model_validate_json(response.content)
+
+    def make_dir(self, path: str, mode: int = 0o755) -> bool:
+        """Make it with its parents; False when it was already a directory."""
+        body = {"path": path, "mode": mode}
+        with translated(self.client.http):
+            response = check(self.client.http.post(f"{self._url}/dirs", json=body))
+        return response.status_code == 201
+
+    def remove(self, path: str, *, recursive: bool = False) -> None:
+        """Remove a file, a symlink (itself) or a directory (with its contents: `recursive`)."""
+        params = {"path": path, "recursive": "true" if recursive else "false"}
+        with translated(self.client.http):
+            check(self.client.http.delete(self._url, params=params))
+
+    def move(self, source: str, destination: str) -> FileEntry:
+        body = {"source": source, "destination": destination}
+        with translated(self.client.http):
+            response = check(self.client.http.post(f"{self._url}/move", json=body))
+        return FileEntry.model_validate_json(response.content)
+
+    def sign_url(
+        self, path: str, operation: str = "read", *, expires_in_s: int = 3600
+    ) -> SignedUrl:
+        """A URL that reads (`read`: GET) or writes (`write`: PUT) the file without the key."""
+        body = {"path": path, "operation": operation, "expires_in_s": expires_in_s}
+        url = f"{self._session}/files/sign"
+        with translated(self.client.http):
+            response = check(self.client.http.post(url, json=body))
+        return SignedUrl.model_validate_json(response.content)
+
+    def watch(self, path: str = "", *, recursive: bool = False) -> Iterator[FileEvent]:
+        """Changes under the directory `path` as they are seen, from once the first snapshot is
+        taken, until the caller stops iterating; an error (the session closed) ends it."""
+        params = {"path": path, "recursive": "true" if recursive else "false"}
+        reader = WatchReader()
+        with translated(self.client.http):
+            stream = self.client.http.stream("GET", f"{self._url}/watch", params=params)
+            with stream as reply:
+                if reply.status_code >= 400:
+                    reply.read()
+                    check(reply)
+                for line in reply.iter_lines():
+                    event = reader.line(line)
+                    if event is not None:
+                        yield event
 
 
 class RemoteCommands:

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 
 from engine import errors
 from engine.command_models import CommandResult
-from engine.models import Execution, OutputItem
+from engine.models import Execution, FileEvent, OutputItem
 
 ITEMS: TypeAdapter[OutputItem] = TypeAdapter(OutputItem)
 ITEM_EVENTS = {"stdout", "stderr", "display", "result", "truncated"}
@@ -145,3 +145,25 @@ def file_url(path: str) -> str:
     """A workdir path as the tail of a download URL: relative or absolute (`/workspace/x`, which
     keeps its leading slash), with any other character quoted."""
     return quote(path, safe="/")
+
+
+class WatchReader:
+    """The lines of a tree watch's SSE stream, fed in order: each change as a FileEvent; the
+    `ready` event passes silently; an `error` event raises it as the engine's exception."""
+
+    def __init__(self) -> None:
+        self._event = ""
+
+    def line(self, line: str) -> FileEvent | None:
+        if line.startswith("event:"):
+            self._event = line[6:].strip()
+            return None
+        if not line.startswith("data:"):
+            return None
+        name, self._event = self._event, ""
+        data = line[5:].strip()
+        if name == "error":
+            raise error_from(500, data.encode())
+        if name in ("", "ready"):
+            return None
+        return FileEvent.model_validate_json(data)

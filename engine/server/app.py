@@ -71,8 +71,9 @@ async def models(state: State) -> Response:
     return await state.proxy.models()
 
 
-def _declare_bearer_auth(app: FastAPI) -> None:
-    """Say in the OpenAPI document what the gate enforces: a bearer token, except on open paths."""
+def _declare_bearer_auth(app: FastAPI, delegated: tuple[str, ...]) -> None:
+    """Say in the OpenAPI document what the gate enforces: a bearer token, except on open paths
+    and under delegated prefixes (whose credential is their surface's own)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -82,7 +83,8 @@ def _declare_bearer_auth(app: FastAPI) -> None:
                 "bearer": {"type": "http", "scheme": "bearer"}
             }
             document["security"] = [{"bearer": []}]
-            for path in OPEN_PATHS & set(document["paths"]):
+            keyless = [p for p in document["paths"] if p in OPEN_PATHS or p.startswith(delegated)]
+            for path in keyless:
                 for operation in document["paths"][path].values():
                     operation["security"] = []
             app.openapi_schema = document
@@ -181,7 +183,7 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
         for middleware in surface.middleware:
             app.add_middleware(middleware)
     if keys is not None:
-        _declare_bearer_auth(app)
+        _declare_bearer_auth(app, tuple(p for surface in mounted for p in surface.delegated))
     errors.install(app)
     for surface in mounted:
         for router in surface.routers:

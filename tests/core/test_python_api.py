@@ -148,6 +148,19 @@ def test_sync_wrappers_are_typed(settings: Settings) -> None:
         assert session.execute("2").result_text == "2"
 
 
+def test_sync_tree(settings: Settings) -> None:
+    with blocking(SessionManager(settings)) as manager:
+        tree = manager.create().tree
+        assert tree.make_dir("a/b") is True and tree.make_dir("a/b") is False
+        assert tree.stat("a/b").type == "dir"
+        assert tree.move("a/b", "c").path == "c"
+        assert [entry.path for entry in tree.list(depth=2)] == ["a", "c"]
+        tree.remove("a")
+        assert [entry.path for entry in tree.list()] == ["c"]
+        with pytest.raises(engine.FileAccessError):
+            tree.stat("../outside")
+
+
 CTRL_C = """
 import sys
 from engine import SessionManager, Settings, blocking

@@ -38,5 +38,6 @@ def test_a_keyed_server_adds_only_its_bearer_scheme(tmp_path: Path) -> None:
         for operation in operations.values():
             if operation.pop("security", None) == []:
                 open_paths.add(path)
-    assert open_paths == {"/health"}
+    # ... and the signed file URLs, whose credential is their query.
+    assert open_paths == {"/health", "/v1/signed/sessions/{session_id}/files/{path}"}
     assert json.dumps(keyed, indent=2) == SNAPSHOT.read_text()

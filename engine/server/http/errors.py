@@ -45,6 +45,7 @@ STATUS: dict[str, int] = {
     "command_failed": 400,
     "container_expired": 400,
     "unauthorized": 401,
+    "forbidden": 403,
     "forbidden_host": 403,
     "not_found": 404,
     "session_not_found": 404,

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 _DESCRIPTIONS = {
     400: "Invalid request",
     401: "Missing or wrong API key",
+    403: "The credential is valid, but not for this request",
     404: "Not found",
     409: "Session busy or closed",
     413: "Request body too large",

@@ -41,10 +41,18 @@ class ServerRunner(SessionRunner):
         """The session, if `principal` owns it; SessionNotFound otherwise, exactly as if it did not
         exist (another key must not even learn that the id is live)."""
         session = self.manager.get(session_id)
-        # A session another replica of a cluster made is not in `_owners`: its owner is its own.
-        if self._owners.get(session_id, session.owner or ANONYMOUS) != principal:
+        if self._owner(session) != principal:
             raise SessionNotFound(f"no session {session_id!r}")
         return session
+
+    def session_owner(self, session_id: str) -> str:
+        """The principal a session belongs to (SessionNotFound when there is none): whom a
+        request authorized by something other than a key (a signed URL) acts for."""
+        return self._owner(self.manager.get(session_id))
+
+    def _owner(self, session: Session) -> str:
+        # A session another replica of a cluster made is not in `_owners`: its owner is its own.
+        return self._owners.get(session.id, session.owner or ANONYMOUS)
 
     def owned_sessions(self, principal: str) -> list[Session]:
         return [
