@@ -92,13 +92,20 @@ class Command:
             error=end.error if end else None, duration_s=time.time() - self.started_at,
         )  # fmt: skip
 
-    async def events(self) -> AsyncIterator[CommandEvent]:
-        """Its events from now on, ending with its `CommandEnd`."""
+    async def events(self, replay: bool = False) -> AsyncIterator[CommandEvent]:
+        """Its events from now on, ending with its `CommandEnd`; with `replay`, first what it wrote
+        so far (one `CommandOutput` per stream, as kept), taken at the moment of subscribing, so
+        nothing written in between is missed or repeated."""
+        backlog = [CommandOutput(n, bytes(d)) for n, d in self.output.items() if d] if replay else []
         if self.end is not None:
+            for event in backlog:
+                yield event
             yield self.end
             return
         queue: asyncio.Queue[CommandEvent] = asyncio.Queue()
         self._subscribers.append(queue)
+        for event in backlog:
+            queue.put_nowait(event)
         try:
             while True:
                 event = await queue.get()

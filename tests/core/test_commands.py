@@ -157,3 +157,17 @@ async def test_no_network_without_the_sessions_network(session: Session) -> None
     probe = "import socket; socket.create_connection(('1.1.1.1', 53), timeout=2)"
     result = await session.commands.run(command("python3", args=["-c", probe]))
     assert result.exit_code not in (0, None), result
+
+
+async def test_events_with_replay_start_with_what_was_written_so_far(session: Session) -> None:
+    cmd = await session.commands.start(
+        command("printf a; printf e >&2; sleep 1; printf b", background=True)
+    )
+    while not (cmd.output["stdout"] and cmd.output["stderr"]):
+        await asyncio.sleep(0.05)
+    seen = [event async for event in cmd.events(replay=True)]
+    assert seen[:2] == [CommandOutput("stdout", b"a"), CommandOutput("stderr", b"e")]
+    assert seen[2:] == [CommandOutput("stdout", b"b"), CommandEnd(0)]
+    after = [event async for event in cmd.events(replay=True)]
+    assert after == [CommandOutput("stdout", b"ab"), CommandOutput("stderr", b"e"), CommandEnd(0)]
+    assert [event async for event in cmd.events()] == [CommandEnd(0)]
