@@ -171,3 +171,13 @@ async def test_events_with_replay_start_with_what_was_written_so_far(session: Se
     after = [event async for event in cmd.events(replay=True)]
     assert after == [CommandOutput("stdout", b"ab"), CommandOutput("stderr", b"e"), CommandEnd(0)]
     assert [event async for event in cmd.events()] == [CommandEnd(0)]
+
+
+async def test_a_command_runs_in_a_sandbox_with_network(make_session: SessionFactory) -> None:
+    """With a network the subprocess launcher has a slirp4netns child beside the sandbox's init:
+    the process service must join the sandbox, not it."""
+    session = await make_session(network=True)
+    kernel = await session.execute("import os\nprint(os.getuid(), os.getcwd())")
+    result = await session.commands.run(command("echo $(id -u) $(pwd); ls /dev/null"))
+    assert result.exit_code == 0, result
+    assert result.stdout.split()[:2] == kernel.stdout.split()
