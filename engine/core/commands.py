@@ -96,16 +96,17 @@ class Command:
         """Its events from now on, ending with its `CommandEnd`; with `replay`, first what it wrote
         so far (one `CommandOutput` per stream, as kept), taken at the moment of subscribing, so
         nothing written in between is missed or repeated."""
-        backlog = [CommandOutput(n, bytes(d)) for n, d in self.output.items() if d] if replay else []
+        backlog: list[CommandEvent] = []
+        if replay:
+            backlog = [CommandOutput(n, bytes(d)) for n, d in self.output.items() if d]
         if self.end is not None:
-            for event in backlog:
-                yield event
-            yield self.end
+            for kept in [*backlog, self.end]:
+                yield kept
             return
         queue: asyncio.Queue[CommandEvent] = asyncio.Queue()
         self._subscribers.append(queue)
-        for event in backlog:
-            queue.put_nowait(event)
+        for kept in backlog:
+            queue.put_nowait(kept)
         try:
             while True:
                 event = await queue.get()

@@ -4,6 +4,7 @@ moves sandbox-addressed requests under `PREFIX`, and its sandboxes."""
 from engine.server.e2b.files import router as files_router
 from engine.server.e2b.interpreter import router as interpreter_router
 from engine.server.e2b.lifecycle import router as lifecycle_router
+from engine.server.e2b.process import router as process_router
 from engine.server.e2b.routing import PREFIX, SandboxRouting, authorize
 from engine.server.e2b.state import running
 from engine.server.runtime.surface import Surface
@@ -17,7 +18,7 @@ def surface() -> Surface:
     return Surface(
         name="e2b",
         # Order matters: the files router ends with a catch-all for envd's unimplemented services.
-        routers=(lifecycle_router, interpreter_router, files_router),
+        routers=(lifecycle_router, interpreter_router, process_router, files_router),
         is_upload=_is_upload,
         # Sandbox-addressed requests carry the sandbox's token, not the key: the gate asks
         # `authorize` before reading their bodies, and `sandbox_of` checks it again per route.
