@@ -20,8 +20,10 @@ as when an E2B sandbox dies; the SDK then finds the sandbox gone and says so.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import signal
 import weakref
 from collections.abc import Awaitable
@@ -48,6 +50,7 @@ router = APIRouter(
 )
 
 MAX_TIMEOUT_S = 24 * 3600
+KILL_WAIT_S = 2.0
 _SIGNALS = {"SIGNAL_SIGKILL": signal.SIGKILL, "SIGNAL_SIGTERM": signal.SIGTERM, 9: 9, 15: 15}
 # Each command the client started, with its `ProcessConfig` as the client gave it (what List
 # shows). Keyed by the command itself: gone with it.
@@ -145,6 +148,9 @@ async def _send_signal(request: Request, sandbox: E2BSandbox, state: State) -> d
     if number is None:
         raise BadParameter(f"unsupported signal {body.get('signal')!r}", "signal")
     _running(command).signal(number)
+    if number == signal.SIGKILL:  # answered once it is gone: a `kill -0 PID` right after fails
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(command.ended.wait(), KILL_WAIT_S)
     return {}
 
 
