@@ -80,6 +80,12 @@ def end_stream(error: LCIError | None = None) -> bytes:
     return envelope({} if error is None else {"error": error_body(error)}, END_STREAM)
 
 
+def deadline_exceeded(what: str) -> bytes:
+    """The end of a stream whose call's deadline passed (what envd's connect-go answers then)."""
+    body = {"code": "deadline_exceeded", "message": f"{what}: the call's deadline passed"}
+    return envelope({"error": body}, END_STREAM)
+
+
 def unwrap(data: bytes) -> Iterator[dict[str, Any]]:
     """The messages of a streaming request's body, in order."""
     at = 0

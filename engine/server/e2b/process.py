@@ -13,9 +13,10 @@ As envd: a command runs its `cmd` with `args` (the SDKs send `/bin/bash -l -c CM
 `/bin/bash -i -l` on a terminal), in `cwd` (default E2B's home `/home/user`, the sandbox's working
 directory), with the sandbox's environment variables and then the call's on top; stdin stays open
 unless `stdin: false`. The call's deadline (`Connect-Timeout-Ms`, the SDKs' `timeout`) is the
-command's: it is killed then. A client that goes away leaves the command running (it can connect
-again). If the sandbox is killed or expires under a stream, the stream's connection is dropped,
-as when an E2B sandbox dies; the SDK then finds the sandbox gone and says so.
+command's: it is killed then (a second later, so that the client sees its own deadline pass); no
+deadline, no limit. A client that goes away leaves the command running (it can connect again).
+If the sandbox is killed or expires under a stream, the stream's connection is dropped, as when
+an E2B sandbox dies; the SDK then finds the sandbox gone and says so.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ router = APIRouter(
 
 MAX_TIMEOUT_S = 24 * 3600
 KILL_WAIT_S = 2.0
+# The client gives up at the call's deadline and reports a timeout; the command is killed a little
+# later, so that its end never overtakes the client's own deadline.
+DEADLINE_GRACE_S = 1.0
 _SIGNALS = {"SIGNAL_SIGKILL": signal.SIGKILL, "SIGNAL_SIGTERM": signal.SIGTERM, 9: 9, 15: 15}
 # Each command the client started, with its `ProcessConfig` as the client gave it (what List
 # shows). Keyed by the command itself: gone with it.
@@ -206,7 +210,7 @@ def _command(body: dict[str, Any], sandbox: E2BSandbox, timeout: float | None) -
         "args": [str(a) for a in config.get("args") or []],
         "env": env,
         "cwd": _cwd(config.get("cwd"), sandbox),
-        "timeout_s": min(timeout, MAX_TIMEOUT_S) if timeout is not None else None,
+        "timeout_s": min(timeout + DEADLINE_GRACE_S, MAX_TIMEOUT_S) if timeout else None,
         "stdin": bool(body.get("stdin", True)) and pty is None,  # envd: open unless told not
         "pty": pty,
         "tag": str(tag) if tag is not None else None,

@@ -4,7 +4,7 @@
     {"event": {"data": {"stdout" | "stderr" | "pty": BASE64}}}
     {"event": {"keepalive": {}}}                 after `Keepalive-Ping-Interval` s without data
     {"event": {"end": {"exitCode", "exited", "status", "error"?}}}
-    end of stream {}
+    end of stream {}, or {"error": {"code": "deadline_exceeded"}} once the call's deadline passed
 
 The end event says what Go's `os/exec` (envd) says: `exit status N` (the error too when N is not
 0), or `signal: killed` with exit code -1 and `exited` false. A command that ended because its
@@ -42,15 +42,23 @@ async def events(
     """The stream's envelopes; with `replay`, the command's output so far comes first (Start: the
     command may have written before the stream subscribed)."""
     interval = _keepalive(request)
+    loop = asyncio.get_running_loop()
+    timeout = connect.timeout_s(request)
+    deadline = loop.time() + timeout if timeout is not None else None
     queue: asyncio.Queue[CommandEvent] = asyncio.Queue()
     pump = asyncio.ensure_future(_pump(command, replay, queue))
     try:
         yield _event({"start": {"pid": command.pid}})
         while True:
+            left = deadline - loop.time() if deadline is not None else interval
+            if left <= 0:
+                yield connect.deadline_exceeded(f"process {command.pid}")
+                return
             try:
-                event = await asyncio.wait_for(queue.get(), interval)
+                event = await asyncio.wait_for(queue.get(), min(interval, left))
             except TimeoutError:
-                yield _event({"keepalive": {}})
+                if deadline is None or deadline > loop.time():
+                    yield _event({"keepalive": {}})
                 continue
             if not isinstance(event, CommandEnd):
                 for at in range(0, len(event.data), _CHUNK):
