@@ -251,10 +251,6 @@ def test_the_api_key_is_checked(e2b_env: LciServer) -> None:
 
 
 def test_envd_services_lci_lacks_fail_clearly(sandbox: Sandbox) -> None:
-    with pytest.raises(
-        SandboxException, match=r"does not implement envd's 'process\.Process/Start'"
-    ):
-        sandbox.commands.run("echo hi")
     with pytest.raises(SandboxException, match="does not implement"):
         sandbox.files.make_dir("new_dir")
 
