@@ -114,13 +114,21 @@ class Command:
             error=end.error if end else None, duration_s=time.time() - self.started_at,
         )  # fmt: skip
 
-    async def events(self) -> AsyncIterator[CommandEvent]:
-        """Its events from now on, ending with its `CommandEnd`."""
+    async def events(self, replay: bool = False) -> AsyncIterator[CommandEvent]:
+        """Its events from now on, ending with its `CommandEnd`; with `replay`, first what it wrote
+        so far (one `CommandOutput` per stream, as kept), taken at the moment of subscribing, so
+        nothing written in between is missed or repeated."""
+        backlog: list[CommandEvent] = []
+        if replay:
+            backlog = [CommandOutput(n, bytes(d)) for n, d in self.output.items() if d]
         if self.end is not None:
-            yield self.end
+            for kept in [*backlog, self.end]:
+                yield kept
             return
         queue: asyncio.Queue[CommandEvent] = asyncio.Queue()
         self._subscribers.append(queue)
+        for kept in backlog:
+            queue.put_nowait(kept)
         try:
             while True:
                 event = await queue.get()

@@ -182,3 +182,27 @@ async def test_children_left_behind_stay_in_the_sandbox_and_end_with_it(
         await asyncio.sleep(0.5)
         left = [p for p in psutil.process_iter(["uids"]) if p.info["uids"].real == uid]
         assert left == [], left  # nothing of the session outlives it on the host
+
+
+async def test_events_with_replay_start_with_what_was_written_so_far(session: Session) -> None:
+    cmd = await session.commands.start(
+        command("printf a; printf e >&2; sleep 1; printf b", background=True)
+    )
+    while not (cmd.output["stdout"] and cmd.output["stderr"]):
+        await asyncio.sleep(0.05)
+    seen = [event async for event in cmd.events(replay=True)]
+    assert seen[:2] == [CommandOutput("stdout", b"a"), CommandOutput("stderr", b"e")]
+    assert seen[2:] == [CommandOutput("stdout", b"b"), CommandEnd(0)]
+    after = [event async for event in cmd.events(replay=True)]
+    assert after == [CommandOutput("stdout", b"ab"), CommandOutput("stderr", b"e"), CommandEnd(0)]
+    assert [event async for event in cmd.events()] == [CommandEnd(0)]
+
+
+async def test_a_command_runs_in_a_sandbox_with_network(make_session: SessionFactory) -> None:
+    """With a network the subprocess launcher has a slirp4netns child beside the sandbox's init:
+    the process service must join the sandbox, not it."""
+    session = await make_session(network=True)
+    kernel = await session.execute("import os\nprint(os.getuid(), os.getcwd())")
+    result = await session.commands.run(command("echo $(id -u) $(pwd); ls /dev/null"))
+    assert result.exit_code == 0, result
+    assert result.stdout.split()[:2] == kernel.stdout.split()

@@ -7,6 +7,8 @@ builds on them, such as smolagents' `E2BExecutor`) runs against lci unchanged, p
     interpreter  the code interpreter: /execute as NDJSON, /contexts, /health
     ndjson       lci's output items as E2B's execution lines
     files        envd's /files, and the ListDir/Stat calls of its filesystem service
+    process      envd's process service: commands and terminals (`process_stream`: their streams)
+    connect      connect-rpc's JSON codec: unary errors, streaming envelopes
     registry     which sandbox is which lci session(s), and when it expires
     state        the sandboxes, kept while the server runs
     mount        what the application adds: the routers, the routing middleware, the state

@@ -5,7 +5,8 @@
                                                (`application/octet-stream`, optionally gzip);
                                                `X-Metadata-*` headers: the files' metadata
     POST /filesystem.Filesystem/*              see `filesystem.py` and `watchers.py`
-    POST /process.Process/*, anything else     501 unimplemented
+    POST /process.Process/*                    see `process.py`
+    POST anything else                         501 unimplemented
 
 Written files get mode 0644 and their metadata (none: any old metadata is removed), as envd
 does. Both /files routes also take E2B's signed URLs (`signing.py`). Paths: see `entries.py`.
@@ -79,10 +80,10 @@ async def write_files(
 
 @router.post("/{service:path}")
 async def unimplemented(service: str, sandbox: Sandbox) -> Response:
-    """envd's process service (commands, pty) and the rest of its filesystem service."""
+    """Any envd service or call lci does not know."""
     raise NotImplementedHere(
-        f"lci does not implement envd's {service!r}: only code execution (run_code) and files "
-        "and the filesystem service are available"
+        f"lci does not implement envd's {service!r}: code execution (run_code), files, the "
+        "filesystem service and the process service are available"
     )
 
 

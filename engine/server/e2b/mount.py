@@ -5,6 +5,7 @@ from engine.server.e2b.files import router as files_router
 from engine.server.e2b.filesystem import router as filesystem_router
 from engine.server.e2b.interpreter import router as interpreter_router
 from engine.server.e2b.lifecycle import router as lifecycle_router
+from engine.server.e2b.process import router as process_router
 from engine.server.e2b.routing import PREFIX, SandboxRouting, authorize
 from engine.server.e2b.state import running
 from engine.server.e2b.watchers import router as watchers_router
@@ -24,6 +25,7 @@ def surface() -> Surface:
             interpreter_router,
             filesystem_router,
             watchers_router,
+            process_router,
             files_router,
         ),
         is_upload=_is_upload,

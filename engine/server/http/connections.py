@@ -17,13 +17,18 @@ Bodies are bounded in time by the gate (`gate.py`), idle keep-alive by uvicorn i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import socket
+import struct
 from collections import OrderedDict
 from typing import Any, cast
 
 from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
 from engine.server.http.abort import ABORT
+
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
 
 def guarded_protocol(header_timeout_s: float, max_connections: int) -> type[H11Protocol]:
@@ -61,7 +66,13 @@ def guarded_protocol(header_timeout_s: float, max_connections: int) -> type[H11P
             cycle.disconnected = True
             cycle.message_event.set()
             if not self.transport.is_closing():
-                self.transport.close()
+                # A reset, not an orderly close: what the client sees when a peer vanishes (a
+                # proxy in front of a dead sandbox), an error reading rather than a body cut short.
+                sock = self.transport.get_extra_info("socket")
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+                self.transport.abort()
 
         def on_response_complete(self) -> None:
             # Armed first: a pipelined request that is already buffered disarms it again.

@@ -6,7 +6,8 @@ import asyncio
 import base64
 
 import pytest
-from e2b import SandboxException
+from e2b import CommandExitException, SandboxException
+from e2b.sandbox.commands.command_handle import PtySize
 from e2b_code_interpreter import AsyncSandbox, OutputMessage
 
 from tests.server.conftest import API_KEY
@@ -68,3 +69,29 @@ async def test_async_sandbox_end_to_end(e2b_env: LciServer) -> None:
     assert not await sandbox.is_running()
     with pytest.raises(SandboxException, match="was not found"):
         await sandbox.run_code("x")
+
+
+async def test_async_commands_and_terminal(e2b_env: LciServer) -> None:
+    sandbox = await AsyncSandbox.create()
+    try:
+        result = await sandbox.commands.run("echo $A; pwd", envs={"A": "a"})
+        assert result.stdout == "a\n/home/user\n"
+        lines: list[str] = []
+        cat = await sandbox.commands.run("cat", background=True, stdin=True, on_stdout=lines.append)
+        await cat.send_stdin("piped")
+        await cat.close_stdin()
+        assert (await cat.wait()).stdout == "piped" and lines == ["piped"]
+        sleeper = await sandbox.commands.run("sleep 30", background=True)
+        assert [p.pid for p in await sandbox.commands.list()] == [sleeper.pid]
+        assert await sandbox.commands.kill(sleeper.pid)
+        with pytest.raises(CommandExitException):
+            await sleeper.wait()
+
+        seen: list[bytes] = []
+        terminal = await sandbox.pty.create(PtySize(cols=80, rows=24), on_data=seen.append)
+        await sandbox.pty.resize(terminal.pid, PtySize(cols=120, rows=24))
+        await sandbox.pty.send_stdin(terminal.pid, b"tput cols; exit 0\n")
+        assert (await terminal.wait()).exit_code == 0
+        assert b"120" in b"".join(seen)
+    finally:
+        await sandbox.kill()

@@ -20,15 +20,25 @@ _CLOSE_GRACE_S = 3.0
 
 
 def sandbox_init(launcher_pid: int) -> int:
-    """The pid of the sandbox's init: the launcher's one child (namespaces), else the launcher."""
+    """The pid of the sandbox's init: the launcher's child in the sandbox's namespaces. With a
+    network the launcher has forked its slirp4netns first, which stays in the host's."""
     try:
         with open(f"/proc/{launcher_pid}/task/{launcher_pid}/children") as handle:
-            children = handle.read().split()
+            children = [int(pid) for pid in handle.read().split()]
     except OSError as exc:
         raise SandboxError(f"the sandbox is not running ({exc})") from exc
-    if not children:
+    inits = [pid for pid in children if _name(pid) != "slirp4netns"]
+    if not inits:
         raise SandboxError("the sandbox is not running")
-    return int(children[0])
+    return inits[-1]
+
+
+def _name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
 
 
 async def open_channel(cfg: dict[str, Any]) -> SubprocessChannel:
