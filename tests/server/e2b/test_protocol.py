@@ -253,3 +253,12 @@ def test_ipython_shell_escapes_become_subprocess_calls() -> None:
         "y = 1",
     ]
     assert shell.translate("%timeit 1") == "%timeit 1"  # other magics stay (and fail)
+
+
+def test_an_envd_call_lci_does_not_know_is_a_clear_501(
+    server: LciServer, created: dict[str, Any]
+) -> None:
+    headers = {**addressed(created), "Content-Type": "application/json"}
+    reply = httpx.post(server.url + "/git.Git/Clone", content=b"{}", headers=headers)
+    assert reply.status_code == 501
+    assert "does not implement envd's 'git.Git/Clone'" in reply.text
