@@ -71,6 +71,11 @@ def error_response(exc: LCIError) -> JSONResponse:
     return JSONResponse(body, status_code=_STATUSES.get(body["code"], 500))
 
 
+def error_reply(status: int, code: str, message: str) -> JSONResponse:
+    """A unary call's error with a connect code of its own (`already_exists`, say)."""
+    return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
 def envelope(message: dict[str, Any], flags: int = 0) -> bytes:
     data = json.dumps(message, separators=(",", ":")).encode()
     return _HEADER.pack(flags, len(data)) + data

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from engine.errors import FileNotFound
+from engine.server.e2b.connect import error_reply
 from engine.server.e2b.entries import relative, wire_entry
 from engine.server.e2b.routing import PREFIX, Sandbox, sandbox_of
 from engine.server.e2b.state import sandboxes
@@ -49,10 +50,6 @@ class RpcMove(BaseModel):
     destination: str = ""
 
 
-def connect_error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
-
-
 @router.post("/Stat")
 async def stat(body: RpcPath, sandbox: Sandbox, state: State) -> dict[str, Any]:
     session = sandboxes(state).session(sandbox)
@@ -73,7 +70,7 @@ async def make_dir(body: RpcPath, sandbox: Sandbox, state: State) -> dict[str, A
     session = sandboxes(state).session(sandbox)
     rel = str(relative(session, body.path))
     if not await session.tree.make_dir(rel, DIR_MODE):
-        return connect_error(409, "already_exists", f"directory {body.path!r} already exists")
+        return error_reply(409, "already_exists", f"directory {body.path!r} already exists")
     return {"entry": wire_entry(session, await session.tree.stat(rel))}
 
 

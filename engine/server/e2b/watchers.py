@@ -14,9 +14,7 @@ A new file is reported as envd reports an upload: create, write, chmod.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
-import struct
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -30,8 +28,8 @@ from engine.core.session import Session
 from engine.core.watch import DirWatcher
 from engine.errors import FileNotFound, LCIError
 from engine.models import FileEvent
+from engine.server.e2b.connect import END_STREAM, STREAM_MEDIA, envelope, error_reply, message
 from engine.server.e2b.entries import relative, wire_entry
-from engine.server.e2b.filesystem import connect_error
 from engine.server.e2b.routing import PREFIX, Sandbox, sandbox_of
 from engine.server.e2b.state import sandboxes
 from engine.server.runtime.state import State
@@ -98,8 +96,8 @@ async def create_watcher(
     session = sandboxes(state).session(sandbox)
     held = _watchers.setdefault(session, {})
     if len(held) >= MAX_WATCHERS:
-        message = f"a sandbox may have at most {MAX_WATCHERS} watchers"
-        return connect_error(429, "resource_exhausted", message)
+        too_many = f"a sandbox may have at most {MAX_WATCHERS} watchers"
+        return error_reply(429, "resource_exhausted", too_many)
     watcher_id = secrets.token_hex(8)
     held[watcher_id] = (await _started(session, body), body.includeEntry)
     return {"watcherId": watcher_id}
@@ -112,7 +110,7 @@ async def get_events(
     session = sandboxes(state).session(sandbox)
     found = _watchers.get(session, {}).get(body.watcherId)
     if found is None:
-        return connect_error(404, "not_found", f"no watcher {body.watcherId!r}")
+        return error_reply(404, "not_found", f"no watcher {body.watcherId!r}")
     watcher, entries = found
     return {"events": _wire_events(session, await watcher.poll(), entries)}
 
@@ -123,54 +121,40 @@ async def remove_watcher(
 ) -> dict[str, Any] | JSONResponse:
     session = sandboxes(state).session(sandbox)
     if _watchers.get(session, {}).pop(body.watcherId, None) is None:
-        return connect_error(404, "not_found", f"no watcher {body.watcherId!r}")
+        return error_reply(404, "not_found", f"no watcher {body.watcherId!r}")
     return {}
 
 
-def frame(message: dict[str, Any], flags: int = 0) -> bytes:
-    """One message of connect's streaming envelope: flags, big-endian length, JSON."""
-    data = json.dumps(message).encode()
-    return struct.pack(">BI", flags, len(data)) + data
-
-
-_END = 0x02
 _CODES = {FileNotFound: "not_found"}
 
 
 @router.post("/WatchDir")
 async def watch_dir(request: Request, sandbox: Sandbox, state: State) -> StreamingResponse:
     session = sandboxes(state).session(sandbox)
-    body = WatchRequest.model_validate(_unframe(await request.body()))
-    media = "application/connect+json"
+    body = WatchRequest.model_validate(await message(request))
+    media = STREAM_MEDIA
     try:
         watcher = await _started(session, body)
     except LCIError as exc:
         code = "not_found" if isinstance(exc, FileNotFound) else "invalid_argument"
         error = {"error": {"code": code, "message": str(exc)}}
-        return StreamingResponse(iter([frame(error, _END)]), media_type=media)
+        return StreamingResponse(iter([envelope(error, END_STREAM)]), media_type=media)
     return StreamingResponse(_stream(session, watcher, body.includeEntry), media_type=media)
 
 
 async def _stream(session: Session, watcher: DirWatcher, entries: bool) -> AsyncIterator[bytes]:
-    yield frame({"start": {}})
+    yield envelope({"start": {}})
     quiet_since = time.monotonic()
     end: dict[str, Any] = {}
     try:
         while True:
             for event in _wire_events(session, await watcher.poll(), entries):
-                yield frame({"filesystem": event})
+                yield envelope({"filesystem": event})
                 quiet_since = time.monotonic()
             if time.monotonic() - quiet_since > KEEPALIVE_S:
-                yield frame({"keepalive": {}})
+                yield envelope({"keepalive": {}})
                 quiet_since = time.monotonic()
             await asyncio.sleep(0.2)
     except LCIError as exc:  # the session ended, or the directory went
         end = {"error": {"code": "unavailable", "message": str(exc)}}
-    yield frame(end, _END)
-
-
-def _unframe(data: bytes) -> Any:
-    """A streaming request's one message (connect frames even a single request)."""
-    if len(data) >= 5 and data[0] in (0, 1) and struct.unpack(">I", data[1:5])[0] == len(data) - 5:
-        data = data[5:]
-    return json.loads(data or b"{}")
+    yield envelope(end, END_STREAM)
