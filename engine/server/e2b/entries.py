@@ -12,10 +12,11 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from engine.core.session import Session
-from engine.errors import BadParameter
+from engine.errors import BadParameter, LCIError
 from engine.models import FileEntry
 
 E2B_HOME = PurePosixPath("/home/user")
+_MAX_LINKS = 8
 _TYPES = {"file": "FILE_TYPE_FILE", "dir": "FILE_TYPE_DIRECTORY", "symlink": "FILE_TYPE_SYMLINK"}
 
 
@@ -51,6 +52,24 @@ def timestamp(seconds: float) -> str:
 
 def _who(name: str) -> str:
     return name if name == "root" else "user"
+
+
+async def followed(session: Session, entry: FileEntry) -> FileEntry:
+    """What envd's Stat describes: a symlink's target (its type, size, mode), still naming the
+    link; the link itself when its target is missing or outside the working directory."""
+    seen, current = 0, entry
+    while current.type == "symlink" and seen < _MAX_LINKS:
+        target = _target(session, current)
+        if target is None or not PurePosixPath(target).is_relative_to(E2B_HOME):
+            return entry
+        try:
+            current = await session.tree.stat(str(relative(session, target, allow_root=True)))
+        except LCIError:
+            return entry
+        seen += 1
+    if current.type == "symlink":
+        return entry
+    return current.model_copy(update={"path": entry.path, "symlink_target": entry.symlink_target})
 
 
 def _target(session: Session, entry: FileEntry) -> str | None:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from engine.errors import FileNotFound
 from engine.server.e2b.connect import error_reply
-from engine.server.e2b.entries import relative, wire_entry
+from engine.server.e2b.entries import followed, relative, wire_entry
 from engine.server.e2b.routing import PREFIX, Sandbox, sandbox_of
 from engine.server.e2b.state import sandboxes
 from engine.server.runtime.state import State
@@ -54,7 +54,7 @@ class RpcMove(BaseModel):
 async def stat(body: RpcPath, sandbox: Sandbox, state: State) -> dict[str, Any]:
     session = sandboxes(state).session(sandbox)
     entry = await session.tree.stat(str(relative(session, body.path, allow_root=True)))
-    return {"entry": wire_entry(session, entry)}
+    return {"entry": wire_entry(session, await followed(session, entry))}
 
 
 @router.post("/ListDir")

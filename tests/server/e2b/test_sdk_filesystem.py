@@ -173,3 +173,19 @@ def test_filesystem_attacks_are_refused(sandbox: Sandbox) -> None:
             attempt()
     files.remove("etc_link")  # the link itself
     assert sandbox.run_code("import os; os.path.exists('/etc/hostname')").text == "True"
+
+
+def test_get_info_of_a_link_inside_describes_its_target(sandbox: Sandbox) -> None:
+    """As envd's Stat: a link to a file in the working directory is that file (its type and
+    size), naming its target; a chain of links is followed; a dangling one stays a link."""
+    sandbox.files.write("data/real.txt", "12345")
+    sandbox.run_code(
+        "import os\nos.symlink('real.txt', 'data/link')\nos.symlink('link', 'data/chain')\n"
+        "os.symlink('data', 'dir_link')\nos.symlink('gone', 'dangling')"
+    )
+    for name in ("data/link", "data/chain"):
+        info = sandbox.files.get_info(name)
+        assert (info.type.value, info.size, info.name) == ("file", 5, name.split("/")[-1])
+    assert sandbox.files.get_info("data/link").symlink_target == "/home/user/data/real.txt"
+    assert sandbox.files.get_info("dir_link").type.value == "dir"
+    assert sandbox.files.get_info("dangling").type.value == "symlink"
