@@ -15,6 +15,7 @@ import pytest
 from e2b import (
     AuthenticationException,
     NotFoundException,
+    PtySize,
     SandboxException,
     SandboxQuery,
     SandboxState,
@@ -282,6 +283,17 @@ def test_e2b_sandboxes_on_the_docker_backend(
         assert isinstance(chart, LineChart) and chart.elements[0].points == [(0, 1)]
         table = sandbox.run_code("import pandas as pd\npd.DataFrame({'x': [1.5]})")
         assert table.results[0].data == {"x": [1.5]}
+        # commands, a terminal, bash cells and the filesystem service, in the same container
+        shell = sandbox.commands.run("cat in.txt; mkdir -p made; echo $PWD")
+        assert shell.stdout == "from the host/home/user\n" and shell.exit_code == 0
+        assert [e.name for e in sandbox.files.list("made")] == []
+        sandbox.files.rename("in.txt", "made/moved.txt")
+        assert sandbox.run_code("ls made", language="bash").logs.stdout == ["moved.txt\n"]
+        seen: list[bytes] = []
+        terminal = sandbox.pty.create(PtySize(rows=20, cols=70))
+        sandbox.pty.send_stdin(terminal.pid, b"stty size; exit\n")
+        terminal.wait(on_pty=seen.append)
+        assert b"20 70" in b"".join(seen)
         assert sandbox.kill() and not sandbox.is_running()
         docker_server.stop()
         assert "Traceback" not in docker_server.logs()
