@@ -14,7 +14,7 @@ Service -> host:  hello {pid}
                   exited {id, code}          (negative: killed by that signal)
 
 Each command starts in a session (and process group) of its own, so a signal reaches everything
-it started. Its exit is reported when its own process exits, after what its pipes hold then; a
+it started, even after the command itself has exited (until its group is empty). Its exit is reported when its own process exits, after what its pipes hold then; a
 background child that keeps the pipes open is not waited for (as envd and Jupyter do). When the
 host's channel ends, every command's process group is killed and the service exits.
 """
@@ -30,6 +30,7 @@ import struct
 import subprocess
 import sys
 import termios
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,8 @@ from .protocol import FrameDecoder, FrameError, encode_frame, write_all
 
 _CHUNK = 1 << 16
 _MAX_PENDING_INPUT = 4 << 20  # stdin a command has not read yet, per command
+_MAX_GROUPS = 1024
+_KILL_ROUNDS = 50
 
 
 class _Command:
@@ -59,6 +62,7 @@ class Service:
         self._decoder = FrameDecoder()
         self._selector = selectors.DefaultSelector()
         self._commands: dict[str, _Command] = {}
+        self._groups: dict[str, int] = {}  # exited command -> its process group, maybe not empty
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -103,7 +107,15 @@ class Service:
             return
         command = self._commands.get(cid)
         if command is None:
-            return  # it has exited meanwhile: nothing left to feed or signal
+            # It has exited: nothing left to feed, but what it started may still run.
+            number = int(frame.get("signal", signal.SIGKILL))
+            if (
+                kind == "signal"
+                and cid in self._groups
+                and not _signal_group(self._groups[cid], number)
+            ):
+                del self._groups[cid]
+            return
         if kind == "input":
             self._queue_input(command, str(frame.get("data", "")).encode("latin-1", "replace"))
         elif kind == "close_stdin":
@@ -238,11 +250,9 @@ class Service:
 
     # -- control -------------------------------------------------------------------------------
     def _signal(self, command: _Command, number: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(command.popen.pid, number)
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(command.popen.pid, number)
+        if not _signal_group(command.popen.pid, number):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(command.popen.pid, number)
 
     def _resize(self, command: _Command, cols: int, rows: int) -> None:
         if command.input_fd is not None and command.input_fd in command.outputs:
@@ -266,7 +276,17 @@ class Service:
                 self._close_output(command, out)
             self._drop_input(command)
             del self._commands[command.cid]
+            self._remember_group(command)
             self.send({"type": "exited", "id": command.cid, "code": command.popen.returncode})
+
+    def _remember_group(self, command: _Command) -> None:
+        """What an exited command started lives on in its process group: kept, so the host can
+        still end it at the command's deadline (a fork bomb's parent exits at once)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(command.popen.pid, 0)
+            self._groups[command.cid] = command.popen.pid
+            while len(self._groups) > _MAX_GROUPS:
+                del self._groups[next(iter(self._groups))]
 
     def _shutdown(self) -> None:
         for command in self._commands.values():
@@ -320,6 +340,21 @@ def _spawn(cid: str, frame: dict[str, Any]) -> _Command:
     command.outputs = {out_r: "stdout", err_r: "stderr"}
     command.input_fd = in_w if in_w >= 0 else None
     return command
+
+
+def _signal_group(pgid: int, number: int) -> bool:
+    """Signal a process group; whether it had members. SIGKILL is repeated until none is left
+    (bounded): a process forked while its group was being killed is not in that kill's pass."""
+    for _ in range(_KILL_ROUNDS if number == signal.SIGKILL else 1):
+        try:
+            os.killpg(pgid, number)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        if number == signal.SIGKILL:
+            time.sleep(0.002)
+    return True
 
 
 def _take_terminal() -> None:

@@ -170,9 +170,14 @@ class Command:
             self._deadline = asyncio.get_running_loop().call_later(seconds, self._time_out)
 
     def _time_out(self) -> None:
+        """A foreground command's deadline covers everything it started (its process group),
+        even once the command itself has ended: what it left running is killed then too. A
+        background command's ends with it (what it leaves behind lives on, as with envd)."""
         if self.end is None:
             self.timed_out = True
-            self.signal(signal.SIGKILL)
+        elif self.request.background:
+            return
+        self._service._send({"type": "signal", "id": self.id, "signal": int(signal.SIGKILL)})
 
     # -- from the service ----------------------------------------------------------------------
     def _publish(self, event: CommandEvent) -> None:
@@ -180,8 +185,6 @@ class Command:
             self.output.setdefault(event.name, bytearray()).extend(event.data)
         else:
             self.end = event
-            if self._deadline is not None:
-                self._deadline.cancel()
             if not self.started.done():
                 failure = CommandStartFailed(event.error or "the command did not start")
                 self.started.set_exception(failure)

@@ -113,7 +113,8 @@ async def test_a_flood_of_output_is_bounded(session: Session) -> None:
 async def test_a_fork_bomb_in_a_command_is_contained(session: Session) -> None:
     bomb = await session.commands.run(command(":(){ :|:& };:", timeout_s=2))
     assert bomb.exit_code is not None or bomb.timed_out
-    await asyncio.sleep(0.5)
+    # Its first bash may exit at once, its copies go on: the deadline ends all of them.
+    await asyncio.sleep(2.5)
     after = await session.commands.run(command("echo alive"))
     assert after.stdout == "alive\n"
     assert (await session.execute("21 * 2")).result_text == "42"
@@ -206,3 +207,18 @@ async def test_a_command_runs_in_a_sandbox_with_network(make_session: SessionFac
     result = await session.commands.run(command("echo $(id -u) $(pwd); ls /dev/null"))
     assert result.exit_code == 0, result
     assert result.stdout.split()[:2] == kernel.stdout.split()
+
+
+async def test_a_foreground_deadline_ends_what_the_command_left_running(session: Session) -> None:
+    async def sleepers() -> str:
+        return (await session.commands.run("python3", args=["-c", COUNT_SLEEPERS])).stdout.strip()
+
+    left = await session.commands.run("(sleep 300 &); echo started", timeout_s=1)
+    assert left.exit_code == 0 and not left.timed_out
+    assert await sleepers() == "1"
+    await asyncio.sleep(1.5)
+    assert await sleepers() == "0"  # killed at the deadline with its process group
+    kept = await session.commands.run("(sleep 300 &)", timeout_s=1, background=True)
+    assert kept.exit_code == 0
+    await asyncio.sleep(1.5)
+    assert await sleepers() == "1"  # a background command's leftovers live on, as with envd
