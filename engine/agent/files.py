@@ -106,24 +106,7 @@ def _parts(path: str) -> list[str]:
 
 
 def _open_parent(root: str, parts: list[str], create: bool) -> int:
-    fd = os.open(root, _DIR)
-    try:
-        for part in parts[:-1]:
-            if create:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, 0o700, dir_fd=fd)
-            try:
-                child = os.open(part, _DIR, dir_fd=fd)
-            except FileNotFoundError as exc:
-                raise Missing(f"no directory {part!r} in the working directory") from exc
-            except OSError as exc:
-                raise Refused(f"{part!r} is not a plain directory") from exc
-            os.close(fd)
-            fd = child
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return tree.open_dir(root, parts[:-1], create)
 
 
 def _single_member(archive: tarfile.TarFile, what: str, max_bytes: int) -> tarfile.TarInfo:

@@ -79,16 +79,15 @@ def execute_body(code: str, timeout_s: float | None, wait: bool, stream: bool) -
 
 
 @dataclass
-class SSEReader:
-    """Turns the lines of the execute stream into output items and, at the end, the Execution."""
+class SSELines:
+    """Server-sent events from their lines: `feed` returns (event, data) once an event is whole."""
 
-    execution: Execution | None = None
     _event: str = ""
     _data: list[str] = field(default_factory=list)
 
-    def line(self, line: str) -> Iterator[OutputItem]:
+    def feed(self, line: str) -> tuple[str, str] | None:
         if line.startswith(":"):
-            return  # a comment: the start marker or a keep-alive
+            return None  # a comment: the start marker or a keep-alive
         if line.startswith("event:"):
             self._event = line[6:].strip()
         elif line.startswith("data:"):
@@ -96,12 +95,28 @@ class SSEReader:
         elif not line and self._event:
             event, data = self._event, "\n".join(self._data)
             self._event, self._data = "", []
-            if event in ITEM_EVENTS:
-                yield ITEMS.validate_json(data)
-            elif event == "execution":
-                self.execution = Execution.model_validate_json(data)
-            elif event == "error":
-                raise error_from(500, data.encode())
+            return event, data
+        return None
+
+
+@dataclass
+class SSEReader:
+    """Turns the lines of the execute stream into output items and, at the end, the Execution."""
+
+    execution: Execution | None = None
+    _lines: SSELines = field(default_factory=SSELines)
+
+    def line(self, line: str) -> Iterator[OutputItem]:
+        whole = self._lines.feed(line)
+        if whole is None:
+            return
+        event, data = whole
+        if event in ITEM_EVENTS:
+            yield ITEMS.validate_json(data)
+        elif event == "execution":
+            self.execution = Execution.model_validate_json(data)
+        elif event == "error":
+            raise error_from(500, data.encode())
 
     def result(self) -> Execution:
         if self.execution is None:
@@ -115,25 +130,19 @@ class CommandStreamReader:
     CommandResult."""
 
     outcome: CommandResult | None = None
-    _event: str = ""
-    _data: list[str] = field(default_factory=list)
+    _lines: SSELines = field(default_factory=SSELines)
 
     def line(self, line: str) -> Iterator[tuple[str, str]]:
-        if line.startswith(":"):
+        whole = self._lines.feed(line)
+        if whole is None:
             return
-        if line.startswith("event:"):
-            self._event = line[6:].strip()
-        elif line.startswith("data:"):
-            self._data.append(line[5:].lstrip())
-        elif not line and self._event:
-            event, data = self._event, "\n".join(self._data)
-            self._event, self._data = "", []
-            if event in ("stdout", "stderr", "pty"):
-                yield event, json.loads(data)["data"]
-            elif event == "result":
-                self.outcome = CommandResult.model_validate_json(data)
-            elif event == "error":
-                raise error_from(500, data.encode())
+        event, data = whole
+        if event in ("stdout", "stderr", "pty"):
+            yield event, json.loads(data)["data"]
+        elif event == "result":
+            self.outcome = CommandResult.model_validate_json(data)
+        elif event == "error":
+            raise error_from(500, data.encode())
 
     def result(self) -> CommandResult:
         if self.outcome is None:
@@ -147,23 +156,20 @@ def file_url(path: str) -> str:
     return quote(path, safe="/")
 
 
+@dataclass
 class WatchReader:
     """The lines of a tree watch's SSE stream, fed in order: each change as a FileEvent; the
     `ready` event passes silently; an `error` event raises it as the engine's exception."""
 
-    def __init__(self) -> None:
-        self._event = ""
+    _lines: SSELines = field(default_factory=SSELines)
 
     def line(self, line: str) -> FileEvent | None:
-        if line.startswith("event:"):
-            self._event = line[6:].strip()
+        whole = self._lines.feed(line)
+        if whole is None:
             return None
-        if not line.startswith("data:"):
-            return None
-        name, self._event = self._event, ""
-        data = line[5:].strip()
+        name, data = whole
         if name == "error":
             raise error_from(500, data.encode())
-        if name in ("", "ready"):
+        if name == "ready":
             return None
         return FileEvent.model_validate_json(data)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import PurePosixPath
 from typing import ParamSpec, TypeVar
 
+from engine.agent import tree
 from engine.errors import FileAccessError, FileNotFound
 from engine.models import FileInfo
 
@@ -59,26 +60,12 @@ def split_path(path: str, sandbox_root: str | None = None) -> list[str]:
 
 
 def _open_parent(root: str, parts: list[str], create: bool, owner: tuple[int, int] | None) -> int:
-    fd = os.open(root, _DIR_FLAGS)
     try:
-        for part in parts[:-1]:
-            if create:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, 0o700, dir_fd=fd)
-                    if owner:
-                        os.chown(part, *owner, dir_fd=fd, follow_symlinks=False)
-            try:
-                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError as exc:
-                raise FileNotFound(f"no directory {part!r} in the working directory") from exc
-            except (NotADirectoryError, OSError) as exc:
-                raise FileAccessError(f"{part!r} is not a plain directory") from exc
-            os.close(fd)
-            fd = child
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        return tree.open_dir(root, parts[:-1], create, 0o700, owner)
+    except tree.Missing as exc:
+        raise FileNotFound(str(exc)) from exc
+    except tree.Refused as exc:
+        raise FileAccessError(str(exc)) from exc
 
 
 def write_file(root: str, parts: list[str], data: bytes, owner: tuple[int, int] | None) -> None:

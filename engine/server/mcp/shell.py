@@ -49,10 +49,7 @@ def add_command_tools(server: MCPServer[Any], context: Any) -> None:
         caller: Caller
         workspace, caller = context(ctx)
         try:
-            if session_id is None:
-                session = await workspace.create(caller)
-            else:
-                session = workspace.get(caller, session_id)
+            session = await workspace.existing_or_new(caller, session_id)
             # Cancelled when the client goes away or cancels: `run` then kills the command.
             result = await session.commands.run(command, timeout_s=timeout_s, cwd=cwd)
         except LCIError as exc:

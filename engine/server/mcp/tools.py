@@ -145,10 +145,7 @@ def _add_session_tools(server: MCPServer[Any], context: CallerOf) -> None:
     ) -> CallToolResult:
         workspace, caller = context(ctx)
         try:
-            if session_id is None:
-                session = await workspace.create(caller)
-            else:
-                session = workspace.get(caller, session_id)
+            session = await workspace.existing_or_new(caller, session_id)
             # Cancelled when the client goes away or cancels: the session then stops the cell.
             execution = await session.execute(code, timeout_s=timeout_s)
         except LCIError as exc:

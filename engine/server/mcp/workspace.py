@@ -70,6 +70,12 @@ class Workspace:
         self._owners[session.id] = caller.owner
         return session
 
+    async def existing_or_new(self, caller: Caller, session_id: str | None) -> Session:
+        """The caller's session `session_id`, or a new one when it is None (the tools' rule)."""
+        if session_id is None:
+            return await self.create(caller)
+        return self.get(caller, session_id)
+
     def get(self, caller: Caller, session_id: str) -> Session:
         """The caller's session; SessionNotFound for anyone else's, as for a missing one."""
         if self._owners.get(session_id) != caller.owner:

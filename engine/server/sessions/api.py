@@ -24,7 +24,7 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from engine.core.session import Session
@@ -44,7 +44,7 @@ from engine.models import (
 from engine.server.http.errors import PlainError, error_body, status_for
 from engine.server.http.openapi import SSE_EVENT, errors
 from engine.server.http.sse import Piece, named_event, respond, until_disconnected
-from engine.server.http.transfer import attachment
+from engine.server.http.transfer import streamed_download
 from engine.server.runtime.state import Owner, ServerState, State
 
 router = APIRouter(prefix="/v1/sessions", tags=["Sessions"])
@@ -248,16 +248,7 @@ async def list_files(session_id: str, state: State, owner: Owner) -> FileList:
 )
 async def download_file(session_id: str, path: str, state: State, owner: Owner) -> Response:
     chunks = state.runner.owned(session_id, owner).read_file_chunks(path)
-    first = await anext(chunks, b"")  # a missing file is a 404 before the response starts
-
-    async def body() -> AsyncIterator[bytes]:
-        yield first
-        async for chunk in chunks:
-            yield chunk
-
-    return StreamingResponse(
-        body(), media_type="application/octet-stream", headers=attachment(path)
-    )
+    return await streamed_download(chunks, path)
 
 
 def _spec(state: ServerState, body: CreateSession) -> SessionSpec:

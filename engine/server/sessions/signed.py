@@ -19,7 +19,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import Scope
 
@@ -28,7 +28,7 @@ from engine.errors import BadParameter, Unauthorized
 from engine.models import FileInfo, SignedUrl
 from engine.server.http.errors import PlainError
 from engine.server.http.openapi import errors
-from engine.server.http.transfer import attachment
+from engine.server.http.transfer import streamed_download
 from engine.server.runtime.state import Owner, ServerState, State, get_state
 from engine.server.sessions.signing import PREFIX, UrlSigner, expiry
 
@@ -98,17 +98,7 @@ async def sign_file_url(
 async def download_signed_file(session_id: str, path: str, request: Request) -> Response:
     """Download the file a `read` URL was signed for (no API key: the query is the credential)."""
     session = _signed_session(request, session_id, path)
-    chunks = session.read_file_chunks(path)
-    first = await anext(chunks, b"")  # a missing file is a 404 before the response starts
-
-    async def body() -> AsyncIterator[bytes]:
-        yield first
-        async for chunk in chunks:
-            yield chunk
-
-    return StreamingResponse(
-        body(), media_type="application/octet-stream", headers=attachment(path)
-    )
+    return await streamed_download(session.read_file_chunks(path), path)
 
 
 @router.put(

@@ -10,19 +10,9 @@ from e2b import CommandExitException, SandboxException
 from e2b.sandbox.commands.command_handle import PtySize
 from e2b_code_interpreter import AsyncSandbox, OutputMessage
 
-from tests.server.conftest import API_KEY
 from tests.server.helpers import LciServer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def e2b_env(server: LciServer, monkeypatch: pytest.MonkeyPatch) -> LciServer:
-    monkeypatch.setenv("E2B_API_URL", server.url)
-    monkeypatch.setenv("E2B_SANDBOX_URL", server.url)
-    monkeypatch.setenv("E2B_API_KEY", API_KEY)
-    monkeypatch.delenv("E2B_DEBUG", raising=False)
-    return server
 
 
 async def test_async_sandbox_end_to_end(e2b_env: LciServer) -> None:

@@ -27,19 +27,9 @@ from e2b_code_interpreter.charts import BarChart, ChartType, LineChart
 
 from engine.config import Settings
 from tests.conftest import require_docker
-from tests.server.conftest import API_KEY
 from tests.server.helpers import FakeModel, LciServer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def e2b_env(server: LciServer, monkeypatch: pytest.MonkeyPatch) -> LciServer:
-    monkeypatch.setenv("E2B_API_URL", server.url)
-    monkeypatch.setenv("E2B_SANDBOX_URL", server.url)
-    monkeypatch.setenv("E2B_API_KEY", API_KEY)
-    monkeypatch.delenv("E2B_DEBUG", raising=False)
-    return server
 
 
 @pytest.fixture

@@ -14,17 +14,7 @@ from e2b import AsyncSandbox, FilesystemEventType, SandboxException
 from e2b.exceptions import FileNotFoundException, InvalidArgumentException
 from e2b_code_interpreter import Sandbox
 
-from tests.server.conftest import API_KEY
 from tests.server.helpers import LciServer
-
-
-@pytest.fixture
-def e2b_env(server: LciServer, monkeypatch: pytest.MonkeyPatch) -> LciServer:
-    monkeypatch.setenv("E2B_API_URL", server.url)
-    monkeypatch.setenv("E2B_SANDBOX_URL", server.url)
-    monkeypatch.setenv("E2B_API_KEY", API_KEY)
-    monkeypatch.delenv("E2B_DEBUG", raising=False)
-    return server
 
 
 @pytest.fixture

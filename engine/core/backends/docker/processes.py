@@ -6,16 +6,14 @@ Docker's stream format, read on the event loop. Removing the container ends it."
 from __future__ import annotations
 
 import asyncio
-import struct
 
 from engine.core.agent_files import bootstrap_argv
 from engine.core.backends.docker.api import DockerAPI
+from engine.core.backends.docker.demux import StreamDemux
 from engine.core.backends.docker.spec import SANDBOX_AGENT
 from engine.core.process_channel import ProcessChannel
 from engine.errors import SandboxError
 
-_HEADER = struct.Struct(">BxxxI")  # stream id (1 stdout, 2 stderr), payload length
-_STDOUT, _STDERR = 1, 2
 _STDERR_KEPT = 4096
 
 
@@ -48,34 +46,22 @@ class DockerChannel(ProcessChannel):
         await self.closed.wait()
 
 
-class _Demux(asyncio.Protocol):
+class _Demux(StreamDemux):
     def __init__(self, channel: DockerChannel) -> None:
+        super().__init__()
         self._channel = channel
-        self._buffer = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._channel.transport = transport
 
-    def data_received(self, data: bytes) -> None:
-        buffer = self._buffer
-        buffer += data
-        while len(buffer) >= _HEADER.size:
-            stream, size = _HEADER.unpack_from(buffer)
-            end = _HEADER.size + size
-            if len(buffer) < end:
-                return
-            payload = bytes(buffer[_HEADER.size : end])
-            del buffer[:end]
-            if stream == _STDOUT:
-                self._channel._received(payload)
-            elif stream == _STDERR:
-                kept = self._channel.stderr
-                kept += payload
-                del kept[: max(len(kept) - _STDERR_KEPT, 0)]
+    def stdout(self, payload: bytes) -> None:
+        self._channel._received(payload)
 
-    def eof_received(self) -> bool:
-        return False
+    def stderr(self, payload: bytes) -> None:
+        kept = self._channel.stderr
+        kept += payload
+        del kept[: max(len(kept) - _STDERR_KEPT, 0)]
 
     def connection_lost(self, exc: Exception | None) -> None:
         channel = self._channel

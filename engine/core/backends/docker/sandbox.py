@@ -18,18 +18,14 @@ import asyncio
 import logging
 import signal
 import socket
-import struct
 from dataclasses import dataclass
 
 from engine.core.backends.docker.api import DockerAPI
+from engine.core.backends.docker.demux import StreamDemux
 from engine.core.sandbox import ExitInfo, Sandbox
 from engine.errors import BackendUnavailable, LCIError, SandboxStartError
 
 log = logging.getLogger(__name__)
-# Docker's stream framing when the container has no TTY: stream id (1 stdout, 2 stderr), three
-# zero bytes, then the payload length, big-endian.
-_HEADER = struct.Struct(">BxxxI")
-_STDOUT, _STDERR = 1, 2
 
 
 @dataclass(frozen=True)
@@ -42,33 +38,21 @@ class DaemonLost(ExitInfo):
         return f"the Docker daemon stopped responding ({self.detail})"
 
 
-class _Demux(asyncio.Protocol):
+class _Demux(StreamDemux):
     def __init__(self, sandbox: DockerSandbox) -> None:
+        super().__init__()
         self._sandbox = sandbox
-        self._buffer = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._sandbox._transport = transport
         self._sandbox._connected = True
 
-    def data_received(self, data: bytes) -> None:
-        buffer = self._buffer
-        buffer += data
-        while len(buffer) >= _HEADER.size:
-            stream, size = _HEADER.unpack_from(buffer)
-            end = _HEADER.size + size
-            if len(buffer) < end:
-                return
-            payload = bytes(buffer[_HEADER.size : end])
-            del buffer[:end]
-            if stream == _STDOUT:
-                self._sandbox._frames_received(payload)
-            elif stream == _STDERR:
-                self._sandbox._stream_received("stderr", payload)
+    def stdout(self, payload: bytes) -> None:
+        self._sandbox._frames_received(payload)
 
-    def eof_received(self) -> bool:
-        return False  # close our side too: the container's output has ended
+    def stderr(self, payload: bytes) -> None:
+        self._sandbox._stream_received("stderr", payload)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._sandbox._attach_closed()
