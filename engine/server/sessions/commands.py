@@ -37,7 +37,7 @@ from engine.server.http.sse import Piece, named_event, respond, until_disconnect
 from engine.server.runtime.state import Owner, State
 
 router = APIRouter(prefix="/v1/sessions/{session_id}/commands", tags=["Commands"])
-_COMMON = (401, 404, 413, 500)
+_COMMON = (400, 401, 404, 413, 500)
 _STREAMED: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The CommandResult (or CommandInfo in the background), or SSE events "
@@ -77,7 +77,7 @@ def _command(state: State, owner: Owner, session_id: str, pid: int) -> Command:
     "",
     response_model=CommandResult | CommandInfo,
     operation_id="run_command",
-    responses={**_STREAMED, **errors(PlainError, 400, 409, 429, *_COMMON)},
+    responses={**_STREAMED, **errors(PlainError, 409, 429, *_COMMON)},
 )
 async def run_command(
     session_id: str, body: RunCommand, request: Request, state: State, owner: Owner
@@ -139,7 +139,7 @@ async def command_events(
     "/{pid}/stdin",
     status_code=204,
     operation_id="send_command_stdin",
-    responses=errors(PlainError, 400, *_COMMON),
+    responses=errors(PlainError, *_COMMON),
 )
 async def send_stdin(
     session_id: str, pid: int, body: StdinBody, state: State, owner: Owner
@@ -162,7 +162,7 @@ async def send_stdin(
     "/{pid}/signal",
     status_code=204,
     operation_id="signal_command",
-    responses=errors(PlainError, 400, *_COMMON),
+    responses=errors(PlainError, *_COMMON),
 )
 async def signal_command(
     session_id: str, pid: int, body: SignalBody, state: State, owner: Owner
@@ -175,7 +175,7 @@ async def signal_command(
     "/{pid}/resize",
     status_code=204,
     operation_id="resize_command",
-    responses=errors(PlainError, 400, *_COMMON),
+    responses=errors(PlainError, *_COMMON),
 )
 async def resize_command(
     session_id: str, pid: int, body: PtySize, state: State, owner: Owner

@@ -26,6 +26,7 @@ from starlette.types import Scope
 from engine.core.session import Session
 from engine.errors import BadParameter, Unauthorized
 from engine.models import FileInfo, SignedUrl
+from engine.server.http.auth import ANONYMOUS
 from engine.server.http.errors import PlainError
 from engine.server.http.openapi import errors
 from engine.server.http.transfer import streamed_download
@@ -148,6 +149,9 @@ def _signed_session(request: Request, session_id: str, path: str) -> Session:
     return state.runner.owned(session_id, state.runner.session_owner(session_id))
 
 
+_SIGNED_METHODS = frozenset({"GET", "HEAD", "PUT", "POST"})
+
+
 def signer(state: ServerState) -> UrlSigner:
     return state.part(UrlSigner)
 
@@ -156,6 +160,8 @@ def authorize(scope: Scope) -> str:
     """The gate's check of a request under `PREFIX`, before its body is read: the principal of
     the session whose file the URL was signed for (Unauthorized, Forbidden or SessionNotFound
     otherwise)."""
+    if scope["method"] not in _SIGNED_METHODS:
+        return ANONYMOUS  # no route serves it: the router answers 405, and nothing is reached
     state: ServerState = scope["app"].state.lci
     session_id, _, rest = scope["path"][len(PREFIX) :].partition("/")
     files, _, path = rest.partition("/")
