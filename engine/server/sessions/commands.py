@@ -132,7 +132,9 @@ async def command_events(
     """Its output from now on as SSE events, then `result`; the command keeps running if the
     client goes away."""
     command = _command(state, owner, session_id, pid)
-    return await respond(request, _stream(command, owned=False), state.options.heartbeat_s)
+    return await respond(
+        request, _stream(command, owned=False, replay=False), state.options.heartbeat_s
+    )
 
 
 @router.post(
@@ -211,16 +213,17 @@ def signal_number(value: str | int) -> int:
     return number
 
 
-async def _stream(command: Command, owned: bool = True) -> AsyncIterator[Piece]:
-    """Its output as SSE events (text, decoded per stream), then its result. A stream that started
-    the command kills it when the client goes away (`owned`); a reconnected one does not."""
+async def _stream(command: Command, owned: bool, replay: bool = True) -> AsyncIterator[Piece]:
+    """Its output as SSE events (text, decoded per stream), from its first byte (`replay`: what
+    it wrote before the stream began is sent first) or from now, then its result. A stream that
+    started a foreground command kills it when the client goes away (`owned`)."""
     decoders = {
         name: codecs.getincrementaldecoder("utf-8")("replace")
         for name in ("stdout", "stderr", "pty")
     }
     yield ": started\n\n"
     try:
-        async for event in command.events():
+        async for event in command.events(replay=replay):
             if isinstance(event, CommandOutput):
                 decoder = decoders.setdefault(
                     event.name, codecs.getincrementaldecoder("utf-8")("replace")

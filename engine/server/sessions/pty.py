@@ -63,7 +63,7 @@ async def terminal(
 
 
 async def _pump(websocket: WebSocket, command: Command) -> None:
-    async for event in command.events():
+    async for event in command.events(replay=True):
         if isinstance(event, CommandOutput):
             await websocket.send_bytes(event.data)
         elif isinstance(event, CommandEnd):
