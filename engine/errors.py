@@ -10,6 +10,7 @@ and chained with `from`.
     ├── NotFound                   not_found
     │   ├── SessionNotFound        session_not_found
     │   ├── FileNotFound           file_not_found
+    │   ├── SnapshotNotFound       snapshot_not_found    (a snapshot id of the session)
     │   ├── ResponseNotFound       response_not_found    (a previous_response_id)
     │   ├── ContainerNotFound      container_not_found   (a code_interpreter container)
     │   └── SandboxNotFound        sandbox_not_found     (an E2B sandbox id, on the control plane)
@@ -19,6 +20,7 @@ and chained with `from`.
     ├── SessionBusy                session_busy
     ├── SessionClosed              session_closed
     ├── SessionLost                session_lost          (its state and files are gone)
+    ├── SnapshotsUnavailable       snapshots_unavailable (this sandbox cannot keep snapshots)
     ├── CapacityExceeded           capacity_exceeded
     ├── NotImplementedHere         not_implemented       (a compatible API's feature lci lacks)
     ├── SandboxNotRunning          sandbox_not_running   (an E2B sandbox id, on the data plane)
@@ -80,6 +82,12 @@ class _NamedNotFound(NotFound):
 
 class FileNotFound(_NamedNotFound):
     code = "file_not_found"
+
+
+class SnapshotNotFound(_NamedNotFound):
+    """The session has no snapshot of that id (never taken, deleted, or lost with a restart)."""
+
+    code = "snapshot_not_found"
 
 
 class CommandNotFound(NotFound):
@@ -144,6 +152,13 @@ class SessionLost(LCIError):
     @classmethod
     def of(cls, session_id: str, reason: str) -> SessionLost:
         return cls(f"session {session_id} is lost: {reason}; delete it and start a new one")
+
+
+class SnapshotsUnavailable(LCIError):
+    """The session's sandbox cannot keep a snapshot now (its agent runs without the relay, or
+    the snapshot could not be taken); the message says which."""
+
+    code = "snapshots_unavailable"
 
 
 class CapacityExceeded(LCIError):

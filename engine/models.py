@@ -262,6 +262,34 @@ class SessionInfo(_Model):
     )
 
 
+class SnapshotInfo(_Model):
+    """A kept state of a live session: its interpreter (a frozen copy-on-write fork, every object
+    included) and its working directory (a copy within the session's disk limit)."""
+
+    id: str
+    session_id: str
+    created_at: float
+    executions: int = Field(description="Cells the session had run when it was taken.")
+    memory_bytes: int | None = Field(
+        None,
+        description="Memory only this snapshot holds (pages the session changed since it was "
+        "taken); None when it could not be measured.",
+    )
+    disk_bytes: int = Field(description="Bytes of its copy of the working directory.")
+    files: int = Field(description="Files in that copy.")
+
+
+class ForkResult(_Model):
+    """One new session forked from a live one: what of the interpreter's state it received."""
+
+    session: SessionInfo
+    kept: list[str] = Field(description="Names of the namespace carried into the new session.")
+    not_kept: dict[str, str] = Field(
+        default_factory=dict,
+        description="Names that could not cross into a new sandbox, each with the reason.",
+    )
+
+
 class ExecuteRequest(_Model):
     code: str = Field(max_length=4 * MIB)
     timeout_s: float | None = Field(None, gt=0, le=24 * 3600)

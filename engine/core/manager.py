@@ -24,8 +24,8 @@ from engine.core.backends import create_backend
 from engine.core.capacity import Admission, Capacity, CapacitySettings, default_memory_budget_mb
 from engine.core.sandbox import Backend
 from engine.core.session import Session
-from engine.errors import SessionNotFound
-from engine.models import BackendName, SessionSpec
+from engine.errors import NotImplementedHere, SessionNotFound
+from engine.models import BackendName, ForkResult, SessionSpec
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,19 @@ class SessionManager:
             await session.close()
             raise
         return session
+
+    async def fork(
+        self,
+        session_id: str,
+        *,
+        n: int = 1,
+        snapshot_id: str | None = None,
+        owner: str | None = None,
+    ) -> list[ForkResult]:
+        """`n` new sessions with the state and files of a live one (or of one of its snapshots),
+        each in its own sandbox, owned by `owner` and counted against its quota like any new
+        session. What of the namespace cannot cross into a new sandbox is reported per name."""
+        raise NotImplementedHere("fork is not implemented yet")
 
     def get(self, session_id: str) -> Session:
         try:

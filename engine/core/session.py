@@ -27,6 +27,7 @@ from engine.core.output import DISPLAY_BUDGET_FACTOR, frame_limit
 from engine.core.running_cell import RunningCell
 from engine.core.sandbox import ExitInfo, Sandbox, SessionHost, StreamName
 from engine.core.session_files import SessionFiles
+from engine.core.snapshots import SessionSnapshots
 from engine.errors import SandboxError, SessionBusy, SessionClosed, SessionLost
 from engine.models import (
     BackendName,
@@ -46,7 +47,7 @@ T = TypeVar("T")
 ExecutionSlots = Callable[[], AbstractAsyncContextManager[None]]
 
 
-class Session(SessionFiles):
+class Session(SessionFiles, SessionSnapshots):
     def __init__(
         self,
         session_id: str,
