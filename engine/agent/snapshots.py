@@ -21,6 +21,7 @@ snapshot, including ones taken after the one it came from.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
@@ -371,9 +372,9 @@ def _replace_workdir(workdir: str, saved: str) -> None:
 
 
 def _why(exc: BaseException) -> str:
+    text = str(exc)
     if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
-        first = exc.args[0][0] if exc.args[0] else ("", "", str(exc))
-        return str(first[2])
-    if isinstance(exc, OSError) and exc.errno == 28:
-        return "no space left in the working directory"
-    return str(exc)
+        text = str(exc.args[0][0][2]) if exc.args[0] else text
+    if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "[Errno 28]" in text:
+        return "no space left in the working directory for its copy (the session's disk_mb)"
+    return text

@@ -49,9 +49,14 @@ async def fork_session(
         )
 
     try:
-        return list(await asyncio.gather(*(one() for _ in range(n))))
-    except BaseException:
+        # A task group cancels the other starts as soon as one fails: none outlives the call.
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one()) for _ in range(n)]
+    except BaseException as exc:
         for session in made:
             with contextlib.suppress(Exception):
                 await close(session.id)
+        if isinstance(exc, BaseExceptionGroup):
+            raise exc.exceptions[0] from None  # the first failure, as a single start would raise
         raise
+    return [task.result() for task in tasks]

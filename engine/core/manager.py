@@ -130,6 +130,7 @@ class SessionManager:
         )
         session.owner = owner
         session.surface = observe.surface.get()
+        session.max_snapshots = self.settings.max_snapshots_per_session
         try:
             await session.start()
         except BaseException:
