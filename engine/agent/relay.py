@@ -8,6 +8,10 @@ the frame channel and waits. When the kernel stops or exits, the parent forwards
 pipes as `stream` frames and exits with the kernel's status (signals as 128 + number). It forwards
 SIGINT and SIGTERM to the kernel, so interrupts reach the cell as before.
 
+A snapshot of the kernel (engine/agent/snapshots.py) becomes the kernel by a handover: the old
+kernel writes the new one's pid to a pipe only the relay reads and exits with a status of its own;
+the relay, a child subreaper, has adopted the new kernel in that exit and follows it from then on.
+
 The parent must not run any user code and holds no request channel, so it can never answer for the
 kernel; it only ever writes `stream` frames, after the kernel can no longer write. Where the sandbox
 runs under a syscall filter, the kernel adds one more that keeps user code from signalling the relay
@@ -171,14 +175,16 @@ def _serve(child: int, channel: Any, handover_fd: int) -> None:
 
 
 def _successor(handover_fd: int) -> int | None:
-    """The pid the kernel wrote before it exited to hand over, if it is a child of the relay."""
+    """The pid the kernel wrote before it exited to hand over, if it is a child of the relay.
+    One record per handover, read in order: a relay scheduled late may find the records of
+    several handovers waiting, and each kernel's successor is the one it wrote."""
     try:
-        data = os.read(handover_fd, 64)
+        data = os.read(handover_fd, 8)
     except OSError:
         return None
-    if len(data) < 8:
+    if len(data) != 8:
         return None
-    (pid,) = struct.unpack("=q", data[-8:])
+    (pid,) = struct.unpack("=q", data)
     return pid if pid > 1 and _parent_of(pid) == os.getpid() else None
 
 

@@ -1,14 +1,15 @@
 """Snapshots of the live kernel: copy-on-write forks kept frozen inside the same sandbox.
 
-    snapshot  the kernel copies the working directory into `.lci-snapshots/<id>/files` and forks
-              (twice, so the copy's parent is the relay, which reaps it). The copy, the snapshot,
-              holds every object as it was (open files, generators, lambdas, threads' absence
-              aside) and waits on a control socket; pages are shared until the kernel changes them.
-    restore   the kernel puts the snapshot's files back, then hands over: the snapshot forks once
-              more (twice), that fork becomes the kernel (it restarts the output pump and answers
-              the request), the old kernel tells the relay the new kernel's pid and exits with
-              `HANDOVER_EXIT`, so the relay follows the new kernel instead of reporting an exit.
-              The snapshot stays frozen: it can be restored again.
+    snapshot  the kernel copies the working directory into `.lci-snapshots/<id>/files` and forks.
+              The child, the snapshot, holds every object as it was (open files, generators,
+              lambdas; threads aside) and waits on a control socket; pages are shared until the
+              kernel changes them.
+    restore   the kernel puts the snapshot's files back, then hands over: the snapshot forks a
+              copy that stays frozen in its place (so it can be restored again) and becomes the
+              kernel itself (it restarts the output pump and answers the request); the old kernel
+              writes the new one's pid to the relay and exits with `HANDOVER_EXIT`. The relay, a
+              child subreaper, adopts the new kernel in that exit and follows it instead of
+              reporting an exit.
     drop      the snapshot exits; its files are removed.
     export    (for a fork into a new sandbox) a throwaway fork of the snapshot, or the kernel
               itself, writes what of its namespace can be pickled (`transfer`).
@@ -61,7 +62,6 @@ class Keeper:
     ) -> None:
         self.workdir = workdir
         self.handover_fd = handover_fd
-        self.relay = os.getppid()
         self._prepare = prepare  # flush output and lock the channel; returns the lock to release
         self._resume = resume
         self.snapshots: dict[str, Snapshot] = {}
@@ -125,19 +125,15 @@ class Keeper:
         lock = self._prepare()
         self.forking = True
         try:
-            child = os.fork()
-            if child == 0:  # the intermediate: its child is the snapshot, adopted by the relay
-                if os.fork() == 0:
-                    ours.close()
-                    self._sid = sid
-                    self._freeze(theirs)  # never returns in the snapshot; returns in a restore
-                    return self._resumed()
-                os._exit(0)
+            if os.fork() == 0:  # the snapshot
+                ours.close()
+                self._sid = sid
+                self._freeze(theirs)  # returns only where a restore makes this the kernel
+                return self._resumed()
         finally:
             self.forking = False
             lock.release()
         theirs.close()
-        os.waitpid(child, 0)
         try:
             hello = _receive(ours, _WAIT_S)[0]
         except SnapshotError:
@@ -159,6 +155,8 @@ class Keeper:
         with contextlib.suppress(OSError):
             snapshot.ctl.send(b'{"op":"drop"}')
         snapshot.ctl.close()
+        with contextlib.suppress(ChildProcessError):  # the relay reaps it if it is not ours
+            os.waitpid(int(snapshot.meta["pid"]), 0)
         del self.snapshots[sid]
         shutil.rmtree(os.path.join(self.root, sid), ignore_errors=True)
         return {}
@@ -200,11 +198,8 @@ class Keeper:
     # -- inside the snapshot -----------------------------------------------------------------------
 
     def _freeze(self, ctl: socket.socket) -> None:
-        """The snapshot's life: wait for its parent to be the relay, say so, then serve the live
-        kernel's requests until it is dropped; returns in the fork that a restore makes."""
-        deadline = time.monotonic() + _WAIT_S
-        while os.getppid() != self.relay and time.monotonic() < deadline:
-            time.sleep(0.0005)
+        """The snapshot's life: say it is there, then serve the live kernel's requests until it
+        is dropped; returns in the process that a restore makes the kernel."""
         ctl.send(json.dumps({"pid": os.getpid()}).encode())
         while True:
             try:
@@ -232,22 +227,19 @@ class Keeper:
         return transfer.write_bundle(request["path"], files, self.namespace, self.baseline)
 
     def _fork_kernel(self, ctl: socket.socket, request: dict[str, Any], fds: list[int]) -> bool:
-        """Fork the kernel that takes over (True in it); the snapshot stays as it is."""
+        """Fork a copy that stays the snapshot (False in it), and become the kernel (True): the
+        old kernel exits once it has the pid, and the relay, as subreaper, adopts this process
+        in that exit, before it learns of it."""
         child = os.fork()
         if child == 0:
-            if os.fork() == 0:
-                deadline = time.monotonic() + _WAIT_S
-                while os.getppid() != self.relay and time.monotonic() < deadline:
-                    time.sleep(0.0005)
-                self._adopt(request, fds)
-                ctl.send(json.dumps({"pid": os.getpid()}).encode())
-                ctl.close()
-                return True
-            os._exit(0)
-        for fd in fds:
-            os.close(fd)
-        os.waitpid(child, 0)
-        return False
+            for fd in fds:
+                os.close(fd)
+            return False
+        self._adopt(request, fds)
+        self.snapshots[self._sid].meta["pid"] = child
+        ctl.send(json.dumps({"pid": os.getpid()}).encode())
+        ctl.close()  # the copy holds the snapshot's end now
+        return True
 
     def _adopt(self, request: dict[str, Any], fds: list[int]) -> None:
         """In the new kernel: the old kernel's snapshot table, with its control ends."""

@@ -95,6 +95,17 @@ async def test_output_interrupts_and_crashes_work_after_a_restore(session: Sessi
         await session.restore(snapshot.id)
 
 
+async def test_handovers_in_quick_succession_keep_the_session(session: Session) -> None:
+    # Each restore ends one kernel; the relay may see several of those exits at once.
+    await value(session, "n = 0")
+    for round_number in range(12):
+        snapshot = await session.snapshot()
+        await value(session, "n += 100")
+        await session.restore(snapshot.id)
+        await session.delete_snapshot(snapshot.id)
+        assert await value(session, "n += 1; n") == str(round_number + 1)
+
+
 async def test_a_snapshot_request_while_a_cell_runs_is_busy(session: Session) -> None:
     running = asyncio.create_task(session.execute("import time; time.sleep(1)"))
     await asyncio.sleep(0.3)
