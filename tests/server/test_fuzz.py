@@ -44,12 +44,13 @@ warnings = false
 include-path-regex = "^/v1/sessions/[^/]+/tree"
 checks.ensure_resource_availability.enabled = false
 
-# Signed URLs carry their credential in the query (a signature no fuzzer can make); commands and
-# tree entries are named by what a live session holds (pids, paths), and signing needs a file:
-# mostly reached with unknown ones, still fuzzed, without the warning. Their own tests
-# (sessions/test_commands.py, test_tree.py, test_signed_urls.py) reach them with real ones.
+# Signed URLs carry their credential in the query (a signature no fuzzer can make); commands,
+# tree entries and snapshots are named by what a live session holds (pids, paths, snapshot ids),
+# and signing needs a file: mostly reached with unknown ones, still fuzzed, without the warning.
+# Their own tests (sessions/test_commands.py, test_tree.py, test_signed_urls.py,
+# test_snapshots.py) reach them with real ones.
 [[operations]]
-include-path-regex = "^/v1/(signed/sessions/|sessions/[^/]+/(commands|tree|files/sign))"
+include-path-regex = "^/v1/(signed/sessions/|sessions/[^/]+/(commands|tree|files/sign|snapshots))"
 warnings = false
 """
 # Streams that last until the client leaves (a directory watch, a command's events): a fuzzer
