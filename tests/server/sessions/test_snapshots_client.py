@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from engine import AsyncClient, Client, SnapshotNotFound
 from engine.errors import SessionNotFound
+from tests.cli.helpers import lci
 from tests.server.helpers import LciServer
 
 
@@ -60,3 +63,28 @@ async def test_async_client_snapshots_and_forks(server: LciServer) -> None:
                 await session.delete_snapshot(snap.id)
         finally:
             await session.close()
+
+
+def test_exec_snapshot_each_cell_in_a_served_session(server: LciServer, tmp_path: Path) -> None:
+    """`lci exec --server --session --snapshot-each-cell`: the failing cell is undone, and the
+    session keeps no snapshot of lci exec's afterwards."""
+    key = {"LCI_API_KEY": server.api_key or ""}
+    with Client(server.url, api_key=server.api_key) as client:
+        session = client.create_session()
+        try:
+            session.execute("x = 'before'")
+            args = ["exec", "--server", server.url, "--session", session.id]
+            done = lci(
+                *args,
+                "--snapshot-each-cell",
+                "x = 'broken'; 1 / 0",
+                "print(x)",
+                state_dir=tmp_path,
+                env=key,
+            )
+            assert done.returncode == 1, done.stderr
+            assert "[cell 1 failed" in done.stderr and done.stdout.strip() == "before"
+            assert session.list_snapshots() == []
+            assert session.execute("x").result_text == "'before'"
+        finally:
+            session.close()
