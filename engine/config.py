@@ -96,6 +96,13 @@ class Settings(BaseSettings):
     max_sessions_per_owner: int | None = Field(
         None, ge=1, description="Live sessions one API key may hold (default: no quota)."
     )
+    max_snapshots_per_session: int = Field(
+        8,
+        ge=0,
+        le=64,
+        description="Snapshots one session may keep at once (each holds the memory its session "
+        "changed since, and a copy of its workdir within disk_mb); 0 turns snapshots off.",
+    )
     max_concurrent_executions: int | None = Field(
         None,
         ge=1,

@@ -36,7 +36,7 @@ readonly ROOTFS_RECIPE=2
 # scipy would otherwise get (a 1500x1500 matrix product: 0.14 s instead of
 # several seconds).
 readonly INCLUDE_PACKAGES=(
-    python3 python3-numpy python3-pandas python3-sympy python3-ipython
+    python3 python3-numpy python3-pandas python3-sympy python3-ipython python3-cloudpickle
     libopenblas0-pthread tini ca-certificates fonts-dejavu-core fonts-wqy-microhei
 )
 # Installed afterwards with apt inside the rootfs. Debian's python3-scipy

@@ -35,6 +35,7 @@ class Channel:
         self._lock = threading.Lock()
         self._selector: Any = None
         self.pump_ident: int | None = None
+        self.handover_fd = -1  # where a kernel tells the relay who replaces it (see relay)
 
     def send(self, message: dict[str, Any]) -> None:
         self.send_encoded(encode_frame(message))
@@ -58,6 +59,26 @@ class Channel:
             pump = threading.Thread(target=self._pump_forever, name="lci-pump", daemon=True)
             pump.start()
             self.pump_ident = pump.ident
+
+    def hold(self) -> threading.Lock:
+        """Forward the output so far, then take the channel's lock (the pump stops forwarding)
+        and return it: the caller forks, or hands the channel over, and releases it."""
+        self.drain()
+        self._lock.acquire()
+        return self._lock
+
+    def restart_pump(self) -> None:
+        """In a kernel made by forking a snapshot (threads do not survive a fork): a new pump
+        over the same pipes; the old kernel's pipes for forked children are not this one's."""
+        with contextlib.suppress(Exception):
+            self._selector.close()
+        for fd in (*self._child_reads, *self._child_writes.values()):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._child_reads, self._child_writes = {}, {}
+        self._selector = None
+        self._lock = threading.Lock()
+        self.start_pump()
 
     def drain(self) -> None:
         """Forward everything already written to the stdout/stderr pipes (called before `done`, so
@@ -133,6 +154,7 @@ class Channel:
         for fd in (
             self.out_fd,
             self.requests_fd,
+            self.handover_fd,
             *self.pipes.values(),
             *self._child_reads,
             *self._child_writes.values(),
@@ -141,7 +163,7 @@ class Channel:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.pipes, self._child_reads, self._child_writes = {}, {}, {}
-        self.out_fd = self.requests_fd = -1
+        self.out_fd = self.requests_fd = self.handover_fd = -1
 
     def end_cell(self) -> None:
         """The cell is over: forward what its children printed so far, then let go of the write
@@ -169,6 +191,26 @@ class SilentChannel(Channel):
 
     def send_encoded(self, frame: bytes) -> None:
         pass
+
+    def hold(self) -> threading.Lock:
+        """Forward the output so far, then take the channel's lock (the pump stops forwarding)
+        and return it: the caller forks, or hands the channel over, and releases it."""
+        self.drain()
+        self._lock.acquire()
+        return self._lock
+
+    def restart_pump(self) -> None:
+        """In a kernel made by forking a snapshot (threads do not survive a fork): a new pump
+        over the same pipes; the old kernel's pipes for forked children are not this one's."""
+        with contextlib.suppress(Exception):
+            self._selector.close()
+        for fd in (*self._child_reads, *self._child_writes.values()):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._child_reads, self._child_writes = {}, {}
+        self._selector = None
+        self._lock = threading.Lock()
+        self.start_pump()
 
     def drain(self) -> None:
         pass

@@ -225,6 +225,8 @@ def list_files(root: str, limit: int) -> list[list[object]]:
         try:
             with os.scandir(fd) as entries:
                 for entry in entries:
+                    if entry.name == tree.SNAPSHOT_DIR and not parts:
+                        continue
                     info = entry.stat(follow_symlinks=False)
                     if stat.S_ISREG(info.st_mode):
                         found.append(["/".join([*parts, entry.name]), info.st_size, info.st_mtime])

@@ -34,6 +34,7 @@ from .display import Clipper
 from .figures import install_matplotlib_hook
 from .protocol import PROTOCOL_VERSION, FrameDecoder, encode_frame
 from .report import error_info
+from .snapshots import REQUESTS, Keeper
 from .streams import StdStreams
 from .workdir_imports import WorkdirFinders
 
@@ -72,6 +73,9 @@ class Kernel:
         if hasattr(signal, "SIGXCPU"):
             self._handlers[signal.SIGXCPU] = self._on_sigxcpu
         self.streams = StdStreams()
+        self.keeper = Keeper(os.getcwd(), channel.handover_fd, channel.hold, self._resumed)
+        self.keeper.namespace = self.namespace
+        self.keeper.baseline = frozenset(self.namespace)
         os.register_at_fork(before=self._before_fork, after_in_child=self._after_fork_in_child)
         install_matplotlib_hook(self.publish_figures)
 
@@ -94,6 +98,8 @@ class Kernel:
             raise CPUTimeExceeded("CPU time limit of this execution exceeded")
 
     def _before_fork(self) -> None:
+        if self.keeper.forking:
+            return  # a snapshot of the kernel, not a fork by user code
         if not self.forked:
             _flush_std_streams()  # or the child would print the parent's buffered text again
             self.channel.before_fork()
@@ -101,10 +107,20 @@ class Kernel:
     def _after_fork_in_child(self) -> None:
         # A child forked by user code (os.fork, multiprocessing) must never speak the protocol, or
         # the host would see duplicate results; it prints into its cell's own pipes.
+        if self.keeper.forking:
+            return
         if not self.forked:
             self.channel.in_forked_child()
+            for fd in self.keeper.fds():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         self.channel = SilentChannel()
         self.forked = True
+
+    def _resumed(self) -> None:
+        """In a kernel a restore made from a snapshot: threads did not survive the fork."""
+        self.channel.restart_pump()
+        self.streams.own_thread(self.channel.pump_ident)
 
     # -- display -------------------------------------------------------------------------------
     def display(self, *objects: Any, raw: bool = False, **options: Any) -> None:
@@ -356,9 +372,16 @@ def serve(options: dict[str, Any], requests_fd: int, channel: Channel) -> None:
                 pending.append({"type": "shutdown"})
             pending += decoder.feed(data)
         request = pending.pop(0)
-        if request.get("type") == "shutdown":
+        kind = request.get("type")
+        if kind == "shutdown":
             break
-        if request.get("type") == "execute":
+        if kind == "execute":
             kernel.channel.send_encoded(kernel.run_cell(request))
+        elif kind in REQUESTS:
+            reply = kernel.keeper.handle(request, kernel.cell_count)
+            if kernel.keeper.resumed:  # a restored kernel: requests read since are not its own
+                kernel.keeper.resumed = False
+                decoder, pending = FrameDecoder(), []
+            kernel.channel.send(reply)
     _flush_std_streams()
     os._exit(0)

@@ -20,12 +20,15 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import struct
 from typing import Any
 
 from .protocol import encode_frame, write_all
 
 _RESCUE_LIMIT = 4 << 20  # what a stray writer could keep adding after the kernel died
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+_HANDOVER_EXIT = 86  # snapshots.HANDOVER_EXIT: the kernel handed the channel over and exited
 
 
 def fork_kernel(channel: Any, requests_fd: int) -> None:
@@ -36,16 +39,23 @@ def fork_kernel(channel: Any, requests_fd: int) -> None:
     parent = os.getpid()
     with contextlib.suppress(Exception):
         _guard_relay(parent)  # installed here, inherited by the kernel: ctypes stays shared
+    handover_read, handover_write = os.pipe()
     child = os.fork()
     if child == 0:
         _die_with_parent(parent)
+        os.close(handover_read)
+        channel.handover_fd = handover_write
         return
+    os.close(handover_write)
+    os.set_blocking(handover_read, False)
+    with contextlib.suppress(Exception):
+        _become_subreaper()
     os.close(requests_fd)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):  # user code's pipes: the relay must not keep their write ends open
         os.dup2(devnull, fd)
     os.close(devnull)
-    _serve(child, channel)
+    _serve(child, channel, handover_read)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -123,23 +133,53 @@ def _parent_of(pid: int) -> int:
         return -1
 
 
-def _serve(child: int, channel: Any) -> None:
+def _become_subreaper() -> None:
+    """Processes orphaned in the kernel's tree become the relay's children, not init's: a
+    snapshot of the kernel (forked so that its parent is the relay) and the kernel a restore
+    makes from it are children the relay can wait for."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _serve(child: int, channel: Any, handover_fd: int) -> None:
+    kernel = [child]
+
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signum)
+            os.kill(kernel[0], signum)
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
     while True:
         try:
-            _, status = os.waitpid(child, os.WUNTRACED)
+            pid, status = os.waitpid(-1, os.WUNTRACED)
         except ChildProcessError:
             os._exit(1)
+        if pid != kernel[0]:
+            continue  # an orphan adopted and reaped (a dropped snapshot, a daemon of user code)
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == _HANDOVER_EXIT:
+            successor = _successor(handover_fd)
+            if successor is not None:
+                kernel[0] = successor  # a restored snapshot serves now: nothing ended
+                continue
         _rescue(channel)
         if os.WIFSTOPPED(status):
             continue  # stopped: its output so far is out; the host decides what happens next
         code = os.waitstatus_to_exitcode(status)
         os._exit(code if code >= 0 else 128 - code)
+
+
+def _successor(handover_fd: int) -> int | None:
+    """The pid the kernel wrote before it exited to hand over, if it is a child of the relay."""
+    try:
+        data = os.read(handover_fd, 64)
+    except OSError:
+        return None
+    if len(data) < 8:
+        return None
+    (pid,) = struct.unpack("=q", data[-8:])
+    return pid if pid > 1 and _parent_of(pid) == os.getpid() else None
 
 
 def _rescue(channel: Any) -> None:

@@ -30,6 +30,9 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_DEPTH = 32
 MAX_REMOVE_DEPTH = 256  # one open directory per level while removing
 METADATA_PREFIX = "user.e2b."
+# Where a session's snapshots keep their copies of the workdir (engine/agent/snapshots.py): a
+# top-level folder the listings leave out; it is lci's, not one of the user's files.
+SNAPSHOT_DIR = ".lci-snapshots"
 
 
 class Refused(Exception):
@@ -168,6 +171,8 @@ def listing(root: str, path: str, depth: int, limit: int) -> list[dict[str, obje
         try:
             with os.scandir(fd) as entries:
                 for item in entries:
+                    if item.name == SNAPSHOT_DIR and not base and not inner:
+                        continue
                     info = item.stat(follow_symlinks=False)
                     rel = "/".join([*base, *inner, item.name])
                     found.append(describe(fd, item.name, rel, info))

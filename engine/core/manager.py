@@ -22,9 +22,10 @@ from engine import observe
 from engine.config import Settings
 from engine.core.backends import create_backend
 from engine.core.capacity import Admission, Capacity, CapacitySettings, default_memory_budget_mb
+from engine.core.forking import fork_session
 from engine.core.sandbox import Backend
 from engine.core.session import Session
-from engine.errors import NotImplementedHere, SessionNotFound
+from engine.errors import SessionNotFound
 from engine.models import BackendName, ForkResult, SessionSpec
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class SessionManager:
         self.settings = settings or Settings()
         self._sessions: dict[str, Session] = {}
         self._admissions: dict[str, Admission] = {}
+        self._specs: dict[str, SessionSpec] = {}  # what each session was made with (for a fork)
         self._backends: dict[BackendName, Backend] = {}
         self._backend_lock = asyncio.Lock()
         self._expiry_task: asyncio.Task[None] | None = None
@@ -98,6 +100,7 @@ class SessionManager:
                 raise
             self._sessions[session.id] = session
             self._admissions[session.id] = admission
+            self._specs[session.id] = spec
         elapsed = time.perf_counter() - started
         observe.get().session_started(spec.backend.value, surface, session.start_path, elapsed)
         if span is not None:
@@ -127,6 +130,7 @@ class SessionManager:
         )
         session.owner = owner
         session.surface = observe.surface.get()
+        session.max_snapshots = self.settings.max_snapshots_per_session
         try:
             await session.start()
         except BaseException:
@@ -145,7 +149,19 @@ class SessionManager:
         """`n` new sessions with the state and files of a live one (or of one of its snapshots),
         each in its own sandbox, owned by `owner` and counted against its quota like any new
         session. What of the namespace cannot cross into a new sandbox is reported per name."""
-        raise NotImplementedHere("fork is not implemented yet")
+        source = self.get(session_id)
+        spec = self._specs.get(session_id) or SessionSpec(
+            backend=source.backend, limits=source.limits
+        )
+        return await fork_session(
+            source,
+            spec,
+            n=n,
+            snapshot_id=snapshot_id,
+            owner=owner,
+            create=self.create,
+            close=self.close,
+        )
 
     def get(self, session_id: str) -> Session:
         try:
@@ -172,6 +188,7 @@ class SessionManager:
             _closed(session, reason)
 
     def _release(self, session_id: str) -> None:
+        self._specs.pop(session_id, None)
         admission = self._admissions.pop(session_id, None)
         if admission is not None:
             admission.release()

@@ -75,6 +75,7 @@ class Session(SessionFiles, SessionSnapshots):
         self.restarts = 0
         self.lost: str | None = None  # why the session cannot go on (see SessionLost)
         self._commands: CommandService | None = None
+        self._init_snapshots()
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -338,6 +339,9 @@ class Session(SessionFiles, SessionSnapshots):
             self._run.output.feed(name, data)
 
     def on_frame(self, frame: dict[str, Any]) -> None:
+        if frame["type"] == "reply":
+            self._on_reply(frame)  # a snapshot request's (engine/core/snapshots.py)
+            return
         run = self._run
         if run is None or frame.get("id") != run.id:
             return  # a stray frame (for an execution that was already abandoned)
@@ -351,6 +355,7 @@ class Session(SessionFiles, SessionSnapshots):
             run.end(frame)
 
     def on_exit(self, info: ExitInfo) -> None:
+        self._fail_replies()
         if self._run is not None:
             self._run.end(None)
 

@@ -171,6 +171,8 @@ def _walk(root: str, max_depth: int = 32) -> Iterator[tuple[str, os.stat_result]
         try:
             with os.scandir(fd) as entries:
                 for entry in entries:
+                    if entry.name == tree.SNAPSHOT_DIR and not parts:
+                        continue  # lci's own (snapshots' copies), not the user's files
                     info = entry.stat(follow_symlinks=False)
                     yield "/".join([*parts, entry.name]), info
                     if stat.S_ISDIR(info.st_mode) and len(parts) < max_depth:

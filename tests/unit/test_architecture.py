@@ -49,6 +49,8 @@ BEYOND_STDLIB = {
     "agent/mpl_backend.py": {"matplotlib"},
     # Imported inside a guard: without IPython the kernel runs cells itself.
     "agent/interactive.py": {"IPython", "traitlets"},
+    # Imported inside a guard: without it the standard pickle carries a fork's namespace.
+    "agent/transfer.py": {"cloudpickle"},
 }
 
 

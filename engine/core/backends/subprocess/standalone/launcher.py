@@ -3,14 +3,15 @@ run as `python -I -B launcher.py --config-fd=N` by the subprocess backend); noth
 
 Process layout with namespaces (root, or unprivileged user namespaces):
 
-    launcher (outside)     joins the session's cgroups, unshares pid/mount/net/ipc/uts, forks init,
-      |                    forwards SIGINT to it and exits with its status. The host SIGKILLs this
-      |                    process to destroy the sandbox: init dies with it (PDEATHSIG), and when the
-      |                    init of a pid namespace dies the kernel kills every process left inside,
+    launcher (outside)     joins the session's cgroups, unshares pid/mount/net/ipc/uts/cgroup, forks
+      |                    init, forwards SIGINT to it and exits with its status. The host SIGKILLs
+      |                    this process to destroy the sandbox: init dies with it (PDEATHSIG), and when
+      |                    the init of a pid namespace dies the kernel kills every process left inside,
       |                    setsid'd and double-forked daemons included.
-      init (pid 1 inside)  builds a private root filesystem (read-only system dirs, the workdir, fresh
-        |                  /proc, /dev and /tmp), pivots into it, forks the worker, forwards SIGINT,
-        |                  reaps orphans, and exits with the worker's status.
+      init (pid 1 inside)  hides its command line (the host's paths), builds a private root filesystem
+        |                  (read-only system dirs, the workdir, fresh /proc, /dev and /tmp), pivots
+        |                  into it, forks the worker, forwards SIGINT, reaps orphans, and exits with
+        |                  the worker's status.
         worker             drops every capability and the session's uid, applies rlimits and
                            no_new_privs, execs python (or runs the preloaded agent in place).
 
@@ -40,11 +41,15 @@ from collections.abc import Callable
 from typing import Any
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+
+# What a process joining a running sandbox enters, after its user namespace if it has one.
+JOINED_NAMESPACES = ("cgroup", "ipc", "uts", "net", "pid", "mnt")
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
@@ -270,8 +275,11 @@ def run(cfg: dict[str, Any], parent_pid: int) -> None:
     if not cfg["namespaces"]:
         _exec_worker(cfg)
     # Always a network namespace of its own; with `network` it is connected to the outside by a
-    # slirp4netns forked first, so that it stays in the host's network namespace.
+    # slirp4netns forked first, so that it stays in the host's network namespace. A cgroup
+    # namespace, made after joining the session's cgroups, roots /proc/self/cgroup there: the
+    # cgroup's host path names the engine's pid.
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET
+    flags |= CLONE_NEWCGROUP
     slirp = netns.Slirp(cfg["slirp4netns"], cfg["user_namespace"]) if cfg["network"] else None
     if cfg["user_namespace"]:
         _enter_user_namespace(flags)
@@ -283,6 +291,7 @@ def run(cfg: dict[str, Any], parent_pid: int) -> None:
     if init:
         _supervise(init)
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
+    rootfs.hide_command_line(b"lci-sandbox-init")  # before the worker, which inherits it forked
     rootfs.build_root(cfg)
     _check(_libc.sethostname(b"sandbox", 7), "sethostname")
     rootfs.loopback_up()
@@ -304,7 +313,7 @@ def join(cfg: dict[str, Any], parent_pid: int) -> None:
     if not cfg["namespaces"]:
         _exec_worker(cfg)
     target = int(cfg["join"])
-    names = (["user"] if cfg["user_namespace"] else []) + ["ipc", "uts", "net", "pid", "mnt"]
+    names = (["user"] if cfg["user_namespace"] else []) + list(JOINED_NAMESPACES)
     spaces = [os.open(f"/proc/{target}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC) for name in names]
     root = os.open(f"/proc/{target}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     for name, fd in zip(names, spaces, strict=True):

@@ -224,3 +224,19 @@ def loopback_up() -> None:
         request = struct.pack("16sH14s", b"lo", 0, b"")
         flags = struct.unpack("16sH14s", fcntl.ioctl(sock, siocgifflags, request))[1]
         fcntl.ioctl(sock, siocsifflags, struct.pack("16sH14s", b"lo", flags | iff_up, b""))
+
+
+def hide_command_line(title: bytes) -> None:
+    """Overwrite this process's command line (what /proc/<pid>/cmdline shows) with `title`: the
+    sandbox's init was started as `<host interpreter> <path of this script> ...`, and every cell
+    could read those host paths in /proc/1/cmdline. The kernel reads the command line from the
+    process's own memory (its argv strings, arg_start..arg_end in /proc/self/stat), so writing
+    there is enough; Python keeps its own copies of argv and never reads these bytes again."""
+    with open("/proc/self/stat", "rb") as handle:
+        # Fields after the command name, which is in parentheses and may hold spaces: the rest
+        # starts at field 3, so arg_start and arg_end (fields 48 and 49) are at 45 and 46.
+        fields = handle.read().rsplit(b")", 1)[1].split()
+    start, end = int(fields[45]), int(fields[46])
+    title = title[: max(end - start - 1, 0)]
+    ctypes.memset(start, 0, end - start)
+    ctypes.memmove(start, title, len(title))
