@@ -69,7 +69,7 @@ def test_snapshot_seeds_new_sandboxes(sandbox: Sandbox) -> None:
     assert Sandbox.delete_snapshot(snap.snapshot_id) is True
     assert Sandbox.delete_snapshot(snap.snapshot_id) is False
     assert Sandbox.list_snapshots(sandbox_id=sandbox.sandbox_id).next_items() == []
-    with pytest.raises(SandboxException, match="404: snapshot .* was not found"):
+    with pytest.raises(SandboxException, match=r"404: snapshot .* was not found"):
         Sandbox.create(snap.snapshot_id)  # gone: never a fresh sandbox in its place
 
 
@@ -95,6 +95,6 @@ def test_snapshots_go_with_their_sandbox(e2b_env: LciServer) -> None:
     snap = sandbox.create_snapshot()
     sandbox.kill()
     assert Sandbox.list_snapshots().next_items() == []
-    with pytest.raises(SandboxException, match="404: snapshot .* was not found"):
+    with pytest.raises(SandboxException, match=r"404: snapshot .* was not found"):
         Sandbox.create(snap.snapshot_id)
     assert Sandbox.delete_snapshot(snap.snapshot_id) is False
