@@ -222,6 +222,8 @@ class Keeper:
                 os.close(fd)
             if request.get("op") == "export":
                 _answer_in_child(ctl, functools.partial(self._export_here, request))
+            elif request.get("op") == "measure":  # only it may read its own memory map
+                ctl.send(json.dumps({"memory_bytes": _private_bytes("self")}).encode())
             else:
                 os._exit(0)
 
@@ -262,7 +264,7 @@ class Keeper:
         handed = self._handed or {}
         sid = self._sid
         snapshot = self.snapshots.get(sid)
-        data = {"snapshot": self._measured(snapshot)} if snapshot else {}
+        data = {"snapshot": self._measured(snapshot, measure=False)} if snapshot else {}
         return {"_resumed": handed.get("id"), **data}
 
     def _path(self, name: str) -> str:
@@ -278,12 +280,15 @@ class Keeper:
             raise SnapshotError(f"no snapshot {sid!r} in this interpreter")
         return snapshot
 
-    def _measured(self, snapshot: Snapshot) -> dict[str, Any]:
-        return {
-            "id": snapshot.id,
-            **snapshot.meta,
-            "memory_bytes": _private_bytes(snapshot.meta["pid"]),
-        }
+    def _measured(self, snapshot: Snapshot, measure: bool = True) -> dict[str, Any]:
+        """Its figures; with `measure`, the memory only it holds, as it reads it itself (a
+        process that changed uid may not be readable by its siblings)."""
+        memory = None
+        if measure:
+            with contextlib.suppress(OSError, SnapshotError, ValueError):
+                snapshot.ctl.send(b'{"op":"measure"}')
+                memory = _receive(snapshot.ctl, _WAIT_S)[0].get("memory_bytes")
+        return {"id": snapshot.id, **snapshot.meta, "memory_bytes": memory}
 
 
 def _answer_in_child(ctl: socket.socket, work: Callable[[], dict[str, Any]]) -> None:
@@ -314,7 +319,7 @@ def _receive(ctl: socket.socket, timeout: float) -> tuple[dict[str, Any], list[i
     return json.loads(message), fds
 
 
-def _private_bytes(pid: int) -> int | None:
+def _private_bytes(pid: int | str) -> int | None:
     """Memory only that process holds (its pages no other process shares), or None."""
     try:
         with open(f"/proc/{pid}/smaps_rollup") as rollup:

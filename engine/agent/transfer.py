@@ -1,7 +1,7 @@
 """A session's state as a file that another sandbox can start from (a fork into a new session).
 
-The bundle is a tar: `namespace.pickle` (each user name pickled on its own, so one object that
-cannot be pickled costs only its own name) and the working directory under `files/`. Objects are
+The bundle is a tar: `names/<name>` (each user name pickled on its own, so one object that cannot
+be pickled costs only its own name) and the working directory under `files/`. Objects are
 pickled with cloudpickle where the sandbox has it (functions, lambdas and classes defined in cells
 travel by value), else with the standard pickle. What cannot cross (open files, sockets,
 generators, threads, locks, ...) is reported per name with the reason, on both sides.
@@ -28,8 +28,9 @@ def _pickler_here() -> Any:
 
 _pickler = _pickler_here()
 
-NAMESPACE = "namespace.pickle"
+NAMES = "names"  # one member per name: its pickle
 FILES = "files"
+_COPY_BUFFER = 1 << 20
 # The notebook's own history names (_i3, _12, _, __, ...): a new kernel keeps its own history.
 _HISTORY = re.compile(r"_+|_i+|_i?\d+")
 
@@ -52,19 +53,20 @@ def write_bundle(
 ) -> dict[str, Any]:
     """Write the bundle of `namespace` and `files_dir` (`skip`: a top-level name left out) to
     `path`; returns {kept, not_kept, bytes}."""
-    kept: dict[str, bytes] = {}
+    kept: list[str] = []
     not_kept: dict[str, str] = {}
-    for name in user_names(namespace, baseline):
-        try:
-            kept[name] = _pickler.dumps(namespace[name], protocol=5)
-        except BaseException as exc:  # any object may fail in any way
-            not_kept[name] = _reason(namespace[name], exc)
-    blob = pickle.dumps(kept, protocol=5)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with tarfile.open(path, "w") as bundle:
-        info = tarfile.TarInfo(NAMESPACE)
-        info.size = len(blob)
-        bundle.addfile(info, io.BytesIO(blob))
+    with tarfile.TarFile(path, "w", copybufsize=_COPY_BUFFER) as bundle:
+        for name in user_names(namespace, baseline):
+            try:
+                blob = _pickler.dumps(namespace[name], protocol=5)
+            except BaseException as exc:  # any object may fail in any way
+                not_kept[name] = _reason(namespace[name], exc)
+                continue
+            info = tarfile.TarInfo(f"{NAMES}/{name}")
+            info.size = len(blob)
+            bundle.addfile(info, io.BytesIO(blob))
+            kept.append(name)
         for name in sorted(os.listdir(files_dir)):
             if name != skip:
                 bundle.add(os.path.join(files_dir, name), f"{FILES}/{name}", recursive=True)
@@ -76,21 +78,21 @@ def read_bundle(path: str, workdir: str, namespace: dict[str, Any]) -> dict[str,
     the bundle is removed. Returns {kept, not_kept}."""
     kept: list[str] = []
     not_kept: dict[str, str] = {}
-    with tarfile.open(path, "r") as bundle:
+    with tarfile.TarFile(path, "r", copybufsize=_COPY_BUFFER) as bundle:
         links: set[str] = set()
         for member in bundle.getmembers():
             if member.name.startswith(f"{FILES}/") and _safe(member, links):
                 member.name = member.name[len(FILES) + 1 :]
                 bundle.extract(member, workdir, set_attrs=False)
-        source = bundle.extractfile(NAMESPACE)
-        blobs: dict[str, bytes] = pickle.loads(source.read()) if source else {}
+            elif member.name.startswith(f"{NAMES}/") and member.isfile():
+                name = member.name[len(NAMES) + 1 :]
+                source = bundle.extractfile(member)
+                try:
+                    namespace[name] = _pickler.loads(source.read() if source else b"")
+                    kept.append(name)
+                except BaseException as exc:  # a module missing here, say
+                    not_kept[name] = f"cannot be rebuilt here: {type(exc).__name__}: {exc}"
     os.unlink(path)
-    for name, blob in blobs.items():
-        try:
-            namespace[name] = _pickler.loads(blob)
-            kept.append(name)
-        except BaseException as exc:  # a module missing here, say
-            not_kept[name] = f"cannot be rebuilt here: {type(exc).__name__}: {exc}"
     return {"kept": kept, "not_kept": not_kept}
 
 
