@@ -36,9 +36,11 @@ from engine.models import (
     Execution,
     FileEntry,
     FileInfo,
+    ForkResult,
     SessionInfo,
     SessionSpec,
     SessionState,
+    SnapshotInfo,
 )
 
 T = TypeVar("T")
@@ -119,6 +121,20 @@ class BlockingSession:
 
     def list_files(self) -> list[FileInfo]:
         return self._portal.call(self._target.list_files)
+
+    def snapshot(self) -> SnapshotInfo:
+        """Keep the interpreter's whole state and the working directory (see `Session.snapshot`)."""
+        return self._portal.call(self._target.snapshot)
+
+    def list_snapshots(self) -> list[SnapshotInfo]:
+        return self._portal.call(self._target.list_snapshots)
+
+    def restore(self, snapshot_id: str) -> SnapshotInfo:
+        """Make the session the snapshot's state again; the snapshot is kept."""
+        return self._portal.call(self._target.restore, snapshot_id)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self._portal.call(self._target.delete_snapshot, snapshot_id)
 
     @property
     def tree(self) -> BlockingTree:
@@ -246,6 +262,14 @@ class BlockingManager:
 
     def get(self, session_id: str) -> BlockingSession:
         return BlockingSession(self._target.get(session_id), self._portal)
+
+    def fork(
+        self, session_id: str, *, n: int = 1, snapshot_id: str | None = None
+    ) -> list[tuple[BlockingSession, ForkResult]]:
+        """`n` new sessions with the state and files of a live one (or of one of its snapshots),
+        each with what it received (see `SessionManager.fork`)."""
+        call = functools.partial(self._target.fork, session_id, n=n, snapshot_id=snapshot_id)
+        return [(self.get(fork.session.id), fork) for fork in self._portal.call(call)]
 
     def list(self) -> list[BlockingSession]:
         return [BlockingSession(session, self._portal) for session in self._target.list()]

@@ -215,10 +215,12 @@ CHECKS: dict[str, Check] = {
     # docs/sessions-api.md
     "sessions": Check(_png("result.png")),
     "sessions-tree": Check(_has('"path":"data/in.csv"', '"removed":true')),
+    "sessions-snapshots": Check(_has("[1, 4, 9]", '"snapshots":[{"id":')),
     # docs/python-api.md
     "api-async": Check(),
     "api-sync": Check(_png("squares-1.png")),
     "api-tree": Check(),
+    "api-snapshots": Check(_has("[1, 4, 9]", "True 3")),
     "api-client": Check(
         lambda ran: None if ran.out.startswith("hello\n") else pytest.fail(ran.out)
     ),

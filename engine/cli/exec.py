@@ -3,6 +3,8 @@
 The session is a fresh local one, or one held by a running `lci serve` (`--server`, and `--session`
 to attach to a live one). Files go into its working directory before the cells (`--put`) and come
 out after them (`--get`). Shell commands (`--shell`) run in the same sandbox before the cells.
+With `--snapshot-each-cell`, a cell that fails is undone: the session is restored to the snapshot
+taken before it (docs/exec.md).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from engine.cli.common import (
 )
 from engine.cli.exec_output import CellPrinter
 from engine.errors import LCIError
-from engine.models import BackendName, Execution, Outcome, SessionSpec
+from engine.models import BackendName, Execution, Outcome, SessionSpec, SnapshotInfo
 
 
 class _Session(Protocol):
@@ -36,6 +38,9 @@ class _Session(Protocol):
     async def execute(self, code: str, *, on_output: ItemCallback | None = None) -> Execution: ...
     async def write_file(self, path: str, data: bytes) -> Any: ...
     async def read_file(self, path: str) -> bytes: ...
+    async def snapshot(self) -> SnapshotInfo: ...
+    async def restore(self, snapshot_id: str) -> SnapshotInfo: ...
+    async def delete_snapshot(self, snapshot_id: str) -> None: ...
     @property
     def commands(self) -> Any: ...
 
@@ -93,6 +98,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         help="run in a session of this server, e.g. http://127.0.0.1:8000 (LCI_SERVER_URL)",
     )
     remote.add_argument("--session", metavar="ID", help="attach to this live session of --server")
+    parser.add_argument(
+        "--snapshot-each-cell",
+        action="store_true",
+        help="snapshot the session before the cells and after each cell that succeeds; when a "
+        "cell fails, restore the last snapshot, so the next cell starts as if it had not run",
+    )
     parser.add_argument("--json", action="store_true", help="print one Execution JSON per line")
     parser.add_argument(
         "--out-dir",
@@ -130,7 +141,8 @@ async def run(args: argparse.Namespace) -> int:
             for local, target in puts:
                 await session.write_file(target, local.read_bytes())
             failed = await _run_commands(session, args.shell, args.json)
-            failed |= await _run_cells(session, cells, args.json, out_dir)
+            undo = _Undo(session) if args.snapshot_each_cell and cells else None
+            failed |= await _run_cells(session, cells, args.json, out_dir, undo)
             for remote, local_path in gets:
                 local_path.parent.mkdir(parents=True, exist_ok=True)
                 local_path.write_bytes(await session.read_file(remote))
@@ -166,18 +178,56 @@ def _writer(stream: Any) -> Any:
     return write
 
 
-async def _run_cells(session: _Session, cells: list[str], as_json: bool, out_dir: Path) -> bool:
+async def _run_cells(
+    session: _Session, cells: list[str], as_json: bool, out_dir: Path, undo: _Undo | None
+) -> bool:
     printer = CellPrinter(out_dir)
     failed = False
-    for code in cells:
+    if undo is not None:
+        await undo.keep()
+    for number, code in enumerate(cells, 1):
         printer.start()
         execution = await session.execute(code, on_output=None if as_json else printer.item)
-        failed |= execution.outcome is not Outcome.COMPLETED
+        ok = execution.outcome is Outcome.COMPLETED
+        failed |= not ok
         if as_json:
             print(execution.model_dump_json(), flush=True)
         else:
             printer.finish(execution)
+        if undo is not None:
+            await (undo.keep() if ok else undo.back(number))
+    if undo is not None:
+        await undo.drop()
     return failed
+
+
+class _Undo:
+    """The session's last good state: one snapshot, replaced after each cell that succeeds,
+    restored after one that fails (so a session holds one snapshot at a time)."""
+
+    def __init__(self, session: _Session) -> None:
+        self.session = session
+        self.last: SnapshotInfo | None = None
+
+    async def keep(self) -> None:
+        taken = await self.session.snapshot()
+        await self.drop()
+        self.last = taken
+
+    async def back(self, cell: int) -> None:
+        assert self.last is not None  # `keep` ran before the first cell
+        await self.session.restore(self.last.id)
+        print(
+            f"[cell {cell} failed: the session is restored to its state before it "
+            f"(snapshot {self.last.id})]",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    async def drop(self) -> None:
+        if self.last is not None:
+            await self.session.delete_snapshot(self.last.id)
+            self.last = None
 
 
 @asynccontextmanager

@@ -26,7 +26,16 @@ from engine.client.wire import (
     translated,
 )
 from engine.command_models import CommandInfo, CommandResult
-from engine.models import Execution, FileEntry, FileEvent, FileInfo, SessionInfo, SignedUrl
+from engine.models import (
+    Execution,
+    FileEntry,
+    FileEvent,
+    FileInfo,
+    ForkResult,
+    SessionInfo,
+    SignedUrl,
+    SnapshotInfo,
+)
 
 TextCallback = Callable[[str], None]
 
@@ -147,6 +156,41 @@ class AsyncRemoteSession:
         with translated(self.client.http):
             data = check(await self.client.http.get(f"/v1/sessions/{self.id}/files")).json()
         return [FileInfo.model_validate(item) for item in data["files"]]
+
+    async def snapshot(self) -> SnapshotInfo:
+        """Keep the interpreter's whole state and the working directory (docs/snapshots.md)."""
+        return await self._snapshot_post("snapshots")
+
+    async def list_snapshots(self) -> list[SnapshotInfo]:
+        with translated(self.client.http):
+            reply = check(await self.client.http.get(f"/v1/sessions/{self.id}/snapshots"))
+        return [SnapshotInfo.model_validate(item) for item in reply.json()["snapshots"]]
+
+    async def restore(self, snapshot_id: str) -> SnapshotInfo:
+        """Make the session the snapshot's state again; the snapshot is kept."""
+        return await self._snapshot_post(f"snapshots/{snapshot_id}/restore")
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        url = f"/v1/sessions/{self.id}/snapshots/{snapshot_id}"
+        with translated(self.client.http):
+            check(await self.client.http.delete(url))
+
+    async def fork(
+        self, n: int = 1, *, snapshot_id: str | None = None
+    ) -> list[tuple[AsyncRemoteSession, ForkResult]]:
+        """`n` new sessions with this one's state and files (or a snapshot's), each with what
+        of the namespace it received (`kept`) and what could not cross (`not_kept`)."""
+        body = {"n": n, "snapshot_id": snapshot_id}
+        url = f"/v1/sessions/{self.id}/fork"
+        with translated(self.client.http):
+            reply = check(await self.client.http.post(url, json=body))
+        forks = [ForkResult.model_validate(item) for item in reply.json()["forks"]]
+        return [(AsyncRemoteSession(self.client, fork.session), fork) for fork in forks]
+
+    async def _snapshot_post(self, path: str) -> SnapshotInfo:
+        with translated(self.client.http):
+            reply = check(await self.client.http.post(f"/v1/sessions/{self.id}/{path}"))
+        return SnapshotInfo.model_validate_json(reply.content)
 
     async def close(self) -> None:
         with translated(self.client.http):

@@ -134,3 +134,21 @@ def test_shell_commands_run_in_the_sessions_sandbox_before_the_cells(state: Path
     result = json.loads(as_json.stdout)
     assert (result["stdout"], result["exit_code"]) == ("ok", 0)
     assert lci("exec", state_dir=state).returncode == 2  # nothing to run: a usage error
+
+
+def test_snapshot_each_cell_undoes_a_failing_cell(state: Path) -> None:
+    cells = [
+        "x = 1\nopen('kept.txt', 'w').write('1')",
+        "x = 2\nopen('kept.txt', 'w').write('2')\nopen('junk.txt', 'w').close()\n1 / 0",
+        "import os\nprint(x, open('kept.txt').read(), os.path.exists('junk.txt'))",
+    ]
+    done = lci("exec", "--snapshot-each-cell", *cells, state_dir=state)
+    assert done.returncode == 1, done.stderr  # a cell failed, all the same
+    assert "ZeroDivisionError" in done.stderr
+    assert "[cell 2 failed: the session is restored to its state before it" in done.stderr
+    assert done.stdout.splitlines()[-1] == "1 1 False"
+    first_fails = lci("exec", "--snapshot-each-cell", "--json", "y = 1; 1/0", "y", state_dir=state)
+    lines = [json.loads(line) for line in first_fails.stdout.splitlines()]
+    assert [e["outcome"] for e in lines] == ["error", "error"]  # y never existed
+    assert lines[1]["error"]["name"] == "NameError"
+    assert "[cell 1 failed" in first_fails.stderr

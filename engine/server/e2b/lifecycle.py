@@ -9,7 +9,9 @@ connect sandboxes. The gate checks the API key (E2B's SDKs send it as `X-API-Key
     POST   /sandboxes/{id}/timeout              set the timeout (seconds from now)
     POST   /v2/sandboxes/{id}/connect (and v1)  connect: the timeout only ever grows
     GET    /sandboxes/{id}/metrics              one sample of what it uses now
-    POST   /sandboxes/{id}/pause, /resume, /fork, /snapshots; GET .../logs   501: not supported
+    POST   /sandboxes/{id}/pause, /resume; GET .../logs   501: not supported
+
+Fork and snapshots are in `snapshots`.
 
 Field names follow E2B's OpenAPI document (camelCase, `templateID`, `sandboxID`).
 """
@@ -32,26 +34,15 @@ from engine.errors import BadParameter, LCIError, NotImplementedHere
 from engine.models import MIB, Limits, SessionSpec, SessionUsage
 from engine.server.e2b import listing
 from engine.server.e2b.registry import E2BSandbox
+from engine.server.e2b.snapshots import NewFromSnapshot, from_snapshot, snapshots
 from engine.server.e2b.state import sandboxes
+from engine.server.e2b.tokens import CLIENT_ID, ENVD_VERSION, created
 from engine.server.runtime.state import Owner, State
 
 # Out of lci's OpenAPI document: the wire is E2B's, described by E2B's own document.
 router = APIRouter(tags=["E2B sandboxes"], include_in_schema=False)
 
-# octet-stream uploads (0.5.7), file metadata (0.6.2), entries in watch events (0.6.3), watching
-# with network mounts allowed (0.6.4): the features the SDKs gate on the version
-ENVD_VERSION = "0.6.4"
-CLIENT_ID = "lci"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# The `domain` of a created or connected sandbox. A client with `E2B_SANDBOX_URL` set never uses
-# it; one without builds the sandbox's URL from it (always https://<port>-<id>.<domain>, so no
-# domain can lead that client to lci) and would send run_code and files to E2B's cloud. This
-# value makes that URL invalid, so the SDK fails at `Sandbox.create()`, its error ending in this
-# sentence: `InvalidURL: Invalid port: 'E2B_SANDBOX_URL is not set. ...'`.
-UNSET_SANDBOX_URL = (
-    "lci:E2B_SANDBOX_URL is not set. Set it to the URL of the lci server (the same as E2B_API_URL) "
-    "so that run_code and files reach lci"
-)
 ALL_TRAFFIC = "0.0.0.0/0"  # E2B's `denyOut` entry for every address
 
 
@@ -80,7 +71,8 @@ class TimeoutBody(BaseModel):
 @router.post("/v2/sandboxes", status_code=201)
 @router.post("/sandboxes", status_code=201)
 async def create_sandbox(body: NewSandbox, state: State, owner: Owner) -> dict[str, Any]:
-    """Start a sandbox (an lci session) and return the tokens that address it."""
+    """Start a sandbox (an lci session) and return the tokens that address it; a template that
+    is a snapshot's id starts it from that snapshot (see `snapshots`)."""
     _refuse_unsupported(body)
     envs = body.env_vars or {}
     for name, value in envs.items():
@@ -91,6 +83,10 @@ async def create_sandbox(body: NewSandbox, state: State, owner: Owner) -> dict[s
     if internet is not None:
         limits = Limits.model_validate({**limits.model_dump(), "network": internet})
     spec = SessionSpec(backend=state.settings.backend, limits=limits, env=envs)
+    snap = snapshots(state).find(body.template_id, owner)
+    if snap is not None:
+        new = NewFromSnapshot(owner, body.metadata or {}, body.timeout, envs, internet)
+        return created(await from_snapshot(state, snap, new))
     sandbox = await sandboxes(state).create(
         spec,
         template=body.template_id,
@@ -98,7 +94,7 @@ async def create_sandbox(body: NewSandbox, state: State, owner: Owner) -> dict[s
         timeout_s=body.timeout,
         owner=owner,
     )
-    return _created(sandbox)
+    return created(sandbox)
 
 
 @router.get("/v2/sandboxes")
@@ -162,7 +158,7 @@ async def connect_sandbox(
     sandbox = registry.get(sandbox_id, owner)
     if body is not None and body.timeout is not None:
         registry.set_timeout(sandbox, body.timeout, only_extend=True)
-    return JSONResponse(_created(sandbox), status_code=200)
+    return JSONResponse(created(sandbox), status_code=200)
 
 
 @router.get("/sandboxes/{sandbox_id}/metrics")
@@ -246,18 +242,6 @@ def _internet(body: NewSandbox) -> bool | None:
     if denied or body.allow_internet_access is False:
         return False
     return body.allow_internet_access
-
-
-def _created(sandbox: E2BSandbox) -> dict[str, Any]:
-    return {
-        "templateID": sandbox.template,
-        "sandboxID": sandbox.id,
-        "clientID": CLIENT_ID,
-        "envdVersion": ENVD_VERSION,
-        "envdAccessToken": sandbox.token,
-        "trafficAccessToken": sandbox.token,
-        "domain": UNSET_SANDBOX_URL,
-    }
 
 
 def _listed(sandbox: E2BSandbox) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from engine.server.e2b.interpreter import router as interpreter_router
 from engine.server.e2b.lifecycle import router as lifecycle_router
 from engine.server.e2b.process import router as process_router
 from engine.server.e2b.routing import PREFIX, SandboxRouting, authorize
+from engine.server.e2b.snapshots import router as snapshots_router
 from engine.server.e2b.state import running
 from engine.server.e2b.watchers import router as watchers_router
 from engine.server.runtime.surface import Surface
@@ -19,8 +20,10 @@ def _is_upload(path: str) -> bool:
 def surface() -> Surface:
     return Surface(
         name="e2b",
-        # Order matters: the files router ends with a catch-all for envd's unimplemented services.
+        # Order matters: the files router ends with a catch-all for envd's unimplemented services,
+        # the lifecycle router with one for the sandbox actions lci lacks.
         routers=(
+            snapshots_router,
             lifecycle_router,
             interpreter_router,
             filesystem_router,

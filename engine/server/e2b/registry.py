@@ -92,11 +92,37 @@ class E2BSandboxes:
         owner: str,
         sandbox_id: str | None = None,
     ) -> E2BSandbox:
-        lifetime = _timeout(timeout_s)  # checked before anything is started
+        _timeout(timeout_s)  # checked before anything is started
         session = await self.runner.create(spec, owner)
+        return await self.adopt(
+            session,
+            spec,
+            template=template,
+            metadata=metadata,
+            timeout_s=timeout_s,
+            owner=owner,
+            sandbox_id=sandbox_id,
+        )
+
+    async def adopt(
+        self,
+        session: Session,
+        spec: SessionSpec,
+        *,
+        template: str,
+        metadata: dict[str, str],
+        timeout_s: int | None,
+        owner: str,
+        sandbox_id: str | None = None,
+        visible_cells: int = 0,
+    ) -> E2BSandbox:
+        """A sandbox around a session already started for `owner`: a new one, or a fork whose
+        interpreter holds a sandbox's state, its count of cells (`visible_cells`) going on."""
+        lifetime = _timeout(timeout_s)
         now = time.time()
         default = Context(uuid.uuid4().hex[:12], session.id)
         await _start_in_home(session, default)
+        default.hidden_cells = session.executions - visible_cells
         sandbox = E2BSandbox(
             id=sandbox_id or "i" + uuid.uuid4().hex[:19],
             token=secrets.token_urlsafe(24),

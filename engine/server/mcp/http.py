@@ -49,6 +49,9 @@ class McpEndpoint:
                 SessionSpec(backend=settings.backend, limits=settings.limits),
                 auth=bool(settings.api_key),
                 inline_bytes=self.options.mcp_inline_bytes,
+                fork=lambda sid, owner, n, snap: state.runner.fork(
+                    sid, owner, n=n, snapshot_id=snap
+                ),
             )
         )
         try:

@@ -36,14 +36,17 @@ from engine.server.mcp.render import (
 )
 from engine.server.mcp.shape import sized_result
 from engine.server.mcp.shell import add_command_tools
+from engine.server.mcp.snapshots import add_snapshot_tools
 from engine.server.mcp.workspace import Caller, Workspace, WorkspaceRef, caller_from_request
 
 INSTRUCTIONS = """\
 lci runs Python in persistent, sandboxed sessions. Call run_python without a session_id to start a
 session; pass the returned session_id back to keep variables, imports and files. Figures
 (matplotlib) come back as images. run_command runs a shell command in the same sandbox. Each
-session has a working directory for files (upload_file, list_files, download_file). Close sessions
-you no longer need."""
+session has a working directory for files (upload_file, list_files, download_file).
+snapshot_session saves a session's whole state and restore_snapshot goes back to it (an undo);
+fork_session copies a session to try several approaches side by side. Close sessions you no longer
+need."""
 
 RUN_PYTHON = """\
 Run Python code in a sandboxed, stateful interpreter (like a Jupyter cell) and return what it did.
@@ -119,6 +122,7 @@ def build_mcp_server(ref: WorkspaceRef, *, version: str = "") -> MCPServer[Any]:
 
     _add_session_tools(server, context)
     add_command_tools(server, context)
+    add_snapshot_tools(server, context)
     _add_file_tools(server, context)
     return server
 

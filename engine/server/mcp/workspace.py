@@ -15,11 +15,13 @@ from typing import Any
 from engine.core.manager import SessionManager
 from engine.core.session import Session
 from engine.errors import SessionNotFound
-from engine.models import MIB, Limits, SessionSpec
+from engine.models import MIB, ForkResult, Limits, SessionSpec
 from engine.server.http.auth import principal_of
 from engine.server.mcp.shape import RESULT_BUDGET_BYTES
 
 LOCAL = "local"
+# (session_id, owner, n, snapshot_id) -> the forks, each a new session of `owner`
+Fork = Callable[[str, str, int, str | None], Awaitable[list[ForkResult]]]
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,11 @@ class Workspace:
         auth: bool = False,
         inline_bytes: int = 4 * MIB,
         result_bytes: int = RESULT_BUDGET_BYTES,
+        fork: Fork | None = None,
     ) -> None:
         self.manager = manager
         self._create = create
+        self._fork = fork or self._manager_fork
         self.defaults = defaults
         self.auth = auth
         self.inline_bytes = inline_bytes
@@ -75,6 +79,23 @@ class Workspace:
         if session_id is None:
             return await self.create(caller)
         return self.get(caller, session_id)
+
+    async def fork(
+        self, caller: Caller, session_id: str, n: int, snapshot_id: str | None
+    ) -> list[ForkResult]:
+        """`n` forks of the caller's session (or of one of its snapshots), each a new session of
+        the caller, counted towards its quota."""
+        self.get(caller, session_id)
+        forks = await self._fork(session_id, caller.owner, n, snapshot_id)
+        self._prune()
+        for fork in forks:
+            self._owners[fork.session.id] = caller.owner
+        return forks
+
+    async def _manager_fork(
+        self, session_id: str, owner: str, n: int, snapshot_id: str | None
+    ) -> list[ForkResult]:
+        return await self.manager.fork(session_id, n=n, snapshot_id=snapshot_id, owner=owner)
 
     def get(self, caller: Caller, session_id: str) -> Session:
         """The caller's session; SessionNotFound for anyone else's, as for a missing one."""

@@ -23,7 +23,7 @@ from collections import OrderedDict
 from engine.core.manager import SessionManager
 from engine.core.session import Session
 from engine.errors import CapacityExceeded, SessionClosed, SessionNotFound
-from engine.models import SessionSpec, SessionState
+from engine.models import ForkResult, SessionSpec, SessionState
 from engine.server.http.auth import ANONYMOUS
 from engine.session_runner import SessionRunner
 
@@ -93,6 +93,19 @@ class ServerRunner(SessionRunner):
                 if owner is not None:
                     self._owners[session.id] = owner
                 return session
+
+    async def fork(
+        self, session_id: str, principal: str, *, n: int = 1, snapshot_id: str | None = None
+    ) -> list[ForkResult]:
+        """`n` forks of `principal`'s session (or of one of its snapshots), each a new session of
+        `principal`, counted against its quota. SessionNotFound for another principal's session."""
+        self.owned(session_id, principal)
+        forks = await self.manager.fork(
+            session_id, n=n, snapshot_id=snapshot_id, owner=principal or None
+        )
+        for fork in forks:
+            self._owners[fork.session.id] = principal
+        return forks
 
     def owner_of(self, session_id: str) -> str:
         return self._owners.get(session_id, ANONYMOUS)

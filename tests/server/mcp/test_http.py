@@ -62,6 +62,11 @@ async def test_tools_are_described_for_models(server: LciServer) -> None:
         "list_files",
         "upload_file",
         "download_file",
+        "snapshot_session",
+        "restore_snapshot",
+        "list_snapshots",
+        "delete_snapshot",
+        "fork_session",
     }
     run_python = tools["run_python"]
     assert run_python.input_schema["required"] == ["code"]
