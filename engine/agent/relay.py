@@ -44,6 +44,9 @@ def fork_kernel(channel: Any, requests_fd: int) -> None:
     with contextlib.suppress(Exception):
         _guard_relay(parent)  # installed here, inherited by the kernel: ctypes stays shared
     handover_read, handover_write = os.pipe()
+    with contextlib.suppress(Exception):
+        # Before the fork: the kernel may hand over before this process is scheduled again.
+        _become_subreaper()
     child = os.fork()
     if child == 0:
         _die_with_parent(parent)
@@ -52,8 +55,6 @@ def fork_kernel(channel: Any, requests_fd: int) -> None:
         return
     os.close(handover_write)
     os.set_blocking(handover_read, False)
-    with contextlib.suppress(Exception):
-        _become_subreaper()
     os.close(requests_fd)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):  # user code's pipes: the relay must not keep their write ends open

@@ -355,7 +355,7 @@ class Session(SessionFiles, SessionSnapshots):
             run.end(frame)
 
     def on_exit(self, info: ExitInfo) -> None:
-        self._fail_replies()
+        self._fail_replies(info.code)
         if self._run is not None:
             self._run.end(None)
 

@@ -62,11 +62,14 @@ class SessionSnapshots:
         if future is not None and not future.done():
             future.set_result(frame)
 
-    def _fail_replies(self) -> None:
+    def _fail_replies(self, code: int | None = None) -> None:
         replies, self._replies = self._replies, {}
+        status = "" if code is None else f" (status {code})"
         for future in replies.values():
             if not future.done():
-                future.set_exception(SandboxError("the interpreter exited during the request"))
+                future.set_exception(
+                    SandboxError(f"the interpreter exited{status} during the request")
+                )
 
     async def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         """Send a request to the agent and wait for its reply (under the session's lock)."""
