@@ -5,13 +5,15 @@ limits hold (the snapshot cap, the memory limit, the disk limit, the owner's quo
 from __future__ import annotations
 
 import asyncio
+import os
 
+import psutil
 import pytest
 
 from engine.core.manager import SessionManager
 from engine.core.session import Session
 from engine.errors import CapacityExceeded, SessionBusy, SnapshotNotFound, SnapshotsUnavailable
-from engine.models import Outcome, SessionSpec
+from engine.models import BackendName, Outcome, SessionSpec
 
 STATE = (
     "x = 1\n"
@@ -32,6 +34,10 @@ READ = (
     "(x, next(numbers), double(21), p.x, log.closed, open('log.txt').read(),"
     " sorted(n for n in os.listdir('.') if not n.startswith('.')))"
 )
+
+
+def processes_of(uid: int) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["uids"]) if p.info["uids"].real == uid]
 
 
 async def value(session: Session, code: str) -> str:
@@ -195,3 +201,19 @@ async def test_memory_a_snapshot_holds_counts_against_the_session(make_session) 
     assert await session.list_snapshots() == []
     with pytest.raises(SnapshotNotFound):
         await session.restore(first.id)
+
+
+async def test_closing_the_session_ends_every_snapshot(manager: SessionManager) -> None:
+    session = await manager.create(
+        SessionSpec(backend=BackendName.SUBPROCESS, limits=manager.settings.limits)
+    )
+    # A subprocess sandbox runs as a uid of its own (as root): the host counts its processes.
+    uid = int(await value(session, "import os\nos.getuid()"))
+    if uid == os.getuid():
+        pytest.skip("sandboxes share the engine's uid here (not root): nothing to count")
+    before = len(processes_of(uid))
+    for _ in range(3):
+        await session.snapshot()
+    assert len(processes_of(uid)) == before + 3  # each snapshot is one frozen process
+    await manager.close(session.id)
+    assert processes_of(uid) == []
