@@ -18,9 +18,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from benchmarks.common import RESULTS, machine, plot_groups, progress, summarize
+from benchmarks.common import (
+    RESULTS,
+    chosen_backends,
+    machine,
+    plot_groups,
+    progress,
+    summarize,
+)
 from benchmarks.suite import lci_settings, new_state_dir, ready_manager
-from engine.core.backends.docker.api import unavailable_reason
 from engine.core.session import Session
 from engine.models import BackendName, SessionSpec
 
@@ -88,12 +94,7 @@ def main() -> None:
     parser.add_argument("--docker", choices=["auto", "require", "skip"], default="auto")
     args = parser.parse_args()
     count, firsts = (50, 3) if args.quick else (500, 15)
-    backends = [BackendName.SUBPROCESS]
-    reason = None if args.docker == "skip" else unavailable_reason("lci-sandbox:latest")
-    if args.docker != "skip" and reason is None:
-        backends.append(BackendName.DOCKER)
-    elif args.docker == "require":
-        raise SystemExit(f"docker is required: {reason}")
+    backends = chosen_backends(args.docker)
     results = {b.value: asyncio.run(measure(b, count, firsts)) for b in backends}
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "commands.json"

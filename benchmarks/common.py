@@ -178,3 +178,18 @@ def plot_groups(path: Path, title: str, groups: dict[str, dict[str, float]]) -> 
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def chosen_backends(docker: str) -> list[Any]:
+    """The backends a benchmark runs, from its `--docker auto|require|skip` option: subprocess
+    always, docker where its daemon and image answer (`require`: exit with the reason if not)."""
+    from engine.core.backends.docker.api import unavailable_reason
+    from engine.models import BackendName
+
+    backends = [BackendName.SUBPROCESS]
+    reason = None if docker == "skip" else unavailable_reason("lci-sandbox:latest")
+    if docker != "skip" and reason is None:
+        backends.append(BackendName.DOCKER)
+    elif docker == "require":
+        raise SystemExit(f"docker is required: {reason}")
+    return backends

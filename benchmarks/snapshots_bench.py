@@ -19,9 +19,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from benchmarks.common import RESULTS, machine, plot_groups, progress, summarize
+from benchmarks.common import (
+    RESULTS,
+    chosen_backends,
+    machine,
+    plot_groups,
+    progress,
+    summarize,
+)
 from benchmarks.suite import lci_settings, new_state_dir, ready_manager
-from engine.core.backends.docker.api import unavailable_reason
 from engine.core.manager import SessionManager
 from engine.core.session import Session
 from engine.models import BackendName, Limits, SessionSpec
@@ -116,12 +122,7 @@ def main() -> None:
     parser.add_argument("--docker", choices=["auto", "require", "skip"], default="auto")
     args = parser.parse_args()
     count, forks = (10, 3) if args.quick else (60, 10)
-    backends = [BackendName.SUBPROCESS]
-    reason = None if args.docker == "skip" else unavailable_reason("lci-sandbox:latest")
-    if args.docker != "skip" and reason is None:
-        backends.append(BackendName.DOCKER)
-    elif args.docker == "require":
-        raise SystemExit(f"docker is required: {reason}")
+    backends = chosen_backends(args.docker)
     results = {b.value: asyncio.run(measure(b, count, forks)) for b in backends}
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "snapshots.json"

@@ -192,26 +192,6 @@ class SilentChannel(Channel):
     def send_encoded(self, frame: bytes) -> None:
         pass
 
-    def hold(self) -> threading.Lock:
-        """Forward the output so far, then take the channel's lock (the pump stops forwarding)
-        and return it: the caller forks, or hands the channel over, and releases it."""
-        self.drain()
-        self._lock.acquire()
-        return self._lock
-
-    def restart_pump(self) -> None:
-        """In a kernel made by forking a snapshot (threads do not survive a fork): a new pump
-        over the same pipes; the old kernel's pipes for forked children are not this one's."""
-        with contextlib.suppress(Exception):
-            self._selector.close()
-        for fd in (*self._child_reads, *self._child_writes.values()):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._child_reads, self._child_writes = {}, {}
-        self._selector = None
-        self._lock = threading.Lock()
-        self.start_pump()
-
     def drain(self) -> None:
         pass
 
