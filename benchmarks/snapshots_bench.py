@@ -5,7 +5,8 @@ and fork of a live session holding the data stack and 100 MB of arrays, next to 
 Per backend: the session imports numpy and pandas, builds 100 MB of float64 arrays and a DataFrame,
 and writes a 1 MB CSV into its workdir. Then, each timed on its own: a snapshot (deleted again,
 untimed), a restore of one snapshot (after a cell changed a variable), a fork into one new session
-(closed again, untimed), and a fresh session plus the same setup cells. Memory: what a snapshot
+(closed again, untimed), and a fresh session plus the same setup cells; and a fork of a session
+holding the data stack and a small namespace (the common case of an agent's session). Memory: what a snapshot
 holds right after it is taken, and after the kernel rewrote every array (copy-on-write at work).
 Writes benchmarks/results/snapshots.json and snapshots.png.
 """
@@ -40,6 +41,13 @@ SETUP = (
     "total = sum(a.sum() for a in arrays)\n"
 )
 REWRITE = "for a in arrays: a += 1.0\n"
+# What an agent's session often holds: the data stack, a small frame, a few values and a function.
+SMALL = (
+    "import numpy as np, pandas as pd\n"
+    "df = pd.DataFrame({'k': np.arange(1000) % 7, 'v': np.arange(1000) * 0.5})\n"
+    "means = df.groupby('k').v.mean(); n = len(df); label = 'run-1'\n"
+    "def scale(x): return x * n\n"
+)
 LIMITS = Limits(memory_mb=2048, max_procs=256, output_bytes=4 << 20, timeout_s=120, disk_mb=512)
 
 
@@ -74,6 +82,7 @@ async def measure(backend: BackendName, count: int, forks: int) -> dict[str, Any
         "restore": [],
         "fork (one new session)": [],
         "fresh session + re-run the cells": [],
+        "fork, data stack and a small namespace": [],
     }
     memory: dict[str, Any] = {}
     try:
@@ -108,6 +117,15 @@ async def measure(backend: BackendName, count: int, forks: int) -> dict[str, Any
             samples["fresh session + re-run the cells"].append(time.perf_counter() - started)
             await manager.close(fresh.id)
             progress(f"{backend.value}: fresh {index + 1}/{forks}")
+        small = await manager.create(spec)
+        await small.execute(SMALL)
+        for index in range(count):
+            started = time.perf_counter()
+            made = await manager.fork(small.id)
+            samples["fork, data stack and a small namespace"].append(time.perf_counter() - started)
+            await manager.close(made[0].session.id)
+            if index % 10 == 0:
+                progress(f"{backend.value}: small fork {index + 1}/{count}")
     finally:
         await manager.close_all()
     figures: dict[str, Any] = {}
