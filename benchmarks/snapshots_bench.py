@@ -75,7 +75,8 @@ async def _fresh(manager: SessionManager, spec: SessionSpec) -> Session:
 
 
 async def measure(backend: BackendName, count: int, forks: int) -> dict[str, Any]:
-    manager = await ready_manager(lci_settings(new_state_dir(), limits=LIMITS))
+    # The default warm pools: a fork starts its sessions as a user's server would.
+    manager = await ready_manager(lci_settings(new_state_dir(), limits=LIMITS, docker_warm_pool=2))
     spec = SessionSpec(backend=backend, limits=LIMITS)
     samples: dict[str, list[float]] = {
         "snapshot": [],
