@@ -92,8 +92,12 @@ async def test_output_interrupts_and_crashes_work_after_a_restore(session: Sessi
     assert result.outcome is Outcome.INTERRUPTED and result.state_preserved, result
     assert await value(session, "count") == "1"
     # ... and output printed before it dies is still kept, the death told as a crash.
-    result = await session.execute("print('last', flush=True)\nimport os\nos._exit(3)")
-    assert result.outcome is Outcome.CRASHED and result.stdout == "last\n", result
+    result = await session.execute(
+        "print('last', flush=True)\nprint('on stderr', file=sys.stderr, flush=True)\n"
+        "import os\nos._exit(3)"
+    )
+    assert result.outcome is Outcome.CRASHED, result
+    assert (result.stdout, result.stderr) == ("last\n", "on stderr\n"), result
     assert not result.state_preserved
     # A fresh interpreter has no snapshots: they lived in the one that crashed.
     assert await session.list_snapshots() == []
