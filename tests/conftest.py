@@ -4,6 +4,7 @@ missing daemon skips with the reason, in CI (CI=true) it fails."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,6 +29,29 @@ def docker_unavailable_reason(settings: Settings) -> str | None:
     from engine.core.backends.docker.api import unavailable_reason
 
     return unavailable_reason(settings.docker_image)
+
+
+@functools.cache
+def docker_on_gvisor() -> bool:
+    """Whether the docker backend runs its containers under gVisor here: LCI_DOCKER_RUNTIME names
+    a runtime that the daemon runs with `runsc` (how CI runs the docker suite a second time)."""
+    from engine.core.backends.docker.api import DockerAPI
+    from engine.core.backends.docker.spec import is_gvisor
+
+    runtime = Settings().docker_runtime
+    if runtime is None or docker_unavailable_reason(Settings()) is not None:
+        return False
+    api = DockerAPI(timeout_s=30)
+    try:
+        return is_gvisor(api.runtime_program(runtime))
+    finally:
+        api.close()
+
+
+def not_on_gvisor(reason: str) -> pytest.MarkDecorator:
+    """Marks a docker test whose claim is about the host kernel's mechanisms, which gVisor
+    replaces: skipped on gVisor with `reason` (shown in the run's summary), run everywhere else."""
+    return pytest.mark.skipif(docker_on_gvisor(), reason=f"not under gVisor: {reason}")
 
 
 def require_docker(settings: Settings) -> None:
