@@ -9,6 +9,7 @@ The soak restarts it as a fault; the set-up tests run the docker suite against i
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -20,7 +21,16 @@ from benchmarks.common import progress
 
 
 class PrivateDaemon:
-    def __init__(self, base: Path, *, live_restore: bool = False) -> None:
+    """`runtimes`: OCI runtimes to register besides runc, as daemon.json's "runtimes" (name ->
+    {"path": ..., "runtimeArgs": [...]})."""
+
+    def __init__(
+        self,
+        base: Path,
+        *,
+        live_restore: bool = False,
+        runtimes: dict[str, dict[str, object]] | None = None,
+    ) -> None:
         self.base = base
         self.socket = base / "docker.sock"  # keep `base` short: a socket path has 108 bytes
         self.host = f"unix://{self.socket}"
@@ -28,6 +38,7 @@ class PrivateDaemon:
         self.live_restore = live_restore
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self.runtimes = runtimes or {}
 
     @property
     def env(self) -> dict[str, str]:
@@ -44,6 +55,10 @@ class PrivateDaemon:
         ]
         if self.live_restore:
             dockerd.append("--live-restore")
+        if self.runtimes:
+            config = self.base / "daemon.json"
+            config.write_text(json.dumps({"runtimes": self.runtimes}))
+            dockerd.append(f"--config-file={config}")
         script = 'ip link set lo up && exec "$@"'
         # The namespaces are made anew on each start: a restarted daemon finds its containers in
         # its data root, as after a restart of the host's daemon.

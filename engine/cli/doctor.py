@@ -1,6 +1,8 @@
 """`lci doctor`: what this host gives each backend, what is missing, and the fix for each.
 
-Every check only looks (it starts no session and changes nothing), so it is safe to run anywhere.
+Every check only looks (it starts no session and changes nothing), so it is safe to run anywhere;
+the one exception is the check of a configured docker runtime (`LCI_DOCKER_RUNTIME`), which starts
+one small docker session on it (see `doctor_runtime.py`).
 The exit status is 0 when nothing required is missing, 1 when something is (each such line says
 what to do); what is optional (a CJK font, a model server for `lci chat`/`lci serve`) is reported as
 a warning with its fix and does not change the status. `lci serve` runs the model-server, docker and
@@ -69,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         checks.append(ray_check)
     if not args.no_docker:
         checks.append(docker_check)
+        if settings.docker_runtime is not None:
+            checks.append(_docker_runtime)
     results = [check(settings) for check in checks]
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
@@ -282,6 +286,13 @@ def docker_check(settings: Settings) -> Check:
         else "start the Docker daemon (and let this user reach /var/run/docker.sock)"
     )
     return Check("docker", "docker", False, reason, fix)
+
+
+def _docker_runtime(settings: Settings) -> Check:
+    from engine.cli.doctor_runtime import runtime_check
+
+    ok, detail, fix = runtime_check(settings)
+    return Check("docker", "docker runtime", ok, detail, fix)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import pytest
 import engine
 from engine.core.session import Session
 from engine.models import Outcome
+from tests.conftest import not_on_gvisor, on_gvisor
 from tests.docker.conftest import containers_of
 
 pytestmark = pytest.mark.docker
@@ -67,7 +68,10 @@ async def test_memory_bomb_is_an_oom_kill_of_the_container_only(make_docker_sess
 async def test_disk_fill_is_refused(docker_session: Session, code: str, error: str) -> None:
     result = await docker_session.execute(code, timeout_s=20)
     assert result.outcome is Outcome.ERROR, result
-    assert result.error is not None and result.error.name == error
+    assert result.error is not None
+    # gVisor checks the root's permissions before its read-only mount: EACCES, not EROFS.
+    refused = {error, "PermissionError"} if on_gvisor(docker_session) else {error}
+    assert result.error.name in refused, result.error
     await docker_session.execute(
         "import os, glob\nfor p in glob.glob('f*') + ['big']:\n"
         "    os.path.exists(p) and os.remove(p)"
@@ -105,6 +109,10 @@ async def test_no_network_not_even_the_hosts_loopback(docker_session: Session) -
     assert "connected" not in result.result_text
 
 
+@not_on_gvisor(
+    "runsc is registered with --network=none (its netstack cannot start in the root network "
+    "namespace here), so a network=True session has no network at all"
+)
 async def test_network_can_be_enabled_per_session(make_docker_session: Any) -> None:
     server = socket.create_server(("0.0.0.0", 0))
     port = server.getsockname()[1]
@@ -174,7 +182,11 @@ async def test_killing_pid_1_and_every_visible_process(make_docker_session: Any)
     # SIGKILL to the namespace's init from inside is ignored by the kernel; kill(-1) hits only
     # the container's own processes.
     result = await attacker.execute("import os, signal\nos.kill(1, signal.SIGKILL)\n'alive'")
-    assert result.result_text == "'alive'"
+    if on_gvisor(attacker):
+        # gVisor's kernel lets the cell kill its init: its own container ends, and restarts.
+        assert result.outcome is Outcome.CRASHED, result
+    else:
+        assert result.result_text == "'alive'"
     result = await attacker.execute("import os, signal\nos.kill(-1, signal.SIGKILL)\n'alive'")
     assert result.outcome in (Outcome.COMPLETED, Outcome.ERROR)  # ESRCH: nothing else to kill
     # SIGTERM to init is forwarded to the agent, which dies: a crash, then a fresh container.

@@ -8,8 +8,9 @@ import json
 import docker
 import pytest
 
+from engine.core.backends.docker.spec import GVISOR_HOST_PIDS, GVISOR_PIDS_PER_PROC
 from engine.core.session import Session
-from tests.conftest import TEST_LIMITS
+from tests.conftest import TEST_LIMITS, on_gvisor
 from tests.docker.conftest import containers_of, keepers_of, workdir_volume
 
 pytestmark = pytest.mark.docker
@@ -28,7 +29,7 @@ mounts = {line.split()[1]: line.split()[3].split(',') for line in open('/proc/mo
 print(json.dumps({
     'uid': os.getuid(), 'gid': os.getgid(), 'cwd': os.getcwd(),
     'CapEff': status['CapEff'].strip(), 'CapPrm': status['CapPrm'].strip(),
-    'NoNewPrivs': status['NoNewPrivs'].strip(), 'Seccomp': status['Seccomp'].strip(),
+    'NoNewPrivs': status.get('NoNewPrivs', '').strip(), 'Seccomp': status['Seccomp'].strip(),
     'root_options': mounts['/'], 'tmp_options': mounts['/tmp'],
     'workspace_writable': os.access('/workspace', os.W_OK),
     'interfaces': sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').readlines()[2:]),
@@ -37,6 +38,7 @@ print(json.dumps({
                         '/sys/fs/cgroup/memory/memory.limit_in_bytes'),
     'core': resource.getrlimit(resource.RLIMIT_CORE),
     'nofile': resource.getrlimit(resource.RLIMIT_NOFILE),
+    'nproc': resource.getrlimit(resource.RLIMIT_NPROC), 'release': os.uname().release,
     'init': open('/proc/1/cmdline').read().split('\0')[0],
     'oom_score_adj': open('/proc/self/oom_score_adj').read().strip(),
     'visible_pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()),
@@ -55,7 +57,15 @@ async def test_container_configuration_as_the_daemon_reports_it(
     assert host["ReadonlyRootfs"] is True
     assert host["NetworkMode"] == "none"
     assert host["Init"] is True
-    assert host["PidsLimit"] == TEST_LIMITS.max_procs
+    ulimits = {u["Name"]: u for u in host["Ulimits"]}
+    if on_gvisor(docker_session):
+        # The host's cgroup holds gVisor's kernel too: the exact limit is RLIMIT_NPROC inside.
+        backstop = GVISOR_HOST_PIDS + GVISOR_PIDS_PER_PROC * TEST_LIMITS.max_procs
+        assert host["PidsLimit"] == backstop
+        assert ulimits["nproc"]["Soft"] == ulimits["nproc"]["Hard"] == TEST_LIMITS.max_procs
+    else:
+        assert host["PidsLimit"] == TEST_LIMITS.max_procs
+        assert "nproc" not in ulimits  # on the host kernel it would count other sandboxes too
     assert host["Memory"] == host["MemorySwap"] == TEST_LIMITS.memory_mb * MIB
     assert host["OomScoreAdj"] == 1000
     assert host["IpcMode"] == "private"
@@ -71,7 +81,6 @@ async def test_container_configuration_as_the_daemon_reports_it(
     assert volume.attrs["Options"]["type"] == "tmpfs"
     assert f"size={TEST_LIMITS.disk_mb}m" in volume.attrs["Options"]["o"]
     assert volume.attrs["Labels"]["lci.session"] == docker_session.id
-    ulimits = {u["Name"]: u for u in host["Ulimits"]}
     assert ulimits["core"]["Hard"] == 0
     assert ulimits["fsize"]["Hard"] == TEST_LIMITS.disk_mb * MIB
     assert config["User"] == "1000:1000"
@@ -83,7 +92,8 @@ async def test_container_configuration_as_the_daemon_reports_it(
     assert keeper_host["CapDrop"] == ["ALL"] and keeper_host["ReadonlyRootfs"] is True
     assert "no-new-privileges:true" in keeper_host["SecurityOpt"]
     assert keeper_host["NetworkMode"] == "none" and keeper.attrs["Config"]["User"] == "1000:1000"
-    assert 0 < keeper_host["PidsLimit"] <= 16
+    keeper_limits = {u["Name"]: u["Hard"] for u in keeper_host["Ulimits"]}
+    assert 0 < keeper_limits.get("nproc", keeper_host["PidsLimit"]) <= 16
     assert keeper_host["Memory"] == (64 + TEST_LIMITS.disk_mb) * MIB
     assert workdir_volume(keeper) == volume.name
 
@@ -94,17 +104,24 @@ async def test_confinement_seen_from_inside(docker_session: Session) -> None:
     seen = json.loads(result.stdout)
     assert (seen["uid"], seen["gid"], seen["cwd"]) == (1000, 1000, "/workspace")
     assert int(seen["CapEff"], 16) == 0 and int(seen["CapPrm"], 16) == 0
-    assert seen["NoNewPrivs"] == "1"
-    assert seen["Seccomp"] == "2"  # the daemon's default seccomp filter
     assert "ro" in seen["root_options"]
-    assert {"nosuid", "nodev", "noexec"} <= set(seen["tmp_options"])
+    assert "noexec" in seen["tmp_options"]
     assert seen["workspace_writable"]
     assert seen["interfaces"] == ["lo"]
-    assert int(seen["pids_max"]) == TEST_LIMITS.max_procs
-    assert int(seen["memory_max"]) == TEST_LIMITS.memory_mb * MIB
     assert seen["core"] == [0, 0]
     assert seen["nofile"] == [TEST_LIMITS.open_files] * 2
     assert seen["init"].endswith("docker-init")
+    if on_gvisor(docker_session):
+        # gVisor's own kernel: its version, not the host's; no host cgroup files, no
+        # no_new_privs or seccomp line in its /proc (the host's filter is on gVisor itself).
+        assert seen["release"] == "4.4.0", seen["release"]
+        assert seen["nproc"] == [TEST_LIMITS.max_procs] * 2
+        return
+    assert seen["NoNewPrivs"] == "1"
+    assert seen["Seccomp"] == "2"  # the daemon's default seccomp filter
+    assert {"nosuid", "nodev", "noexec"} <= set(seen["tmp_options"])
+    assert int(seen["pids_max"]) == TEST_LIMITS.max_procs
+    assert int(seen["memory_max"]) == TEST_LIMITS.memory_mb * MIB
     assert seen["oom_score_adj"] == "1000"
     # Its own pid namespace: docker-init, the agent and this cell's children only.
     assert seen["visible_pids"][0] == 1 and len(seen["visible_pids"]) <= 4

@@ -152,10 +152,6 @@ class DockerAPI:
         self._client.close()
 
     # -- images ----------------------------------------------------------------------------------
-    def image_labels(self, image: str) -> dict[str, str]:
-        """The labels of a local image; ImageNotFound (saying how to build it) if there is none."""
-        return self.inspect_image(image)[1]
-
     def inspect_image(self, image: str) -> tuple[str, dict[str, str]]:
         """The id and labels of a local image; ImageNotFound if there is none."""
         try:
@@ -376,6 +372,12 @@ class DockerAPI:
 
         return self._guard("starting a helper in the container", start)
 
+    def runtime_program(self, name: str) -> str:
+        """The daemon's program (path or shim type) for runtime `name`; "" for an unknown name."""
+        runtimes = self._guard("reading the Docker daemon's runtimes", self._api.info)
+        entry = (runtimes.get("Runtimes") or {}).get(name) or {}
+        return str(entry.get("path") or entry.get("runtimeType") or "")
+
     def ping(self) -> None:
         """BackendUnavailable unless the daemon answers."""
         self._guard("pinging the Docker daemon", self._api.ping)
@@ -390,7 +392,7 @@ def unavailable_reason(image: str) -> str | None:
     except LCIError as exc:
         return exc.message
     try:
-        api.image_labels(image)
+        api.inspect_image(image)
     except LCIError as exc:
         return exc.message
     finally:

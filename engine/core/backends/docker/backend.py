@@ -49,6 +49,7 @@ from engine.core.backends.docker.spec import (
     SANDBOX_UID,
     ContainerPlan,
     container_limits,
+    is_gvisor,
     volume_options,
 )
 from engine.core.owners import owner_tag
@@ -91,6 +92,7 @@ class DockerBackend:
         # traffic off: not docker's default bridge, where every container reaches every other.
         self.network = f"lci-net-{self.owner}-{self.backend_id}"
         self._network_made = False
+        self.gvisor = False  # the runtime is gVisor (spec.GVISOR_HOST_PIDS): read just below
         self._images: dict[str, tuple[str, float]] = {}  # name -> (image id, resolved at)
         agent_volume = f"lci-agent-{agent_digest()}-{self.backend_id}"
         self.agent = AgentSource(self.api, agent_volume, self._labels("agent"), self.user)
@@ -104,6 +106,8 @@ class DockerBackend:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
         try:
+            runtime = settings.docker_runtime
+            self.gvisor = runtime is not None and is_gvisor(self.api.runtime_program(runtime))
             self.reap_orphans()
         except BaseException:
             self.api.close()
@@ -198,6 +202,7 @@ class DockerBackend:
             network=self.network,
             agent_volume=self.agent.volume(image),
             runtime=self.settings.docker_runtime,
+            gvisor=self.gvisor,
         )
 
     async def _ensure_network(self) -> None:

@@ -39,6 +39,13 @@ LABEL_AGENT = "lci.agent_digest"
 LABEL_ROLE = "lci.role"
 KEEPER_MB = 64
 KEEPER_PROCS = 16
+# Under gVisor the container's host cgroup holds the user-space kernel (its Go threads, its gofer,
+# and with the ptrace platform a stub process per sandbox process, with a thread per kernel thread
+# that ran it), not the sandbox's processes: 233 host tasks for 28 busy sandbox processes on 2
+# cores. The exact limit is RLIMIT_NPROC, which gVisor's kernel enforces for the sandbox alone (it
+# has its own uids); the host's pids limit is only a backstop against the runtime itself.
+GVISOR_HOST_PIDS = 1024
+GVISOR_PIDS_PER_PROC = 16
 
 _AGENT_ARGV = bootstrap_argv("python3", SANDBOX_AGENT)
 # The keeper only waits, until its stdin ends: like the agent, it goes away by itself when the
@@ -96,6 +103,7 @@ class ContainerPlan:
     network: str = "bridge"  # the network of a container with `limits.network`
     agent_volume: str | None = None
     runtime: str | None = None  # the daemon's OCI runtime (`runsc`: gVisor); None: its default
+    gvisor: bool = False  # the runtime is gVisor's runsc (see GVISOR_HOST_PIDS)
 
     def binds(self) -> list[str]:
         # nocopy: the image's own /workspace (or an older agent) is never copied into a volume.
@@ -155,7 +163,7 @@ class ContainerPlan:
             "shm_size": SHM_MB * MIB,
             "mem_limit": memory,
             "memswap_limit": memory,  # equal to the memory limit: no swap
-            "pids_limit": limits.max_procs,  # exact, and counts threads too
+            "pids_limit": self._pids(limits.max_procs),  # exact, and counts threads too
             "nano_cpus": int(limits.cpus * 1e9) if limits.cpus is not None else None,
             "ulimits": [
                 {"name": "nofile", "soft": limits.open_files, "hard": limits.open_files},
@@ -164,11 +172,20 @@ class ContainerPlan:
                 # Private writable memory per process, with headroom over the exact cgroup
                 # limit: it turns one huge allocation into a MemoryError instead of an OOM kill.
                 {"name": "data", "soft": data, "hard": data},
+                *self._nproc(limits.max_procs),
             ],
             "oom_score_adj": 1000,  # the sandbox, never the host, is the OOM killer's victim
             "ipc_mode": "private",
             "log_config": {"type": "json-file", "config": {"max-size": "1m", "max-file": "1"}},
         }
+
+    def _pids(self, procs: int) -> int:
+        return GVISOR_HOST_PIDS + GVISOR_PIDS_PER_PROC * procs if self.gvisor else procs
+
+    def _nproc(self, procs: int) -> list[dict[str, Any]]:
+        # Only under gVisor: on the host kernel RLIMIT_NPROC counts every process of the uid,
+        # those of the other sandboxes too.
+        return [{"name": "nproc", "soft": procs, "hard": procs}] if self.gvisor else []
 
     def keeper_args(self, user: tuple[int, int]) -> dict[str, Any]:
         """`create_container` arguments of the session's keeper: a container that only waits,
@@ -196,12 +213,13 @@ class ContainerPlan:
             network_mode="none",
             mem_limit=memory,
             memswap_limit=memory,
-            pids_limit=KEEPER_PROCS,
+            pids_limit=self._pids(KEEPER_PROCS),
             nano_cpus=None,
             ulimits=[
                 {"name": "nofile", "soft": 256, "hard": 256},
                 {"name": "core", "soft": 0, "hard": 0},
                 {"name": "fsize", "soft": disk, "hard": disk},
+                *self._nproc(KEEPER_PROCS),
             ],
         )
         return host
@@ -235,3 +253,9 @@ def isolation(limits: Limits) -> Isolation:
         syscall_filter=SECCOMP_NAME,
         notes=notes,
     )
+
+
+def is_gvisor(program: str) -> bool:
+    """Whether the daemon's runtime program (a path, or a containerd shim type such as
+    `io.containerd.runsc.v1`) is gVisor's runsc."""
+    return "runsc" in os.path.basename(program)
