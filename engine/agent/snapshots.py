@@ -70,7 +70,7 @@ class Keeper:
         self.resumed = False  # set in a kernel a restore made, until the kernel has seen it
         self.forking = False  # a fork of ours is under way: not user code's (see kernel hooks)
         self._sid = ""  # in a snapshot: its own id
-        self._handed: dict[str, Any] | None = None  # in a restored kernel: the restore request
+        self._restore_id: str | None = None  # in a restored kernel: the request it answers
 
     @property
     def root(self) -> str:
@@ -246,18 +246,17 @@ class Keeper:
         self.snapshots = {}
         for (sid, meta), fd in zip(request["table"], fds, strict=False):
             self.snapshots[sid] = Snapshot(sid, socket.socket(fileno=fd), meta)
-        self._handed = {"id": request["id"]}
+        self._restore_id = str(request["id"])
 
     def _resumed(self) -> dict[str, Any]:
         """In the new kernel, back from `_freeze`: restart what a fork loses, answer the restore."""
         self.forking = False
         self._resume()
         self.resumed = True
-        handed = self._handed or {}
         sid = self._sid
         snapshot = self.snapshots.get(sid)
         data = {"snapshot": self._measured(snapshot, measure=False)} if snapshot else {}
-        return {"_resumed": handed.get("id"), **data}
+        return {"_resumed": self._restore_id, **data}
 
     def _path(self, name: str) -> str:
         """A bundle's place: a plain file name inside the snapshots' folder."""
